@@ -1,0 +1,148 @@
+"""Settings: one object for model locations, device, dtype, limits and the output folder.
+
+Every field reads an environment variable named ``KINEMA_<FIELD>`` (e.g. ``KINEMA_SD_MODEL``) and can
+be overridden from the command line with ``--<field-with-dashes>`` (e.g. ``--sd-model``). Precedence:
+CLI flag > environment variable > default.
+
+Model fields take a hub id (``stable-diffusion-v1-5/stable-diffusion-v1-5``), a local folder written by
+``save_pretrained``, or ``tiny``: deterministic random-weight tiny models built offline (for tests and
+for machines without weights; outputs are noise-like, but every code path runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+
+from core.errors import InputError
+
+ENV_PREFIX = "KINEMA_"
+
+Device = Literal["auto", "cuda", "mps", "cpu"]
+Dtype = Literal["auto", "float16", "bfloat16", "float32"]
+Offload = Literal["none", "model", "sequential"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process-wide configuration. Build it with :meth:`from_env` or :meth:`from_args`."""
+
+    sd_model: str = field(
+        default="stable-diffusion-v1-5/stable-diffusion-v1-5",
+        metadata={"help": "Stable Diffusion 1.5 weights: hub id, local folder, or 'tiny'."},
+    )
+    svd_model: str = field(
+        default="stabilityai/stable-video-diffusion-img2vid-xt",
+        metadata={"help": "Stable Video Diffusion weights: hub id, local folder, or 'tiny'."},
+    )
+    controlnet_model: str = field(
+        default="", metadata={"help": "Optional ControlNet weights (hub id or local folder)."}
+    )
+    lora_path: str = field(
+        default="", metadata={"help": "Optional folder or .safetensors file of LoRA / joint weights."}
+    )
+    device: Device = field(default="auto", metadata={"help": "auto (cuda > mps > cpu), cuda, mps or cpu."})
+    dtype: Dtype = field(default="auto", metadata={"help": "auto (float16 on cuda, float32 elsewhere)."})
+    offload: Offload = field(
+        default="none", metadata={"help": "CPU offload: none, model (per component) or sequential."}
+    )
+    output_dir: Path = field(default=Path("outputs"), metadata={"help": "Where results are written."})
+    max_image_side: int = field(default=2048, metadata={"help": "Largest accepted image side in pixels."})
+    max_frames: int = field(default=64, metadata={"help": "Largest number of frames a request may ask for."})
+    max_upload_mb: int = field(default=200, metadata={"help": "Largest accepted upload in MiB."})
+
+    # -- construction ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Read ``KINEMA_*`` variables (unset ones keep their defaults), then apply ``overrides``."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**{k: _coerce(k, v) for k, v in values.items()})
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add one ``--flag`` per field (default None, so unset flags fall back to env/defaults)."""
+        group = parser.add_argument_group("settings (also KINEMA_* environment variables)")
+        for f in fields(cls):
+            env = ENV_PREFIX + f.name.upper()
+            group.add_argument(
+                "--" + f.name.replace("_", "-"),
+                dest=f.name,
+                default=None,
+                help=f"{f.metadata['help']} [env {env}; default {f.default}]",
+            )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
+        """Settings from parsed CLI args (see :meth:`add_arguments`) on top of the environment."""
+        return cls.from_env(environ, **{f.name: getattr(args, f.name, None) for f in fields(cls)})
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **{k: _coerce(k, v) for k, v in changes.items()})
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("device", Device), ("dtype", Dtype), ("offload", Offload)):
+            value = getattr(self, name)
+            if value not in allowed.__args__:
+                raise InputError(
+                    f"Setting {name}={value!r} is not valid; use one of {', '.join(allowed.__args__)} "
+                    f"({ENV_PREFIX}{name.upper()} or --{name})."
+                )
+        for name in ("max_image_side", "max_frames", "max_upload_mb"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"Setting {name} must be positive, got {getattr(self, name)}.")
+
+    # -- derived values ----------------------------------------------------------------------------
+
+    def resolved_device(self) -> str:
+        """The torch device to use: the configured one, or cuda > mps > cpu when 'auto'."""
+        import torch
+
+        if self.device != "auto":
+            return self.device
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+
+    def resolved_dtype(self):
+        """The torch dtype: the configured one, or float16 on cuda and float32 elsewhere when 'auto'."""
+        import torch
+
+        if self.dtype == "auto":
+            return torch.float16 if self.resolved_device() == "cuda" else torch.float32
+        return getattr(torch, self.dtype)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+
+def _coerce(name: str, value: object) -> object:
+    """Convert a string from the environment or the CLI to the field's type."""
+    if not isinstance(value, str):
+        return value
+    kind = {f.name: f.default for f in fields(Settings)}[name]
+    if isinstance(kind, bool):
+        return value.lower() in ("1", "true", "yes", "on")
+    if isinstance(kind, int):
+        try:
+            return int(value)
+        except ValueError:
+            raise InputError(
+                f"Setting {name} must be an integer, got {value!r} ({ENV_PREFIX}{name.upper()})."
+            ) from None
+    if isinstance(kind, Path):
+        return Path(value).expanduser()
+    return value
