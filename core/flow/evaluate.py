@@ -1,0 +1,195 @@
+"""Accuracy of the flow estimators against known flow: `python -m core.flow.evaluate` prints an EPE table.
+
+Two kinds of ground truth, both offline (the images ship with scikit-image, a dev dependency):
+- Known motions of real photos (astronaut, coffee, chelsea): frame b is made from frame a with
+  `backward_warp` along a known map, and the true flow a -> b is that map's inverse. Motions: an integer
+  shift, a sub-pixel shift, a zoom, a rotation, a smooth local bump and a smooth random field.
+- Middlebury 2014 "motorcycle" (a real stereo pair): the flow left -> right is (-disparity, 0) where
+  the disparity is known.
+
+EPE (end-point error) is the mean Euclidean distance in px between estimated and true flow over valid
+pixels: away from the border and with p + flow(p) inside the other frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from core.errors import InputError, ModelNotAvailable
+from core.flow._checks import check_flow, check_same_hw
+from core.flow.estimate import METHODS, estimate_flow
+from core.flow.ops import resize_flow
+from core.flow.warp import backward_warp, warp_field
+
+PHOTOS = ("astronaut", "coffee", "chelsea")
+MOTIONS = ("shift_int", "shift_subpx", "zoom", "rotation", "bump", "smooth_random")
+BORDER_MARGIN_PX = 16
+
+
+@dataclass(frozen=True)
+class FlowCase:
+    """Two frames and the true flow between them. frames (H,W,3) uint8; flow_px (H,W,2) a -> b."""
+
+    name: str
+    frame_a_uint8: np.ndarray
+    frame_b_uint8: np.ndarray
+    flow_px: np.ndarray
+    valid: np.ndarray  # (H,W) bool: pixels where the truth is known and inside both frames
+
+
+def endpoint_error(
+    flow_est_px: np.ndarray, flow_true_px: np.ndarray, valid: np.ndarray | None = None
+) -> float:
+    """Mean end-point error in px: mean over `valid` pixels of |flow_est - flow_true|."""
+    flow_est_px = check_flow(flow_est_px, "estimated flow")
+    flow_true_px = check_flow(flow_true_px, "true flow")
+    check_same_hw(flow_est_px, flow_true_px, "estimated flow", "true flow")
+    errors = np.linalg.norm(flow_est_px - flow_true_px, axis=2)
+    if valid is None:
+        return float(errors.mean())
+    if valid.shape != errors.shape or not valid.any():
+        raise InputError(f"valid must be a non-empty (H,W) bool mask of shape {errors.shape}.")
+    return float(errors[valid].mean())
+
+
+def load_photo(name: str, max_side_px: int | None = None) -> np.ndarray:
+    """A scikit-image sample photo (one of PHOTOS) as (H,W,3) uint8, optionally shrunk to `max_side_px`."""
+    import skimage.data
+
+    if name not in PHOTOS:
+        raise InputError(f"Unknown photo {name!r}; choose one of {', '.join(PHOTOS)}.")
+    image = getattr(skimage.data, name)()
+    if max_side_px is not None and max(image.shape[:2]) > max_side_px:
+        scale = max_side_px / max(image.shape[:2])
+        size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(image)
+
+
+def _backward_map(motion: str, height: int, width: int) -> np.ndarray:
+    """The map g (H,W,2) px with frame_b(q) = frame_a(q + g(q)); sizes scale with the image."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    cx, cy, side = (width - 1) / 2, (height - 1) / 2, min(height, width)
+    if motion == "shift_int":
+        gx, gy = np.full_like(xs, -3.0), np.full_like(xs, 2.0)
+    elif motion == "shift_subpx":
+        gx, gy = np.full_like(xs, -1.4), np.full_like(xs, 0.6)
+    elif motion == "zoom":  # zoom in by 6% about the centre
+        gx, gy = (xs - cx) * (1 / 1.06 - 1), (ys - cy) * (1 / 1.06 - 1)
+    elif motion == "rotation":  # 4 degrees about the centre
+        c, s = np.cos(np.radians(4.0)), np.sin(np.radians(4.0))
+        gx = cx + c * (xs - cx) + s * (ys - cy) - xs
+        gy = cy - s * (xs - cx) + c * (ys - cy) - ys
+    elif motion == "bump":  # one region pushed down-right, peak 3% of the side, still elsewhere
+        r2 = ((xs - 0.6 * width) ** 2 + (ys - 0.45 * height) ** 2) / (0.15 * side) ** 2
+        bump = 0.03 * side * np.exp(-r2 / 2)
+        gx, gy = -bump * 0.8, -bump * 0.6
+    elif motion == "smooth_random":  # blurred noise, peak 2% of the side (seeded: the same every run)
+        noise = np.random.default_rng(0).standard_normal((height, width, 2)).astype(np.float32)
+        field = cv2.GaussianBlur(noise, (0, 0), 0.08 * side).astype(np.float64)
+        field *= 0.02 * side / np.abs(field).max()
+        gx, gy = field[..., 0], field[..., 1]
+    else:
+        raise InputError(f"Unknown motion {motion!r}; choose one of {', '.join(MOTIONS)}.")
+    return np.stack([gx, gy], axis=-1).astype(np.float32)
+
+
+def _valid_mask(flow_px: np.ndarray, margin_px: int) -> np.ndarray:
+    h, w = flow_px.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w]
+    tx, ty = xs + flow_px[..., 0], ys + flow_px[..., 1]
+    inside_a = (xs >= margin_px) & (xs < w - margin_px) & (ys >= margin_px) & (ys < h - margin_px)
+    inside_b = (tx >= margin_px) & (tx <= w - 1 - margin_px) & (ty >= margin_px) & (ty <= h - 1 - margin_px)
+    return inside_a & inside_b
+
+
+def synthetic_case(image_uint8: np.ndarray, motion: str, name: str = "") -> FlowCase:
+    """Move a photo by a known motion (one of MOTIONS) with `backward_warp`; return frames and truth.
+
+    The true forward flow f solves f(p) = -g(p + f(p)) for the backward map g; the fixed-point
+    iteration converges because every map here changes by much less than 1 px per px.
+    """
+    h, w = image_uint8.shape[:2]
+    back_px = _backward_map(motion, h, w)
+    frame_b = backward_warp(image_uint8, back_px, border="replicate")
+    flow_px = -back_px
+    for _ in range(50):
+        flow_px = -warp_field(back_px, flow_px)
+    return FlowCase(name or motion, image_uint8, frame_b, flow_px, _valid_mask(flow_px, BORDER_MARGIN_PX))
+
+
+def motorcycle_case(scale: float = 1.0) -> FlowCase:
+    """Middlebury 2014 motorcycle (500x741 as shipped by scikit-image), left -> right, optionally scaled.
+
+    True flow is (-disparity, 0) where the disparity is finite and positive. When scaled, a pixel stays
+    valid only if every source pixel it averages was valid.
+    """
+    import skimage.data
+
+    left, right, disparity = skimage.data.stereo_motorcycle()
+    known = np.isfinite(disparity) & (disparity > 0)
+    flow_px = np.zeros((*disparity.shape, 2), np.float32)
+    flow_px[..., 0] = -np.where(known, disparity, 0)
+    known_frac = known.astype(np.float32)
+    if scale != 1.0:
+        h, w = round(left.shape[0] * scale), round(left.shape[1] * scale)
+        left, right = (cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in (left, right))
+        flow_px = resize_flow(flow_px, (h, w))
+        known_frac = cv2.resize(known_frac, (w, h), interpolation=cv2.INTER_AREA)
+    valid = (known_frac > 0.999) & _valid_mask(flow_px, 0)
+    return FlowCase("motorcycle", left, right, flow_px, valid)
+
+
+def all_cases(max_side_px: int | None = None) -> list[FlowCase]:
+    """Every synthetic motion of every photo, then motorcycle (photos shrunk to `max_side_px` if given)."""
+    cases = []
+    for photo in PHOTOS:
+        image = load_photo(photo, max_side_px)
+        cases += [synthetic_case(image, motion, f"{photo}/{motion}") for motion in MOTIONS]
+    scale = 1.0 if max_side_px is None else min(1.0, max_side_px / 741)
+    return cases + [motorcycle_case(scale)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--methods", nargs="+", default=list(METHODS), choices=METHODS, help="estimators to compare"
+    )
+    parser.add_argument("--max-side", type=int, default=None, help="shrink images to this longest side (px)")
+    args = parser.parse_args(argv)
+
+    cases = all_cases(args.max_side)
+    methods, table, seconds = [], {}, {}
+    for method in args.methods:
+        try:
+            start = time.perf_counter()
+            table[method] = [
+                endpoint_error(estimate_flow(c.frame_a_uint8, c.frame_b_uint8, method), c.flow_px, c.valid)
+                for c in cases
+            ]
+            seconds[method] = (time.perf_counter() - start) / len(cases)
+            methods.append(method)
+        except ModelNotAvailable as err:
+            print(f"{method}: skipped: {err}")
+
+    print(f"\nEnd-point error (px, lower is better); sizes: {args.max_side or 'full'}")
+    print(f"{'case':<28} {'|true| mean':>11} " + " ".join(f"{m:>13}" for m in methods))
+    synthetic = [i for i, c in enumerate(cases) if c.name != "motorcycle"]
+    for i, case in enumerate(cases):
+        speed = float(np.linalg.norm(case.flow_px, axis=2)[case.valid].mean())
+        print(f"{case.name:<28} {speed:>11.2f} " + " ".join(f"{table[m][i]:>13.3f}" for m in methods))
+    print(
+        f"{'mean (synthetic)':<28} {'':>11} "
+        + " ".join(f"{np.mean([table[m][i] for i in synthetic]):>13.3f}" for m in methods)
+    )
+    print(f"{'seconds / pair':<28} {'':>11} " + " ".join(f"{seconds[m]:>13.3f}" for m in methods))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
