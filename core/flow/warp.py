@@ -93,38 +93,34 @@ def _splat(
     """
     h, w, channels = values.shape
     ys, xs = np.mgrid[0:h, 0:w]
-    tx = (xs + flow_px[..., 0].astype(np.float64)).ravel()
-    ty = (ys + flow_px[..., 1].astype(np.float64)).ravel()
+    # Clipping keeps far-away targets outside the frame but within int64 range.
+    tx = np.clip(xs + flow_px[..., 0].astype(np.float64), -2, w + 1)
+    ty = np.clip(ys + flow_px[..., 1].astype(np.float64), -2, h + 1)
     x0, y0 = np.floor(tx), np.floor(ty)
-    fx, fy = tx - x0, ty - y0
-    source = np.arange(h * w)
-    targets, weights, sources = [], [], []
-    for ox, oy, wt in (
-        (0, 0, (1 - fx) * (1 - fy)),
-        (1, 0, fx * (1 - fy)),
-        (0, 1, (1 - fx) * fy),
-        (1, 1, fx * fy),
-    ):
-        cx, cy = x0 + ox, y0 + oy
-        keep = (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h) & (wt > 0)
-        targets.append((cy[keep] * w + cx[keep]).astype(np.int64))
-        weights.append(wt[keep])
-        sources.append(source[keep])
-    target, weight, src = np.concatenate(targets), np.concatenate(weights), np.concatenate(sources)
+    fx, fy = (tx - x0).ravel(), (ty - y0).ravel()
+    # The 4 corners of every source pixel, as (4, H*W) arrays. Corners outside the frame go to a spare
+    # bin (index H*W) that is dropped at the end: no compaction of the large arrays needed.
+    cx = (x0.ravel() + np.array([0, 1, 0, 1])[:, None]).astype(np.int64)
+    cy = (y0.ravel() + np.array([0, 0, 1, 1])[:, None]).astype(np.int64)
+    weight = np.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy])
+    inside = (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h)
+    target = np.where(inside, cy * w + cx, h * w).ravel()
+    weight = np.where(inside, weight, 0.0).ravel()
+    src = np.tile(np.arange(h * w), 4)
 
-    # Z-test: per target keep only contributions within `tolerance` of the front-most priority there.
-    prio = priority.ravel().astype(np.float64)[src]
-    front = np.full(h * w, -np.inf)
+    # Z-test: per target keep only contributions within `tolerance` of the front-most priority there;
+    # zero-weight corners (exactly integer motion) take no part.
+    prio = np.where(weight > 0, np.tile(priority.ravel().astype(np.float64), 4), -np.inf)
+    front = np.full(h * w + 1, -np.inf)
     np.maximum.at(front, target, prio)
-    visible = prio >= front[target] - tolerance
-    target, weight, src = target[visible], weight[visible], src[visible]
+    weight = np.where(prio >= front[target] - tolerance, weight, 0.0)
 
-    weight_sum = np.bincount(target, weights=weight, minlength=h * w)
+    weight_sum = np.bincount(target, weights=weight, minlength=h * w + 1)[: h * w]
     flat = values.reshape(h * w, channels)
     out = np.zeros((h * w, channels))
     filled = weight_sum > _MIN_SPLAT_WEIGHT
     for c in range(channels):
-        acc = np.bincount(target, weights=weight * flat[src, c], minlength=h * w)
+        acc = np.bincount(target, weights=weight * flat[src, c], minlength=h * w + 1)[: h * w]
         out[filled, c] = acc[filled] / weight_sum[filled]
     return out.reshape(h, w, channels), ~filled.reshape(h, w)
 

@@ -141,3 +141,9 @@ def test_bad_border_and_priority_are_input_errors():
         backward_warp(image, flow, border="wrap")
     with pytest.raises(InputError, match="priority"):
         forward_splat(image, flow, priority=np.zeros((4, 4)))
+
+
+def test_forward_splat_of_everything_out_of_frame_is_all_holes():
+    image = _image(8, 8)
+    out, holes = forward_splat(image, _constant_flow(8, 8, 100.5, -1e6))
+    assert holes.all() and not out.any()
