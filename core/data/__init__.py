@@ -1,0 +1,1 @@
+"""Datasets: video folders (Panda-70M / WebVid layouts), image + depth folders, synthetic scenes."""
