@@ -35,6 +35,7 @@ import numpy as np
 
 from core.errors import InputError
 from core.imaging import save_png16
+from core.video import write_video
 
 # Named colours (RGB in [0,1]) so captions can name what is drawn.
 PALETTE: dict[str, tuple[float, float, float]] = {
@@ -140,48 +141,82 @@ def camera_rays(size: tuple[int, int], fov_deg: float, pitch_deg: float = 0.0) -
     return dirs_cam @ rot.T
 
 
-def _hit_sphere(origin: np.ndarray, dirs: np.ndarray, s: Sphere) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest positive ray parameter (inf on a miss) and unit normals, for rays origin + t*dirs."""
-    oc = origin - np.asarray(s.center)
-    a = np.einsum("...k,...k->...", dirs, dirs)
-    b = np.einsum("...k,...k->...", dirs, oc)
-    c = np.einsum("...k,...k->...", oc, oc) - s.radius**2
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot product of (N,3) / (3,) arrays (matrix-vector products where one side is (3,))."""
+    if a.ndim == 1:
+        return b @ a
+    if b.ndim == 1:
+        return a @ b
+    return np.einsum("ij,ij->i", a, b)
+
+
+def _sphere_roots(
+    origin: np.ndarray, dirs: np.ndarray, center: tuple[float, float, float], radius: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(discriminant, near root, far root) of |origin + t*dirs - center| = radius, for (N,3) or (3,) rays."""
+    oc = origin - np.asarray(center)
+    a = _dot(dirs, dirs)
+    b = _dot(dirs, oc)
+    c = _dot(oc, oc) - radius**2
     disc = b * b - a * c
     sq = np.sqrt(np.maximum(disc, 0.0))
-    t_near = (-b - sq) / a
-    t = np.where((disc >= 0) & (t_near > 1e-6), t_near, np.inf)
-    hit = origin + np.where(np.isfinite(t), t, 0.0)[..., None] * dirs
-    return t, (hit - np.asarray(s.center)) / s.radius
+    return disc, (-b - sq) / a, (-b + sq) / a
 
 
-def _hit_box(origin: np.ndarray, dirs: np.ndarray, b: Box) -> tuple[np.ndarray, np.ndarray]:
-    """Slab test in the box's own frame; returns the entry parameter (inf on a miss) and unit normals."""
-    cy, sy = math.cos(b.yaw_rad), math.sin(b.yaw_rad)
-    rot = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])  # box frame -> world
-    o_local = (origin - np.asarray(b.center)) @ rot  # world -> box frame (rot is orthonormal)
+def _box_rotation(box: Box) -> np.ndarray:
+    """Box frame -> world (a turn about the vertical axis); its transpose maps world -> box frame."""
+    c, s = math.cos(box.yaw_rad), math.sin(box.yaw_rad)
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+def _hit_box(origin: np.ndarray, dirs: np.ndarray, box: Box) -> np.ndarray:
+    """Entry parameter of each ray into the box (inf on a miss), by the slab test in the box's frame."""
+    rot = _box_rotation(box)
+    o_local = (origin - np.asarray(box.center)) @ rot
     d_local = dirs @ rot
-    o_local = np.broadcast_to(o_local, d_local.shape)
-    t_enter = np.full(d_local.shape[:-1], -np.inf)
-    t_exit = np.full(d_local.shape[:-1], np.inf)
-    axis = np.zeros(d_local.shape[:-1], dtype=np.int64)
+    n = max(len(o_local) if o_local.ndim == 2 else 0, len(d_local) if d_local.ndim == 2 else 0)
+    o_local = np.broadcast_to(o_local, (n, 3))
+    d_local = np.broadcast_to(d_local, (n, 3))
+    t_enter = np.full(n, -np.inf)
+    t_exit = np.full(n, np.inf)
     # One axis at a time: reductions over a length-3 last axis are slow in numpy. A zero direction
-    # component gives +-inf bounds, which the comparisons below handle as "inside or outside the slab".
-    for k, half in enumerate(b.half_size):
+    # component gives +-inf bounds, which the comparisons handle as "inside or outside the slab".
+    for k, half in enumerate(box.half_size):
         with np.errstate(divide="ignore", invalid="ignore"):
-            t1 = (-half - o_local[..., k]) / d_local[..., k]
-            t2 = (half - o_local[..., k]) / d_local[..., k]
-        lo = np.minimum(t1, t2)
-        later = lo > t_enter
-        axis[later] = k
-        t_enter = np.where(later, lo, t_enter)
+            t1 = (-half - o_local[:, k]) / d_local[:, k]
+            t2 = (half - o_local[:, k]) / d_local[:, k]
+        t_enter = np.maximum(t_enter, np.minimum(t1, t2))
         t_exit = np.minimum(t_exit, np.maximum(t1, t2))
-    t = np.where((t_exit >= t_enter) & (t_enter > 1e-6), t_enter, np.inf)
-    sign = -np.sign(np.take_along_axis(d_local, axis[..., None], -1))
-    return t, rot.T[axis] * sign
+    return np.where((t_exit >= t_enter) & (t_enter > 1e-6), t_enter, np.inf)
 
 
-def _hit_object(origin: np.ndarray, dirs: np.ndarray, obj: Sphere | Box) -> tuple[np.ndarray, np.ndarray]:
-    return _hit_sphere(origin, dirs, obj) if isinstance(obj, Sphere) else _hit_box(origin, dirs, obj)
+def _hit_object(origin: np.ndarray, dirs: np.ndarray, obj: Sphere | Box, n: int) -> np.ndarray:
+    """Nearest positive hit parameter (n,) of rays origin + t*dirs with `obj`, inf on a miss.
+
+    Boxes are tested only on the rays that meet their bounding sphere.
+    """
+    if isinstance(obj, Sphere):
+        disc, near, _ = _sphere_roots(origin, dirs, obj.center, obj.radius)
+        return np.broadcast_to(np.where((disc >= 0) & (near > 1e-6), near, np.inf), (n,))
+    disc, _, far = _sphere_roots(origin, dirs, obj.center, float(np.linalg.norm(obj.half_size)))
+    candidates = np.flatnonzero(np.broadcast_to((disc >= 0) & (far > 1e-6), (n,)))
+    t = np.full(n, np.inf)
+    if candidates.size:
+        pick = lambda x: x[candidates] if x.ndim == 2 else x  # noqa: E731
+        t[candidates] = _hit_box(pick(origin), pick(dirs), obj)
+    return t
+
+
+def _object_normals(points: np.ndarray, obj: Sphere | Box) -> np.ndarray:
+    """Outward unit normals (N,3) at surface points (N,3) of `obj`."""
+    if isinstance(obj, Sphere):
+        return (points - np.asarray(obj.center)) / obj.radius
+    rot = _box_rotation(obj)
+    local = (points - np.asarray(obj.center)) @ rot
+    axis = np.argmax(np.abs(local) / np.asarray(obj.half_size), axis=1)  # the face the point lies on
+    normal_local = np.zeros_like(local)
+    normal_local[np.arange(len(local)), axis] = np.sign(local[np.arange(len(local)), axis])
+    return normal_local @ rot.T
 
 
 def render_image_scene(spec: ImageSceneSpec, size: tuple[int, int]) -> ImageScene:
@@ -189,51 +224,52 @@ def render_image_scene(spec: ImageSceneSpec, size: tuple[int, int]) -> ImageScen
     height, width = size
     if height < 1 or width < 1:
         raise InputError(f"Image size must be positive, got {size}.")
-    dirs = camera_rays(size, spec.fov_deg, spec.pitch_deg)
+    dirs = camera_rays(size, spec.fov_deg, spec.pitch_deg).reshape(-1, 3)
+    n = len(dirs)
     origin = np.zeros(3)
-    depth = np.full((height, width), np.inf)
-    normal = np.zeros((height, width, 3))
-    albedo = np.zeros((height, width, 3))
+    # Surface ids: -1 nothing, 0 wall, 1 ground, 2 + i object i. Keep the nearest hit per ray.
+    depth = np.full(n, np.inf)
+    surface = np.full(n, -1, dtype=np.int16)
+    with np.errstate(divide="ignore"):
+        if spec.wall_z is not None:
+            t = np.where(dirs[:, 2] > 0, spec.wall_z / dirs[:, 2], np.inf)
+            surface[t < depth], depth = 0, np.minimum(depth, t)
+        if spec.ground_y is not None:
+            t = np.where(dirs[:, 1] > 0, spec.ground_y / dirs[:, 1], np.inf)
+            surface[t < depth], depth = 1, np.minimum(depth, t)
+    for i, obj in enumerate(spec.objects):
+        t = _hit_object(origin, dirs, obj, n)
+        surface[t < depth], depth = 2 + i, np.minimum(depth, t)
 
-    def take(t: np.ndarray, n: np.ndarray | None, color: np.ndarray) -> None:
-        closer = t < depth
-        depth[closer] = t[closer]
-        if n is not None:
-            normal[closer] = n[closer]
-        albedo[closer] = color[closer] if color.ndim == 3 else color
-
-    if spec.wall_z is not None:
-        with np.errstate(divide="ignore"):
-            t = np.where(dirs[..., 2] > 0, spec.wall_z / dirs[..., 2], np.inf)
-        take(t, np.broadcast_to([0.0, 0.0, -1.0], dirs.shape), np.asarray(_WALL_COLOR))
-    if spec.ground_y is not None:
-        with np.errstate(divide="ignore"):
-            t = np.where(dirs[..., 1] > 0, spec.ground_y / dirs[..., 1], np.inf)
-        hit = np.where(np.isfinite(t), t, 0.0)[..., None] * dirs
-        checker = (np.floor(hit[..., 0] / 0.5) + np.floor(hit[..., 2] / 0.5)).astype(np.int64) % 2
-        color = np.asarray(_GROUND_COLORS)[checker]
-        take(t, np.broadcast_to([0.0, -1.0, 0.0], dirs.shape), color)
-    for obj in spec.objects:
-        t, n = _hit_object(origin, dirs, obj)
-        take(t, n, np.asarray(PALETTE[obj.color]))
+    # Normals and colours only where each surface is the one seen.
+    normal = np.zeros((n, 3))
+    albedo = np.zeros((n, 3))
+    points = np.where(np.isfinite(depth), depth, 0.0)[:, None] * dirs
+    wall, ground = surface == 0, surface == 1
+    normal[wall], albedo[wall] = (0.0, 0.0, -1.0), _WALL_COLOR
+    normal[ground] = (0.0, -1.0, 0.0)
+    checker = (np.floor(points[ground, 0] / 0.5) + np.floor(points[ground, 2] / 0.5)).astype(np.int64) % 2
+    albedo[ground] = np.asarray(_GROUND_COLORS)[checker]
+    for i, obj in enumerate(spec.objects):
+        seen = surface == 2 + i
+        normal[seen] = _object_normals(points[seen], obj)
+        albedo[seen] = PALETTE[obj.color]
 
     light = np.asarray(spec.light_dir, dtype=np.float64)
     light /= np.linalg.norm(light)
     lambert = np.clip(normal @ light, 0.0, None)
-    # Hard shadows: a surface point is dark when a ray towards the light hits an object first.
-    finite = np.isfinite(depth)
-    facing = finite & (lambert > 0)  # only surfaces facing the light can be in shadow
-    points = depth[facing][:, None] * dirs[facing] + 1e-4 * normal[facing]
-    lit = np.ones((height, width), dtype=bool)
+    # Hard shadows: a lit surface point is dark when a ray towards the light meets an object first.
+    facing = np.flatnonzero(lambert > 0)
+    starts = points[facing] + 1e-4 * normal[facing]
+    blocked = np.zeros(len(facing), dtype=bool)
     for obj in spec.objects:
-        t, _ = _hit_object(points, np.broadcast_to(light, points.shape), obj)
-        lit[facing] &= ~np.isfinite(t)
-    shade = _AMBIENT + (1.0 - _AMBIENT) * lambert * lit
-    rgb = np.where(finite[..., None], albedo * shade[..., None], 0.0)
-    image_uint8 = np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
+        blocked |= np.isfinite(_hit_object(starts, light, obj, len(facing)))
+    lambert[facing[blocked]] = 0.0
+    rgb = albedo * (_AMBIENT + (1.0 - _AMBIENT) * lambert)[:, None]
+    image_uint8 = np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8).reshape(height, width, 3)
     return ImageScene(
         image_uint8=image_uint8,
-        depth=depth.astype(np.float32),
+        depth=depth.reshape(height, width).astype(np.float32),
         caption=spec.caption,
         focal_px=focal_from_fov(width, spec.fov_deg),
         spec=spec,
@@ -639,8 +675,6 @@ def write_video_folder(
     duration); `captions=False` leaves the name column empty, as in some WebVid copies.
     Scene i uses seed `seed + i`.
     """
-    from core.video import write_video
-
     if layout not in ("panda", "webvid"):
         raise InputError(f"layout must be 'panda' or 'webvid', got {layout!r}.")
     root = Path(root)
