@@ -700,7 +700,8 @@ def write_video_folder(
         paths.append(path)
     table = root / ("metadata.csv" if layout == "panda" else "results.csv")
     with open(table, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["clip_id", "caption"])
+        columns = ["clip_id", "caption"] if layout == "panda" else ["videoid", "name", "page_dir", "duration"]
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
     return paths
