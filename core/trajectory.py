@@ -38,8 +38,10 @@ Reading streamlit-drawable-canvas `json_data`
       serialised) is the centre of the path's bounding box. A freshly drawn path has its centre at
       pathOffset (Fabric 4 writes left = bbox.left - strokeWidth/2 with origin left/top, Fabric 7
       writes the bbox centre with origin center), so untouched paths map to themselves and moved,
-      scaled, rotated or flipped ones follow their transform. Fabric bounds a Q segment by the cubic
-      with both control points at the Q control point; we do the same so pathOffset matches exactly.
+      scaled, rotated or flipped ones follow their transform. Fabric 7.4 bounds a Q segment by the
+      cubic with both control points at the Q control point; we do the same, so pathOffset matches
+      exactly (checked for 7.4 only; for a scaled sharp stroke the exact quadratic bounds would put it
+      0.6 px off, see tests/fixtures/canvas/transformed.json).
       `polygon`/`polyline` points work the same way (pathOffset = centre of the points' bbox); a polygon
       is closed, so its trajectory returns to the first vertex.
     - Path commands are absolute M, L, Q, C, Z (Fabric simplifies everything else before saving). Q and
