@@ -14,9 +14,10 @@ Conventions (SEED_NOTES, "LoRA conventions"):
   as they are, and :func:`load_lora` needs nothing but the path.
 - Adding or loading an adapter makes it active *beside* the adapters already active (peft and diffusers
   would deactivate them); :func:`set_active_loras` chooses the active set and weights explicitly.
-- Adapters leave the model's own parameters as they were, ``requires_grad`` included (peft would freeze
-  them, and on CPU a frozen weight can take another matmul path: ~1e-6 differences in the SVD UNet). To
-  train only the LoRA weights, freeze the model first: ``model.requires_grad_(False)``.
+- As with peft and diffusers, the first adapter freezes the model's own parameters (``requires_grad=False``)
+  so that only LoRA weights train; deleting adapters leaves them frozen. On CPU a frozen weight can take
+  another matmul path than a trainable one (~1e-6 in the SVD UNet's temporal attention): compare outputs
+  of models whose parameters are in the same ``requires_grad`` state.
 
 Files are read with safetensors only (never pickle); a missing, unreadable or mismatching file raises
 :class:`~core.errors.InputError`.
@@ -231,6 +232,7 @@ def load_lora(model: torch.nn.Module, path: str | Path, name: str | None = None)
         _check_same_scaling(model.peft_config[name], config, name, file)
         _load_weights(model, name, weights, file)
         return name
+    flags = _requires_grad(model)
     # The values drawn to initialise the new layers are overwritten; keep them out of the caller's RNG stream.
     with torch.random.fork_rng(devices=[]):
         _inject(model, name, config)
@@ -238,6 +240,7 @@ def load_lora(model: torch.nn.Module, path: str | Path, name: str | None = None)
         _load_weights(model, name, weights, file)
     except InputError:
         _remove(model, name)
+        _restore_requires_grad(flags)
         raise
     return name
 
@@ -267,6 +270,15 @@ def _require(model: torch.nn.Module, name: str) -> None:
         raise InputError(f"This model has no LoRA adapter named '{name}' (it has: {names or 'none'}).")
 
 
+def _requires_grad(model: torch.nn.Module) -> dict[torch.nn.Parameter, bool]:
+    return {param: param.requires_grad for param in model.parameters()}
+
+
+def _restore_requires_grad(flags: dict[torch.nn.Parameter, bool]) -> None:
+    for param, flag in flags.items():
+        param.requires_grad_(flag)
+
+
 def _set_active(model: torch.nn.Module, names: list[str]) -> None:
     """Activate ``names`` on every LoRA layer, keeping the adapters' scales."""
     for layer in _lora_layers(model):
@@ -274,10 +286,13 @@ def _set_active(model: torch.nn.Module, names: list[str]) -> None:
 
 
 def _inject(model: torch.nn.Module, name: str, config: LoraConfig) -> None:
-    """Add the (freshly initialised) layers of a new adapter; keep the active set and the on/off switch."""
+    """Add the (freshly initialised) layers of a new adapter; keep the active set and the on/off switch.
+
+    A failed injection leaves the model as it was, ``requires_grad`` flags included.
+    """
     active = active_loras(model)
     enabled = all(not layer.disable_adapters for layer in _lora_layers(model))
-    trainable = {param: param.requires_grad for param in model.parameters()}
+    flags = _requires_grad(model)
     try:
         with warnings.catch_warnings():
             # peft warns whenever a model already carries adapters; several named adapters are the point here.
@@ -285,14 +300,12 @@ def _inject(model: torch.nn.Module, name: str, config: LoraConfig) -> None:
             inject_adapter_in_model(config, model, adapter_name=name)
     except ValueError as err:
         _remove(model, name)
+        _restore_requires_grad(flags)
         raise InputError(
             f"Cannot add LoRA adapter '{name}' to this {type(model).__name__}: target_modules "
             f"{repr(config.target_modules)[:120]} must match Linear, Conv or Embedding layers of it "
             f"(peft: {' '.join(str(err).split())[:200]})."
         ) from err
-    finally:
-        for param, flag in trainable.items():
-            param.requires_grad_(flag)
     if isinstance(model, PeftAdapterMixin):
         # diffusers' own adapter methods (disable_adapters, set_adapter, ...) check this flag.
         model._hf_peft_config_loaded = True
