@@ -171,6 +171,11 @@ def estimate_video_flow(frames_uint8: np.ndarray, method: str = "dis", progress:
     return flows
 
 
+def _squared_norm(flow_px: np.ndarray) -> np.ndarray:
+    # Written out per component: numpy's reduction over a length-2 last axis is ~5x slower.
+    return flow_px[..., 0] ** 2 + flow_px[..., 1] ** 2
+
+
 def occlusion_mask(
     flow_fw_px: np.ndarray, flow_bw_px: np.ndarray, alpha: float = 0.01, beta: float = 0.5
 ) -> np.ndarray:
@@ -191,8 +196,8 @@ def occlusion_mask(
     flow_bw_px = check_flow(flow_bw_px, "flow_bw")
     check_same_hw(flow_fw_px, flow_bw_px, "flow_fw", "flow_bw")
     bw_at_target = warp_field(flow_bw_px, flow_fw_px)
-    mismatch = np.sum((flow_fw_px + bw_at_target) ** 2, axis=2)
-    bound = alpha * (np.sum(flow_fw_px**2, axis=2) + np.sum(bw_at_target**2, axis=2)) + beta
+    mismatch = _squared_norm(flow_fw_px + bw_at_target)
+    bound = alpha * (_squared_norm(flow_fw_px) + _squared_norm(bw_at_target)) + beta
     h, w = flow_fw_px.shape[:2]
     tx = flow_fw_px[..., 0] + np.arange(w)[None, :]
     ty = flow_fw_px[..., 1] + np.arange(h)[:, None]
