@@ -1,0 +1,401 @@
+"""Warp-animate an image along drawn trajectories, without weights: the drag app's instant engine.
+
+Frame t is frame 0 gathered along the backward map b_t of `core.trajectory.backward_flow`: frame_t(q) =
+frame_0(q + b_t(q)). b_t is exact on every track (the pixel at a requested position shows the content
+that started at the track's start) and nearly rigid around it, so requested motion is followed to
+well under a pixel; anchors pin their neighbourhood; a region mask and a camera move work as in
+`core.trajectory`. Frame 0 is the input, unchanged.
+
+What the warp cannot know is filled, never left black (the fill is documented here, in one place).
+The fill is push-pull (`_fill`): a pyramid of known-weighted averages, read back from coarse to fine,
+gives a smooth blend of the surrounding colours that grows softer with the distance to known pixels.
+We chose it over OpenCV's Telea inpainting and over a replicated border because those smear wide holes
+into streaks (compared on the scikit-image photos), and it costs two image pyramids whatever the hole.
+
+- Out of frame. Where q + b_t(q) falls outside the image (a camera pan or zoom-out, or a drag that
+  pulls content in across the border), the content would come from beyond the picture. Frame 0 is
+  put once on a larger canvas, just big enough for every frame's samples (at most one image size
+  more on each side; beyond that the canvas edge is replicated), and the margin is filled. Every
+  frame samples that one canvas, so what a pan reveals moves with the picture instead of being
+  made up anew (flickering) in every frame.
+- Stretch and disocclusion. Where the warp magnifies, one source pixel is spread over many output
+  pixels: behind a dragged object, where a motion-brush region leaves its place, where tracks pull
+  apart or against the camera (there the map may even fold: area ratio <= 0). A forward splat would
+  leave holes there; we detect them from the same quantity without splatting: the local area ratio
+  of the map, det(I + grad b_t) (1 / the forward field's area growth), from the smooth backward map.
+  Below `_AREA_KEEP` = 0.4 (one source pixel over more than 2.5 output pixels) the frame is blended
+  towards a fill from its faithfully warped surroundings, fully replaced below `_AREA_FILL` = 0.2
+  (more than 5 output pixels); the weight is feathered outwards so no seam shows. A single drag of
+  core.trajectory's default reach stretches its wake by at most ~3x (area ratio >= 0.32), so it
+  gets at most a 40% blend that softens the smear; tracks pulling apart get the full fill.
+
+`WarpResult.filled` says how much of each pixel is invented (1 = all fill): a diffusion refiner can
+regenerate those pixels more freely.
+
+Nothing to animate (no trajectory that moves and no camera move, or an empty motion region) is an
+`InputError`, not a still video: the apps show its sentence, which says what to draw.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from core.config import Settings
+from core.errors import InputError
+from core.flow import flow_to_color, resize_flow, warp_field
+from core.flow._checks import check_rgb_uint8
+from core.trajectory import CameraMotion, Trajectories, backward_flow, dense_displacement, tracks_to_px
+
+ProgressCallback = Callable[[int, int], None]
+
+DEFAULT_FRAMES = 14  # SVD's clip length
+MIN_IMAGE_SIDE_PX = 8
+# Area ratio of the backward map below which the fill starts to blend in, and where it takes over.
+_AREA_KEEP = 0.4
+_AREA_FILL = 0.2
+# Gaussian feather (px) of the fill weight: the coarse-grid maps have piecewise-constant gradients.
+_FILL_FEATHER_PX = 3.0
+# Push-pull fill: a coarse pixel whose known share times this reaches 1 counts as fully known.
+_FILL_CONFIDENCE = 4.0
+# The live preview computes the field on a copy whose longest side is at most this.
+_PREVIEW_SIDE_PX = 192
+
+CAMERA_PRESETS: dict[str, CameraMotion] = {
+    "pan_left": CameraMotion(pan_x=-0.15),
+    "pan_right": CameraMotion(pan_x=0.15),
+    "pan_up": CameraMotion(pan_y=-0.15),
+    "pan_down": CameraMotion(pan_y=0.15),
+    "zoom_in": CameraMotion(zoom=1.25),
+    "zoom_out": CameraMotion(zoom=0.8),
+    "rotate_cw": CameraMotion(rotate_deg=8.0),
+    "rotate_ccw": CameraMotion(rotate_deg=-8.0),
+}
+"""Named camera moves for the apps and the CLI (content motion by the last frame; see CameraMotion)."""
+
+
+@dataclass(frozen=True)
+class WarpResult:
+    """A warp-animated clip.
+
+    Attributes:
+        frames_uint8: (T,H,W,3) uint8; frames_uint8[0] is the input image exactly.
+        flow_px: (T-1,H,W,2) float32, entry t the forward flow frame t -> t+1 in px on frame t's grid
+            (for the flow-video preview: `core.flow.render_flow_video(result.flow_px)`).
+        tracks_px: (M,T,2) float64, the requested position of every trajectory (anchors included) at
+            every frame, in pixel-centre coordinates (x right, y down; pixel (0,0) is at (0,0)).
+        filled: (T,H,W) float32 in [0,1], the share of each pixel that is fill (out of frame or
+            stretched) rather than warped picture; 0 everywhere in frame 0.
+    """
+
+    frames_uint8: np.ndarray
+    flow_px: np.ndarray
+    tracks_px: np.ndarray
+    filled: np.ndarray
+
+
+# -- validation --------------------------------------------------------------------------------------
+
+
+def _check_image(image_uint8: np.ndarray, settings: Settings) -> tuple[int, int]:
+    check_rgb_uint8(image_uint8, "The image")
+    height, width = image_uint8.shape[:2]
+    if max(height, width) > settings.max_image_side:
+        raise InputError(
+            f"The image is {width}x{height} px; the largest side allowed is {settings.max_image_side} px "
+            "(shrink the image or raise max_image_side)."
+        )
+    if min(height, width) < MIN_IMAGE_SIDE_PX:
+        raise InputError(
+            f"The image is {width}x{height} px; each side needs at least {MIN_IMAGE_SIDE_PX} px."
+        )
+    return height, width
+
+
+def _check_num_frames(num_frames: object, settings: Settings) -> int:
+    if isinstance(num_frames, bool) or not isinstance(num_frames, int | np.integer):
+        raise InputError(f"The number of frames must be a whole number, got {num_frames!r}.")
+    if not 2 <= num_frames <= settings.max_frames:
+        raise InputError(
+            f"The number of frames must be between 2 and {settings.max_frames} (max_frames), got {num_frames}."
+        )
+    return int(num_frames)
+
+
+def _is_still(camera: CameraMotion | None) -> bool:
+    return camera is None or camera == CameraMotion()
+
+
+def _check_motion(
+    trajectories: object, camera: CameraMotion | None, region_mask: np.ndarray | None
+) -> Trajectories:
+    if not isinstance(trajectories, Trajectories):
+        raise InputError("trajectories must be a Trajectories set (core.trajectory).")
+    if camera is not None and not isinstance(camera, CameraMotion):
+        raise InputError("camera must be a CameraMotion (or None).")
+    if not _is_still(camera):
+        return trajectories
+    if len(trajectories.moving) == 0:
+        raise InputError(
+            "Nothing moves: draw at least one trajectory that goes somewhere (points only pin the image), "
+            "or choose a camera motion."
+        )
+    if region_mask is not None and not np.asarray(region_mask).any():
+        raise InputError("The motion region is empty: paint the part of the image that should move.")
+    return trajectories
+
+
+# -- fill ----------------------------------------------------------------------------------------------
+
+
+def _fill(image_uint8: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """A smooth fill of the pixels where `known` (H,W bool) is False, from the known ones (push-pull).
+
+    Pull: halve the image repeatedly (cv2.pyrDown) as known-weighted averages, so every coarse pixel
+    holds the mean colour of the known pixels under it. Push: from the coarsest level up, each level
+    keeps its own colour where it is known and takes the upsampled coarser fill where it is not. The
+    result is a membrane-like blend of the surrounding colours that grows smoother with the distance
+    to the known pixels: no streaks (unlike Telea inpainting or a replicated border on wide holes) and
+    a cost of two image pyramids whatever the hole size.
+
+    Returns:
+        (H,W,3) float32 fill in [0,255]; meaningful where `known` is False (smooth, not equal to the
+        image, where it is True).
+    """
+    height, width = known.shape
+    weight = known.astype(np.float32)
+    levels = [(image_uint8.astype(np.float32) * weight[..., None], weight)]  # premultiplied colour
+    while min(levels[-1][1].shape) > 2 and levels[-1][1].min() * _FILL_CONFIDENCE < 1.0:
+        premultiplied, weight = levels[-1]
+        levels.append((cv2.pyrDown(premultiplied), cv2.pyrDown(weight)))
+    premultiplied, weight = levels[-1]
+    filled = premultiplied / np.maximum(weight, 1e-6)[..., None]
+    for premultiplied, weight in reversed(levels[1:-1]):
+        coarse = cv2.pyrUp(filled, dstsize=(weight.shape[1], weight.shape[0]))
+        # A coarse pixel with a fair share of known pixels under it counts as known.
+        confidence = np.minimum(weight * _FILL_CONFIDENCE, 1.0)[..., None]
+        own = premultiplied / np.maximum(weight, 1e-6)[..., None]
+        filled = own * confidence + coarse * (1.0 - confidence)
+    if len(levels) == 1:
+        return filled
+    return cv2.pyrUp(filled, dstsize=(width, height))
+
+
+def _crop_around(mask: np.ndarray) -> tuple[slice, slice]:
+    """The bounding box of `mask` grown by half its size (at least 16 px) on each side, in the image."""
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    grow_y, grow_x = max(16, (bottom - top) // 2), max(16, (right - left) // 2)
+    return (
+        slice(max(0, top - grow_y), min(mask.shape[0], bottom + grow_y)),
+        slice(max(0, left - grow_x), min(mask.shape[1], right + grow_x)),
+    )
+
+
+@dataclass(frozen=True)
+class _Canvas:
+    """Frame 0 on a larger canvas with an inpainted margin: image pixel (x, y) is canvas (x + left, y + top)."""
+
+    pixels_uint8: np.ndarray
+    left: int
+    top: int
+
+    @classmethod
+    def around(cls, image_uint8: np.ndarray, sample_min: np.ndarray, sample_max: np.ndarray) -> _Canvas:
+        """A canvas reaching every sample position in [sample_min, sample_max] (x, y), capped at one
+        image size per side (beyond it the canvas edge is replicated)."""
+        height, width = image_uint8.shape[:2]
+        # Bilinear sampling reads one pixel beyond a sample, and within half a pixel of the image edge
+        # replicating the edge pixel is exactly right.
+        left = min(width, max(0, math.ceil(-0.5 - sample_min[0]) + 1))
+        top = min(height, max(0, math.ceil(-0.5 - sample_min[1]) + 1))
+        right = min(width, max(0, math.ceil(sample_max[0] - (width - 0.5)) + 1))
+        bottom = min(height, max(0, math.ceil(sample_max[1] - (height - 0.5)) + 1))
+        if left == top == right == bottom == 0:
+            return cls(image_uint8, 0, 0)
+        padded = cv2.copyMakeBorder(image_uint8, top, bottom, left, right, cv2.BORDER_REPLICATE)
+        margin = np.ones(padded.shape[:2], bool)
+        margin[top : top + height, left : left + width] = False
+        padded[margin] = np.clip(np.rint(_fill(padded, ~margin)[margin]), 0, 255).astype(np.uint8)
+        return cls(padded, left, top)
+
+    def sample(self, sample_x: np.ndarray, sample_y: np.ndarray) -> np.ndarray:
+        """Bilinear samples (H,W,3) uint8 at image coordinates (sample_x, sample_y), each (H,W) float32."""
+        return cv2.remap(
+            self.pixels_uint8,
+            sample_x + np.float32(self.left),
+            sample_y + np.float32(self.top),
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+
+
+def _area_ratio(backward_px: np.ndarray) -> np.ndarray:
+    """det(I + grad b): source area per output pixel of the map q -> q + b(q), (H,W) float32."""
+    dbx_dy, dbx_dx = np.gradient(backward_px[..., 0])
+    dby_dy, dby_dx = np.gradient(backward_px[..., 1])
+    return (1.0 + dbx_dx) * (1.0 + dby_dy) - dbx_dy * dby_dx
+
+
+def _stretch_weight(backward_px: np.ndarray) -> np.ndarray:
+    """(H,W) float32 in [0,1]: 0 where the map keeps area above _AREA_KEEP, 1 below _AREA_FILL."""
+    ratio = _area_ratio(backward_px)
+    weight = np.clip((_AREA_KEEP - ratio) / (_AREA_KEEP - _AREA_FILL), 0.0, 1.0).astype(np.float32)
+    if not weight.any():
+        return weight
+    return np.maximum(weight, cv2.GaussianBlur(weight, (0, 0), _FILL_FEATHER_PX))
+
+
+def _render(canvas: _Canvas, backward_px: np.ndarray, grid_x: np.ndarray, grid_y: np.ndarray):
+    """One frame: gather along the map, then fill stretched pixels. Returns (frame uint8, filled)."""
+    height, width = backward_px.shape[:2]
+    sample_x = grid_x + backward_px[..., 0]
+    sample_y = grid_y + backward_px[..., 1]
+    frame = canvas.sample(sample_x, sample_y)
+    # Within a pixel of the edge pixels' centres, replicating the edge is as good as any fill.
+    outside = (sample_x < -1) | (sample_x > width) | (sample_y < -1) | (sample_y > height)
+    stretch = _stretch_weight(backward_px)
+    if stretch.any():
+        # Fill from the pixels that are warped faithfully, around the stretched ones only; blend by
+        # the stretch weight.
+        box = _crop_around(stretch > 0)
+        fill = _fill(frame[box], stretch[box] == 0)
+        weight = stretch[box][..., None]
+        blended = frame[box] + weight * (fill - frame[box])
+        frame[box] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return frame, np.maximum(stretch, outside.astype(np.float32))
+
+
+# -- public API ----------------------------------------------------------------------------------------
+
+
+def animate(
+    image_uint8: np.ndarray,
+    trajectories: Trajectories,
+    num_frames: int = DEFAULT_FRAMES,
+    *,
+    region_mask: np.ndarray | None = None,
+    camera: CameraMotion | None = None,
+    radius_px: float | None = None,
+    progress: ProgressCallback | None = None,
+    settings: Settings | None = None,
+) -> WarpResult:
+    """Animate an image by warping it along trajectories (see the module docstring for the fill).
+
+    Args:
+        image_uint8: (H,W,3) uint8 RGB; each side at least 8 px and at most `settings.max_image_side`.
+        trajectories: tracks and anchors in normalised coordinates (`core.trajectory.Trajectories`).
+            At least one must move unless `camera` moves.
+        num_frames: T, 2 <= T <= `settings.max_frames`.
+        region_mask: optional (H,W) bool motion brush, True where the tracks may move the picture.
+        camera: optional global camera move (see `CAMERA_PRESETS`).
+        radius_px: smallest reach of a track in px (default 0.1 * min(H, W); see
+            `core.trajectory.dense_displacement`).
+        progress: called as progress(frames_done, num_frames) after each frame.
+        settings: limits (default `Settings.from_env()`).
+
+    Returns:
+        WarpResult with frames (T,H,W,3) uint8 (frame 0 the input exactly), frame-to-frame forward
+        flow (T-1,H,W,2) px, requested positions (M,T,2) px and the fill share (T,H,W).
+
+    Raises:
+        InputError: a bad image, frame count, mask or camera, or nothing that moves.
+    """
+    settings = settings or Settings.from_env()
+    height, width = _check_image(image_uint8, settings)
+    num_frames = _check_num_frames(num_frames, settings)
+    trajectories = _check_motion(trajectories, camera, region_mask)
+    camera = None if _is_still(camera) else camera
+
+    tracks_norm = trajectories.tracks_norm(num_frames, (width, height))
+    options = {"radius_px": radius_px, "region_mask": region_mask, "camera": camera}
+    backward = backward_flow(tracks_norm, height, width, **options)
+    forward = dense_displacement(tracks_norm, height, width, **options)
+
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    sample_x, sample_y = backward[..., 0] + grid_x, backward[..., 1] + grid_y
+    canvas = _Canvas.around(
+        image_uint8,
+        np.array([sample_x.min(), sample_y.min()]),
+        np.array([sample_x.max(), sample_y.max()]),
+    )
+    del sample_x, sample_y
+
+    frames = np.empty((num_frames, height, width, 3), np.uint8)
+    filled = np.zeros((num_frames, height, width), np.float32)
+    frames[0] = image_uint8
+    if progress is not None:
+        progress(1, num_frames)
+    for t in range(1, num_frames):
+        frames[t], filled[t] = _render(canvas, backward[t], grid_x, grid_y)
+        if progress is not None:
+            progress(t + 1, num_frames)
+
+    # Frame-to-frame flow on frame t's grid: the content at q came from s = q + b_t(q) in frame 0 and
+    # moves on by d_{t+1}(s) - d_t(s).
+    flow = np.stack([warp_field(forward[t + 1] - forward[t], backward[t]) for t in range(num_frames - 1)])
+    return WarpResult(frames, flow, tracks_to_px(tracks_norm, height, width), filled)
+
+
+def preview_flow(
+    image_size: tuple[int, int],
+    trajectories: Trajectories,
+    num_frames: int = DEFAULT_FRAMES,
+    *,
+    region_mask: np.ndarray | None = None,
+    camera: CameraMotion | None = None,
+    radius_px: float | None = None,
+    max_magnitude: float | None = None,
+) -> np.ndarray:
+    """Colour-wheel picture of the total displacement (frame 0 -> last frame) `animate` would apply.
+
+    Cheap enough to call after every canvas edit: the field is computed on a copy at most 192 px wide
+    (it is smooth) and upsampled. Nothing drawn (or nothing that moves) gives a white image; no error.
+
+    Args:
+        image_size: (width, height) in px of the image the trajectories are drawn on.
+        trajectories, num_frames, region_mask, camera, radius_px: as in `animate` (region_mask at
+            image_size).
+        max_magnitude: displacement in px (at image_size) shown fully saturated; default the largest.
+
+    Returns:
+        (height, width, 3) uint8 RGB, Middlebury colours (`core.flow.flow_to_color`): white = still.
+    """
+    if not isinstance(image_size, tuple | list) or len(image_size) != 2:
+        raise InputError(f"image_size must be (width, height) in px, got {image_size!r}.")
+    width, height = image_size
+    if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= 1 for v in image_size):
+        raise InputError(f"image_size must be (width, height) in whole pixels, got {image_size!r}.")
+    if not isinstance(trajectories, Trajectories):
+        raise InputError("trajectories must be a Trajectories set (core.trajectory).")
+    if len(trajectories.moving) == 0 and _is_still(camera):
+        return np.full((height, width, 3), 255, np.uint8)
+    if region_mask is not None:
+        region_mask = np.asarray(region_mask)
+        if region_mask.shape != (height, width):
+            raise InputError(f"The motion region mask must be {height}x{width}, got {region_mask.shape}.")
+
+    scale = min(1.0, _PREVIEW_SIDE_PX / max(height, width))
+    small_h, small_w = max(1, round(height * scale)), max(1, round(width * scale))
+    small_mask = None
+    if region_mask is not None:
+        small_mask = cv2.resize(
+            region_mask.astype(np.uint8), (small_w, small_h), interpolation=cv2.INTER_NEAREST
+        )
+        small_mask = small_mask.astype(bool)
+    tracks_norm = trajectories.tracks_norm(num_frames, (width, height))
+    small_radius = None if radius_px is None else radius_px * small_w / width
+    total = dense_displacement(
+        tracks_norm,
+        small_h,
+        small_w,
+        radius_px=small_radius,
+        region_mask=small_mask,
+        camera=None if _is_still(camera) else camera,
+        grid_step=4,
+    )[-1]
+    return flow_to_color(resize_flow(total, (int(height), int(width))), max_magnitude)
