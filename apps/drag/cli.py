@@ -1,0 +1,364 @@
+"""Drag-to-video without a browser: image + trajectories JSON -> video.
+
+    python -m apps.drag.cli --image photo.jpg --trajectories drag.json --out out/video.mp4 \\
+        [--backend warp|svd] [--frames 14] [--fps 7] [--motion-bucket B] [--strength 0.5] [--steps 25] \\
+        [--seed 0] [--resize crop|pad] [--max-side 1024] [--camera zoom_in] [--region-mask mask.png] \\
+        [--flow-out out/flow.mp4] [--gif]  + settings flags (--svd-model, --device, ...; see --help)
+
+The trajectories file is what `core.trajectory.Trajectories.to_json()` writes (the drag app's
+"trajectories.json"), in coordinates normalised to the --image as given. The image is scaled so its
+long side is at most --max-side and its sides are multiples of 64: "crop" cuts the few pixels that do
+not fit (trajectories are mapped into the cropped frame), "pad" letterboxes by repeating the edges.
+
+Backends: "warp" (`core.engines.warp`, instant, no weights) and "svd" (the warp as the guide of
+`core.pipelines.svd_trajectory.SVDTrajectoryPipeline`, weights from --svd-model / KINEMA_SVD_MODEL).
+
+Beside the video, `<out stem>.params.json` records every argument, the resolved values (motion bucket,
+video size, settings) and the trajectories themselves, so the run can be redone. Bad input or missing
+weights print one line on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from core.config import Settings
+from core.engines.warp import CAMERA_PRESETS, DEFAULT_FRAMES, WarpResult, animate
+from core.errors import InputError, ModelNotAvailable
+from core.flow import render_flow_video
+from core.imaging import ResizeInfo, apply_resize, load_image, plan_resize
+from core.motion import suggest_motion_bucket
+from core.trajectory import Trajectories, Trajectory
+from core.video import write_video
+
+Backend = Literal["warp", "svd"]
+BACKENDS: tuple[Backend, ...] = ("warp", "svd")
+PARAMS_FORMAT = "kinema.drag.cli.parameters"
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+@dataclass(frozen=True)
+class DragVideo:
+    """A generated clip: frames (T,H,W,3) uint8, the warp that drove it, and the motion bucket used."""
+
+    frames_uint8: np.ndarray
+    warp: WarpResult
+    motion_bucket_id: int
+
+
+def render(
+    backend: Backend,
+    image_uint8: np.ndarray,
+    trajectories: Trajectories,
+    *,
+    num_frames: int = DEFAULT_FRAMES,
+    fps: int = 7,
+    motion_bucket_id: int | None = None,
+    strength: float = 0.5,
+    num_inference_steps: int = 25,
+    noise_aug_strength: float = 0.02,
+    seed: int = 0,
+    camera: str = "none",
+    region_mask: np.ndarray | None = None,
+    radius_px: float | None = None,
+    settings: Settings | None = None,
+    show_progress: bool = True,
+) -> DragVideo:
+    """Animate `image_uint8` (H,W,3) along `trajectories` with `backend`.
+
+    The warp always runs: it is the "warp" result and the "svd" guide video. `motion_bucket_id` None
+    takes `core.motion.suggest_motion_bucket` of the trajectories. SVD arguments are those of
+    `SVDTrajectoryPipeline.__call__`; the generator is a CPU generator seeded with `seed`.
+
+    Raises:
+        InputError: bad input. ModelNotAvailable: the svd backend without its weights.
+    """
+    settings = settings or Settings.from_env()
+    if backend not in BACKENDS:
+        raise InputError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+    if camera != "none" and camera not in CAMERA_PRESETS:
+        raise InputError(
+            f"Unknown camera move {camera!r}; choose none or one of {', '.join(CAMERA_PRESETS)}."
+        )
+    height, width = image_uint8.shape[:2]
+    if motion_bucket_id is None:
+        motion_bucket_id = suggest_motion_bucket(trajectories, num_frames, fps, (width, height))
+
+    with tqdm(total=num_frames, desc="warp", unit="frame", disable=not show_progress) as bar:
+        warp = animate(
+            image_uint8,
+            trajectories,
+            num_frames,
+            region_mask=region_mask,
+            camera=CAMERA_PRESETS.get(camera),
+            radius_px=radius_px,
+            progress=lambda done, total: bar.update(done - bar.n),
+            settings=settings,
+        )
+    frames = warp.frames_uint8
+    if backend == "svd":  # after the warp, so bad input is reported before weights load
+        pipe = _svd_pipeline(settings)
+        pipe.set_progress_bar_config(disable=not show_progress)
+        frames = _refine_with_svd(
+            pipe,
+            image_uint8,
+            warp,
+            fps,
+            motion_bucket_id,
+            strength,
+            num_inference_steps,
+            noise_aug_strength,
+            seed,
+        )
+    return DragVideo(frames, warp, int(motion_bucket_id))
+
+
+def _svd_pipeline(settings: Settings):
+    from core.models import load_pipeline
+
+    try:
+        from core.pipelines.svd_trajectory import SVDTrajectoryPipeline
+    except ModuleNotFoundError as err:
+        if err.name not in ("core.pipelines", "core.pipelines.svd_trajectory"):
+            raise
+        raise ModelNotAvailable(
+            "The svd backend is not part of this installation yet (core.pipelines.svd_trajectory is "
+            "missing); use --backend warp."
+        ) from err
+    return load_pipeline("svd", settings, pipeline_cls=SVDTrajectoryPipeline)
+
+
+def _refine_with_svd(
+    pipe,
+    image_uint8: np.ndarray,
+    warp: WarpResult,
+    fps: int,
+    motion_bucket_id: int,
+    strength: float,
+    num_inference_steps: int,
+    noise_aug_strength: float,
+    seed: int,
+) -> np.ndarray:
+    import torch
+
+    from core.imaging import unit_to_uint8
+
+    frames_unit = pipe(
+        image_uint8,
+        warp.frames_uint8,
+        strength=strength,
+        num_inference_steps=num_inference_steps,
+        fps=fps,
+        motion_bucket_id=motion_bucket_id,
+        noise_aug_strength=noise_aug_strength,
+        generator=torch.Generator("cpu").manual_seed(seed),
+        output_type="np",
+    ).frames[0]
+    return unit_to_uint8(np.asarray(frames_unit))
+
+
+# -- files ---------------------------------------------------------------------------------------------
+
+
+def load_trajectories(path: str | Path) -> Trajectories:
+    """A trajectories file written by `Trajectories.to_json()`; InputError when missing or invalid."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"The trajectory file {path} does not exist.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"The trajectory file {path} cannot be read as text.") from err
+    return Trajectories.from_json(text)
+
+
+def fit_trajectories(trajectories: Trajectories, info: ResizeInfo) -> Trajectories:
+    """Map trajectories normalised to a source image into the frame `apply_resize(..., info)` makes.
+
+    Crop: positions are re-normalised to the crop box (points cut off end at its edge). Pad: they are
+    moved into the letterboxed picture.
+    """
+    source_h, source_w = info.source_hw
+    top, left, crop_h, crop_w = info.crop_box
+    pad_top, _, pad_left, _ = info.padding
+    out_h, out_w = info.output_hw
+    scaled_h, scaled_w = info.scaled_hw
+    origin = np.array([left, top], dtype=np.float64)
+    crop = np.array([crop_w, crop_h], dtype=np.float64)
+    source = np.array([source_w, source_h], dtype=np.float64)
+    offset = np.array([pad_left, pad_top], dtype=np.float64)
+    scaled = np.array([scaled_w, scaled_h], dtype=np.float64)
+    out = np.array([out_w, out_h], dtype=np.float64)
+    items = []
+    for trajectory in trajectories:
+        in_crop = (trajectory.points_norm * source - origin) / crop
+        items.append(Trajectory((offset + np.clip(in_crop, 0.0, 1.0) * scaled) / out))
+    return Trajectories(tuple(items))
+
+
+def _load_region_mask(
+    path: str | Path, source_hw: tuple[int, int], info: ResizeInfo, max_side: int
+) -> np.ndarray:
+    """A motion-brush mask image (white = moves) at the video size, (H,W) bool."""
+    mask = load_image(path, max_side=max_side).max(axis=2)
+    if mask.shape != source_hw:
+        raise InputError(
+            f"The region mask is {mask.shape[1]}x{mask.shape[0]} px but the image is "
+            f"{source_hw[1]}x{source_hw[0]}; draw the mask on the same image."
+        )
+    return apply_resize(mask, info, pad_mode="constant", pad_value=0) >= 128
+
+
+def _check_out(path: Path, what: str) -> None:
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise InputError(f"{what} must end in .mp4 or .gif, got {path.name}.")
+
+
+# -- command line ----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m apps.drag.cli", description=__doc__.split("\n\n")[0], allow_abbrev=False
+    )
+    parser.add_argument("--image", required=True, type=Path, help="the picture to animate (png, jpg, ...)")
+    parser.add_argument(
+        "--trajectories", required=True, type=Path, help="trajectories JSON (Trajectories.to_json format)"
+    )
+    parser.add_argument("--out", required=True, type=Path, help="the video to write (.mp4 or .gif)")
+    parser.add_argument("--backend", choices=BACKENDS, default="warp", help="warp (no weights) or svd")
+    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="number of frames (default 14)")
+    parser.add_argument(
+        "--fps", type=int, default=7, help="frame rate of the video and SVD's fps (default 7)"
+    )
+    parser.add_argument(
+        "--motion-bucket",
+        type=int,
+        default=None,
+        help="SVD motion_bucket_id (default: from the trajectories)",
+    )
+    parser.add_argument(
+        "--strength", type=float, default=0.5, help="svd: how far SVD may depart from the warp, 0..1 (0.5)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=25, help="svd: denoising steps of the full schedule (25)"
+    )
+    parser.add_argument("--noise-aug", type=float, default=0.02, help="svd: noise_aug_strength (0.02)")
+    parser.add_argument("--seed", type=int, default=0, help="svd: random seed (0)")
+    parser.add_argument(
+        "--resize", choices=("crop", "pad"), default="crop", help="fit to multiples of 64 by crop or pad"
+    )
+    parser.add_argument("--max-side", type=int, default=1024, help="longest side of the video in px (1024)")
+    parser.add_argument(
+        "--camera", choices=("none", *CAMERA_PRESETS), default="none", help="camera move added to the drags"
+    )
+    parser.add_argument("--region-mask", type=Path, default=None, help="motion brush image: white moves")
+    parser.add_argument("--radius", type=float, default=None, help="smallest reach of a drag in px")
+    parser.add_argument("--flow-out", type=Path, default=None, help="also write the warp's flow video here")
+    parser.add_argument("--gif", action="store_true", help="also write a .gif beside --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    Settings.add_arguments(parser)
+    return parser
+
+
+def _params(args: argparse.Namespace, argv: list[str], settings: Settings, extra: dict) -> dict:
+    arguments = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    return {
+        "format": PARAMS_FORMAT,
+        "version": 1,
+        "command": ["python", "-m", "apps.drag.cli", *argv],
+        "arguments": arguments,
+        "settings": {f.name: str(getattr(settings, f.name)) for f in fields(settings)},
+        **extra,
+    }
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> dict:
+    """Do what the parsed `argv` ask; return the parameters record (also written beside the video)."""
+    started = time.perf_counter()
+    settings = Settings.from_args(args)
+    _check_out(args.out, "--out")
+    if args.flow_out is not None:
+        _check_out(args.flow_out, "--flow-out")
+    if args.max_side < 64:
+        raise InputError(f"--max-side must be at least 64 px, got {args.max_side}.")
+    trajectories = load_trajectories(args.trajectories)
+    source = load_image(args.image, max_side=settings.max_image_side)
+    info = plan_resize(*source.shape[:2], multiple=64, max_side=args.max_side, mode=args.resize)
+    image = apply_resize(source, info, pad_mode="edge")
+    region_mask = None
+    if args.region_mask is not None:
+        region_mask = _load_region_mask(args.region_mask, source.shape[:2], info, settings.max_image_side)
+
+    video = render(
+        args.backend,
+        image,
+        fit_trajectories(trajectories, info),
+        num_frames=args.frames,
+        fps=args.fps,
+        motion_bucket_id=args.motion_bucket,
+        strength=args.strength,
+        num_inference_steps=args.steps,
+        noise_aug_strength=args.noise_aug,
+        seed=args.seed,
+        camera=args.camera,
+        region_mask=region_mask,
+        radius_px=args.radius,
+        settings=settings,
+        show_progress=not args.quiet,
+    )
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    outputs = {"video": str(write_video(args.out, video.frames_uint8, args.fps))}
+    if args.gif and args.out.suffix.lower() != ".gif":
+        outputs["gif"] = str(write_video(args.out.with_suffix(".gif"), video.frames_uint8, args.fps))
+    if args.flow_out is not None:
+        args.flow_out.parent.mkdir(parents=True, exist_ok=True)
+        outputs["flow"] = str(write_video(args.flow_out, render_flow_video(video.warp.flow_px), args.fps))
+    height, width = image.shape[:2]
+    record = _params(
+        args,
+        argv,
+        settings,
+        {
+            "video_size": [width, height],
+            "source_size": [source.shape[1], source.shape[0]],
+            "motion_bucket_id": video.motion_bucket_id,
+            "trajectories": json.loads(trajectories.to_json()),
+            "outputs": outputs,
+            "seconds": round(time.perf_counter() - started, 3),
+        },
+    )
+    params_path = args.out.with_name(args.out.stem + ".params.json")
+    params_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    record["outputs"]["params"] = str(params_path)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    try:
+        record = run(args, argv)
+    except (InputError, ModelNotAvailable) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # e.g. an output folder that cannot be written
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for name, path in record["outputs"].items():
+        print(f"{name}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,176 @@
+"""Metrics of generated videos. Control fidelity: ObjMC, by re-tracking requested points.
+
+ObjMC (object motion control, as DragAnything reports it): follow each trajectory's start point through
+the generated video with a point tracker and measure how far the tracked point is from the position
+the user asked for, frame by frame. We track with OpenCV's pyramidal Lucas-Kanade
+(`cv2.calcOpticalFlowPyrLK`) from frame to frame (DragAnything uses Co-Tracker; LK needs no weights and
+is accurate to a fraction of a pixel on textured points that move smoothly). Errors are Euclidean
+distances in pixels of the video as given; frame 0, where tracked and requested positions coincide by
+construction, is left out of the means.
+
+Coordinates are pixel centres, x right and y down, as `core.engines.warp.WarpResult.tracks_px` and
+OpenCV use them: pixel (0, 0) is at (0, 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from core.engines._frames import check_frames
+from core.errors import InputError
+
+# Lucas-Kanade window (px) and pyramid levels: a 21 px window on 4 levels follows up to ~80 px per frame.
+LK_WINDOW_PX = 21
+LK_LEVELS = 3
+# A point whose forward-backward LK round trip misses its start by more than this is marked unreliable.
+_FB_TOLERANCE_PX = 1.0
+_LK_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 0.001)
+
+
+@dataclass(frozen=True)
+class PointTracks:
+    """Points followed through a video.
+
+    Attributes:
+        tracks_px: (M,T,2) float64 positions (x, y) in pixel-centre coordinates; where LK found no
+            solution the point keeps its previous position.
+        reliable: (M,T) bool, False from the first frame where the point failed LK's own status or the
+            forward-backward check (the rest of its track is a best effort).
+    """
+
+    tracks_px: np.ndarray
+    reliable: np.ndarray
+
+
+@dataclass(frozen=True)
+class ObjMC:
+    """Distances between tracked and requested positions, in px.
+
+    Attributes:
+        distances_px: (M,T) float64, per trajectory and frame (column 0 is 0 for a tracker that starts
+            on the requested start).
+        per_frame_px: (T,) mean over trajectories.
+        per_track_px: (M,) mean over frames 1..T-1.
+        mean_px: the ObjMC: mean over trajectories and frames 1..T-1.
+    """
+
+    distances_px: np.ndarray
+    per_frame_px: np.ndarray
+    per_track_px: np.ndarray
+    mean_px: float
+
+
+def _gray(frame_uint8: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(frame_uint8, cv2.COLOR_RGB2GRAY)
+
+
+def _check_points(points_px: np.ndarray, height: int, width: int) -> np.ndarray:
+    points = np.asarray(points_px, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2 or len(points) == 0:
+        raise InputError(
+            f"points must be a non-empty (M,2) array of (x, y) pixels, got shape {points.shape}."
+        )
+    if not np.all(np.isfinite(points)):
+        raise InputError("points contain NaN or infinite coordinates.")
+    inside = (points >= -0.5).all(axis=1) & (points[:, 0] <= width - 0.5) & (points[:, 1] <= height - 0.5)
+    if not inside.all():
+        raise InputError(f"Every point to track must lie inside the {width}x{height} video.")
+    return points
+
+
+def track_points(
+    frames_uint8: np.ndarray,
+    points_px: np.ndarray,
+    *,
+    window_px: int = LK_WINDOW_PX,
+    levels: int = LK_LEVELS,
+) -> PointTracks:
+    """Follow points from frame 0 through a video with pyramidal Lucas-Kanade, frame to frame.
+
+    Each step tracks from frame t-1 to t, starting from the position in t-1 (no motion prior), on the
+    grey frames; a forward-backward check (t -> t-1 must come back within 1 px) flags drift.
+
+    Args:
+        frames_uint8: (T,H,W,3) uint8 RGB, T >= 1.
+        points_px: (M,2) start positions in frame 0, pixel-centre coordinates.
+        window_px: LK window side in px (odd, >= 5).
+        levels: pyramid levels above the full-resolution one (0 = no pyramid).
+
+    Returns:
+        PointTracks with (M,T,2) positions and (M,T) reliability.
+    """
+    frames = check_frames(frames_uint8)
+    num_frames, height, width = frames.shape[:3]
+    points = _check_points(points_px, height, width)
+    if isinstance(window_px, bool) or not isinstance(window_px, int) or window_px < 5 or window_px % 2 == 0:
+        raise InputError(f"window_px must be an odd whole number >= 5, got {window_px!r}.")
+    if isinstance(levels, bool) or not isinstance(levels, int) or not 0 <= levels <= 8:
+        raise InputError(f"levels must be a whole number in [0, 8], got {levels!r}.")
+    options = {"winSize": (window_px, window_px), "maxLevel": levels, "criteria": _LK_CRITERIA}
+
+    tracks = np.empty((len(points), num_frames, 2))
+    reliable = np.ones((len(points), num_frames), bool)
+    tracks[:, 0] = points
+    previous = _gray(frames[0])
+    for t in range(1, num_frames):
+        current = _gray(frames[t])
+        start = tracks[:, t - 1].astype(np.float32).reshape(-1, 1, 2)
+        moved, status, _ = cv2.calcOpticalFlowPyrLK(previous, current, start, None, **options)
+        back, back_status, _ = cv2.calcOpticalFlowPyrLK(current, previous, moved, None, **options)
+        found = status.ravel() == 1
+        round_trip = np.linalg.norm(back.reshape(-1, 2) - start.reshape(-1, 2), axis=1)
+        ok = found & (back_status.ravel() == 1) & (round_trip <= _FB_TOLERANCE_PX)
+        tracks[:, t] = np.where(found[:, None], moved.reshape(-1, 2), tracks[:, t - 1])
+        reliable[:, t] = reliable[:, t - 1] & ok
+        previous = current
+    return PointTracks(tracks, reliable)
+
+
+def objmc(tracked_px: np.ndarray, requested_px: np.ndarray) -> ObjMC:
+    """ObjMC of tracked against requested positions, both (M,T,2) px (see the module docstring).
+
+    Needs T >= 2 (frame 0 is left out of the means).
+    """
+    tracked = np.asarray(tracked_px, dtype=np.float64)
+    requested = np.asarray(requested_px, dtype=np.float64)
+    if tracked.shape != requested.shape or tracked.ndim != 3 or tracked.shape[2] != 2:
+        raise InputError(
+            f"Tracked and requested positions must both be (M,T,2), got {tracked.shape} and {requested.shape}."
+        )
+    if tracked.shape[0] == 0 or tracked.shape[1] < 2:
+        raise InputError(f"ObjMC needs at least one trajectory and two frames, got shape {tracked.shape}.")
+    distances = np.linalg.norm(tracked - requested, axis=2)
+    return ObjMC(
+        distances_px=distances,
+        per_frame_px=distances.mean(axis=0),
+        per_track_px=distances[:, 1:].mean(axis=1),
+        mean_px=float(distances[:, 1:].mean()),
+    )
+
+
+def measure_objmc(
+    frames_uint8: np.ndarray, requested_px: np.ndarray, **tracker_options: int
+) -> tuple[ObjMC, PointTracks]:
+    """Track every requested trajectory's start (frame-0 position) through the video and score it.
+
+    Args:
+        frames_uint8: (T,H,W,3) uint8, the generated video.
+        requested_px: (M,T,2) requested positions in px (e.g. `WarpResult.tracks_px`); the video and
+            the requests must have the same T.
+        tracker_options: `window_px`, `levels` of `track_points`.
+
+    Returns:
+        (ObjMC, PointTracks).
+    """
+    requested = np.asarray(requested_px, dtype=np.float64)
+    frames = check_frames(frames_uint8)
+    if requested.ndim != 3 or requested.shape[1] != frames.shape[0]:
+        raise InputError(
+            f"The requests cover {requested.shape[1] if requested.ndim == 3 else '?'} frames but the video "
+            f"has {frames.shape[0]}."
+        )
+    tracks = track_points(frames, requested[:, 0], **tracker_options)
+    return objmc(tracks.tracks_px, requested), tracks
