@@ -211,7 +211,7 @@ def test_processor_refuses_cross_attention_inputs():
 
 def test_none_with_one_keyframe_equals_stock_img2img(pipe, keyframes):
     components = {k: v for k, v in pipe.components.items() if k != "controlnet"}
-    stock = StableDiffusionImg2ImgPipeline(**components)
+    stock = StableDiffusionImg2ImgPipeline(**components, requires_safety_checker=False)
     stock.set_progress_bar_config(disable=True)
     settings = {"num_inference_steps": 3, "strength": 0.7, "guidance_scale": 6.0, "output_type": "np"}
     expected = stock(
