@@ -93,7 +93,14 @@ def render(
     if motion_bucket_id is None:
         motion_bucket_id = suggest_motion_bucket(trajectories, num_frames, fps, (width, height))
 
-    with tqdm(total=num_frames, desc="warp", unit="frame", disable=not show_progress) as bar:
+    bars: list[tqdm] = []  # opened on the first frame, so input errors print no empty bar
+
+    def advance(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc="warp", unit="frame", disable=not show_progress))
+        bars[0].update(done - bars[0].n)
+
+    try:
         warp = animate(
             image_uint8,
             trajectories,
@@ -101,9 +108,12 @@ def render(
             region_mask=region_mask,
             camera=CAMERA_PRESETS.get(camera),
             radius_px=radius_px,
-            progress=lambda done, total: bar.update(done - bar.n),
+            progress=advance,
             settings=settings,
         )
+    finally:
+        for bar in bars:
+            bar.close()
     frames = warp.frames_uint8
     if backend == "svd":  # after the warp, so bad input is reported before weights load
         pipe = _svd_pipeline(settings)

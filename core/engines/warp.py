@@ -27,7 +27,14 @@ into streaks (compared on the scikit-image photos), and it costs two image pyram
   towards a fill from its faithfully warped surroundings, fully replaced below `_AREA_FILL` = 0.2
   (more than 5 output pixels); the weight is feathered outwards so no seam shows. A single drag of
   core.trajectory's default reach stretches its wake by at most ~3x (area ratio >= 0.32), so it
-  gets at most a 40% blend that softens the smear; tracks pulling apart get the full fill.
+  gets at most a 40% blend that softens the smear; tracks pulling apart get the full fill. The
+  fill never replaces the content within 0.2 x the smallest reach of a requested position (a track's
+  current position or an anchor), which is what the user asked for, even where the map folds next to
+  it (an anchor close to a long drag).
+
+The maps are computed on a coarse grid (see core.trajectory) whose step shrinks with the smallest
+reach (`_grid_step`: 8 px at SVD's 576 px, 3 px at 256 px), so an anchor's pinned core survives the
+bilinear upsampling on small images.
 
 `WarpResult.filled` says how much of each pixel is invented (1 = all fill): a diffusion refiner can
 regenerate those pixels more freely.
@@ -47,7 +54,7 @@ import numpy as np
 
 from core.config import Settings
 from core.errors import InputError
-from core.flow import flow_to_color, resize_flow, warp_field
+from core.flow import flow_to_color, warp_field
 from core.flow._checks import check_rgb_uint8
 from core.trajectory import CameraMotion, Trajectories, backward_flow, dense_displacement, tracks_to_px
 
@@ -60,6 +67,11 @@ _AREA_KEEP = 0.4
 _AREA_FILL = 0.2
 # Gaussian feather (px) of the fill weight: the coarse-grid maps have piecewise-constant gradients.
 _FILL_FEATHER_PX = 3.0
+# The fill never replaces content within this share of the smallest reach of a requested position
+# (a track's current position, an anchor): that content is what the user asked for.
+_SPARE_PER_REACH = 0.2
+# Coarse-grid step of the maps per px of the smallest reach (see _grid_step).
+_GRID_PER_REACH = 0.15
 # Push-pull fill: a coarse pixel whose known share times this reaches 1 counts as fully known.
 _FILL_CONFIDENCE = 4.0
 # The live preview computes the field on a copy whose longest side is at most this.
@@ -247,11 +259,36 @@ def _stretch_weight(backward_px: np.ndarray) -> np.ndarray:
     weight = np.clip((_AREA_KEEP - ratio) / (_AREA_KEEP - _AREA_FILL), 0.0, 1.0).astype(np.float32)
     if not weight.any():
         return weight
-    return np.maximum(weight, cv2.GaussianBlur(weight, (0, 0), _FILL_FEATHER_PX))
+    box = _crop_around(weight > 0)  # its margin (>= 16 px) holds the feather (3 sigma = 9 px)
+    weight[box] = np.maximum(weight[box], cv2.GaussianBlur(weight[box], (0, 0), _FILL_FEATHER_PX))
+    return weight
 
 
-def _render(canvas: _Canvas, backward_px: np.ndarray, grid_x: np.ndarray, grid_y: np.ndarray):
-    """One frame: gather along the map, then fill stretched pixels. Returns (frame uint8, filled)."""
+def _spare_requested(weight: np.ndarray, points_px: np.ndarray, radius_px: float) -> None:
+    """Scale `weight` (H,W) in place to 0 within `radius_px` of each point (x, y), ramping back to
+    full at twice that distance."""
+    height, width = weight.shape
+    reach = 2.0 * radius_px
+    for x, y in points_px:
+        rows = slice(max(0, math.floor(y - reach)), min(height, math.ceil(y + reach) + 1))
+        cols = slice(max(0, math.floor(x - reach)), min(width, math.ceil(x + reach) + 1))
+        if rows.start >= rows.stop or cols.start >= cols.stop:
+            continue
+        ys, xs = np.ogrid[rows, cols]
+        distance = np.sqrt((xs - x) ** 2 + (ys - y) ** 2)
+        weight[rows, cols] *= np.clip(distance / radius_px - 1.0, 0.0, 1.0).astype(np.float32)
+
+
+def _render(
+    canvas: _Canvas,
+    backward_px: np.ndarray,
+    grid_x: np.ndarray,
+    grid_y: np.ndarray,
+    requested_px: np.ndarray,
+    spare_px: float,
+):
+    """One frame: gather along the map, then fill stretched pixels away from the requested positions
+    (M,2). Returns (frame uint8, filled)."""
     height, width = backward_px.shape[:2]
     sample_x = grid_x + backward_px[..., 0]
     sample_y = grid_y + backward_px[..., 1]
@@ -259,6 +296,7 @@ def _render(canvas: _Canvas, backward_px: np.ndarray, grid_x: np.ndarray, grid_y
     # Within a pixel of the edge pixels' centres, replicating the edge is as good as any fill.
     outside = (sample_x < -1) | (sample_x > width) | (sample_y < -1) | (sample_y > height)
     stretch = _stretch_weight(backward_px)
+    _spare_requested(stretch, requested_px, spare_px)
     if stretch.any():
         # Fill from the pixels that are warped faithfully, around the stretched ones only; blend by
         # the stretch weight.
@@ -268,6 +306,25 @@ def _render(canvas: _Canvas, backward_px: np.ndarray, grid_x: np.ndarray, grid_y
         blended = frame[box] + weight * (fill - frame[box])
         frame[box] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     return frame, np.maximum(stretch, outside.astype(np.float32))
+
+
+def _smallest_reach(radius_px: object, height: int, width: int) -> float:
+    """The smallest reach of a track in px: `radius_px`, or core.trajectory's default 0.1 * min side.
+
+    An invalid `radius_px` gives the default here; core.trajectory rejects it with an InputError.
+    """
+    valid = (
+        isinstance(radius_px, int | float) and not isinstance(radius_px, bool) and 0 < radius_px < math.inf
+    )
+    return float(radius_px) if valid else 0.1 * min(height, width)
+
+
+def _grid_step(reach_px: float) -> int:
+    """Coarse-grid step of the maps: at most half of a track's rigid core (~0.3 reach), at most 8 px.
+
+    With a coarser grid, bilinear upsampling blurs the pinned zone of an anchor on a small image.
+    """
+    return int(min(8, max(1, math.floor(_GRID_PER_REACH * reach_px))))
 
 
 # -- public API ----------------------------------------------------------------------------------------
@@ -312,33 +369,42 @@ def animate(
     camera = None if _is_still(camera) else camera
 
     tracks_norm = trajectories.tracks_norm(num_frames, (width, height))
-    options = {"radius_px": radius_px, "region_mask": region_mask, "camera": camera}
+    tracks_px = tracks_to_px(tracks_norm, height, width)
+    reach_px = _smallest_reach(radius_px, height, width)
+    options = {
+        "radius_px": radius_px,
+        "region_mask": region_mask,
+        "camera": camera,
+        "grid_step": _grid_step(reach_px),
+    }
     backward = backward_flow(tracks_norm, height, width, **options)
     forward = dense_displacement(tracks_norm, height, width, **options)
 
     grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    sample_x, sample_y = backward[..., 0] + grid_x, backward[..., 1] + grid_y
-    canvas = _Canvas.around(
-        image_uint8,
-        np.array([sample_x.min(), sample_y.min()]),
-        np.array([sample_x.max(), sample_y.max()]),
-    )
-    del sample_x, sample_y
+    sample_min, sample_max = np.zeros(2), np.array([width - 1.0, height - 1.0])
+    for backward_t in backward:
+        for axis, grid in enumerate((grid_x, grid_y)):
+            sample = backward_t[..., axis] + grid
+            sample_min[axis] = min(sample_min[axis], sample.min())
+            sample_max[axis] = max(sample_max[axis], sample.max())
+    canvas = _Canvas.around(image_uint8, sample_min, sample_max)
 
     frames = np.empty((num_frames, height, width, 3), np.uint8)
     filled = np.zeros((num_frames, height, width), np.float32)
+    flow = np.empty((num_frames - 1, height, width, 2), np.float32)
     frames[0] = image_uint8
     if progress is not None:
         progress(1, num_frames)
     for t in range(1, num_frames):
-        frames[t], filled[t] = _render(canvas, backward[t], grid_x, grid_y)
+        frames[t], filled[t] = _render(
+            canvas, backward[t], grid_x, grid_y, tracks_px[:, t], _SPARE_PER_REACH * reach_px
+        )
+        # Frame-to-frame flow on frame t-1's grid: the content at q came from s = q + b_{t-1}(q) in
+        # frame 0 and moves on by d_t(s) - d_{t-1}(s).
+        flow[t - 1] = warp_field(forward[t] - forward[t - 1], backward[t - 1])
         if progress is not None:
             progress(t + 1, num_frames)
-
-    # Frame-to-frame flow on frame t's grid: the content at q came from s = q + b_t(q) in frame 0 and
-    # moves on by d_{t+1}(s) - d_t(s).
-    flow = np.stack([warp_field(forward[t + 1] - forward[t], backward[t]) for t in range(num_frames - 1)])
-    return WarpResult(frames, flow, tracks_to_px(tracks_norm, height, width), filled)
+    return WarpResult(frames, flow, tracks_px, filled)
 
 
 def preview_flow(
@@ -398,4 +464,8 @@ def preview_flow(
         camera=None if _is_still(camera) else camera,
         grid_step=4,
     )[-1]
-    return flow_to_color(resize_flow(total, (int(height), int(width))), max_magnitude)
+    # Colour the small field (vectors in px of the full image) and enlarge the picture: the colours
+    # vary as smoothly as the field, and colouring is the costly step at full size.
+    total_px = total * np.array([width / small_w, height / small_h], np.float32)
+    colours = flow_to_color(total_px, max_magnitude)
+    return cv2.resize(colours, (int(width), int(height)), interpolation=cv2.INTER_LINEAR)

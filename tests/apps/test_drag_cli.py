@@ -1,0 +1,201 @@
+"""python -m apps.drag.cli and python -m apps.drag.evaluate: end to end on the warp backend, bad input, tiny SVD."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from apps.drag import cli, evaluate
+from core.flow.evaluate import load_photo
+from core.imaging import apply_resize, plan_resize
+from core.metrics import measure_objmc
+from core.trajectory import Trajectories, Trajectory, tracks_to_px
+from core.video import read_video
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE_HW = (200, 300)
+TRAJECTORIES = Trajectories(
+    (
+        Trajectory([[0.34, 0.30], [0.44, 0.26], [0.50, 0.30]]),
+        Trajectory([[0.55, 0.70], [0.62, 0.62]]),
+        Trajectory([[0.86, 0.80]]),
+    )
+)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("drag_cli")
+    image = cv2.resize(load_photo("coffee"), SOURCE_HW[::-1], interpolation=cv2.INTER_AREA)
+    Image.fromarray(image).save(folder / "coffee.png")
+    (folder / "drag.json").write_text(TRAJECTORIES.to_json())
+    (folder / "empty.json").write_text(Trajectories().to_json())
+    (folder / "notes.png").write_text("this is not an image")
+    return folder
+
+
+def _run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_warp_run_writes_a_video_that_follows_the_trajectories(inputs, tmp_path, capsys):
+    out = tmp_path / "runs" / "clip.mp4"
+    argv = [
+        "--image", inputs / "coffee.png", "--trajectories", inputs / "drag.json", "--out", out,
+        "--frames", 8, "--fps", 8, "--max-side", 256, "--flow-out", tmp_path / "flow.mp4", "--gif", "--quiet",
+    ]  # fmt: skip
+    code, stdout, stderr = _run(capsys, *argv)
+    assert code == 0, stderr
+    assert f"video: {out}" in stdout
+
+    info = plan_resize(*SOURCE_HW, multiple=64, max_side=256, mode="crop")
+    expected_first = apply_resize(np.asarray(Image.open(inputs / "coffee.png").convert("RGB")), info)
+    clip = read_video(out)
+    assert clip.frames_uint8.shape == (8, *info.output_hw, 3) and clip.fps == pytest.approx(8)
+    assert np.abs(clip.frames_uint8[0].astype(float) - expected_first).mean() < 3.0  # H.264 at crf 18
+
+    # The decoded video moves the content where the trajectories (mapped into the frame) ask.
+    fitted = cli.fit_trajectories(TRAJECTORIES, info)
+    requested = tracks_to_px(fitted.tracks_norm(8, info.output_hw[::-1]), *info.output_hw)
+    score, _ = measure_objmc(clip.frames_uint8, requested)
+    assert score.mean_px < 1.5
+
+    assert read_video(tmp_path / "flow.mp4").frames_uint8.shape[0] == 7
+    assert read_video(out.with_suffix(".gif")).frames_uint8.shape[0] == 8
+
+    record = json.loads(out.with_name("clip.params.json").read_text())
+    assert record["format"] == cli.PARAMS_FORMAT and record["arguments"]["backend"] == "warp"
+    assert record["arguments"]["frames"] == 8 and record["video_size"] == list(info.output_hw[::-1])
+    assert 1 <= record["motion_bucket_id"] <= 255
+    assert Trajectories.from_json(json.dumps(record["trajectories"])) == TRAJECTORIES
+    assert record["settings"]["max_frames"] == "64"
+
+    # Redo the run from the record alone (a new output path): the same frames.
+    redo = [a if a != str(out) else str(tmp_path / "redo.mp4") for a in record["command"][3:]]
+    assert cli.main(redo) == 0
+    np.testing.assert_array_equal(read_video(tmp_path / "redo.mp4").frames_uint8, clip.frames_uint8)
+
+
+@pytest.mark.parametrize("mode", ["crop", "pad"])
+def test_fit_trajectories_lands_on_the_same_content(mode):
+    """A point drawn on a bright dot of the source is on that dot after the resize."""
+    source = np.zeros((300, 500), np.uint8)
+    source[100:104, 400:404] = 255  # dot centred at pixel-centre coordinates (401.5, 101.5)
+    info = plan_resize(300, 500, multiple=64, max_side=256, mode=mode)
+    resized = apply_resize(source, info, pad_mode="constant").astype(float)
+    ys, xs = np.mgrid[0 : resized.shape[0], 0 : resized.shape[1]]
+    dot = np.array([(xs * resized).sum(), (ys * resized).sum()]) / resized.sum()
+    point = Trajectories((Trajectory([[(401.5 + 0.5) / 500, (101.5 + 0.5) / 300]]),))
+    fitted = cli.fit_trajectories(point, info)
+    height, width = info.output_hw
+    np.testing.assert_allclose(tracks_to_px(fitted[0].points_norm, height, width)[0], dot, atol=0.3)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("not_an_image", "not a readable image"),
+        ("missing_trajectories", "does not exist"),
+        ("empty_trajectories", "Nothing moves"),
+        ("svd_without_weights", "KINEMA_SVD_MODEL"),
+        ("bad_extension", "must end in .mp4 or .gif"),
+        ("too_many_frames", "between 2 and 8"),
+        ("unknown_format", "not a trajectory file"),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line(inputs, tmp_path, capsys, case, message):
+    image, trajectories, out = inputs / "coffee.png", inputs / "drag.json", tmp_path / "clip.mp4"
+    extra = ["--quiet"]
+    if case == "not_an_image":
+        image = inputs / "notes.png"
+    elif case == "missing_trajectories":
+        trajectories = inputs / "nowhere.json"
+    elif case == "empty_trajectories":
+        trajectories = inputs / "empty.json"
+    elif case == "svd_without_weights":
+        extra += ["--backend", "svd", "--svd-model", str(tmp_path / "no-such-model")]
+    elif case == "bad_extension":
+        out = tmp_path / "clip.avi"
+    elif case == "too_many_frames":
+        extra += ["--frames", "9", "--max-frames", "8"]
+    elif case == "unknown_format":
+        trajectories = tmp_path / "other.json"
+        trajectories.write_text(json.dumps({"objects": []}))
+    code, _, stderr = _run(capsys, "--image", image, "--trajectories", trajectories, "--out", out, *extra)
+    assert code == 2
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last
+    assert "Traceback" not in stderr
+    assert not out.exists()
+
+
+def test_the_module_itself_exits_2_without_a_traceback(inputs, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    argv = [
+        "--image",
+        inputs / "coffee.png",
+        "--trajectories",
+        inputs / "empty.json",
+        "--out",
+        tmp_path / "x.mp4",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "apps.drag.cli", *map(str, argv)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: Nothing moves: draw at least one trajectory that goes somewhere (points only pin the image), "
+        "or choose a camera motion."
+    )
+
+
+def test_evaluate_prints_the_objmc_table_of_the_warp_backend(capsys, tmp_path):
+    code = evaluate.main(
+        ["--quiet", "--max-side", "256", "--frames", "6", "--json", str(tmp_path / "objmc.json")]
+    )
+    stdout = capsys.readouterr().out
+    assert code == 0
+    for photo in evaluate.REQUESTS:
+        assert re.search(rf"^{photo} \(\d+x\d+", stdout, re.MULTILINE)
+    overall = re.findall(r"^\s+ObjMC\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", stdout, re.MULTILINE)
+    assert len(overall) == 1 and float(overall[0][2]) < evaluate.WARP_TARGET_PX
+    numbers = json.loads((tmp_path / "objmc.json").read_text())
+    assert set(numbers["photos"]) == set(evaluate.REQUESTS)
+    assert float(overall[0][0]) == pytest.approx(numbers["photos"]["astronaut"]["objmc_px"], abs=5e-4)
+
+
+@pytest.mark.slow
+def test_svd_backend_runs_end_to_end_on_the_tiny_model(inputs, tmp_path, capsys):
+    """Every code path of the svd backend offline (random tiny weights: the pixels mean nothing)."""
+    out = tmp_path / "svd.mp4"
+    argv = [
+        "--image", inputs / "coffee.png", "--trajectories", inputs / "drag.json", "--out", out,
+        "--backend", "svd", "--svd-model", "tiny", "--max-side", 64, "--frames", 4, "--steps", 2, "--quiet",
+    ]  # fmt: skip
+    code, _, stderr = _run(capsys, *argv)
+    assert code == 0, stderr
+    frames = read_video(out).frames_uint8
+    assert frames.shape == (4, 64, 64, 3)
+    record = json.loads(out.with_name("svd.params.json").read_text())
+    assert record["arguments"]["backend"] == "svd" and record["settings"]["svd_model"] == "tiny"
+
+    code = evaluate.main(
+        ["--backend", "svd", "--svd-model", "tiny", "--photos", "coffee", "--max-side", "64", "--frames", "4",
+         "--steps", "2", "--quiet"]
+    )  # fmt: skip
+    stdout = capsys.readouterr().out
+    assert code == 0 and "of the svd backend, model tiny" in stdout
+    assert re.search(r"^\s+ObjMC\s+[\d.]+\s+[\d.]+$", stdout, re.MULTILINE)
