@@ -1,0 +1,1 @@
+"""Changes to diffusers models that add a technique to them in place, each removable (see ``joint``)."""
