@@ -139,6 +139,7 @@ def tiny_sd_components(seed: int = 0) -> dict:
         beta_schedule="scaled_linear",
         clip_sample=False,
         set_alpha_to_one=False,
+        steps_offset=1,  # as SD1.5 ships it; img2img pipelines warn about and rewrite any other value
     )
     return {
         "unet": unet.eval(),
@@ -410,6 +411,38 @@ def load_pipeline(kind: ModelKind, settings: Settings | None = None, pipeline_cl
     return pipe
 
 
+@functools.lru_cache(maxsize=2)
+def _cached_controlnet(model: str, torch_dtype: torch.dtype):
+    from diffusers import ControlNetModel
+
+    if model == TINY:
+        # A ControlNet shaped like the tiny SD UNet (zero-initialised outputs, like a fresh one).
+        return ControlNetModel.from_unet(tiny_sd_components()["unet"]).to(torch_dtype).eval()
+    local = Path(model).expanduser()
+    try:
+        return ControlNetModel.from_pretrained(
+            str(local) if local.exists() else model,
+            dtype=torch_dtype,
+            local_files_only=hub_offline() or local.exists(),
+        ).eval()
+    except (OSError, ValueError) as err:
+        raise ModelNotAvailable(
+            f"ControlNet weights '{model}' are not available ({type(err).__name__}): set "
+            f"{ENV_PREFIX}CONTROLNET_MODEL (or --controlnet-model) to a local folder or a cached hub id, "
+            "or leave it empty to edit without a ControlNet."
+        ) from err
+
+
+def load_controlnet(settings: Settings | None = None):
+    """The configured ControlNet (``Settings.controlnet_model``) on the device, or None when unset."""
+    settings = settings or Settings.from_env()
+    if not settings.controlnet_model:
+        return None
+    model = _cached_controlnet(settings.controlnet_model, settings.resolved_dtype())
+    return model.to(settings.resolved_device())
+
+
 def clear_cache() -> None:
     """Forget loaded weights (tests; switching models in a long-running app)."""
     _cached_components.cache_clear()
+    _cached_controlnet.cache_clear()

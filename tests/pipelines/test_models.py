@@ -106,3 +106,14 @@ def test_folder_without_model_index_is_reported(tmp_path):
     (tmp_path / "unet").mkdir()
     with pytest.raises(ModelNotAvailable, match="no model_index.json"):
         models.load_components("sd", str(tmp_path))
+
+
+def test_controlnet_is_optional_tiny_or_reported_missing(tmp_path):
+    assert models.load_controlnet(TINY) is None
+    tiny = models.load_controlnet(TINY.replace(controlnet_model="tiny"))
+    assert tiny.config.cross_attention_dim == 32
+    tiny.save_pretrained(tmp_path / "cn")
+    reloaded = models.load_controlnet(TINY.replace(controlnet_model=str(tmp_path / "cn")))
+    _assert_same_weights(tiny, reloaded)
+    with pytest.raises(ModelNotAvailable, match="KINEMA_CONTROLNET_MODEL"):
+        models.load_controlnet(TINY.replace(controlnet_model="nobody/no-controlnet"))
