@@ -36,7 +36,7 @@ from core.engines.warp import CAMERA_PRESETS, DEFAULT_FRAMES, WarpResult, animat
 from core.errors import InputError, ModelNotAvailable
 from core.flow import render_flow_video
 from core.imaging import ResizeInfo, apply_resize, load_image, plan_resize
-from core.motion import suggest_motion_bucket
+from core.motion import motion_bucket_from_flow
 from core.trajectory import Trajectories, Trajectory
 from core.video import write_video
 
@@ -76,8 +76,10 @@ def render(
     """Animate `image_uint8` (H,W,3) along `trajectories` with `backend`.
 
     The warp always runs: it is the "warp" result and the "svd" guide video. `motion_bucket_id` None
-    takes `core.motion.suggest_motion_bucket` of the trajectories. SVD arguments are those of
-    `SVDTrajectoryPipeline.__call__`; the generator is a CPU generator seeded with `seed`.
+    takes `core.motion.motion_bucket_from_flow` of the warp's flow (what the drags, the camera and the
+    motion brush together move; the drag app's `suggest_motion_bucket` sees the drags only). SVD
+    arguments are those of `SVDTrajectoryPipeline.__call__`; the generator is a CPU generator seeded
+    with `seed`.
 
     Raises:
         InputError: bad input. ModelNotAvailable: the svd backend without its weights.
@@ -89,9 +91,6 @@ def render(
         raise InputError(
             f"Unknown camera move {camera!r}; choose none or one of {', '.join(CAMERA_PRESETS)}."
         )
-    height, width = image_uint8.shape[:2]
-    if motion_bucket_id is None:
-        motion_bucket_id = suggest_motion_bucket(trajectories, num_frames, fps, (width, height))
 
     bars: list[tqdm] = []  # opened on the first frame, so input errors print no empty bar
 
@@ -115,6 +114,8 @@ def render(
         for bar in bars:
             bar.close()
     frames = warp.frames_uint8
+    if motion_bucket_id is None:
+        motion_bucket_id = motion_bucket_from_flow(warp.flow_px, fps)
     if backend == "svd":  # after the warp, so bad input is reported before weights load
         pipe = _svd_pipeline(settings)
         pipe.set_progress_bar_config(disable=not show_progress)

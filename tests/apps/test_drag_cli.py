@@ -199,3 +199,40 @@ def test_svd_backend_runs_end_to_end_on_the_tiny_model(inputs, tmp_path, capsys)
     stdout = capsys.readouterr().out
     assert code == 0 and "of the svd backend, model tiny" in stdout
     assert re.search(r"^\s+ObjMC\s+[\d.]+\s+[\d.]+$", stdout, re.MULTILINE)
+
+
+def test_region_mask_and_camera_flags(inputs, tmp_path, capsys):
+    """A motion brush on the left half: the second drag (from x = 0.55, outside the brush) moves
+    nothing, and the right quarter, which the brushed content does not reach, stays still; without
+    the brush it moves. A camera alone animates."""
+    mask = np.zeros(SOURCE_HW, np.uint8)
+    mask[:, :150] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    out = tmp_path / "brushed.mp4"
+    base = ["--image", inputs / "coffee.png", "--out", out, "--frames", 6, "--max-side", 256, "--quiet"]
+    code, _, stderr = _run(
+        capsys, *base, "--trajectories", inputs / "drag.json", "--region-mask", tmp_path / "mask.png"
+    )
+    assert code == 0, stderr
+    frames = read_video(out).frames_uint8.astype(float)
+    right = np.s_[:, :, int(0.75 * frames.shape[2]) :]
+    assert np.abs(frames[right] - frames[:1][right]).mean() < 1.0  # H.264 noise only
+    assert np.abs(frames[-1] - frames[0]).mean() > 3.0
+    code, _, _ = _run(
+        capsys, *base[:3], tmp_path / "free.mp4", *base[4:], "--trajectories", inputs / "drag.json"
+    )
+    free = read_video(tmp_path / "free.mp4").frames_uint8.astype(float)
+    assert code == 0 and np.abs(free[right] - free[:1][right]).mean() > 3.0
+
+    Image.fromarray(mask[:100]).save(tmp_path / "small_mask.png")
+    code, _, stderr = _run(
+        capsys, *base, "--trajectories", inputs / "drag.json", "--region-mask", tmp_path / "small_mask.png"
+    )
+    assert code == 2 and "same image" in stderr
+
+    out = tmp_path / "zoom.mp4"
+    argv = ["--image", inputs / "coffee.png", "--trajectories", inputs / "empty.json", "--out", out]
+    code, _, stderr = _run(capsys, *argv, "--frames", 6, "--max-side", 256, "--camera", "zoom_in", "--quiet")
+    assert code == 0, stderr
+    record = json.loads(out.with_name("zoom.params.json").read_text())
+    assert record["arguments"]["camera"] == "zoom_in" and record["motion_bucket_id"] > 1
