@@ -1,0 +1,207 @@
+"""What the drag app's Generate button runs: a warp or SVD video, written to disk and kept as bytes.
+
+UI-free apart from the Streamlit progress bar handed in as a callable, so the app stays a thin layer:
+the image, trajectories and parameters in, a `DragResult` (mp4, gif, flow video, side-by-side,
+trajectories JSON, parameters JSON) out. Bad input raises InputError, missing weights ModelNotAvailable.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from core.engines.warp import CAMERA_PRESETS, animate
+from core.errors import InputError
+from core.flow import render_flow_video
+from core.imaging import unit_to_uint8
+from core.trajectory import CameraMotion, Trajectories
+from core.video import write_video
+
+Backend = Literal["warp", "svd"]
+Progress = Callable[[float, str], None]
+
+PARAMS_FORMAT = "kinema.drag.parameters"
+# Frames the VAE decodes at once: bounds decoder memory (SVD-XT at 1024x576 fits a 24 GB card).
+SVD_DECODE_CHUNK = 8
+
+
+@dataclass(frozen=True)
+class DragParams:
+    """Every choice behind one run; written next to the video as the parameters JSON."""
+
+    backend: Backend
+    num_frames: int
+    fps: int
+    camera: str
+    resize_mode: Literal["crop", "pad"]
+    working_side: int
+    motion_bucket_id: int
+    strength: float
+    num_inference_steps: int
+    noise_aug_strength: float
+    seed: int
+    motion_brush: bool
+    image: str = ""  # the sample's or the uploaded file's name, for the record
+
+    def to_json(self, **extra: object) -> str:
+        return json.dumps({"format": PARAMS_FORMAT, **asdict(self), **extra}, indent=2)
+
+
+@dataclass(frozen=True)
+class DragResult:
+    """One finished run. Video fields are encoded file bytes; `folder` holds the same files on disk.
+
+    The GIF is written on first request (`gif_bytes`): encoding it takes several times longer than all
+    the mp4s together, so a run does not wait for a download nobody may ask for.
+    """
+
+    params: DragParams
+    frames_uint8: np.ndarray  # (T,H,W,3) uint8, the generated clip
+    video_mp4: bytes
+    flow_mp4: bytes
+    side_by_side_mp4: bytes
+    trajectories_json: str
+    params_json: str
+    folder: Path
+    seconds: float
+
+    def gif_bytes(self) -> bytes:
+        """The clip as a looping GIF (written to `folder` on the first call)."""
+        path = self.folder / "video.gif"
+        if not path.is_file():
+            write_video(path, self.frames_uint8, self.params.fps)
+        return path.read_bytes()
+
+
+def camera_of(preset: str) -> CameraMotion | None:
+    """The CameraMotion of a preset name of `core.engines.warp.CAMERA_PRESETS` ("none": no move)."""
+    if preset == "none":
+        return None
+    if preset not in CAMERA_PRESETS:
+        raise InputError(
+            f"Unknown camera move {preset!r}; choose none or one of {', '.join(CAMERA_PRESETS)}."
+        )
+    return CAMERA_PRESETS[preset]
+
+
+def generate(
+    image_uint8: np.ndarray,
+    trajectories: Trajectories,
+    params: DragParams,
+    *,
+    region_mask: np.ndarray | None,
+    output_dir: Path,
+    svd_pipeline=None,
+    progress: Progress | None = None,
+    overlay_uint8: np.ndarray | None = None,
+) -> DragResult:
+    """Animate `image_uint8` (H,W,3) along `trajectories` with `params.backend` and encode the results.
+
+    The warp engine always runs: it is the result of the "warp" backend and the guide video of the
+    "svd" backend (`svd_pipeline`, an SVDTrajectoryPipeline, required then). `progress(fraction, text)`
+    is called as work advances. Files go to a new folder under `output_dir`.
+    """
+    report = progress or (lambda fraction, text: None)
+    started = time.perf_counter()
+    warp_share = 0.3 if params.backend == "svd" else 0.8
+
+    def warp_progress(done: int, total: int) -> None:
+        report(round(warp_share * done / max(total, 1), 4), f"Warping frame {done} of {total}")
+
+    report(0.0, "Warping")
+    warped = animate(
+        image_uint8,
+        trajectories,
+        params.num_frames,
+        region_mask=region_mask,
+        camera=camera_of(params.camera),
+        progress=warp_progress,
+    )
+    frames = warped.frames_uint8
+    if params.backend == "svd":
+        if svd_pipeline is None:
+            raise InputError("The SVD backend needs its pipeline; pick the warp backend or load SVD weights.")
+        frames = _run_svd(svd_pipeline, image_uint8, frames, params, report, warp_share)
+
+    report(0.9, "Encoding videos")
+    folder = _new_run_folder(output_dir)
+    flow_frames = _flow_frames(warped.flow_px, len(frames))
+    overlay = image_uint8 if overlay_uint8 is None else overlay_uint8
+    side_by_side = np.concatenate([np.broadcast_to(overlay, frames.shape), frames, flow_frames], axis=2)
+    write_video(folder / "video.mp4", frames, params.fps)
+    write_video(folder / "flow.mp4", flow_frames, params.fps)
+    write_video(folder / "side_by_side.mp4", np.ascontiguousarray(side_by_side), params.fps)
+    seconds = time.perf_counter() - started
+    trajectories_json = trajectories.to_json()
+    height, width = image_uint8.shape[:2]
+    params_json = params.to_json(width=width, height=height, seconds=round(seconds, 3))
+    (folder / "trajectories.json").write_text(trajectories_json)
+    (folder / "parameters.json").write_text(params_json)
+    report(1.0, f"Done in {seconds:.1f} s")
+    return DragResult(
+        params=params,
+        frames_uint8=frames,
+        video_mp4=(folder / "video.mp4").read_bytes(),
+        flow_mp4=(folder / "flow.mp4").read_bytes(),
+        side_by_side_mp4=(folder / "side_by_side.mp4").read_bytes(),
+        trajectories_json=trajectories_json,
+        params_json=params_json,
+        folder=folder,
+        seconds=seconds,
+    )
+
+
+def _run_svd(
+    pipe, image_uint8: np.ndarray, guide_uint8: np.ndarray, params: DragParams, report: Progress, start: float
+) -> np.ndarray:
+    """SVD (SVDTrajectoryPipeline) from the image, guided by the warp: (T,H,W,3) uint8."""
+    import torch
+
+    def on_step(pipeline, step: int, timestep, tensors: dict) -> dict:
+        total = max(int(getattr(pipeline, "num_timesteps", 0) or 0), 1)
+        report(round(start + (0.9 - start) * (step + 1) / total, 4), f"SVD step {step + 1} of {total}")
+        return tensors
+
+    report(start, "SVD: encoding the guide video")
+    frames_unit = pipe(
+        image_uint8,
+        guide_uint8,
+        strength=params.strength,
+        num_inference_steps=params.num_inference_steps,
+        fps=params.fps,
+        motion_bucket_id=params.motion_bucket_id,
+        noise_aug_strength=params.noise_aug_strength,
+        decode_chunk_size=SVD_DECODE_CHUNK,
+        generator=torch.Generator("cpu").manual_seed(params.seed),
+        output_type="np",
+        callback_on_step_end=on_step,
+    ).frames[0]
+    return unit_to_uint8(np.asarray(frames_unit))
+
+
+def _flow_frames(flow_px: np.ndarray, num_frames: int) -> np.ndarray:
+    """Colour frames (T,H,W,3) uint8 of the warp's flow, one shared scale, padded to `num_frames`."""
+    colours = render_flow_video(np.asarray(flow_px, dtype=np.float32))
+    if len(colours) < num_frames:  # frame-to-frame flow has one frame fewer: frame 0 shows no motion
+        still = np.full((num_frames - len(colours), *colours.shape[1:]), 255, np.uint8)
+        colours = np.concatenate([still, colours])
+    return colours[:num_frames]
+
+
+def _new_run_folder(output_dir: Path) -> Path:
+    base = Path(output_dir) / "drag"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        folder = base / (stamp if n == 0 else f"{stamp}-{n}")
+        try:
+            folder.mkdir(parents=True, exist_ok=False)
+            return folder
+        except FileExistsError:
+            continue
+    raise OSError(f"Could not create a new run folder under {base}.")

@@ -1,0 +1,439 @@
+"""The drag app (apps/drag/app.py) under Streamlit's AppTest, and its UI helper modules.
+
+The canvas component cannot draw without a browser, so `apps.drag.ui_canvas.st_canvas` is replaced by
+`FakeCanvas`, which behaves like the component per key (a new key shows its `initial_drawing`; "drawing"
+replaces what the current key holds) and hands back canvas JSON recorded from the component's own
+Fabric 7.4 (tests/fixtures/canvas/). Everything else is the real app: real images, the real warp engine,
+real video files.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from apps.drag import ui_canvas, ui_generate, ui_overlay
+from core.imaging import load_image, resize_to_multiple
+from core.motion import suggest_motion_bucket
+from core.trajectory import Trajectories, Trajectory, from_canvas_json
+from core.video import read_video
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "apps" / "drag" / "app.py")
+FIXTURES = ROOT / "tests" / "fixtures" / "canvas"
+TIMEOUT_S = 60
+
+
+def fixture_objects(name: str) -> list[dict]:
+    return json.loads((FIXTURES / f"{name}.json").read_text())["json_data"]["objects"]
+
+
+class FakeCanvas:
+    """Stands in for streamlit-drawable-canvas: what each mounted canvas (by key) currently holds."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, dict] = {}
+        self.calls: list[dict] = []
+
+    def __call__(self, **kwargs):
+        self.calls.append(kwargs)
+        drawing = self.held.setdefault(kwargs["key"], kwargs["initial_drawing"])
+        return SimpleNamespace(json_data=drawing)
+
+    def last(self, prefix: str = "canvas-") -> dict:
+        return [call for call in self.calls if call["key"].startswith(prefix)][-1]
+
+    def draw(self, objects: list[dict], prefix: str = "canvas-") -> None:
+        """The user draws: the canvas mounted last under `prefix` now holds `objects`."""
+        self.held[self.last(prefix)["key"]] = {"version": "7.4.0", "objects": objects}
+
+
+@pytest.fixture
+def canvas(monkeypatch) -> FakeCanvas:
+    fake = FakeCanvas()
+    monkeypatch.setattr(ui_canvas, "st_canvas", fake)
+    return fake
+
+
+@pytest.fixture
+def app(monkeypatch, tmp_path, canvas) -> AppTest:
+    """The app on its default sample photo, at a 256 px working size (fast), results under tmp_path."""
+    monkeypatch.setenv("KINEMA_OUTPUT_DIR", str(tmp_path / "outputs"))
+    monkeypatch.setenv("KINEMA_SVD_MODEL", "tiny")
+    monkeypatch.setenv("KINEMA_DEVICE", "cpu")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
+    at.select_slider(key="working_side").set_value(256).run()
+    assert not at.exception
+    return at
+
+
+def generate_button(at: AppTest):
+    (button,) = [b for b in at.button if b.label == "Generate"]
+    return button
+
+
+def track_rows(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown if " track, " in m.value or " anchor at " in m.value]
+
+
+def astronaut_256() -> np.ndarray:
+    image = load_image(ROOT / "assets" / "images" / "astronaut.jpg")
+    return resize_to_multiple(image, multiple=64, max_side=256, mode="crop")[0]
+
+
+# -- the app -------------------------------------------------------------------------------------------
+
+
+def test_warp_generation_end_to_end(app, canvas, monkeypatch):
+    previews = []
+    import core.engines.warp as warp
+
+    real_preview = warp.preview_flow
+    monkeypatch.setattr(
+        warp, "preview_flow", lambda *a, **k: previews.append(real_preview(*a, **k)) or previews[-1]
+    )
+    app.run()
+    canvas.draw(fixture_objects("mixed"))
+    app.run()
+    assert not app.exception and not app.error
+    size = (canvas.last()["width"], canvas.last()["height"])
+    assert size == (520, 520)  # the 256 px astronaut shown whole, at most 560 x 520
+    expected = from_canvas_json({"version": "7.4.0", "objects": fixture_objects("mixed")}, size)
+    rows = track_rows(app)
+    assert len(rows) == 4 and "anchor at" in rows[3] and all("track" in row for row in rows[:3])
+
+    # The live preview follows the drawing: white (still) where nothing is drawn before, coloured now.
+    assert len(previews) >= 2 and np.all(previews[0] == 255)
+    preview = previews[-1]
+    assert preview.shape == (256, 256, 3)
+    x, y = (expected[0].points_norm[0] * 256).astype(int)  # the first line's start moves
+    assert preview[y, x].min() < 200
+    assert {image.caption for element in app.image for image in element.proto.imgs} >= {
+        "Trajectories",
+        "Motion preview (colour = direction)",
+    }
+    # The motion bucket is pre-filled from the suggestion for this drawing.
+    suggested = suggest_motion_bucket(expected, 14, 7, (256, 256))
+    assert app.number_input(key="motion_bucket").value == suggested
+
+    generate_button(app).click().run()
+    assert not app.exception and not app.error
+    result = app.session_state["result"]
+    assert result.frames_uint8.shape == (14, 256, 256, 3)
+    np.testing.assert_array_equal(result.frames_uint8[0], astronaut_256())
+    assert result.video_mp4[4:8] == b"ftyp" and len(result.video_mp4) > 5_000
+    assert result.flow_mp4[4:8] == b"ftyp" and result.side_by_side_mp4[4:8] == b"ftyp"
+    clip = read_video(result.folder / "video.mp4")
+    assert clip.frames_uint8.shape == (14, 256, 256, 3) and clip.fps == pytest.approx(7.0)
+    error = np.abs(clip.frames_uint8[0].astype(float) - result.frames_uint8[0]).mean()
+    assert error < 3.0  # H.264 at crf 18 keeps the first frame within a few levels
+    assert read_video(result.folder / "side_by_side.mp4").frames_uint8.shape == (14, 256, 768, 3)
+    assert result.gif_bytes()[:6] == b"GIF89a"
+
+    loaded = Trajectories.from_json(result.trajectories_json)
+    assert len(loaded) == 4
+    for got, want in zip(loaded, expected):
+        np.testing.assert_allclose(got.points_norm, want.points_norm, atol=1e-12)
+    params = json.loads(result.params_json)
+    assert params["backend"] == "warp" and params["motion_bucket_id"] == suggested
+    assert params["image"] == "astronaut" and params["format"] == "kinema.drag.parameters"
+    assert (params["num_frames"], params["fps"], params["width"]) == (14, 7, 256)
+    assert len(app.get("video")) == 3
+    assert [b.label for b in app.get("download_button")] == [
+        "Video (mp4)",
+        "Video (gif)",
+        "Trajectories (JSON)",
+        "Parameters (JSON)",
+    ]
+
+
+def test_svd_without_weights_names_the_setting_and_warp_keeps_working(app, canvas, monkeypatch, tmp_path):
+    monkeypatch.setenv("KINEMA_SVD_MODEL", str(tmp_path / "no-svd-here"))
+    canvas.draw(fixture_objects("line"))
+    app.radio(key="backend").set_value("svd").run()
+    assert not app.exception
+    messages = " ".join(e.value for e in app.error)
+    assert "KINEMA_SVD_MODEL" in messages and "no-svd-here" in messages
+    assert generate_button(app).disabled
+
+    app.radio(key="backend").set_value("warp").run()
+    assert not app.error and not generate_button(app).disabled
+    generate_button(app).click().run()
+    assert not app.exception and not app.error
+    assert app.session_state["result"].params.backend == "warp"
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims a size in its header but carries almost no pixel data."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + payload))
+        return struct.pack(">I", len(payload)) + kind + payload + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 10))
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # PIL warns on opening
+def test_bad_uploads_show_our_message_and_the_app_stays_usable(app, canvas):
+    app.radio(key="source").set_value("Upload").run()
+    assert [i.value for i in app.info] == ["Upload an image in the sidebar, or pick a sample photo."]
+
+    app.file_uploader(key="upload").set_value(("notes.png", b"this is not an image", "image/png")).run()
+    assert not app.exception
+    assert [e.value for e in app.error] == [
+        "The uploaded image is not a readable image (corrupt or unsupported format)."
+    ]
+
+    app.file_uploader(key="upload").set_value(("huge.png", _png_header_only(12000, 12000), "image/png")).run()
+    assert not app.exception
+    assert [e.value for e in app.error] == [
+        "The uploaded image is 12000x12000 pixels; the largest side allowed is 2048. "
+        "Downscale it and upload again."
+    ]
+
+    good = (ROOT / "assets" / "images" / "coffee.jpg").read_bytes()
+    app.file_uploader(key="upload").set_value(("coffee.jpg", good, "image/jpeg")).run()
+    assert not app.exception and not app.error
+    assert (canvas.last()["width"], canvas.last()["height"]) == (
+        560,
+        420,
+    )  # 256x192 coffee (crop), shown whole
+    canvas.draw(fixture_objects("line"))
+    app.run()
+    generate_button(app).click().run()
+    assert app.session_state["result"].frames_uint8.shape == (14, 192, 256, 3)
+
+
+def test_empty_canvas_or_anchors_only_disable_generate_with_a_message(app, canvas):
+    message = (
+        "Draw at least one trajectory that moves (line, polyline or freehand), or choose a camera move, "
+        "then press Generate. Anchors alone only pin the image."
+    )
+    assert [i.value for i in app.info] == [message]
+    assert generate_button(app).disabled
+    canvas.draw(fixture_objects("point"))
+    app.run()
+    assert len(track_rows(app)) == 1 and [i.value for i in app.info] == [message]
+    assert generate_button(app).disabled
+    # A camera move alone is something to animate.
+    app.selectbox(key="camera").set_value("zoom_in").run()
+    assert not app.info and not generate_button(app).disabled
+
+
+def test_delete_one_trajectory_and_reset(app, canvas):
+    objects = fixture_objects("mixed")
+    canvas.draw(objects)
+    app.run()
+    rows = track_rows(app)
+    assert len(rows) == 4
+    rev = canvas.last()["key"]
+
+    [b for b in app.button if b.label == "Delete"][1].click().run()
+    assert canvas.last()["key"] != rev  # a fresh canvas showing the rest
+    assert canvas.last()["initial_drawing"]["objects"] == [objects[0], objects[2], objects[3]]
+    remaining = track_rows(app)
+    assert len(remaining) == 3 and "anchor at" in remaining[2]
+
+    [b for b in app.button if b.label == "Reset all"][0].click().run()
+    assert canvas.last()["initial_drawing"]["objects"] == [] and track_rows(app) == []
+    assert generate_button(app).disabled
+
+
+def test_a_trajectory_leaving_the_image_is_clipped_with_a_note(app, canvas):
+    line = fixture_objects("line")[0]  # (120, 80) -> (360, 240) on the canvas
+    outside = {**line, "left": line["left"] + 300}  # now ends at x = 660 on a 520 px canvas
+    canvas.draw([fixture_objects("line")[0], outside])
+    app.run()
+    assert [w.value for w in app.warning] == ["Trajectory 2 left the image and was clipped to its edge."]
+    generate_button(app).click().run()
+    points = Trajectories.from_json(app.session_state["result"].trajectories_json)[1].points_norm
+    assert points[:, 0].max() == 1.0  # clipped at the right edge
+
+
+def test_a_trajectory_file_redraws_the_canvas_and_bad_files_are_refused(app, canvas):
+    wanted = Trajectories((Trajectory([[0.2, 0.3], [0.5, 0.35], [0.7, 0.6]]), Trajectory([[0.8, 0.2]])))
+    app.file_uploader(key="trajectory_file").set_value(
+        ("run.json", wanted.to_json().encode(), "application/json")
+    ).run()
+    assert not app.exception and not app.error
+    mounted = canvas.last()
+    assert [obj["type"] for obj in mounted["initial_drawing"]["objects"]] == ["Polyline", "Circle"]
+    shown = from_canvas_json(mounted["initial_drawing"], (mounted["width"], mounted["height"]))
+    for got, want in zip(shown, wanted):
+        np.testing.assert_allclose(got.points_norm, want.points_norm, atol=1e-12)
+    assert len(track_rows(app)) == 2
+
+    app.file_uploader(key="trajectory_file").set_value(
+        ("bad.json", b'{"format": "something else"}', "application/json")
+    ).run()
+    assert not app.exception
+    assert [e.value for e in app.sidebar.error] == [
+        "The file is not a trajectory file (expected format 'kinema.trajectories')."
+    ]
+    assert len(track_rows(app)) == 2  # the drawing is untouched
+
+
+def test_an_earlier_result_stays_when_a_later_run_fails(app, canvas, monkeypatch, tmp_path):
+    canvas.draw(fixture_objects("line"))
+    app.run()
+    generate_button(app).click().run()
+    first = app.session_state["result"]
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the output folder should go")
+    monkeypatch.setenv("KINEMA_OUTPUT_DIR", str(blocker))
+    app.slider(key="frames").set_value(8).run()
+    generate_button(app).click().run()
+    assert not app.exception
+    assert len(app.error) == 1 and str(blocker) in app.error[0].value
+    assert app.session_state["result"] is first
+    assert len(app.get("video")) == 3  # still on screen
+
+
+def test_motion_brush_moves_only_the_painted_region(app, canvas):
+    corners = [np.s_[:12, :12], np.s_[:24, 200:], np.s_[200:, :40], np.s_[200:, 200:]]
+    near_target = np.s_[108:128, 167:187]  # the line ends at canvas (360, 240) = image (177, 118)
+
+    def change(frames: np.ndarray, where) -> float:
+        return float(np.abs(frames[-1][where].astype(int) - frames[0][where]).mean())
+
+    canvas.draw(fixture_objects("line"))
+    app.run()
+    generate_button(app).click().run()
+    free = app.session_state["result"].frames_uint8
+    assert min(change(free, where) for where in corners) > 20  # a long drag pulls the whole picture
+
+    app.checkbox(key="use_brush").check().run()
+    # A 40 px brush dab at the line's start (canvas px), drawn as a short stroke.
+    dab = {**fixture_objects("line")[0], "strokeWidth": 40, "left": 120, "top": 80}
+    dab.update(x1=-10, x2=10, y1=-10, y2=10)
+    canvas.draw([dab], prefix="brush-")
+    app.run()
+    generate_button(app).click().run()
+    result = app.session_state["result"]
+    assert result.params.motion_brush
+    brushed = result.frames_uint8
+    assert max(change(brushed, where) for where in corners) == 0.0  # outside the region: exactly still
+    assert change(brushed, near_target) > 20  # the painted content arrives at the line's end
+
+
+# -- the UI helpers (no Streamlit) ------------------------------------------------------------------------
+
+
+def test_canvas_objects_from_trajectories_read_back_exactly():
+    wanted = Trajectories(
+        (
+            Trajectory([[0.1, 0.9], [0.4, 0.2], [0.95, 0.5]]),
+            Trajectory([[0.5, 0.5]]),
+            Trajectory([[0, 0], [1, 1]]),
+        )
+    )
+    for size in [(520, 520), (560, 350), (37, 91)]:
+        objects = ui_canvas.objects_from_trajectories(wanted, size)
+        parsed = ui_canvas.parse_objects(objects, size)
+        assert parsed.problems == () and parsed.clipped == () and parsed.object_index == (0, 1, 2)
+        for got, want in zip(parsed.trajectories, wanted):
+            np.testing.assert_allclose(got.points_norm, want.points_norm, atol=1e-12)
+
+
+def test_parse_objects_reports_a_bad_object_and_keeps_the_others_in_place():
+    objects = fixture_objects("mixed")
+    objects.insert(1, {"type": "Rect", "left": 10, "top": 10, "width": 5, "height": 5})
+    parsed = ui_canvas.parse_objects(objects, (600, 400))
+    assert parsed.object_index == (0, 2, 3, 4)
+    assert len(parsed.problems) == 1 and parsed.problems[0].startswith("Shape 2 was left out:")
+    expected = json.loads((FIXTURES / "mixed.json").read_text())["expected_canvas_px"]
+    for got, want in zip(parsed.trajectories, expected):
+        # Lines and the point exactly; the freehand stroke's curve samples include every command end.
+        np.testing.assert_allclose(got.points_norm[[0, -1]] * [600, 400], np.array(want)[[0, -1]], atol=1e-6)
+        if len(want) <= 2:
+            np.testing.assert_allclose(got.points_norm * [600, 400], want, atol=1e-6)
+
+
+def test_canvas_size_keeps_the_aspect_within_the_bounds():
+    assert ui_canvas.canvas_size_for((320, 512), 560, 520) == (560, 350)
+    assert ui_canvas.canvas_size_for((512, 256), 560, 520) == (260, 520)
+    assert ui_canvas.canvas_size_for((1024, 1024), 560, 520) == (520, 520)
+
+
+def test_mask_from_strokes_covers_the_stroke_and_nothing_far_from_it():
+    line = fixture_objects("line")[0]  # (120, 80) -> (360, 240), 20 px wide, on a 600 x 400 canvas
+    mask = ui_canvas.mask_from_strokes([line], (600, 400), (200, 300))  # half size
+    assert mask.shape == (200, 300)
+    for t in np.linspace(0, 1, 11):
+        x, y = (1 - t) * np.array([60, 40]) + t * np.array([180, 120])
+        assert mask[round(y), round(x)]
+    assert not mask[150:, :].any() and not mask[:, 220:].any()
+    rows, cols = np.nonzero(mask)
+    # Distance of every painted pixel to the segment is at most half the (scaled) 10 px width + 1.
+    p = np.stack([cols, rows], axis=1) + 0.5
+    a, b = np.array([60.0, 40.0]), np.array([180.0, 120.0])
+    t = np.clip(((p - a) @ (b - a)) / ((b - a) @ (b - a)), 0, 1)
+    assert np.linalg.norm(p - (a + t[:, None] * (b - a)), axis=1).max() <= 6.5
+    assert ui_canvas.mask_from_strokes([], (600, 400), (200, 300)) is None
+
+
+def test_overlay_draws_numbered_arrows_and_leaves_the_rest():
+    image = np.full((200, 300, 3), 40, np.uint8)
+    trajectories = Trajectories((Trajectory([[0.2, 0.5], [0.8, 0.5]]), Trajectory([[0.5, 0.2]])))
+    out = ui_overlay.draw_trajectory_overlay(image, trajectories)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    colour = np.array(ui_overlay.colour_of(0))
+
+    def closest(pixels: np.ndarray) -> float:  # anti-aliased lines: the best-matching pixel's distance
+        return float(np.abs(pixels.reshape(-1, 3).astype(int) - colour).sum(axis=1).min())
+
+    assert closest(out[98:102, 100]) < 30  # on the track
+    assert closest(out[92:96, 225:235]) < 30  # the arrow head's flank near its end, off the line itself
+    ring = out[40 - 8 : 40 + 9, 150 - 8 : 150 + 9].reshape(-1, 3).astype(int)
+    assert np.abs(ring - ui_overlay.ANCHOR_RGB).sum(axis=1).min() < 30  # the anchor
+    np.testing.assert_array_equal(out[180:, :], image[180:, :])  # far away: untouched
+    np.testing.assert_array_equal(image, 40)  # the input is not drawn on
+
+
+def test_svd_backend_refines_the_warp_with_the_tiny_pipeline(tmp_path):
+    from core.config import Settings
+    from core.models import load_pipeline
+    from core.pipelines.svd_trajectory import SVDTrajectoryPipeline
+
+    pipe = load_pipeline(
+        "svd", Settings.from_env({}, svd_model="tiny", device="cpu"), pipeline_cls=SVDTrajectoryPipeline
+    )
+    image = astronaut_256()[::8, ::8].copy()  # 32 x 32: the tiny UNet's cost grows fast with size
+    trajectories = Trajectories((Trajectory([[0.3, 0.3], [0.6, 0.5]]),))
+    params = ui_generate.DragParams(
+        backend="svd",
+        num_frames=2,
+        fps=7,
+        camera="none",
+        resize_mode="crop",
+        working_side=128,
+        motion_bucket_id=100,
+        strength=0.5,
+        num_inference_steps=2,
+        noise_aug_strength=0.02,
+        seed=0,
+        motion_brush=False,
+    )
+    seen = []
+    result = ui_generate.generate(
+        image,
+        trajectories,
+        params,
+        region_mask=None,
+        output_dir=tmp_path,
+        svd_pipeline=pipe,
+        progress=lambda fraction, text: seen.append((fraction, text)),
+    )
+    assert result.frames_uint8.shape == (2, 32, 32, 3) and result.frames_uint8.dtype == np.uint8
+    assert ("SVD step 1 of 1" in [text for _, text in seen]) and seen[-1][0] == 1.0
+    fractions = [fraction for fraction, _ in seen]
+    assert fractions == sorted(fractions)
+    assert json.loads(result.params_json)["backend"] == "svd"
