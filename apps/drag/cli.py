@@ -35,7 +35,7 @@ from core.config import Settings
 from core.engines.warp import CAMERA_PRESETS, DEFAULT_FRAMES, WarpResult, animate
 from core.errors import InputError, ModelNotAvailable
 from core.flow import render_flow_video
-from core.imaging import ResizeInfo, apply_resize, load_image, plan_resize
+from core.imaging import ResizeInfo, apply_resize, load_image, plan_resize, unit_to_uint8
 from core.motion import motion_bucket_from_flow
 from core.trajectory import Trajectories, Trajectory
 from core.video import write_video
@@ -91,6 +91,7 @@ def render(
         raise InputError(
             f"Unknown camera move {camera!r}; choose none or one of {', '.join(CAMERA_PRESETS)}."
         )
+    _check_options(fps, motion_bucket_id, strength, num_inference_steps, noise_aug_strength)
 
     bars: list[tqdm] = []  # opened on the first frame, so input errors print no empty bar
 
@@ -133,6 +134,24 @@ def render(
     return DragVideo(frames, warp, int(motion_bucket_id))
 
 
+def _check_options(
+    fps: int, motion_bucket_id: int | None, strength: float, steps: int, noise_aug_strength: float
+) -> None:
+    """Reject out-of-range options before any work (the SVD pipeline checks them only after loading)."""
+    if not isinstance(fps, int) or fps < 1:
+        raise InputError(f"The frame rate must be a whole number of at least 1, got {fps!r}.")
+    if motion_bucket_id is not None and not (
+        isinstance(motion_bucket_id, int) and 0 <= motion_bucket_id <= 255
+    ):
+        raise InputError(f"The motion bucket must be a whole number in [0, 255], got {motion_bucket_id!r}.")
+    if not 0.0 <= strength <= 1.0:
+        raise InputError(f"The strength must be in [0, 1], got {strength!r}.")
+    if not isinstance(steps, int) or steps < 1:
+        raise InputError(f"The number of steps must be a whole number of at least 1, got {steps!r}.")
+    if not 0.0 <= noise_aug_strength <= 1.0:
+        raise InputError(f"The noise augmentation must be in [0, 1], got {noise_aug_strength!r}.")
+
+
 def _svd_pipeline(settings: Settings):
     from core.models import load_pipeline
 
@@ -160,8 +179,6 @@ def _refine_with_svd(
     seed: int,
 ) -> np.ndarray:
     import torch
-
-    from core.imaging import unit_to_uint8
 
     frames_unit = pipe(
         image_uint8,

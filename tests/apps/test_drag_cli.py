@@ -110,6 +110,8 @@ def test_fit_trajectories_lands_on_the_same_content(mode):
         ("bad_extension", "must end in .mp4 or .gif"),
         ("too_many_frames", "between 2 and 8"),
         ("unknown_format", "not a trajectory file"),
+        ("strength_out_of_range", "strength must be in [0, 1]"),
+        ("zero_fps", "frame rate"),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_line(inputs, tmp_path, capsys, case, message):
@@ -130,6 +132,10 @@ def test_bad_input_exits_2_with_one_clear_line(inputs, tmp_path, capsys, case, m
     elif case == "unknown_format":
         trajectories = tmp_path / "other.json"
         trajectories.write_text(json.dumps({"objects": []}))
+    elif case == "strength_out_of_range":
+        extra += ["--backend", "svd", "--strength", "1.5"]
+    elif case == "zero_fps":
+        extra += ["--fps", "0"]
     code, _, stderr = _run(capsys, "--image", image, "--trajectories", trajectories, "--out", out, *extra)
     assert code == 2
     last = stderr.strip().splitlines()[-1]
