@@ -1,0 +1,260 @@
+"""SVD video from a first frame and a guide video (SDEdit): the model half of drag-to-video.
+
+The guide is usually ``core.engines.warp``'s animation of the image along the user's trajectories: it has
+the right motion and wrong details (stretched texture, holes). The pipeline encodes it with the VAE,
+noises it to the sigma that ``strength`` selects on SVD's Euler/Karras schedule, and runs the remaining
+steps of stock SVD conditioned on the first frame, so SVD repaints details while the coarse motion of
+the guide survives. Training-free: stock SVD weights.
+
+    pipe = load_pipeline("svd", settings, pipeline_cls=SVDTrajectoryPipeline)
+    frames = pipe(image_uint8, guide_uint8, strength=0.4, motion_bucket_id=suggested,
+                  output_type="np").frames[0]          # (T,H,W,3) float in [0,1]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import (
+    StableVideoDiffusionPipelineOutput,
+)
+from diffusers.utils.torch_utils import randn_tensor
+
+from core.errors import InputError
+from core.imaging import to_unit
+from core.pipelines.svd_common import (
+    ImageInput,
+    SVDPipelineBase,
+    as_pil_rgb,
+    check_call_options,
+    check_image,
+    encode_video_latents,
+    image_size_hw,
+    pin_frames,
+)
+
+
+@dataclass
+class SVDTrajectoryPipelineOutput(StableVideoDiffusionPipelineOutput):
+    """``frames``: list of lists of PIL images, or (1,T,H,W,3) float [0,1] numpy ("np"), or (1,T,3,H,W)
+    float [0,1] torch ("pt"), or the (1,T,C,h,w) denoising-space latents ("latent")."""
+
+
+def steps_for_strength(num_inference_steps: int, strength: float) -> int:
+    """How many Euler steps an SDEdit of ``strength`` runs: ``ceil(num_inference_steps * strength)``.
+
+    The run is the last ones of the ``num_inference_steps`` schedule, starting at schedule index
+    ``num_inference_steps - steps``; any strength above 0 runs at least one step. (Rounded to 6 decimals
+    first, so 0.3 x 10 is 3 steps, not 4.)
+    """
+    return min(num_inference_steps, math.ceil(round(num_inference_steps * strength, 6)))
+
+
+class SVDTrajectoryPipeline(SVDPipelineBase):
+    r"""Stable Video Diffusion from a first frame, started from a noised guide video (SDEdit).
+
+    Components (stock SVD, loaded by ``core.models.load_pipeline("svd", settings, pipeline_cls=...)``):
+        vae ([`AutoencoderKLTemporalDecoder`]), image_encoder ([`CLIPVisionModelWithProjection`]),
+        unet ([`UNetSpatioTemporalConditionModel`]), scheduler ([`EulerDiscreteScheduler`]),
+        feature_extractor ([`CLIPImageProcessor`]).
+
+    How a call runs:
+        - The first frame conditions SVD as usual: CLIP embedding + noise-augmented VAE latents on every
+          frame's 4 extra channels.
+        - ``strength`` in [0,1] picks where the loop starts: ``n = steps_for_strength(steps, strength)``
+          Euler steps run, from schedule index ``steps - n``; the starting latents are the guide's VAE
+          latents plus ``sigma_start`` x unit noise. ``strength=1`` starts from pure noise exactly as stock
+          SVD does (the guide is not used and may be None); ``strength=0`` runs no step: the output is
+          the guide through the VAE (encode, decode).
+        - ``fix_first_frame`` (default) keeps frame 0 on the input image: before the loop and after every
+          step, frame 0's latent is replaced by ``clean + sigma * noise0`` (the clean image latent on its
+          own Euler path, with the same unit noise throughout, see ``pin_frames``). At the final sigma 0 it
+          is the clean latent, so frame 0 decodes to the image up to the VAE's round-trip error (and the
+          temporal decoder's mixing of neighbouring frames).
+        - Costs one UNet call per step run (batch 2 with guidance, as stock), plus one VAE encode of the
+          guide (chunked by ``decode_chunk_size``).
+    """
+
+    @staticmethod
+    def check_inputs(
+        image: object,
+        guide_video: object,
+        strength: object,
+        num_frames: object,
+        num_inference_steps: object,
+        decode_chunk_size: object,
+        output_type: object,
+        callback_on_step_end_tensor_inputs: object,
+        allowed_tensor_inputs: list[str],
+    ) -> None:
+        """Raise InputError (a ValueError) naming the offending value; never fixes input."""
+        check_image(image, "image")
+        if not isinstance(strength, int | float) or not 0.0 <= strength <= 1.0:
+            raise InputError(f"`strength` must be a number in [0, 1], got {strength!r}.")
+        if num_frames is not None and (not isinstance(num_frames, int) or num_frames < 1):
+            raise InputError(f"`num_frames` must be a positive integer or None, got {num_frames!r}.")
+        if guide_video is None:
+            if strength < 1.0:
+                raise InputError(f"A `guide_video` is needed for strength {strength} (only 1 runs without).")
+        else:
+            if not isinstance(guide_video, np.ndarray):
+                raise InputError(
+                    f"`guide_video` must be a uint8 numpy array, got {type(guide_video).__name__}."
+                )
+            if guide_video.dtype != np.uint8 or guide_video.ndim != 4 or guide_video.shape[3] != 3:
+                raise InputError(
+                    f"`guide_video` must be uint8 frames (T,H,W,3), got dtype {guide_video.dtype} "
+                    f"and shape {guide_video.shape}."
+                )
+            if tuple(guide_video.shape[1:3]) != image_size_hw(image):
+                raise InputError(
+                    f"`guide_video` frames are {guide_video.shape[1:3]} (H,W) but `image` is "
+                    f"{image_size_hw(image)}; give both the same size."
+                )
+            if guide_video.shape[0] < 1 or (num_frames is not None and num_frames != guide_video.shape[0]):
+                raise InputError(
+                    f"`num_frames` is {num_frames} but `guide_video` has {guide_video.shape[0]} frames."
+                )
+        check_call_options(
+            num_inference_steps,
+            decode_chunk_size,
+            output_type,
+            callback_on_step_end_tensor_inputs,
+            allowed_tensor_inputs,
+        )
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        image: ImageInput,
+        guide_video: np.ndarray | None = None,
+        strength: float = 0.4,
+        num_frames: int | None = None,
+        num_inference_steps: int = 25,
+        min_guidance_scale: float = 1.0,
+        max_guidance_scale: float = 3.0,
+        fps: int = 7,
+        motion_bucket_id: int = 127,
+        noise_aug_strength: float = 0.02,
+        fix_first_frame: bool = True,
+        decode_chunk_size: int | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        output_type: str = "pil",
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
+        return_dict: bool = True,
+    ):
+        r"""Generate a video that starts at ``image`` and follows ``guide_video``.
+
+        Args:
+            image: the first frame, PIL or uint8 (H,W,3); sides multiples of 8 (of 64 for real SVD).
+            guide_video: uint8 (T,H,W,3) at the image's size, frame 0 normally the image; None only
+                with ``strength=1``.
+            strength: in [0,1]; the share of the schedule that runs (see ``steps_for_strength``).
+                SVD's Karras schedule spends most steps at high sigma: with 25 steps the start sigma
+                is 0.16 / 1.3 / 3.9 / 15.6 / 98 / 700 at strength 0.2 / 0.3 / 0.4 / 0.5 / 0.7 / 1,
+                against latents of standard deviation about 1, so the guide's layout survives only
+                at low strengths (default 0.4).
+            num_frames: defaults to the guide's length (the UNet's ``num_frames`` without a guide).
+            num_inference_steps, min_guidance_scale, max_guidance_scale, fps, motion_bucket_id,
+            noise_aug_strength, decode_chunk_size, generator, output_type ("pil", "np", "pt",
+            "latent"), callback_on_step_end, callback_on_step_end_tensor_inputs (default
+            ``["latents"]``), return_dict: as in ``StableVideoDiffusionPipeline``. ``motion_bucket_id``
+            is the caller's (``core.motion.suggest_motion_bucket`` derives one from trajectories).
+            fix_first_frame: hold frame 0 on ``image`` (see the class doc); False leaves it free.
+
+        Returns:
+            :class:`SVDTrajectoryPipelineOutput`, or its ``frames`` alone when ``return_dict`` is False
+            (as the stock SVD pipeline does).
+        """
+        tensor_inputs = (
+            ["latents"] if callback_on_step_end_tensor_inputs is None else callback_on_step_end_tensor_inputs
+        )
+        # 1. Check inputs
+        self.check_inputs(
+            image,
+            guide_video,
+            strength,
+            num_frames,
+            num_inference_steps,
+            decode_chunk_size,
+            output_type,
+            tensor_inputs,
+            self._callback_tensor_inputs,
+        )
+        height, width = image_size_hw(image)
+        if num_frames is None:
+            num_frames = guide_video.shape[0] if guide_video is not None else self.unet.config.num_frames
+        decode_chunk_size = decode_chunk_size or num_frames
+        device = self._execution_device
+        self._guidance_scale = max_guidance_scale
+
+        # 2. Encode the first frame (CLIP embedding, conditioning latents, clean latents)
+        image_embeddings, image_latents, clean_first = self._encode_frames(
+            [as_pil_rgb(image)], height, width, noise_aug_strength, generator, device, clean=fix_first_frame
+        )
+        dtype = image_embeddings.dtype
+
+        # 3. Conditioning, repeated over frames and batched for guidance
+        conditioning = self._conditioning(
+            image_embeddings,
+            image_latents.unsqueeze(1).repeat(1, num_frames, 1, 1, 1),
+            fps,
+            motion_bucket_id,
+            noise_aug_strength,
+        )
+
+        # 4. Timesteps: the last steps_for_strength(...) steps of the schedule
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        first_index = num_inference_steps - steps_for_strength(num_inference_steps, strength)
+        sigma_start = float(self.scheduler.sigmas[first_index])
+
+        # 5. Starting latents: guide + sigma_start * noise (pure noise at strength 1, as stock SVD)
+        latent_shape = (
+            1,
+            num_frames,
+            self.unet.config.in_channels // 2,
+            height // self.vae_scale_factor,
+            width // self.vae_scale_factor,
+        )
+        noise = randn_tensor(latent_shape, generator=generator, device=device, dtype=dtype)
+        if strength == 1.0:
+            latents = noise * self.scheduler.init_noise_sigma
+        else:
+            # Normalised like the image path ((x / 255) * 2 - 1), so equal pixels give equal latents.
+            guide_signed = self.video_processor.normalize(to_unit(guide_video, device))
+            with self._vae_upcast():
+                guide_latents = encode_video_latents(self.vae, guide_signed, decode_chunk_size)
+            latents = guide_latents.to(dtype).unsqueeze(0) + sigma_start * noise
+
+        pin_fn = None
+        if fix_first_frame:
+
+            def pin_fn(x: torch.Tensor, sigma: float) -> torch.Tensor:
+                return pin_frames(x, clean_first.unsqueeze(1), [0], noise, sigma)
+
+            latents = pin_fn(latents, sigma_start)
+
+        # 6. Per-frame guidance scale
+        self._set_guidance_ramp(min_guidance_scale, max_guidance_scale, num_frames, 1, device, dtype)
+
+        # 7. Denoising loop
+        latents = self._denoise(
+            latents,
+            first_index,
+            lambda x, t: self._predict(x, t, conditioning),
+            pin_fn,
+            callback_on_step_end,
+            tensor_inputs,
+        )
+
+        # 8. Decode
+        frames = self._output(latents, num_frames, decode_chunk_size, output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return frames
+        return SVDTrajectoryPipelineOutput(frames=frames)
