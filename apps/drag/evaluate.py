@@ -7,7 +7,8 @@ only here), astronaut and coffee, each scaled to multiples of 64 (long side --ma
 and one anchor placed on textured points (LK needs texture to lock on).
 
 The same command runs the svd backend (`--svd-model tiny` runs the offline random model: every code
-path, meaningless numbers; real weights on a GPU give the comparison). Target for the warp backend:
+path, meaningless numbers; real weights on a GPU give the comparison, at SVD's frame size with
+`--size 1024x576`). Target for the warp backend:
 ObjMC < 1.5 px (printed, asserted in tests/unit/test_metrics.py).
 """
 
@@ -19,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from apps.drag.cli import BACKENDS, render
@@ -57,17 +59,50 @@ def requests(photo: str) -> Trajectories:
     return Trajectories(tuple(Trajectory(points) for points in REQUESTS[photo]))
 
 
-def evaluation_image(photo: str, max_side_px: int) -> np.ndarray:
-    """The photo as (H,W,3) uint8, sides multiples of 64, long side <= max_side_px (centre crop)."""
+def evaluation_image(photo: str, max_side_px: int, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The photo as (H,W,3) uint8, centre-cropped to the frame's aspect.
+
+    Without `size`: sides multiples of 64 and long side <= max_side_px, never enlarged. With
+    `size` (width, height), e.g. SVD's 1024x576: exactly that size, enlarged (bicubic) if need be.
+    """
     from core.flow.evaluate import load_photo
 
-    image, _ = resize_to_multiple(load_photo(photo), multiple=64, max_side=max_side_px, mode="crop")
-    return image
+    image = load_photo(photo)
+    if size is None:
+        return resize_to_multiple(image, multiple=64, max_side=max_side_px, mode="crop")[0]
+    width, height = size
+    source_h, source_w = image.shape[:2]
+    crop_w, crop_h = (
+        min(source_w, round(source_h * width / height)),
+        min(source_h, round(source_w * height / width)),
+    )
+    top, left = (source_h - crop_h) // 2, (source_w - crop_w) // 2
+    crop = image[top : top + crop_h, left : left + crop_w]
+    shrinking = width * height < crop_w * crop_h
+    return cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
 
 
-def evaluate_photo(photo: str, backend: str, max_side_px: int, settings: Settings, **render_options) -> dict:
+def _parse_size(text: str) -> tuple[int, int]:
+    """'1024x576' -> (1024, 576); sides positive multiples of 8 (SVD's VAE halves them three times)."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 1024x576, got {text!r}") from None
+    if width < 8 or height < 8 or width % 8 or height % 8:
+        raise argparse.ArgumentTypeError(f"both sides must be multiples of 8 (at least 8), got {text!r}")
+    return width, height
+
+
+def evaluate_photo(
+    photo: str,
+    backend: str,
+    max_side_px: int,
+    settings: Settings,
+    size: tuple[int, int] | None = None,
+    **render_options,
+) -> dict:
     """Generate one photo's video with `backend` and score it: {"objmc": ObjMC, ...}."""
-    image = evaluation_image(photo, max_side_px)
+    image = evaluation_image(photo, max_side_px, size)
     started = time.perf_counter()
     video = render(backend, image, requests(photo), settings=settings, **render_options)
     seconds = time.perf_counter() - started
@@ -129,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--photos", nargs="+", choices=list(REQUESTS), default=list(REQUESTS))
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames per video (14)")
     parser.add_argument("--max-side", type=int, default=512, help="long side of the video in px (512)")
+    parser.add_argument(
+        "--size", type=_parse_size, default=None, help="exact frame size WxH instead, e.g. 1024x576 for SVD"
+    )
     parser.add_argument("--fps", type=int, default=7, help="svd: fps conditioning (7)")
     parser.add_argument("--strength", type=float, default=0.5, help="svd: SDEdit strength (0.5)")
     parser.add_argument("--steps", type=int, default=25, help="svd: denoising steps of the schedule (25)")
@@ -149,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
                 fps=args.fps, strength=args.strength, num_inference_steps=args.steps, seed=args.seed
             )
         results = {
-            photo: evaluate_photo(photo, args.backend, args.max_side, settings, **options)
+            photo: evaluate_photo(photo, args.backend, args.max_side, settings, args.size, **options)
             for photo in args.photos
         }
     except (InputError, ModelNotAvailable) as err:

@@ -242,3 +242,13 @@ def test_region_mask_and_camera_flags(inputs, tmp_path, capsys):
     assert code == 0, stderr
     record = json.loads(out.with_name("zoom.params.json").read_text())
     assert record["arguments"]["camera"] == "zoom_in" and record["motion_bucket_id"] > 1
+
+
+def test_evaluation_frames_of_a_given_size_keep_the_photo_undistorted():
+    coffee = load_photo("coffee")  # 400x600
+    wide = evaluate.evaluation_image("coffee", 512, (1024, 576))
+    assert wide.shape == (576, 1024, 3)
+    # The 16:9 centre crop (600x338 of the 600x400 photo), enlarged.
+    reference = cv2.resize(coffee[31:369], (1024, 576), interpolation=cv2.INTER_CUBIC)
+    assert np.abs(wide.astype(float) - reference).mean() < 1.0
+    assert evaluate.evaluation_image("coffee", 512).shape == (320, 512, 3)  # default: multiples of 64
