@@ -1,7 +1,7 @@
 """Drag-to-video without a browser: image + trajectories JSON -> video.
 
     python -m apps.drag.cli --image photo.jpg --trajectories drag.json --out out/video.mp4 \\
-        [--backend warp|svd] [--frames 14] [--fps 7] [--motion-bucket B] [--strength 0.5] [--steps 25] \\
+        [--backend warp|svd] [--frames 14] [--fps 7] [--motion-bucket B] [--strength 0.4] [--steps 25] \\
         [--seed 0] [--resize crop|pad] [--max-side 1024] [--camera zoom_in] [--region-mask mask.png] \\
         [--flow-out out/flow.mp4] [--gif]  + settings flags (--svd-model, --device, ...; see --help)
 
@@ -63,7 +63,7 @@ def render(
     num_frames: int = DEFAULT_FRAMES,
     fps: int = 7,
     motion_bucket_id: int | None = None,
-    strength: float = 0.5,
+    strength: float = 0.4,
     num_inference_steps: int = 25,
     noise_aug_strength: float = 0.02,
     seed: int = 0,
@@ -153,17 +153,10 @@ def _check_options(
 
 
 def _svd_pipeline(settings: Settings):
+    # Imported here so that the warp backend never loads diffusers.
     from core.models import load_pipeline
+    from core.pipelines.svd_trajectory import SVDTrajectoryPipeline
 
-    try:
-        from core.pipelines.svd_trajectory import SVDTrajectoryPipeline
-    except ModuleNotFoundError as err:
-        if err.name not in ("core.pipelines", "core.pipelines.svd_trajectory"):
-            raise
-        raise ModelNotAvailable(
-            "The svd backend is not part of this installation yet (core.pipelines.svd_trajectory is "
-            "missing); use --backend warp."
-        ) from err
     return load_pipeline("svd", settings, pipeline_cls=SVDTrajectoryPipeline)
 
 
@@ -275,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="SVD motion_bucket_id (default: from the trajectories)",
     )
     parser.add_argument(
-        "--strength", type=float, default=0.5, help="svd: how far SVD may depart from the warp, 0..1 (0.5)"
+        "--strength", type=float, default=0.4, help="svd: how far SVD may depart from the warp, 0..1 (0.4)"
     )
     parser.add_argument(
         "--steps", type=int, default=25, help="svd: denoising steps of the full schedule (25)"

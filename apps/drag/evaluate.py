@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--size", type=_parse_size, default=None, help="exact frame size WxH instead, e.g. 1024x576 for SVD"
     )
     parser.add_argument("--fps", type=int, default=7, help="svd: fps conditioning (7)")
-    parser.add_argument("--strength", type=float, default=0.5, help="svd: SDEdit strength (0.5)")
+    parser.add_argument("--strength", type=float, default=0.4, help="svd: SDEdit strength (0.4)")
     parser.add_argument("--steps", type=int, default=25, help="svd: denoising steps of the schedule (25)")
     parser.add_argument("--seed", type=int, default=0, help="svd: random seed (0)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
