@@ -9,7 +9,7 @@ Session state (per browser tab):
                               deleting, resetting, loading a trajectory file or switching tools bumps
                               canvas_rev with a new seed (the component keeps its own objects otherwise)
     canvas_objects            the objects the canvas last reported (one per trajectory, in order)
-    brush_rev, brush_objects  the same for the motion-brush canvas
+    brush_rev                 the motion-brush canvas starts empty; clearing it bumps brush_rev
     result, run_error         the last finished run (kept when a later run fails) and the last failure
 """
 
@@ -82,7 +82,6 @@ def init_state() -> None:
         "canvas_seed": [],
         "canvas_objects": [],
         "brush_rev": 0,
-        "brush_objects": [],
         "image_id": None,
         "result": None,
         "run_error": None,
@@ -213,13 +212,12 @@ def motion_brush(image: np.ndarray, canvas_size: tuple[int, int], image_id: str)
             image,
             canvas_size,
             drawing_mode="freedraw",
-            initial_objects=st.session_state.brush_objects,
+            initial_objects=[],
             key=f"brush-{image_id}-{st.session_state.brush_rev}",
             stroke_width=size,
             stroke_colour="rgba(52, 199, 89, 0.6)",
         )
         objects = ui_canvas.canvas_objects(result.json_data)
-        st.session_state.brush_objects = objects
         mask = ui_canvas.mask_from_strokes(objects, canvas_size, image.shape[:2])
         if mask is None:
             st.caption("Paint over the part of the image that may move.")
@@ -227,7 +225,6 @@ def motion_brush(image: np.ndarray, canvas_size: tuple[int, int], image_id: str)
 
 
 def _clear_brush() -> None:
-    st.session_state.brush_objects = []
     st.session_state.brush_rev += 1
 
 

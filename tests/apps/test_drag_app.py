@@ -40,11 +40,18 @@ class FakeCanvas:
 
     def __init__(self) -> None:
         self.held: dict[str, dict] = {}
+        self.initial: dict[str, dict] = {}
         self.calls: list[dict] = []
+        self.reloads: list[str] = []
 
     def __call__(self, **kwargs):
         self.calls.append(kwargs)
-        drawing = self.held.setdefault(kwargs["key"], kwargs["initial_drawing"])
+        key = kwargs["key"]
+        # The real component reloads a mounted canvas whose initial_drawing changed and sends it back,
+        # which reruns the app: an app that passes a new initial_drawing every run never settles.
+        if self.initial.setdefault(key, kwargs["initial_drawing"]) != kwargs["initial_drawing"]:
+            self.reloads.append(key)
+        drawing = self.held.setdefault(key, kwargs["initial_drawing"])
         return SimpleNamespace(json_data=drawing)
 
     def last(self, prefix: str = "canvas-") -> dict:
@@ -59,7 +66,8 @@ class FakeCanvas:
 def canvas(monkeypatch) -> FakeCanvas:
     fake = FakeCanvas()
     monkeypatch.setattr(ui_canvas, "st_canvas", fake)
-    return fake
+    yield fake
+    assert fake.reloads == [], "a mounted canvas got a new initial_drawing (endless reruns in a browser)"
 
 
 @pytest.fixture
