@@ -91,12 +91,13 @@ def draw_canvas(
     key: str,
     stroke_width: int = STROKE_WIDTH_PX,
     stroke_colour: str | None = None,
-    return_image_data: bool = False,
 ):
     """Show the canvas over the image (stretched to `size`, which keeps its aspect); return the CanvasResult.
 
     `initial_objects` is what a freshly mounted canvas shows; later edits live in the component until it
-    is remounted under a new `key`.
+    is remounted under a new `key`. Pass the same `initial_objects` for a key on every run: the component
+    reloads a canvas whose initial drawing changed and sends it back, which reruns the app, forever if
+    the app feeds the canvas's output back in.
     """
     if stroke_colour is None:
         stroke_colour = ANCHOR_COLOUR if drawing_mode == "point" else TRACK_COLOUR
@@ -111,7 +112,6 @@ def draw_canvas(
         drawing_mode=drawing_mode,
         initial_drawing={"version": FABRIC_VERSION, "objects": initial_objects},
         point_display_radius=ANCHOR_RADIUS_PX,
-        return_image_data=return_image_data,
         key=key,
     )
 
