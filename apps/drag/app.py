@@ -380,7 +380,7 @@ def main() -> None:
             "Motion bucket", 1, 255, key="motion_bucket", help=f"Suggested from the drawing: {suggestion}."
         )
         strength = st.slider(
-            "Strength (how far SVD may depart from the warp)", 0.0, 1.0, 0.5, 0.05, key="strength"
+            "Strength (how far SVD may depart from the warp)", 0.0, 1.0, 0.4, 0.05, key="strength"
         )
         steps = st.slider("Steps", 1, 50, 25, key="steps")
         noise_aug = st.slider("Noise augmentation", 0.0, 0.3, 0.02, 0.01, key="noise_aug")
