@@ -96,7 +96,9 @@ class TrainingTask:
             ``accelerate.utils.extract_model_from_parallel``). Draw noise and timesteps from torch's
             global RNG (``torch.randn_like``, ``torch.randint``): the loop reseeds it per micro-batch.
         save_weights: ``save_weights(models, folder)`` writes only the trained weights into ``folder``
-            as safetensors (LoRA adapters through ``core.lora``, extra modules with ``save_file``).
+            as safetensors (LoRA adapters through ``core.lora``, extra modules with ``save_file``): into
+            each checkpoint folder, and at the end into ``--output_dir``. It, ``load_weights`` and
+            ``validate`` get the unwrapped modules.
         load_weights: ``load_weights(models, folder)`` loads what ``save_weights`` wrote into the
             existing parameters, in place: the optimizer holds references to them.
         collate_fn: the DataLoader's collate function; None for torch's default.
