@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: demo test bench lint format venv dev-venv browser
+.PHONY: demo test bench lint format venv dev-venv browser screenshots
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ browser:
 	@if [ "$$CI" = "true" ] && [ ! -x /usr/bin/chromium ]; then \
 		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "could not install chromium"; \
 	fi
+
+## make screenshots: rerun the browser tests and refresh the README pictures in assets/screenshots/
+screenshots: $(VENV)/.dev
+	KINEMA_UPDATE_SCREENSHOTS=1 HF_HUB_OFFLINE=1 $(PY) -m pytest tests/e2e
 
 ## make bench: ratio benchmarks, one table, JSON in bench-results/
 bench: $(VENV)/.dev

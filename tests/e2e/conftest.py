@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -102,8 +103,14 @@ def start_app(tmp_path):
 
 
 def save_screenshot(page, name: str) -> Path:
-    """Save a full-page screenshot for the README under assets/screenshots/NAME.png."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
+    """Take a full-page screenshot NAME.png: into assets/screenshots/ (the README's pictures) when
+    KINEMA_UPDATE_SCREENSHOTS=1 (`make screenshots`), else into a temporary folder so a test run
+    leaves the working tree clean."""
+    if os.environ.get("KINEMA_UPDATE_SCREENSHOTS") == "1":
+        folder = SCREENSHOTS
+    else:
+        folder = Path(tempfile.gettempdir()) / "kinema-screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
