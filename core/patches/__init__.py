@@ -1,1 +1,1 @@
-"""Changes to diffusers models that add a technique to them in place, each removable (see ``joint``)."""
+"""Changes to diffusers models that add a technique in place, each removable (``joint``, ``cross_frame``)."""

@@ -8,8 +8,9 @@ only change the output once they are trained or loaded.
 What :func:`apply_joint_patch` does to every ``BasicTransformerBlock`` (all 16 of SD1.5's UNet; the
 spatial blocks of SVD's UNet, whose ``TemporalBasicTransformerBlock`` s are left alone):
 
-- adds ``block.joint_attn``, a copy of the self-attention ``attn1`` (its weights to start from), and
-  ``block.joint_conv``, a kernel-1 ``Conv1d(dim, dim)`` over the tokens with zero weight and bias;
+- adds ``block.joint_attn``, a copy of the self-attention ``attn1`` (its weights to start from, diffusers'
+  default processor), and ``block.joint_conv``, a kernel-1 ``Conv1d(dim, dim)`` over the tokens with zero
+  weight and bias;
 - hooks ``attn1``: the joint attention runs on attn1's own input (the block's normalised hidden states),
   with the partners' normalised hidden states, concatenated along the token axis, as keys and values, and
   ``joint_conv`` of its output is added to attn1's output. Diffusers' ``BasicTransformerBlock.forward``
@@ -55,6 +56,7 @@ from pathlib import Path
 import safetensors.torch
 import torch
 from diffusers.models.attention import BasicTransformerBlock
+from diffusers.models.attention_processor import AttnProcessor2_0
 from peft.tuners.lora import LoraLayer
 from safetensors import SafetensorError, safe_open
 from torch import nn
@@ -62,6 +64,7 @@ from torch.utils.hooks import RemovableHandle
 
 from core import lora
 from core.errors import InputError
+from core.patches.blocks import self_attention_blocks
 
 JOINT_ATTN = "joint_attn"
 JOINT_CONV = "joint_conv"
@@ -375,17 +378,16 @@ def apply_joint_patch(
         raise InputError(
             f"The joint patch pairs 2 to {len(MODALITY_LETTERS)} modalities, got {modalities!r}."
         )
-    blocks = {path: m for path, m in unet.named_modules() if isinstance(m, BasicTransformerBlock)}
-    if not blocks:
-        raise InputError(f"This {type(unet).__name__} has no BasicTransformerBlock to patch.")
-    for path, block in blocks.items():
-        if block.only_cross_attention or block.attn1.is_cross_attention:
-            raise InputError(f"Block {path} has no self-attention to copy (its attn1 attends to the text).")
+    blocks = self_attention_blocks(unet)
+    for block in blocks.values():
         if any(isinstance(module, LoraLayer) for module in block.attn1.modules()):
             raise InputError("This UNet already has LoRA adapters: apply the joint patch before adding them.")
     patch = JointPatch(unet, modalities, blocks)
     for block in blocks.values():
-        setattr(block, JOINT_ATTN, copy.deepcopy(block.attn1))
+        joint_attn = copy.deepcopy(block.attn1)
+        # Diffusers' default processor: a processor patched onto attn1 (e.g. cross_frame) must not carry over.
+        joint_attn.set_processor(AttnProcessor2_0())
+        setattr(block, JOINT_ATTN, joint_attn)
         weight = block.attn1.to_q.weight
         conv = nn.Conv1d(block.dim, block.dim, kernel_size=1, device=weight.device, dtype=weight.dtype)
         nn.init.zeros_(conv.weight)

@@ -6,6 +6,7 @@ import functools
 import pytest
 import torch
 from diffusers.models.attention import BasicTransformerBlock
+from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
 from core import lora
 from core.errors import InputError
@@ -196,6 +197,13 @@ def test_no_pairing_skips_the_joint_layers_and_the_batch_must_match():
     patch.set_batch_layout([0, 1, 0, 1, 0, 1])
     with pytest.raises(InputError, match="batch of 6"):
         run_sd(unet, latents, text)
+
+
+def test_joint_layers_use_the_default_processor_whatever_attn1_uses():
+    unet = sd_unet()
+    unet.set_attn_processor(AttnProcessor())  # stands for a patched attn1 processor (e.g. cross_frame)
+    patch = apply_joint_patch(unet)
+    assert all(isinstance(getattr(b, JOINT_ATTN).processor, AttnProcessor2_0) for b in patch.blocks.values())
 
 
 def test_bad_arguments_raise_input_errors():
