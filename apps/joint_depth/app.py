@@ -1,0 +1,441 @@
+"""Joint-depth app (Gradio): prompt -> image + depth; image -> depth; depth -> image.
+
+Run: ``python -m apps.joint_depth.app --host 127.0.0.1 --port 7861`` (or ``python -m apps joint``); the
+Settings flags (``--sd-model``, ``--lora-path`` ...) and KINEMA_* variables choose models and limits. Tests
+import `demo` (or call `build_demo`) and drive it with gradio_client.
+
+Three tabs share the settings column (joint weights, steps, guidance, seed, batch, point-cloud camera) and the
+results column: images, depth colour maps, the point cloud of the selected sample (gr.Model3D, a binary PLY:
+gradio 6 draws a PLY without Gaussian-splat fields as a point cloud), and the downloads (PNG image, 16-bit
+depth PNG, colour map, PLY per sample, params.json). Without SD weights the app runs on the tiny preset and
+the banner says so; without joint weights it runs the untrained patch and says so too.
+
+Uploads reach the handlers unprocessed (``preprocess=False``) and are read by core.imaging, which checks the
+size from the header before decoding and answers unreadable files with one sentence. A colour image given as a
+depth map is refused (its colours are not depth); a grey image stored as RGB is accepted.
+
+API (every event has an api_name; model events share one queue slot, "gpu", limit 1):
+    /startup (model banner and its native size; runs on page load), /model_status (banner for a weights
+    choice), /list_weights, /generate, /image_to_depth, /depth_to_image.
+The settings are keyword inputs: weights, steps, guidance, seed, batch, near, far, fov_deg, max_points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from apps.joint_depth import examples, workflow
+from apps.joint_depth.workflow import JointRequest, LoadedModel
+from core.config import ENV_PREFIX, Settings
+from core.errors import InputError, KinemaError
+from core.pointcloud import DEFAULT_FAR, DEFAULT_FOV_DEG, DEFAULT_MAX_POINTS, DEFAULT_NEAR
+
+GPU = "gpu"  # concurrency_id shared by the model-running events
+NO_WEIGHTS_LABEL = "none: untrained joint layers"
+DEFAULT_SIDE = 512
+
+
+def _shows_errors(fn: Callable) -> Callable:
+    """Show our errors' one sentence in the UI (gr.Error) instead of a generic failure."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except KinemaError as error:
+            raise gr.Error(str(error), print_exception=False) from None
+
+    return wrapper
+
+
+def _upload_path(payload: Any, what: str) -> str:
+    """The server path of an unprocessed gr.Image upload (a FileData dict), or InputError when there is none."""
+    path = payload.get("path") if isinstance(payload, dict) else payload
+    if not path:
+        raise InputError(f"Upload {what} first.")
+    return str(path)
+
+
+class Handlers:
+    """The event functions; `settings` holds models and limits. Each returns values for its outputs."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    # -- models ----------------------------------------------------------------------------------------
+
+    def weight_choices(self) -> list[tuple[str, str]]:
+        """(label, folder) of every joint-weights folder under Settings.lora_path, after the 'none' choice."""
+        root = Path(self.settings.lora_path).expanduser() if self.settings.lora_path else None
+        choices = [(NO_WEIGHTS_LABEL, "")]
+        for folder in workflow.find_joint_weights(self.settings.lora_path):
+            label = (
+                str(folder.relative_to(root.parent)) if root is not None and root.is_dir() else str(folder)
+            )
+            choices.append((label, str(folder)))
+        return choices
+
+    def default_weights(self) -> str:
+        choices = self.weight_choices()
+        return choices[1][1] if len(choices) > 1 else ""
+
+    def _model_with_warning(self, weights: str | None) -> LoadedModel:
+        """Load the model; a fallback to the tiny preset also pops up as a warning."""
+        model = workflow.load_model(self.settings, weights)
+        if model.sd_model != self.settings.sd_model:
+            gr.Warning(model.notices[0], duration=15)
+        return model
+
+    def _banner(self, model: LoadedModel) -> str:
+        weights = f"`{model.weights}`" if model.weights else "none (untrained joint layers)"
+        lines = [
+            f"**Model**: Stable Diffusion `{model.sd_model}` ({ENV_PREFIX}SD_MODEL), joint weights {weights}; "
+            f"native size {model.native_side} px; device `{self.settings.resolved_device()}`. **Limits**: "
+            f"{self.settings.max_image_side} px side, {self.settings.max_upload_mb} MB upload."
+        ]
+        lines += [f"> ⚠️ {notice}" for notice in model.notices]
+        return "\n\n".join(lines)
+
+    @_shows_errors
+    def startup(self, weights: str | None, progress=gr.Progress(track_tqdm=True)):
+        """Load the model (on page load): the banner, and the model's native size for the size controls."""
+        progress(0, desc="loading models")
+        model = self._model_with_warning(weights)
+        return (self._banner(model), *[model.native_side] * 4)
+
+    @_shows_errors
+    def model_status(self, weights: str | None, progress=gr.Progress(track_tqdm=True)) -> str:
+        """Load the chosen joint weights; the banner saying what runs."""
+        progress(0, desc="loading joint weights")
+        return self._banner(self._model_with_warning(weights))
+
+    def list_weights(self):
+        """Search Settings.lora_path again for joint-weights folders (e.g. new checkpoints)."""
+        return gr.update(choices=self.weight_choices())
+
+    # -- runs ------------------------------------------------------------------------------------------
+
+    def _run(self, request: JointRequest, weights: str | None, progress, extra: dict, **given):
+        """Run a checked request and write its files; the values of the result outputs."""
+        progress(0, desc="loading models")
+        model = workflow.load_model(self.settings, weights)
+        progress(0, desc=f"{request.mode.replace('_', ' ')}: {request.steps} steps")
+        started = time.perf_counter()
+        images, depth = workflow.run(model, request, **given)
+        seconds = time.perf_counter() - started
+        progress(1.0, desc="writing files")
+        folder = workflow.new_run_folder(self.settings)
+        record = {"sd_model": model.sd_model, "joint_weights": model.weights, "seconds": seconds, **extra}
+        files = workflow.write_results(folder, images, depth, request, record)
+        height, width = images.shape[1:3]
+        weights_name = Path(model.weights).name if model.weights else "none (untrained)"
+        status = (
+            f"{len(images)} sample{'s' if len(images) > 1 else ''} of {width}x{height} in {seconds:.1f} s "
+            f"({request.mode}, {request.steps} steps, guidance {request.guidance:g}, seed {request.seed}; model "
+            f"{model.sd_model}, joint weights {weights_name}); files in {folder}."
+        )
+        captions = [f"{k}" for k in range(1, len(images) + 1)]
+        clouds = [str(path) for path in files.clouds]
+        return (
+            [(str(path), caption) for path, caption in zip(files.images, captions)],
+            [(str(path), caption) for path, caption in zip(files.depth_color, captions)],
+            clouds[0],
+            [str(path) for path in files.downloads()],
+            status,
+            clouds,
+        )
+
+    @_shows_errors
+    def generate(
+        self,
+        prompt: str,
+        negative_prompt: str,
+        height: float,
+        width: float,
+        progress=gr.Progress(track_tqdm=True),
+        *,
+        weights: str | None = "",
+        **options,
+    ):
+        """Prompt -> images and their depth maps, with point clouds."""
+        request = JointRequest.from_ui(
+            self.settings,
+            mode="joint",
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            height=height,
+            width=width,
+            **options,
+        )
+        return self._run(request, weights, progress, {})
+
+    @_shows_errors
+    def image_to_depth(
+        self,
+        image: Any,
+        prompt: str,
+        side: float,
+        progress=gr.Progress(track_tqdm=True),
+        *,
+        weights: str | None = "",
+        **options,
+    ):
+        """An uploaded image -> its depth map (one per batch entry), with point clouds in its colours."""
+        request = JointRequest.from_ui(
+            self.settings, mode="image_to_depth", prompt=prompt, side=side, **options
+        )
+        path = _upload_path(image, "an image")
+        image_uint8 = workflow.prepare_image(path, self.settings, request.side)
+        return self._run(request, weights, progress, {"input": Path(path).name}, image_uint8=image_uint8)
+
+    @_shows_errors
+    def depth_to_image(
+        self,
+        depth: Any,
+        prompt: str,
+        negative_prompt: str,
+        side: float,
+        progress=gr.Progress(track_tqdm=True),
+        *,
+        weights: str | None = "",
+        **options,
+    ):
+        """An uploaded depth map (greyscale, near = bright) -> images that fit it, with point clouds."""
+        request = JointRequest.from_ui(
+            self.settings,
+            mode="depth_to_image",
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            side=side,
+            **options,
+        )
+        path = _upload_path(depth, "a depth map")
+        depth_unit = workflow.prepare_depth(path, self.settings, request.side)
+        return self._run(request, weights, progress, {"input": Path(path).name}, depth_unit=depth_unit)
+
+    @staticmethod
+    def show_point_cloud(clouds: list[str] | None, evt: gr.SelectData):
+        """Show the point cloud of the sample clicked in a gallery."""
+        if not clouds or not 0 <= evt.index < len(clouds):
+            return gr.update()
+        return clouds[evt.index]
+
+
+def build_demo(settings: Settings) -> gr.Blocks:
+    """The app's Blocks for these settings (models, limits, output folder)."""
+    h = Handlers(settings)
+    max_side = min(workflow.MAX_SIDE, settings.max_image_side)
+    max_side -= max_side % workflow.SIZE_MULTIPLE
+    scene_image, scene_depth, scene_caption = examples.synthetic_scene_files()
+
+    def side_slider(label: str, elem_id: str) -> gr.Slider:
+        return gr.Slider(
+            workflow.MIN_SIDE,
+            max_side,
+            value=min(DEFAULT_SIDE, max_side),
+            step=workflow.SIZE_MULTIPLE,
+            label=label,
+            elem_id=elem_id,
+        )
+
+    with gr.Blocks(title="Joint depth + image", delete_cache=(3600, 6 * 3600)) as demo:
+        gr.Markdown("# Joint depth + image")
+        banner = gr.Markdown("Loading the model...", elem_id="jd-banner")
+        clouds = gr.State([])
+        with gr.Row():
+            with gr.Column(scale=1):
+                with gr.Tabs():
+                    with gr.Tab("Prompt -> image + depth", id="joint"):
+                        prompt = gr.Textbox(label="Prompt", lines=2, elem_id="jd-prompt")
+                        negative = gr.Textbox(label="Negative prompt", elem_id="jd-negative")
+                        with gr.Row():
+                            height = side_slider("Height (px)", "jd-height")
+                            width = side_slider("Width (px)", "jd-width")
+                        generate_btn = gr.Button("Generate", variant="primary", elem_id="jd-generate")
+                        gr.Examples([[p] for p in [*examples.PROMPTS, scene_caption]], inputs=[prompt])
+                    with gr.Tab("Image -> depth", id="image_to_depth"):
+                        image_in = gr.Image(
+                            type="filepath",
+                            sources=["upload", "clipboard"],
+                            label="Image",
+                            elem_id="jd-image",
+                        )
+                        image_prompt = gr.Textbox(label="Prompt (optional: what the image shows)")
+                        image_side = side_slider(
+                            "Longest side (px; the image is cropped to multiples of 64)", "jd-image-side"
+                        )
+                        image_btn = gr.Button("Estimate depth", variant="primary", elem_id="jd-image-go")
+                        gr.Examples(
+                            [[str(p)] for p in [*examples.SAMPLE_IMAGES, scene_image]], inputs=[image_in]
+                        )
+                    with gr.Tab("Depth -> image", id="depth_to_image"):
+                        depth_in = gr.Image(
+                            type="filepath",
+                            sources=["upload", "clipboard"],
+                            label="Depth map (greyscale 8/16-bit PNG, near = white)",
+                            elem_id="jd-depth",
+                        )
+                        depth_prompt = gr.Textbox(label="Prompt", elem_id="jd-depth-prompt")
+                        depth_negative = gr.Textbox(label="Negative prompt")
+                        depth_side = side_slider("Longest side (px)", "jd-depth-side")
+                        depth_btn = gr.Button("Generate image", variant="primary", elem_id="jd-depth-go")
+                        gr.Examples([[str(scene_depth), scene_caption]], inputs=[depth_in, depth_prompt])
+                with gr.Accordion("Settings", open=True):
+                    with gr.Row():
+                        weights = gr.Dropdown(
+                            h.weight_choices(),
+                            value=h.default_weights(),
+                            allow_custom_value=True,
+                            label="Joint weights",
+                            info="a folder written by python -m core.training.joint_lora, or a checkpoint-N in it; "
+                            "type a path to use another",
+                            elem_id="jd-weights",
+                            scale=4,
+                        )
+                        refresh_btn = gr.Button("Refresh", size="sm", scale=1)
+                    with gr.Row():
+                        steps = gr.Slider(
+                            1, workflow.MAX_STEPS, value=30, step=1, label="Steps", elem_id="jd-steps"
+                        )
+                        guidance = gr.Slider(
+                            0.0, workflow.MAX_GUIDANCE, value=7.5, step=0.5, label="Guidance"
+                        )
+                    with gr.Row():
+                        seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=workflow.MAX_SEED)
+                        batch = gr.Slider(1, workflow.MAX_BATCH, value=1, step=1, label="Batch size")
+                with gr.Accordion("Point cloud camera", open=False):
+                    gr.Markdown(
+                        "Disparity d in [0,1] becomes depth z by `1/z = d/near + (1-d)/far`; a pinhole camera "
+                        "with this horizontal field of view back-projects it. Units are arbitrary."
+                    )
+                    with gr.Row():
+                        near = gr.Number(DEFAULT_NEAR, label="Near", minimum=1e-6)
+                        far = gr.Number(DEFAULT_FAR, label="Far", minimum=1e-6)
+                    with gr.Row():
+                        fov = gr.Slider(10, 150, value=DEFAULT_FOV_DEG, step=1, label="Field of view (deg)")
+                        max_points = gr.Number(
+                            DEFAULT_MAX_POINTS,
+                            label="Max points",
+                            precision=0,
+                            minimum=1,
+                            maximum=workflow.MAX_POINTS,
+                        )
+            with gr.Column(scale=1):
+                status = gr.Markdown(label="Status", elem_id="jd-status")
+                with gr.Row():
+                    images_out = gr.Gallery(label="Images", columns=2, height=300, elem_id="jd-images")
+                    depth_out = gr.Gallery(
+                        label="Depth maps (near = warm)", columns=2, height=300, elem_id="jd-depth-maps"
+                    )
+                gr.Markdown(
+                    "Click a sample to show its point cloud. Downloads per sample: image, 16-bit depth PNG "
+                    "(near = white), colour map, PLY point cloud; and params.json."
+                )
+                cloud_out = gr.Model3D(
+                    label="Point cloud",
+                    clear_color=(0.08, 0.08, 0.1, 1.0),
+                    camera_position=(90, 80, None),  # in front of the scene (on the +z side), a little above
+                    height=360,
+                    elem_id="jd-cloud",
+                )
+                downloads = gr.File(
+                    label="Downloads",
+                    file_count="multiple",
+                    elem_id="jd-downloads",
+                )
+
+        # -- events ----------------------------------------------------------------------------------
+        gpu = {"concurrency_id": GPU, "concurrency_limit": 1}
+        options = {
+            "weights": weights,
+            "steps": steps,
+            "guidance": guidance,
+            "seed": seed,
+            "batch": batch,
+            "near": near,
+            "far": far,
+            "fov_deg": fov,
+            "max_points": max_points,
+        }
+        results = [images_out, depth_out, cloud_out, downloads, status, clouds]
+        demo.load(
+            h.startup, weights, [banner, height, width, image_side, depth_side], api_name="startup", **gpu
+        )
+        weights.input(h.model_status, weights, banner, api_name="model_status", **gpu)
+        refresh_btn.click(h.list_weights, None, weights, api_name="list_weights", queue=False)
+        gr.on(
+            [generate_btn.click, prompt.submit],
+            h.generate,
+            [prompt, negative, height, width],
+            results,
+            api_name="generate",
+            inputs_kwargs=options,
+            **gpu,
+        )
+        # Uploads arrive unprocessed so core.imaging reads (and checks) them, not gradio's own decoder.
+        image_btn.click(
+            h.image_to_depth,
+            [image_in, image_prompt, image_side],
+            results,
+            api_name="image_to_depth",
+            inputs_kwargs=options,
+            preprocess=False,
+            **gpu,
+        )
+        depth_btn.click(
+            h.depth_to_image,
+            [depth_in, depth_prompt, depth_negative, depth_side],
+            results,
+            api_name="depth_to_image",
+            inputs_kwargs=options,
+            preprocess=False,
+            **gpu,
+        )
+        glue = {"queue": False, "api_visibility": "private"}
+        images_out.select(h.show_point_cloud, clouds, cloud_out, **glue)
+        depth_out.select(h.show_point_cloud, clouds, cloud_out, **glue)
+    return demo
+
+
+def launch_kwargs(settings: Settings) -> dict[str, Any]:
+    """`launch()` arguments that depend on the settings: upload limit, the folders results are served from."""
+    return {
+        "max_file_size": settings.max_upload_bytes,
+        "allowed_paths": [
+            str(Path(settings.output_dir).resolve()),
+            str(examples.ROOT / "assets" / "images"),
+            str(examples.EXAMPLE_FOLDER),
+        ],
+        "show_error": True,
+    }
+
+
+demo = build_demo(Settings.from_env())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m apps.joint_depth.app", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 for a LAN)")
+    parser.add_argument("--port", type=int, default=7861, help="port to serve on")
+    Settings.add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_args(args)
+    except InputError as err:
+        parser.error(str(err))
+    app = demo if settings == Settings.from_env() else build_demo(settings)
+    app.queue(max_size=32).launch(server_name=args.host, server_port=args.port, **launch_kwargs(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,407 @@
+"""The joint-depth app's work, UI-free: models (with the tiny fallback), joint-weight folders, runs, files.
+
+- :func:`load_model`: the configured SD weights with the joint patch and the chosen joint-weights folder. Missing
+  SD weights (ModelNotAvailable) fall back to the ``tiny`` preset with a notice naming KINEMA_SD_MODEL; no
+  joint-weights folder means the untrained (zero-initialised) patch: stock SD images, meaningless depth.
+  The SD weights stay loaded for the process (core.models caches them); switching joint weights removes the
+  patch and applies a fresh one, so "none" after a folder really is the untrained patch again.
+- :func:`find_joint_weights`: the folders under ``Settings.lora_path`` that hold trained joint weights
+  (``python -m core.training.joint_lora`` output folders and their ``checkpoint-N`` folders).
+- :class:`JointRequest`, :func:`prepare_image`, :func:`prepare_depth`, :func:`run`, :func:`write_results`:
+  one run from checked parameters to files (image PNG, 16-bit depth PNG, depth colour map, PLY point cloud).
+
+Depth everywhere is relative disparity in [0,1], near = 1 (white in the 16-bit PNGs), as the pipeline returns
+it; an uploaded depth map is read the same way (near = bright) and normalised as the pipeline's training data
+(:func:`core.data.image_depth.normalize_disparity`: its 2nd / 98th percentiles to the ends of the range).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+import weakref
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+from diffusers import StableDiffusionPipeline
+
+from core.config import ENV_PREFIX, Settings
+from core.data.image_depth import normalize_disparity
+from core.errors import InputError, ModelNotAvailable
+from core.imaging import (
+    colorize_depth,
+    load_image,
+    load_png16,
+    resize_to_multiple,
+    save_png16,
+    signed_to_unit,
+)
+from core.models import TINY, load_pipeline
+from core.patches.joint import JOINT_FILE, JointPatch
+from core.pipelines.joint_sd import MODES, JointSDPipeline, joint_patch_of
+from core.pointcloud import (
+    DEFAULT_FAR,
+    DEFAULT_FOV_DEG,
+    DEFAULT_MAX_POINTS,
+    DEFAULT_NEAR,
+    depth_to_point_cloud,
+    write_ply,
+)
+
+SIZE_MULTIPLE = 64  # every SD-family UNet takes sides that divide by 64
+MIN_SIDE = 64
+MAX_SIDE = 2048
+MAX_STEPS = 150
+MAX_GUIDANCE = 30.0
+MAX_BATCH = 8
+MAX_SEED = 2**32 - 1
+MAX_POINTS = 1_000_000
+TRAIN_COMMAND = "python -m core.training.joint_lora"
+
+
+# -- joint-weight folders --------------------------------------------------------------------------------
+
+
+def _natural_key(path: Path) -> list:
+    """Sort key that orders checkpoint-900 before checkpoint-1000."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
+
+
+def find_joint_weights(root: str | Path) -> list[Path]:
+    """Folders holding trained joint weights (``joint_layers.safetensors``): ``root`` itself, then its
+    sub-folders and their sub-folders (a training run and its ``checkpoint-N`` folders), in natural order.
+
+    ``root`` may also be the ``joint_layers.safetensors`` file itself; an empty or missing root gives [].
+    """
+    if not str(root):
+        return []
+    root = Path(root).expanduser()
+    if root.is_file():
+        return [root.parent] if root.name == JOINT_FILE else []
+    if not root.is_dir():
+        return []
+    found = [root] if (root / JOINT_FILE).is_file() else []
+    for pattern in (f"*/{JOINT_FILE}", f"*/*/{JOINT_FILE}"):
+        found += sorted((file.parent for file in root.glob(pattern)), key=_natural_key)
+    return found
+
+
+# -- the model -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedModel:
+    """The joint pipeline in use and what the user should know about it.
+
+    sd_model: the SD weights actually running ("tiny" after a fallback). weights: the joint-weights folder
+    loaded into the patch, "" for the untrained patch. native_side: the model's own resolution in px.
+    notices: sentences for the UI (fallbacks, untrained patch).
+    """
+
+    pipeline: JointSDPipeline
+    sd_model: str
+    weights: str
+    native_side: int
+    notices: list[str] = field(default_factory=list)
+
+
+_LOCK = threading.Lock()
+# settings -> (stock pipeline over the cached components, the SD model it runs, the fallback notice or "")
+_STOCK: dict[tuple, tuple[StableDiffusionPipeline, str, str]] = {}
+# The joint-weights folder ("" = untrained) each live patch was given here. Keyed by the patch, not by the
+# settings: settings that fall back to the same cached tiny UNet share its one patch.
+_WEIGHTS_OF_PATCH: weakref.WeakKeyDictionary[JointPatch, str] = weakref.WeakKeyDictionary()
+
+
+def _stock(settings: Settings) -> tuple[StableDiffusionPipeline, str, str]:
+    key = (settings.sd_model, settings.resolved_device(), str(settings.resolved_dtype()), settings.offload)
+    if key not in _STOCK:
+        try:
+            _STOCK[key] = (load_pipeline("sd", settings), settings.sd_model, "")
+        except ModelNotAvailable as err:
+            fallback = (
+                f"{err} Running on the '{TINY}' preset instead: random weights, so images and depth maps "
+                "are noise."
+            )
+            _STOCK[key] = (load_pipeline("sd", settings.replace(sd_model=TINY)), TINY, fallback)
+    return _STOCK[key]
+
+
+def _joint_pipeline(stock: StableDiffusionPipeline, folder: str) -> JointSDPipeline:
+    """A joint pipeline over ``stock`` whose patch holds ``folder``'s weights ("" = untrained).
+
+    A patch holding anything else (or unknown weights) is removed and a fresh one applied, so switching back
+    to "" really gives the zero-initialised patch again.
+    """
+    patch = joint_patch_of(stock.unet)
+    if patch is not None and _WEIGHTS_OF_PATCH.get(patch) == folder:
+        return JointSDPipeline.from_stock(stock)  # keeps the patch as it is
+    if patch is not None:
+        patch.remove()
+    try:
+        pipeline = JointSDPipeline.from_stock(stock, folder or None)
+    except InputError:
+        # A folder that failed half way must not leave half-loaded weights behind.
+        leftover = joint_patch_of(stock.unet)
+        if leftover is not None:
+            leftover.remove()
+        raise
+    _WEIGHTS_OF_PATCH[pipeline.joint_patch] = folder
+    return pipeline
+
+
+def release_models() -> None:
+    """Remove the joint patches this module applied and forget its pipelines (tests; switching models).
+
+    The SD weights stay in core.models' cache (``core.models.clear_cache`` forgets those).
+    """
+    with _LOCK:
+        for stock, _, _ in _STOCK.values():
+            patch = joint_patch_of(stock.unet)
+            if patch is not None and patch in _WEIGHTS_OF_PATCH:
+                patch.remove()
+        _STOCK.clear()
+
+
+def check_weights_folder(weights: str | None) -> str:
+    """A joint-weights choice -> the folder as a string ("" for none). Raises InputError for a bad folder."""
+    weights = (weights or "").strip()
+    if not weights:
+        return ""
+    folder = Path(weights).expanduser()
+    if folder.is_file() and folder.name == JOINT_FILE:
+        folder = folder.parent
+    if not (folder / JOINT_FILE).is_file():
+        raise InputError(
+            f"The joint-weights folder {weights} holds no {JOINT_FILE}: pick a folder written by "
+            f"{TRAIN_COMMAND} (its output folder or a checkpoint-N folder), or none."
+        )
+    return str(folder)
+
+
+def load_model(settings: Settings, weights: str | None = "") -> LoadedModel:
+    """The joint pipeline for ``settings`` with the joint-weights folder ``weights`` ("" or None: untrained).
+
+    Falls back to the tiny preset when the SD weights are missing; raises InputError for a joint-weights
+    folder that does not load (nothing of it stays loaded).
+    """
+    folder = check_weights_folder(weights)
+    with _LOCK:
+        stock, sd_model, fallback = _stock(settings)
+        pipeline = _joint_pipeline(stock, folder)
+    notices = [fallback] if fallback else []
+    if sd_model == TINY and not fallback:
+        notices.append(
+            f"Running on the '{TINY}' preset ({ENV_PREFIX}SD_MODEL={TINY}): random test weights, so images and "
+            f"depth maps are noise. Set {ENV_PREFIX}SD_MODEL to Stable Diffusion 1.5 weights for real results."
+        )
+    if not folder:
+        notices.append(
+            "No joint weights: the joint layers are untrained (zero-initialised), so images are plain Stable "
+            f"Diffusion's and the depth maps carry no meaning. Train them with `{TRAIN_COMMAND}` and pick the "
+            f"output folder (or set {ENV_PREFIX}LORA_PATH)."
+        )
+    sample_size = pipeline.unet.config.sample_size
+    sample_size = sample_size if isinstance(sample_size, int) else sample_size[0]
+    return LoadedModel(
+        pipeline=pipeline,
+        sd_model=sd_model,
+        weights=folder,
+        native_side=int(sample_size * pipeline.vae_scale_factor),
+        notices=notices,
+    )
+
+
+# -- one run ---------------------------------------------------------------------------------------------
+
+
+def _integer(value: object, name: str, low: int, high: int) -> int:
+    """An integer in [low, high] from an int or an integral float (UI number fields send floats)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InputError(f"{name} must be a whole number, got {value!r}.")
+    if value != int(value) or not low <= value <= high:
+        raise InputError(f"{name} must be a whole number from {low} to {high}, got {value!r}.")
+    return int(value)
+
+
+def _number(value: object, name: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise InputError(f"{name} must be a number from {low:g} to {high:g}, got {value!r}.")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class JointRequest:
+    """One run's parameters. ``height`` / ``width``: the output size for "joint" (multiples of 64);
+    ``side``: the longest side given inputs are resized to (a multiple of 64). Point cloud: see core.pointcloud.
+    """
+
+    mode: str = "joint"
+    prompt: str = ""
+    negative_prompt: str = ""
+    steps: int = 30
+    guidance: float = 7.5
+    seed: int = 0
+    batch: int = 1
+    height: int = 512
+    width: int = 512
+    side: int = 512
+    near: float = DEFAULT_NEAR
+    far: float = DEFAULT_FAR
+    fov_deg: float = DEFAULT_FOV_DEG
+    max_points: int = DEFAULT_MAX_POINTS
+
+    @classmethod
+    def from_ui(cls, settings: Settings, **values: object) -> JointRequest:
+        """A checked request from UI or API values (numbers may arrive as floats). Raises InputError."""
+        max_side = min(MAX_SIDE, settings.max_image_side)
+        if values.get("mode", "joint") not in MODES:
+            raise InputError(f"mode must be one of {', '.join(MODES)}, got {values.get('mode')!r}.")
+        sides = {}
+        for name in ("height", "width", "side"):
+            if name in values:
+                side = _integer(values[name], name.capitalize(), MIN_SIDE, max_side)
+                if side % SIZE_MULTIPLE:
+                    raise InputError(
+                        f"{name.capitalize()} must be a multiple of {SIZE_MULTIPLE} px, got {side}."
+                    )
+                sides[name] = side
+        near = _number(values.get("near", DEFAULT_NEAR), "Near", 1e-6, 1e6)
+        far = _number(values.get("far", DEFAULT_FAR), "Far", 1e-6, 1e6)
+        if not near < far:
+            raise InputError(
+                f"The point cloud's near plane ({near:g}) must be closer than its far plane ({far:g})."
+            )
+        return cls(
+            mode=str(values.get("mode", "joint")),
+            prompt=str(values.get("prompt") or ""),
+            negative_prompt=str(values.get("negative_prompt") or ""),
+            steps=_integer(values.get("steps", cls.steps), "Steps", 1, MAX_STEPS),
+            guidance=_number(values.get("guidance", cls.guidance), "Guidance", 0.0, MAX_GUIDANCE),
+            seed=_integer(values.get("seed", cls.seed), "Seed", 0, MAX_SEED),
+            batch=_integer(values.get("batch", cls.batch), "Batch size", 1, MAX_BATCH),
+            near=near,
+            far=far,
+            fov_deg=_number(values.get("fov_deg", DEFAULT_FOV_DEG), "Field of view", 1.0, 170.0),
+            max_points=_integer(values.get("max_points", DEFAULT_MAX_POINTS), "Max points", 1, MAX_POINTS),
+            **sides,
+        )
+
+
+def prepare_image(path: str | Path, settings: Settings, side: int) -> np.ndarray:
+    """An uploaded image -> uint8 (H,W,3), centre-cropped and resized so both sides divide by 64, longest <= side.
+
+    The size is checked against ``settings.max_image_side`` from the header, before decoding.
+    """
+    image = load_image(path, max_side=settings.max_image_side)
+    return resize_to_multiple(image, multiple=SIZE_MULTIPLE, max_side=side)[0]
+
+
+def prepare_depth(path: str | Path, settings: Settings, side: int) -> np.ndarray:
+    """An uploaded depth map (greyscale 8/16-bit, near = bright) -> disparity float32 (H,W) in [0,1].
+
+    Resized like :func:`prepare_image`, then normalised as training data is (percentiles 2/98 to 0/1). A
+    colourised map is refused (InputError): its colours are not depth values.
+    """
+    depth = load_png16(path, max_side=settings.max_image_side)
+    depth = resize_to_multiple(depth, multiple=SIZE_MULTIPLE, max_side=side)[0]
+    return signed_to_unit(normalize_disparity(depth)).astype(np.float32)
+
+
+def run(
+    model: LoadedModel,
+    request: JointRequest,
+    *,
+    image_uint8: np.ndarray | None = None,
+    depth_unit: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run one request -> (images uint8 (B,H,W,3), disparity float32 (B,H,W) in [0,1], near = 1).
+
+    The given modality is returned as given (repeated B times), not after the VAE round trip the pipeline
+    returns, so the files hold exactly what was uploaded (resized). Progress goes to the pipeline's tqdm bar.
+    """
+    given = {"image_to_depth": image_uint8, "depth_to_image": depth_unit}.get(request.mode)
+    if request.mode != "joint" and given is None:
+        raise InputError(f"Mode {request.mode} needs its input: upload an image or a depth map first.")
+    size = {} if request.mode != "joint" else {"height": request.height, "width": request.width}
+    out = model.pipeline(
+        request.prompt,
+        image=image_uint8 if request.mode == "image_to_depth" else None,
+        depth=depth_unit if request.mode == "depth_to_image" else None,
+        mode=request.mode,
+        negative_prompt=request.negative_prompt or None,
+        num_inference_steps=request.steps,
+        guidance_scale=request.guidance,
+        num_images_per_prompt=request.batch,
+        seed=request.seed,
+        normalize_given_depth=False,  # prepare_depth normalised it already; the files keep that map
+        output_type="uint8",
+        **size,
+    )
+    images, depth = out.images, out.depth
+    if request.mode == "image_to_depth":
+        images = np.repeat(image_uint8[None], request.batch, axis=0)
+    elif request.mode == "depth_to_image":
+        depth = np.repeat(depth_unit[None], request.batch, axis=0)
+    return images, depth.astype(np.float32)
+
+
+@dataclass
+class RunFiles:
+    """The files of one run, one entry per sample (K = 1..B), and the parameters record."""
+
+    folder: Path
+    images: list[Path]
+    depth16: list[Path]
+    depth_color: list[Path]
+    clouds: list[Path]
+    params_json: Path
+
+    def downloads(self) -> list[Path]:
+        """Every file, sample by sample, then params.json."""
+        per_sample = zip(self.images, self.depth16, self.depth_color, self.clouds)
+        return [path for sample in per_sample for path in sample] + [self.params_json]
+
+
+def new_run_folder(settings: Settings) -> Path:
+    """A new folder under ``settings.output_dir``/joint_depth/, named by the time (and a counter if taken)."""
+    base = Path(settings.output_dir) / "joint_depth"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        folder = base / (stamp if n == 0 else f"{stamp}-{n}")
+        try:
+            folder.mkdir(parents=True, exist_ok=False)
+            return folder
+        except FileExistsError:
+            continue
+    raise OSError(f"Could not create a new run folder under {base}.")
+
+
+def write_results(
+    folder: Path, images_uint8: np.ndarray, depth_unit: np.ndarray, request: JointRequest, record: dict
+) -> RunFiles:
+    """Write per sample K: ``image_K.png``, ``depth_K.png`` (16-bit, near = white), ``depth_K_color.png``
+    (turbo, near = warm) and ``points_K.ply``; and ``params.json`` (the request plus ``record``)."""
+    files = RunFiles(folder, [], [], [], [], folder / "params.json")
+    for k, (image, depth) in enumerate(zip(images_uint8, depth_unit), start=1):
+        files.images.append(folder / f"image_{k}.png")
+        PIL.Image.fromarray(image).save(files.images[-1])
+        files.depth16.append(save_png16(folder / f"depth_{k}.png", depth))
+        files.depth_color.append(folder / f"depth_{k}_color.png")
+        PIL.Image.fromarray(colorize_depth(depth, disparity=True)).save(files.depth_color[-1])
+        cloud = depth_to_point_cloud(
+            image,
+            depth,
+            near=request.near,
+            far=request.far,
+            fov_deg=request.fov_deg,
+            max_points=request.max_points,
+        )
+        files.clouds.append(write_ply(folder / f"points_{k}.ply", cloud))
+    files.params_json.write_text(json.dumps({**asdict(request), **record}, indent=2))
+    return files
