@@ -1,0 +1,282 @@
+"""The keyframe Gradio app through its API: every api_name called with gradio_client, results checked.
+
+The app runs in-process (`build_demo` + `launch(prevent_thread_lock=True)`) with tiny SD weights and
+SVD weights that do not exist, so the SVD message path is exercised too. Each test opens its own
+client (its own session state).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from apps.keyframe import app, workflow
+from apps.keyframe.sample import SAMPLE_VIDEO
+from core.config import Settings
+from core.engines.edit import apply_edit
+from core.imaging import load_image
+from core.video import read_video, write_video
+
+WORKING_SIDE = 128
+KEYS = [0, 8, 16, 23]
+EXPECTED_API = {
+    "/sample_video", "/probe_video", "/load_video", "/suggest_keyframes", "/set_keyframes", "/toggle_keyframe",
+    "/edit_preview", "/edit_all", "/reedit_keyframe", "/upload_edit", "/inbetween",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory):
+    root = tmp_path_factory.mktemp("keyframe_app")
+    return Settings.from_env(
+        {}, sd_model="tiny", svd_model=str(root / "no-svd-here"), device="cpu", output_dir=root / "outputs"
+    )
+
+
+@pytest.fixture(scope="module")
+def url(settings):
+    demo = app.build_demo(settings)
+    demo.queue().launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(settings))
+    yield demo.local_url
+    demo.close()
+
+
+@pytest.fixture
+def client(url):
+    return Client(url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def frames(settings):
+    """The frames the app works on for the sample at WORKING_SIDE (the same code path)."""
+    return workflow.load_video(SAMPLE_VIDEO, settings, working_side=WORKING_SIDE).frames_uint8
+
+
+def load(client: Client, video=SAMPLE_VIDEO, **kwargs):
+    args = {"start_s": 0, "end_s": None, "working_side": WORKING_SIDE, "mode": "uniform", "every": 8}
+    args.update(kwargs)
+    return client.predict(
+        handle_file(str(video)),
+        args["start_s"],
+        args["end_s"],
+        args["working_side"],
+        args["mode"],
+        args["every"],
+        "flow",
+        None,
+        "dis",
+        api_name="/load_video",
+    )
+
+
+def gallery_images(gallery: list[dict]) -> np.ndarray:
+    return np.stack([load_image(item["image"]) for item in gallery])
+
+
+def captions(gallery: list[dict]) -> list[str]:
+    return [item["caption"] for item in gallery]
+
+
+def edit(client: Client, api_name: str, *args, **controls):
+    return client.predict(",".join(map(str, KEYS)), *args, api_name=api_name, **controls)
+
+
+def test_every_work_event_is_in_the_api(client):
+    assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == EXPECTED_API
+
+
+def test_sample_and_probe(client):
+    path = client.predict(api_name="/sample_video")
+    assert path.endswith("sample.mp4") and read_video(path).num_frames == 24
+    info, start, end = client.predict(handle_file(str(SAMPLE_VIDEO)), api_name="/probe_video")
+    assert "24 frames, 10 fps, 2.40 s, 320x320" in info
+    assert (start, end) == (0.0, 2.4)
+
+
+def test_load_shows_every_frame_and_suggests_keyframes(client, frames):
+    status, strip, keys_text, key_gallery = load(client)
+    assert "Loaded 24 frames of 128x128 at 10 fps (0.00-2.40 s of sample.mp4)" in status
+    assert "Working at 128x128 (the video is 320x320" in status
+    assert len(strip) == 24 and captions(strip)[5] == "5 (0.50 s)"
+    assert keys_text == "0, 8, 16, 23"
+    assert captions(key_gallery) == [
+        "0: original - first frame", "8: original - every 8 frames", "16: original - every 8 frames", "23: original - last frame",
+    ]  # fmt: skip
+    assert np.array_equal(gallery_images(key_gallery), frames[KEYS])
+
+
+def test_trimmed_load(client, frames):
+    status, strip, keys_text, _ = load(client, start_s=0.5, end_s=1.5, every=4)
+    assert "Loaded 11 frames" in status and "(0.50-1.60 s of sample.mp4)" in status
+    assert len(strip) == 11 and keys_text == "0, 4, 8, 10"
+
+
+def test_keyframes_can_be_suggested_listed_and_toggled(client):
+    load(client)
+    keys_text, key_gallery, status = client.predict(
+        "adaptive", 8, "flow", 4.0, "dis", api_name="/suggest_keyframes"
+    )
+    indices = workflow.parse_indices(keys_text)
+    assert indices[0] == 0 and indices[-1] == 23 and len(indices) >= 3
+    assert len(key_gallery) == len(indices) and "(threshold 4 px)" in status
+
+    keys_text, key_gallery, _ = client.predict("16, 0 ,8", api_name="/set_keyframes")
+    assert keys_text == "0, 8, 16" and len(key_gallery) == 3
+    keys_text, _, status = client.predict(5, keys_text, api_name="/toggle_keyframe")
+    assert keys_text == "0, 5, 8, 16" and status == "Keyframe 5 added; 4 keyframes."
+    keys_text, _, status = client.predict(8, keys_text, api_name="/toggle_keyframe")
+    assert keys_text == "0, 5, 16" and status == "Keyframe 8 removed; 3 keyframes."
+
+
+def test_staged_filter_edit_then_flow_inbetween(client, frames, settings):
+    load(client)
+    # 2a. preview: the first keyframe only, original | edited, nothing kept
+    preview, status = edit(client, "/edit_preview", backend="filter", filter="adjust", adjust_hue_deg=90.0)
+    preview = load_image(preview)
+    expected = apply_edit(frames[:1], "adjust", hue_deg=90.0)[0]
+    assert np.array_equal(preview, workflow.side_by_side(frames[:1], expected[None])[0])
+    assert status.startswith("Preview of keyframe 0 (original | edited)")
+
+    # 2b. all keyframes: exactly the core filter, and far from the originals
+    key_gallery, status = edit(client, "/edit_all", backend="filter", filter="cartoon", cartoon_levels=4)
+    edited = gallery_images(key_gallery)
+    assert np.array_equal(edited, apply_edit(frames[KEYS], "cartoon", levels=4))
+    assert np.abs(edited.astype(int) - frames[KEYS]).mean() > 10
+    assert captions(key_gallery)[0] == "0: edited (cartoon)" and status.startswith("Edited 4 keyframes")
+
+    # re-edit one keyframe with other settings; replace another with an uploaded image of another size
+    key_gallery, status = edit(
+        client, "/reedit_keyframe", 8, backend="filter", filter="adjust", adjust_hue_deg=-90.0
+    )
+    assert np.array_equal(gallery_images(key_gallery)[1], apply_edit(frames[8], "adjust", hue_deg=-90.0))
+    assert captions(key_gallery)[1] == "8: edited (adjust)" and status.startswith("Re-edited keyframe 8")
+    own = np.zeros((64, 96, 3), np.uint8)
+    own[:, :48] = (255, 0, 0)
+    own_path = settings.output_dir.parent / "own.png"
+    Image.fromarray(own).save(own_path)
+    key_gallery, status = client.predict(
+        "0, 8, 16, 23", 16, handle_file(str(own_path)), api_name="/upload_edit"
+    )
+    assert np.array_equal(gallery_images(key_gallery)[2], workflow.fit_image(own, (128, 128)))
+    assert status == "Keyframe 16 now uses your image (resized from 96x64 to 128x128)."
+
+    # 3. inbetween with the flow backend
+    result, side, downloads, status = client.predict(
+        "0, 8, 16, 23", "flow", None, "dis", 127, 25, 0, 8, api_name="/inbetween"
+    )
+    video = read_video(result)
+    assert video.num_frames == 24 and video.fps == 10.0 and video.size_hw == (128, 128)
+    final_keys = gallery_images(key_gallery)
+    assert np.abs(video.frames_uint8[KEYS].astype(int) - final_keys).mean() < 4  # H.264 at crf 18
+    assert read_video(side).size_hw == (128, 2 * 128 + 8)
+    assert sorted(os.path.basename(p) for p in downloads) == [
+        "keyframes.zip", "params.json", "result.gif", "result.mp4", "side_by_side.mp4",
+    ]  # fmt: skip
+    params = json.loads(open(next(p for p in downloads if p.endswith(".json"))).read())
+    assert [k["index"] for k in params["keyframes"]] == KEYS
+    assert [k["edit"]["backend"] for k in params["keyframes"]] == ["filter", "filter", "upload", "filter"]
+    assert params["keyframes"][0]["edit"]["params"]["levels"] == 4
+    assert params["keyframes"][1]["edit"]["params"]["hue_deg"] == -90.0
+    assert params["video"]["size_wh"] == [128, 128] and params["inbetween"]["backend"] == "flow"
+    with zipfile.ZipFile(next(p for p in downloads if p.endswith(".zip"))) as archive:
+        assert len(archive.namelist()) == 8
+    assert status.startswith("24 frames at 10 fps from 4 keyframes (flow)")
+
+
+def test_sd_edit_with_per_keyframe_prompts(client, settings):
+    load(client, working_side=64)  # tiny SD on CPU: small frames keep this quick
+    frames = workflow.load_video(SAMPLE_VIDEO, settings, working_side=64).frames_uint8
+    controls = {"backend": "sd", "prompt": "snow", "strength": 0.5, "guidance": 1.0, "steps": 2, "seed": 1}
+    key_gallery, status = edit(client, "/edit_all", keyframe_prompts="8: rain", **controls)
+    edited = gallery_images(key_gallery)
+    assert edited.shape == (4, 64, 64, 3) and status.startswith("Edited 4 keyframes")
+    assert np.abs(edited.astype(int) - frames[KEYS]).mean() > 5  # tiny random weights: far from the input
+    assert captions(key_gallery)[1] == "8: edited (sd)"
+    # the per-keyframe prompt changes keyframe 8 (only the prompt differs)
+    other, _ = edit(client, "/edit_all", keyframe_prompts="", **controls)
+    other = gallery_images(other)
+    assert not np.array_equal(other[1], edited[1])
+
+
+@pytest.fixture(scope="module")
+def bad_videos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bad")
+    corrupt = folder / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"not a video" * 200)
+    one_frame = write_video(folder / "one_frame.mp4", np.full((1, 64, 64, 3), 128, np.uint8), 10)
+    return {"corrupt": corrupt, "one_frame": one_frame}
+
+
+def message(call) -> str:
+    with pytest.raises(AppError) as error:
+        call()
+    return str(error.value)
+
+
+def test_bad_videos_get_one_sentence(client, bad_videos):
+    assert message(lambda: load(client, bad_videos["corrupt"])) == (
+        "The video file corrupt.mp4 cannot be read: it is corrupt or not a video."
+    )
+    assert "cannot be read" in message(
+        lambda: client.predict(handle_file(str(bad_videos["corrupt"])), api_name="/probe_video")
+    )
+    assert message(lambda: load(client, bad_videos["one_frame"])) == (
+        "The chosen part holds 1 frame; keyframe editing needs a video of at least 2 frames."
+    )
+    assert "Choose 0 <= start < end" in message(lambda: load(client, start_s=2.0, end_s=1.0))
+
+
+def test_steps_out_of_order_and_bad_requests_get_one_sentence(client):
+    assert message(lambda: edit(client, "/edit_all", backend="filter", filter="cartoon")) == (
+        "Load a video first (step 1)."
+    )
+    load(client)
+    inbetween = ("0, 8, 16, 23", "flow", None, "dis", 127, 25, 0, 8)
+    assert "Keyframes 0, 8, 16, 23 not edited yet" in message(
+        lambda: client.predict(*inbetween, api_name="/inbetween")
+    )
+    assert "Keyframe 30 is outside the video" in message(
+        lambda: client.predict("0, 30", api_name="/set_keyframes")
+    )
+    assert "Select a frame between 0 and 23" in message(
+        lambda: client.predict(None, "0, 8", api_name="/toggle_keyframe")
+    )
+    assert "Select a keyframe first" in message(
+        lambda: edit(client, "/reedit_keyframe", 5, backend="filter", filter="cartoon")
+    )
+    assert "Value 9.0 is greater than maximum value 3.0." in message(
+        lambda: edit(client, "/edit_all", backend="filter", filter="adjust", adjust_contrast=9.0)
+    )
+    assert "The SD edit needs a prompt" in message(lambda: edit(client, "/edit_all", backend="sd"))
+    assert "Frame 5 has a prompt but is not a keyframe" in message(
+        lambda: edit(client, "/edit_all", backend="sd", prompt="x", keyframe_prompts="5: y")
+    )
+
+
+def test_missing_svd_weights_name_the_setting_and_keep_earlier_results(client):
+    load(client)
+    edit(client, "/edit_all", backend="filter", filter="pencil")
+    svd = ("0, 8, 16, 23", "svd-trf", None, "dis", 127, 2, 0, 8)
+    assert "set KINEMA_SVD_MODEL (or --svd-model)" in message(
+        lambda: client.predict(*svd, api_name="/inbetween")
+    )
+    # the weight-free backends keep working in the same session
+    result, *_ = client.predict("0, 8, 16, 23", "crossfade", 5, "dis", 127, 25, 0, 8, api_name="/inbetween")
+    video = read_video(result)
+    assert video.num_frames == 24 and video.fps == 5.0
+
+
+def test_the_page_names_the_model_settings(settings):
+    summary = app.model_summary(settings)
+    assert "SD: `tiny` (random test weights: outputs are noise; set KINEMA_SD_MODEL for real ones)" in summary
+    assert "(KINEMA_SVD_MODEL)" in summary
+    assert "200 MB upload; 2048 px longest side" in summary and "64 frames per part" in summary
