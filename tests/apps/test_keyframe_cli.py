@@ -1,0 +1,173 @@
+"""The keyframe CLI end to end (flow backend with a filter edit) and its one-line errors with status 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from apps.keyframe import cli, workflow
+from apps.keyframe.sample import SAMPLE_VIDEO
+from core.config import Settings
+from core.engines.edit import apply_edit
+from core.video import read_video, write_video
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFIX = "python -m apps.keyframe.cli: error: "
+
+
+@pytest.fixture(autouse=True)
+def offline_models(monkeypatch, tmp_path):
+    for name in ("SD_MODEL", "SVD_MODEL", "LORA_PATH", "MAX_FRAMES", "MAX_IMAGE_SIDE", "MAX_UPLOAD_MB"):
+        monkeypatch.delenv(f"KINEMA_{name}", raising=False)
+    monkeypatch.setenv("KINEMA_SD_MODEL", "tiny")
+    monkeypatch.setenv("KINEMA_DEVICE", "cpu")
+    monkeypatch.setenv("KINEMA_OUTPUT_DIR", str(tmp_path / "outputs"))
+
+
+def test_flow_backend_with_a_filter_writes_every_output(tmp_path, capsys):
+    out = tmp_path / "run" / "out.mp4"
+    code = cli.main(
+        [
+            "--video", str(SAMPLE_VIDEO), "--out", str(out), "--working-size", "160", "--start", "0.5",
+            "--keyframes", "uniform:6", "--edit", "adjust", "--param", "hue_deg=120", "--param", "gamma=1.5",
+            "--interp", "flow", "--gif", str(tmp_path / "out.gif"), "--side-by-side", str(tmp_path / "sbs.mp4"),
+            "--keyframes-zip", str(tmp_path / "keys.zip"),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "Loaded 19 frames of 160x160 at 10 fps from sample.mp4." in printed
+    assert "Keyframes: 0, 6, 12, 18." in printed
+
+    frames = workflow.load_video(
+        SAMPLE_VIDEO, Settings.from_env({}), start_s=0.5, working_side=160
+    ).frames_uint8
+    edited = apply_edit(frames[[0, 6, 12, 18]], "adjust", hue_deg=120.0, gamma=1.5)
+    video = read_video(out)
+    assert video.num_frames == 19 and video.fps == 10.0 and video.size_hw == (160, 160)
+    assert np.abs(video.frames_uint8[[0, 6, 12, 18]].astype(int) - edited).mean() < 4  # H.264 at crf 18
+    assert np.abs(video.frames_uint8.astype(int) - frames).mean() > 10  # the edit reached every frame
+    assert read_video(tmp_path / "out.gif").num_frames == 19
+    assert read_video(tmp_path / "sbs.mp4").size_hw == (160, 2 * 160 + 8)
+    with zipfile.ZipFile(tmp_path / "keys.zip") as archive:
+        assert len(archive.namelist()) == 8
+
+    params = json.loads(out.with_suffix(".json").read_text())
+    assert params["video"]["start_s"] == 0.5 and params["video"]["first_source_frame"] == 5
+    assert [k["index"] for k in params["keyframes"]] == [0, 6, 12, 18]
+    assert params["keyframes"][2]["edit"]["params"]["hue_deg"] == 120.0
+    assert params["inbetween"]["backend"] == "flow" and params["inbetween"]["output_fps"] == 10.0
+    assert set(params["timings_s"]) == {"load", "edit", "inbetween"}
+
+
+def test_manual_keyframes_crossfade_and_sd_edit(tmp_path, capsys):
+    out = tmp_path / "sd.mp4"
+    code = cli.main(
+        [
+            "--video", str(SAMPLE_VIDEO), "--out", str(out), "--working-size", "64", "--end", "1.0",
+            "--keyframes", "0,5,10", "--edit", "sd", "--prompt", "snow", "--keyframe-prompt", "5: rain",
+            "--strength", "0.5", "--guidance", "1", "--steps", "2", "--interp", "crossfade", "--fps", "5",
+        ]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    video = read_video(out)
+    assert video.num_frames == 11 and video.fps == 5.0
+    params = json.loads(out.with_suffix(".json").read_text())
+    assert params["keyframes"][0]["edit"]["keyframe_prompts"] == {"5": "rain"}
+    assert params["keyframes"][0]["reason"] == "chosen by hand"
+
+
+def test_adaptive_keyframes_from_appearance(tmp_path):
+    out = tmp_path / "a.mp4"
+    args = ["--video", str(SAMPLE_VIDEO), "--out", str(out), "--working-size", "64"]
+    assert cli.main([*args, "--keyframes", "adaptive:appearance:0.02", "--edit", "identity"]) == 0
+    indices = [k["index"] for k in json.loads(out.with_suffix(".json").read_text())["keyframes"]]
+    assert indices[0] == 0 and indices[-1] == 23 and len(indices) > 2
+
+
+@pytest.fixture(scope="module")
+def bad_videos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bad")
+    corrupt = folder / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"not a video" * 200)
+    one_frame = write_video(folder / "one_frame.mp4", np.full((1, 64, 64, 3), 128, np.uint8), 10)
+    return {"corrupt": corrupt, "one_frame": one_frame}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--video", "{missing}"], "The video {missing} does not exist."),
+        (
+            ["--video", "{corrupt}"],
+            "The video file corrupt.mp4 cannot be read: it is corrupt or not a video.",
+        ),
+        (
+            ["--video", "{one_frame}"],
+            "The chosen part holds 1 frame; keyframe editing needs a video of at least 2 frames.",
+        ),
+        (
+            ["--max-frames", "5"],
+            "The chosen part is 2.4 s long (24 frames at 10 fps) but at most 5 frames are processed",
+        ),
+        (
+            ["--max-image-side", "256"],
+            "The video is 320x320; the largest accepted side is 256 px (KINEMA_MAX_IMAGE_SIDE).",
+        ),
+        (["--keyframes", "0,99"], "Keyframe 99 is outside the video, which has frames 0 to 23."),
+        (["--keyframes", "uniform:x"], "--keyframes uniform:N needs a whole number N, got 'x'."),
+        (
+            ["--edit", "adjust", "--param", "hue=3"],
+            "The adjust filter has no parameter 'hue'; its parameters:",
+        ),
+        (["--edit", "adjust", "--param", "hue_deg=999"], "must be between -180 and 180, got 999.0."),
+        (["--edit", "color_grade"], "The color_grade edit needs a 'reference'"),
+        (["--edit", "sd"], "The SD edit needs a prompt"),
+        (["--edit", "sd", "--prompt", "x", "--sd-model", "{missing}"], "set KINEMA_SD_MODEL (or --sd-model)"),
+        (["--interp", "svd-trf", "--keyframes", "0,8"], "make frames 0 and 23 keyframes"),
+        (["--out", "{tmp}/out.avi"], "--out must be an .mp4 file, got out.avi."),
+        (["--start", "3"], "The start time 3 s is past the end of the video (2.40 s)."),
+        (["--fps", "500"], "The output frame rate must be between 0 and 120 fps, got 500.0."),
+        (["--device", "tpu"], "Setting device='tpu' is not valid"),
+        (["--frobnicate"], "unrecognized arguments: --frobnicate (see --help)"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, bad_videos, args, message):
+    names = {"missing": tmp_path / "missing.mp4", "tmp": tmp_path, **bad_videos}
+    args = [a.format(**names) for a in args]
+    base = {"--video": str(SAMPLE_VIDEO), "--out": str(tmp_path / "out.mp4"), "--working-size": "64"}
+    for flag, value in base.items():
+        if flag not in args:
+            args = [flag, value, *args]
+    assert run_cli(args) == 2
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(PREFIX), err
+    assert message.format(**names) in lines[0]
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def run_cli(args: list[str]) -> int | str | None:
+    """cli.main's status, also when argparse exits (as it does for unknown flags)."""
+    try:
+        return cli.main(args)
+    except SystemExit as exit_:
+        return exit_.code
+
+
+def test_module_entry_point_exits_2_with_one_line(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "apps.keyframe.cli", "--video", str(tmp_path / "nope.mp4"), "--out", "x.mp4"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"{PREFIX}The video {tmp_path / 'nope.mp4'} does not exist."]
