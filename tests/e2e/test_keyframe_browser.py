@@ -1,0 +1,50 @@
+"""The keyframe app in a real browser: upload the sample clip, load, filter-edit, flow-inbetween, play."""
+
+from __future__ import annotations
+
+import re
+
+from apps.keyframe.sample import SAMPLE_FPS, SAMPLE_FRAMES, SAMPLE_SIZE, SAMPLE_VIDEO
+from tests.e2e.conftest import save_screenshot
+
+TIMEOUT_MS = 90_000
+
+
+def test_upload_edit_inbetween_and_play(start_app, page):
+    page.goto(start_app("keyframe"))
+    page.locator("#kf-video input[type=file]").set_input_files(str(SAMPLE_VIDEO))
+    # the upload is probed: its length fills the trim range
+    page.get_by_text(f"{SAMPLE_FRAMES} frames, {SAMPLE_FPS:g} fps").wait_for(timeout=TIMEOUT_MS)
+
+    status = page.locator("#kf-status")
+    page.locator("#kf-load").click()
+    page.get_by_text(f"Loaded {SAMPLE_FRAMES} frames of {SAMPLE_SIZE}x{SAMPLE_SIZE}").wait_for(
+        timeout=TIMEOUT_MS
+    )
+    assert page.locator("#kf-keys textarea, #kf-keys input").first.input_value() == "0, 8, 16, 23"
+    assert page.locator("#kf-frames img").count() == SAMPLE_FRAMES
+
+    page.locator("#kf-edit-all").click()  # the default edit: the cartoon filter
+    page.get_by_text(re.compile(r"Edited 4 keyframes in")).wait_for(timeout=TIMEOUT_MS)
+    assert page.get_by_text("0: edited (cartoon)").count() >= 1
+
+    page.locator("#kf-inbetween").click()
+    page.get_by_text(re.compile(r"24 frames at 10 fps from 4 keyframes \(flow\)")).wait_for(
+        timeout=TIMEOUT_MS
+    )
+    video = page.locator("#kf-result video")
+    video.wait_for(timeout=TIMEOUT_MS)
+    state = video.evaluate(
+        """async (v) => {
+            for (let i = 0; i < 100 && v.readyState < 1; i++) await new Promise(r => setTimeout(r, 100));
+            return {src: v.currentSrc, ready: v.readyState, duration: v.duration,
+                    width: v.videoWidth, height: v.videoHeight, error: v.error && v.error.code};
+        }"""
+    )
+    assert state["error"] is None and state["ready"] >= 1, state  # HAVE_METADATA at least: it plays
+    assert abs(state["duration"] - SAMPLE_FRAMES / SAMPLE_FPS) < 0.05, state
+    assert (state["width"], state["height"]) == (SAMPLE_SIZE, SAMPLE_SIZE)
+    response = page.request.get(state["src"])
+    assert response.ok and response.headers["content-type"] == "video/mp4"
+    assert "files in" in status.inner_text()
+    save_screenshot(page, "keyframe")
