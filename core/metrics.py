@@ -174,3 +174,60 @@ def measure_objmc(
         )
     tracks = track_points(frames, requested[:, 0], **tracker_options)
     return objmc(tracks.tracks_px, requested), tracks
+
+
+# -- depth: scale-and-shift-invariant agreement of two disparity maps --------------------------------
+
+# delta1 counts pixels whose depth ratio (either way round) is under this threshold.
+DELTA1_THRESHOLD = 1.25
+
+
+def ssi_absrel_delta1(
+    pred_disparity: np.ndarray,
+    target_disparity: np.ndarray,
+    mask: np.ndarray | None = None,
+) -> tuple[float, float]:
+    """AbsRel and delta1 of a relative disparity map against a target, after the best scale and shift.
+
+    The protocol of relative (affine-invariant) depth estimators such as MiDaS: the scale s and shift b
+    minimising sum((s * pred + b - target)^2) over the valid pixels are found by least squares in
+    disparity space; the aligned disparity is capped below at the target's smallest valid disparity (the
+    farthest ground-truth point, so an aligned value <= 0 becomes a finite depth); both maps become depth
+    (1 / disparity) and
+
+    - AbsRel = mean(|depth_aligned - depth_target| / depth_target), 0 for a perfect map;
+    - delta1 = fraction of pixels with max(depth_aligned / depth_target, its inverse) < 1.25, 1 for a
+      perfect map (the same in disparity space: the ratio only flips).
+
+    Args:
+        pred_disparity: any shape, float, larger = nearer, any scale and offset (e.g. a generated depth
+            map in [0,1]).
+        target_disparity: the same shape, float, larger = nearer, positive where valid (e.g. 1 / z of a
+            synthetic scene, or a depth estimator's output).
+        mask: optional bool of the same shape; pixels where it is False are left out. Pixels where either
+            map is not finite or the target is <= 0 are always left out.
+
+    Returns:
+        (absrel, delta1) as floats. Raises InputError for mismatching shapes or fewer than 2 valid pixels.
+    """
+    pred = np.asarray(pred_disparity, dtype=np.float64)
+    target = np.asarray(target_disparity, dtype=np.float64)
+    if pred.shape != target.shape:
+        raise InputError(f"The two disparity maps must have one shape, got {pred.shape} and {target.shape}.")
+    valid = np.isfinite(pred) & np.isfinite(target) & (target > 0)
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != pred.shape:
+            raise InputError(f"The mask is {mask.shape} but the disparity maps are {pred.shape}.")
+        valid &= mask.astype(bool)
+    if valid.sum() < 2:
+        raise InputError("The disparity maps share fewer than 2 valid pixels: nothing to compare.")
+    p, t = pred[valid], target[valid]
+    # Least squares for (s, b); lstsq's minimum-norm solution handles a constant prediction (s = 0).
+    (scale, shift), *_ = np.linalg.lstsq(np.stack([p, np.ones_like(p)], axis=1), t, rcond=None)
+    aligned = np.maximum(scale * p + shift, t.min())
+    # depth_aligned / depth_target = t / aligned.
+    ratio = t / aligned
+    absrel = float(np.mean(np.abs(ratio - 1.0)))
+    delta1 = float(np.mean(np.maximum(ratio, 1.0 / ratio) < DELTA1_THRESHOLD))
+    return absrel, delta1
