@@ -517,7 +517,7 @@ class Handlers:
         status = "\n\n".join(
             [
                 f"{result.shape[0]} frames at {fps_out:.3g} fps from {len(indices)} keyframes ({backend}) in "
-                f"{sum(timings.values()):.1f} s; files in {folder}.",
+                f"{sum(timings.values()):.1f} s; files in {folder.relative_to(self.settings.output_dir)} of the output folder.",
                 *workflow.backend_notes(request, self.settings),
             ]
         )

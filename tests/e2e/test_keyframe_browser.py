@@ -1,4 +1,5 @@
-"""The keyframe app in a real browser: upload the sample clip, load, filter-edit, flow-inbetween, play."""
+"""The keyframe app in a real browser: upload the sample clip, load, add a keyframe by clicking a frame,
+filter-edit, flow-inbetween, play."""
 
 from __future__ import annotations
 
@@ -24,12 +25,21 @@ def test_upload_edit_inbetween_and_play(start_app, page):
     assert page.locator("#kf-keys textarea, #kf-keys input").first.input_value() == "0, 8, 16, 23"
     assert page.locator("#kf-frames img").count() == SAMPLE_FRAMES
 
+    # click frame 5 in the strip, make it a keyframe
+    page.locator("#kf-frames img").nth(5).click()
+    page.wait_for_function(
+        "() => document.querySelector('#kf-selected input').value === '5'", timeout=TIMEOUT_MS
+    )
+    page.get_by_role("button", name="Add / remove the selected frame").click()
+    page.get_by_text("Keyframe 5 added; 5 keyframes.").wait_for(timeout=TIMEOUT_MS)
+    assert page.locator("#kf-keys textarea, #kf-keys input").first.input_value() == "0, 5, 8, 16, 23"
+
     page.locator("#kf-edit-all").click()  # the default edit: the cartoon filter
-    page.get_by_text(re.compile(r"Edited 4 keyframes in")).wait_for(timeout=TIMEOUT_MS)
-    assert page.get_by_text("0: edited (cartoon)").count() >= 1
+    page.get_by_text(re.compile(r"Edited 5 keyframes in")).wait_for(timeout=TIMEOUT_MS)
+    assert page.get_by_text("5: edited (cartoon)").count() >= 1
 
     page.locator("#kf-inbetween").click()
-    page.get_by_text(re.compile(r"24 frames at 10 fps from 4 keyframes \(flow\)")).wait_for(
+    page.get_by_text(re.compile(r"24 frames at 10 fps from 5 keyframes \(flow\)")).wait_for(
         timeout=TIMEOUT_MS
     )
     video = page.locator("#kf-result video")
