@@ -191,17 +191,23 @@ class Handlers:
 
     @_shows_errors
     def probe_video(self, video_path: str | None) -> tuple[str, float, float | None]:
-        """Describe a chosen video and set the trim range to all of it; nothing is decoded."""
+        """Describe a chosen video and set the part to its first max_frames frames; nothing is decoded."""
         if not video_path:
             return "", 0.0, None
         info = workflow.probe(video_path, self.settings)
         duration = workflow.duration_s(info)
+        end_s = workflow.default_end_s(info, self.settings)
         height, width = info.size_hw
         text = (
             f"**{Path(video_path).name}**: {info.num_frames} frames, {info.fps:.3g} fps, {duration:.2f} s, "
             f"{width}x{height}. Set the part to use, then load it."
         )
-        return text, 0.0, round(duration, 3)
+        if end_s < duration:
+            text += (
+                f" The part is set to the first {self.settings.max_frames} frames ({ENV_PREFIX}MAX_FRAMES); longer "
+                f"parts are read every 2nd to {workflow.MAX_AUTO_STRIDE}th frame."
+            )
+        return text, 0.0, round(end_s, 3)
 
     @_shows_errors
     def load_video(

@@ -144,6 +144,14 @@ def duration_s(info: VideoInfo) -> float:
     return info.num_frames / info.fps
 
 
+def default_end_s(info: VideoInfo, settings: Settings) -> float:
+    """End time (s) of the first part that fits `settings.max_frames` frames read one by one:
+    the whole video when it fits, else frames 0 .. max_frames-1 (rounded down to milliseconds)."""
+    if info.num_frames <= settings.max_frames:
+        return duration_s(info)
+    return math.floor((settings.max_frames - 1) / info.fps * 1000) / 1000
+
+
 def plan_part(
     info: VideoInfo, settings: Settings, start_s: float, end_s: float | None
 ) -> tuple[int, int, int]:

@@ -89,6 +89,15 @@ def test_a_part_needing_a_stride_above_four_is_refused_from_the_probe(settings):
         "(KINEMA_MAX_FRAMES); choose a part of at most 8.5 s with the start and end times."
     )
     assert workflow.plan_part(ten_minutes, settings, 60.0, 68.0) == (1800, 4, 61)
+    # the app's default part: the first 64 frames, read one by one
+    end_s = workflow.default_end_s(ten_minutes, settings)
+    assert end_s == 2.1 and workflow.plan_part(ten_minutes, settings, 0.0, end_s) == (0, 1, 64)
+    odd_rate = VideoInfo(18_000, 29.97, (720, 1280))
+    assert workflow.plan_part(odd_rate, settings, 0.0, workflow.default_end_s(odd_rate, settings))[1:] == (
+        1,
+        63,
+    )
+    assert workflow.default_end_s(VideoInfo(24, 10.0, (8, 8)), settings) == 2.4
 
 
 @pytest.fixture(scope="module")
