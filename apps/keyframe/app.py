@@ -133,7 +133,7 @@ class Handlers:
         for key in keys:
             record = session.edit_records.get(key.index)
             if key.index in session.edited:
-                how = record.get("filter") or record.get("backend") if record else "edited"
+                how = (record.get("filter") or record.get("backend")) if record else "edited"
                 items.append((session.edited[key.index], f"{key.index}: edited ({how})"))
             else:
                 items.append((frames[key.index], f"{key.index}: original - {key.reason}"))
@@ -329,6 +329,7 @@ class Handlers:
     def select_frame(self, evt: gr.SelectData) -> int:
         return int(evt.index)
 
+    @_shows_errors
     def select_keyframe(self, keys_text: str, evt: gr.SelectData) -> int | None:
         indices = workflow.parse_indices(keys_text)
         return indices[evt.index] if 0 <= evt.index < len(indices) else None
