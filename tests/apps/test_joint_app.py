@@ -69,9 +69,6 @@ def _serve(settings: Settings) -> tuple:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, weights_root):
-    # One torch thread: these tiny runs are latency-bound, and two threads on two busy cores thrash.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("joint_app")
     settings = Settings(
         sd_model="tiny", device="cpu", output_dir=out / "outputs", lora_path=str(weights_root)
@@ -80,7 +77,6 @@ def app(tmp_path_factory, weights_root):
     yield client, settings
     demo.close()
     workflow.release_models()
-    torch.set_num_threads(threads)
 
 
 def generate(client: Client, prompt: str = "a red chair", **options):

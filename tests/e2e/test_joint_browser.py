@@ -9,8 +9,7 @@ from tests.e2e.conftest import save_screenshot
 NATIVE_SIDE = 64  # the tiny model's native size, which the app sets on page load
 
 
-def test_prompt_to_image_depth_and_point_cloud(start_app, page, monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # tiny CPU runs are latency-bound; two busy cores thrash
+def test_prompt_to_image_depth_and_point_cloud(start_app, page):
     page.goto(start_app("joint"))
     banner = page.locator("#jd-banner")
     banner.get_by_text(f"native size {NATIVE_SIDE} px").wait_for(timeout=60_000)

@@ -22,15 +22,6 @@ STEPS = 3
 SIZE = 64  # the tiny UNet's default: 32 latents x VAE factor 2
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (per-op thread syncs dominate, worse on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _quiet(pipe):
     pipe.set_progress_bar_config(disable=True)
     return pipe
