@@ -23,8 +23,6 @@ channels so the image VAE can encode it.
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +30,7 @@ import numpy as np
 import torch
 
 from core.data.base import SkippingDataset, plan_cover_crop
+from core.data.image_folder import read_metadata_rows
 from core.errors import InputError
 from core.imaging import ResizeInfo, apply_resize, load_image, load_png16, to_signed
 
@@ -82,24 +81,7 @@ def load_depth_map(path: str | Path) -> np.ndarray:
 
 def read_captions(root: Path) -> dict[str, str]:
     """Captions by file name (relative to root, '/'-separated) from metadata.jsonl or metadata.csv."""
-    rows: list[dict[str, Any]] = []
-    jsonl, table = root / "metadata.jsonl", root / "metadata.csv"
-    if jsonl.is_file():
-        for number, line in enumerate(jsonl.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(
-                    f"{jsonl} line {number} is not valid JSON; fix or remove that line."
-                ) from err
-            if not isinstance(row, dict):
-                raise InputError(f"{jsonl} line {number} must be a JSON object with file_name and text.")
-            rows.append(row)
-    elif table.is_file():
-        with open(table, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+    rows = read_metadata_rows(root) or []
     captions = {}
     for row in rows:
         name = row.get("file_name")
