@@ -47,11 +47,11 @@ import torch.nn.functional as F
 from core.config import Settings
 from core.errors import InputError, KinemaError
 from core.training.common import TrainingTask, add_common_args, check_common_args, run_training
+from core.training.sd_lora import PREDICTION_TYPES, diffusion_target, tokenize_captions
 
 logger = logging.getLogger(__name__)
 
 TASK_NAME = "joint_lora"
-PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,22 +174,13 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
         seed=args.seed,
     )
 
-    def tokenize(captions: list[str]) -> torch.Tensor:
-        return tokenizer(
-            captions,
-            padding="max_length",
-            max_length=tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids
-
-    empty_ids = tokenize([""])
+    empty_ids = tokenize_captions(tokenizer, [""])
 
     def collate(items: list[dict]) -> dict[str, torch.Tensor]:
         return {
             "pixel_values": torch.stack([item["pixel_values"] for item in items]),
             "depth_values": torch.stack([item["depth_values"] for item in items]),
-            "input_ids": tokenize([item["caption"] for item in items]),
+            "input_ids": tokenize_captions(tokenizer, [item["caption"] for item in items]),
         }
 
     # 3. The loss over the paired batch [x_1..x_n, y_1..y_n].
@@ -207,10 +198,7 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
         text = text_encoder_(input_ids)[0]
         patch.set_batch_layout([0] * n + [1] * n)
         predicted = unet_(noisy, timesteps, torch.cat([text, text])).sample
-        if prediction_type == "epsilon":
-            target = noise
-        else:
-            target = noise_scheduler.get_velocity(latents, noise, timesteps)
+        target = diffusion_target(noise_scheduler, latents, noise, timesteps)
         return F.mse_loss(predicted.float(), target.float())
 
     # 4. Weights: the joint layers and the three LoRAs, nothing of SD.
