@@ -22,37 +22,22 @@ The settings are keyword inputs: weights, steps, guidance, seed, batch, near, fa
 
 from __future__ import annotations
 
-import argparse
-import functools
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from apps.gradio_common import serve, shows_errors
 from apps.joint_depth import examples, workflow
 from apps.joint_depth.workflow import JointRequest, LoadedModel
 from core.config import ENV_PREFIX, Settings
-from core.errors import InputError, KinemaError
+from core.errors import InputError
 from core.pointcloud import DEFAULT_FAR, DEFAULT_FOV_DEG, DEFAULT_MAX_POINTS, DEFAULT_NEAR
 
 GPU = "gpu"  # concurrency_id shared by the model-running events
 NO_WEIGHTS_LABEL = "none: untrained joint layers"
 DEFAULT_SIDE = 512
-
-
-def _shows_errors(fn: Callable) -> Callable:
-    """Show our errors' one sentence in the UI (gr.Error) instead of a generic failure."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except KinemaError as error:
-            raise gr.Error(str(error), print_exception=False) from None
-
-    return wrapper
 
 
 def _upload_path(payload: Any, what: str) -> str:
@@ -103,14 +88,14 @@ class Handlers:
         lines += [f"> ⚠️ {notice}" for notice in model.notices]
         return "\n\n".join(lines)
 
-    @_shows_errors
+    @shows_errors
     def startup(self, weights: str | None, progress=gr.Progress(track_tqdm=True)):
         """Load the model (on page load): the banner, and the model's native size for the size controls."""
         progress(0, desc="loading models")
         model = self._model_with_warning(weights)
         return (self._banner(model), *[model.native_side] * 4)
 
-    @_shows_errors
+    @shows_errors
     def model_status(self, weights: str | None, progress=gr.Progress(track_tqdm=True)) -> str:
         """Load the chosen joint weights; the banner saying what runs."""
         progress(0, desc="loading joint weights")
@@ -152,7 +137,7 @@ class Handlers:
             clouds,
         )
 
-    @_shows_errors
+    @shows_errors
     def generate(
         self,
         prompt: str,
@@ -176,7 +161,7 @@ class Handlers:
         )
         return self._run(request, weights, progress, {})
 
-    @_shows_errors
+    @shows_errors
     def image_to_depth(
         self,
         image: Any,
@@ -195,7 +180,7 @@ class Handlers:
         image_uint8 = workflow.prepare_image(path, self.settings, request.side)
         return self._run(request, weights, progress, {"input": Path(path).name}, image_uint8=image_uint8)
 
-    @_shows_errors
+    @shows_errors
     def depth_to_image(
         self,
         depth: Any,
@@ -404,37 +389,22 @@ def build_demo(settings: Settings) -> gr.Blocks:
     return demo
 
 
-def launch_kwargs(settings: Settings) -> dict[str, Any]:
-    """`launch()` arguments that depend on the settings: upload limit, the folders results are served from."""
-    return {
-        "max_file_size": settings.max_upload_bytes,
-        "allowed_paths": [
-            str(Path(settings.output_dir).resolve()),
-            str(examples.ROOT / "assets" / "images"),
-            str(examples.EXAMPLE_FOLDER),
-        ],
-        "show_error": True,
-    }
-
+# Folders besides the output folder that the app serves files from.
+SERVED_FOLDERS = [examples.ROOT / "assets" / "images", examples.EXAMPLE_FOLDER]
 
 demo = build_demo(Settings.from_env())
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m apps.joint_depth.app", description=__doc__.split("\n\n")[0]
+    return serve(
+        "python -m apps.joint_depth.app",
+        __doc__.split("\n\n")[0],
+        7861,
+        demo,
+        build_demo,
+        SERVED_FOLDERS,
+        argv,
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 for a LAN)")
-    parser.add_argument("--port", type=int, default=7861, help="port to serve on")
-    Settings.add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_args(args)
-    except InputError as err:
-        parser.error(str(err))
-    app = demo if settings == Settings.from_env() else build_demo(settings)
-    app.queue(max_size=32).launch(server_name=args.host, server_port=args.port, **launch_kwargs(settings))
-    return 0
 
 
 if __name__ == "__main__":

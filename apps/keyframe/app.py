@@ -22,10 +22,7 @@ number directly.
 
 from __future__ import annotations
 
-import argparse
-import functools
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +30,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from apps.gradio_common import serve, shows_errors
 from apps.keyframe import workflow
 from apps.keyframe.sample import SAMPLE_VIDEO
 from apps.keyframe.workflow import EditRequest, InterpRequest, LoadedVideo
@@ -40,7 +38,7 @@ from core.config import ENV_PREFIX, Settings
 from core.engines.edit import EDITS
 from core.engines.interpolate import VideoMotion
 from core.engines.keyframes import DEFAULT_THRESHOLDS, Keyframe, select_keyframes
-from core.errors import InputError, KinemaError
+from core.errors import InputError
 from core.flow import METHODS as FLOW_METHODS
 from core.models import TINY
 
@@ -69,19 +67,6 @@ class Session:
 def _filter_inputs() -> list[tuple[str, str, Any]]:
     """(keyword name, edit, EditParam) of every filter parameter, in registry order."""
     return [(f"{edit.name}_{p.name}", edit.name, p) for edit in EDITS.values() for p in edit.params]
-
-
-def _shows_errors(fn: Callable) -> Callable:
-    """Show our errors' one sentence in the UI (gr.Error) instead of a generic failure."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except KinemaError as error:
-            raise gr.Error(str(error), print_exception=False) from None
-
-    return wrapper
 
 
 def model_summary(settings: Settings) -> str:
@@ -189,7 +174,7 @@ class Handlers:
         """The sample clip's path (for the video input)."""
         return str(SAMPLE_VIDEO)
 
-    @_shows_errors
+    @shows_errors
     def probe_video(self, video_path: str | None) -> tuple[str, float, float | None]:
         """Describe a chosen video and set the part to its first max_frames frames; nothing is decoded."""
         if not video_path:
@@ -209,7 +194,7 @@ class Handlers:
             )
         return text, 0.0, round(end_s, 3)
 
-    @_shows_errors
+    @shows_errors
     def load_video(
         self,
         video_path: str | None,
@@ -275,7 +260,7 @@ class Handlers:
         session.suggested = tuple(keys)
         return keys
 
-    @_shows_errors
+    @shows_errors
     def suggest_keyframes(
         self,
         session: Session | None,
@@ -297,7 +282,7 @@ class Handlers:
             f"Suggested {len(keys)} keyframes - {reasons}.",
         )
 
-    @_shows_errors
+    @shows_errors
     def set_keyframes(self, session: Session | None, keys_text: str):
         """Use the listed keyframes (frame numbers separated by commas)."""
         keys = self._keys(session, keys_text)
@@ -307,7 +292,7 @@ class Handlers:
             f"{len(keys)} keyframes.",
         )
 
-    @_shows_errors
+    @shows_errors
     def toggle_keyframe(self, session: Session | None, frame: float | None, keys_text: str):
         """Make the selected frame a keyframe, or stop it being one."""
         video = self._video(session)
@@ -329,14 +314,14 @@ class Handlers:
     def select_frame(self, evt: gr.SelectData) -> int:
         return int(evt.index)
 
-    @_shows_errors
+    @shows_errors
     def select_keyframe(self, keys_text: str, evt: gr.SelectData) -> int | None:
         indices = workflow.parse_indices(keys_text)
         return indices[evt.index] if 0 <= evt.index < len(indices) else None
 
     # -- 3. editing ------------------------------------------------------------------------------------
 
-    @_shows_errors
+    @shows_errors
     def edit_preview(
         self,
         session: Session | None,
@@ -355,7 +340,7 @@ class Handlers:
         preview = workflow.side_by_side(original[None], edited)[0]
         return preview, f"Preview of keyframe {first} (original | edited) in {seconds:.1f} s."
 
-    @_shows_errors
+    @shows_errors
     def edit_all(
         self,
         session: Session | None,
@@ -382,7 +367,7 @@ class Handlers:
             f"Edited {len(indices)} keyframes in {seconds:.1f} s.",
         )
 
-    @_shows_errors
+    @shows_errors
     def reedit_keyframe(
         self,
         session: Session | None,
@@ -418,7 +403,7 @@ class Handlers:
             )
         return int(frame)
 
-    @_shows_errors
+    @shows_errors
     def upload_edit(
         self, session: Session | None, keys_text: str, frame: float | None, image: np.ndarray | None
     ):
@@ -444,7 +429,7 @@ class Handlers:
 
     # -- 4. inbetweening -------------------------------------------------------------------------------
 
-    @_shows_errors
+    @shows_errors
     def inbetween(
         self,
         session: Session | None,
@@ -811,31 +796,16 @@ def build_demo(settings: Settings) -> gr.Blocks:
     return demo
 
 
-def launch_kwargs(settings: Settings) -> dict[str, Any]:
-    """`launch()` arguments that depend on the settings: upload limit, the folders results are served from."""
-    return {
-        "max_file_size": settings.max_upload_bytes,
-        "allowed_paths": [str(Path(settings.output_dir).resolve()), str(SAMPLE_VIDEO.parent)],
-        "show_error": True,
-    }
-
+# Folders besides the output folder that the app serves files from.
+SERVED_FOLDERS = [SAMPLE_VIDEO.parent]
 
 demo = build_demo(Settings.from_env())
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m apps.keyframe.app", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 for a LAN)")
-    parser.add_argument("--port", type=int, default=7862, help="port to serve on")
-    Settings.add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_args(args)
-    except InputError as err:
-        parser.error(str(err))
-    app = demo if settings == Settings.from_env() else build_demo(settings)
-    app.queue(max_size=32).launch(server_name=args.host, server_port=args.port, **launch_kwargs(settings))
-    return 0
+    return serve(
+        "python -m apps.keyframe.app", __doc__.split("\n\n")[0], 7862, demo, build_demo, SERVED_FOLDERS, argv
+    )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from apps.gradio_common import launch_kwargs
 from apps.joint_depth import examples, workflow
-from apps.joint_depth.app import NO_WEIGHTS_LABEL, build_demo, launch_kwargs
+from apps.joint_depth.app import NO_WEIGHTS_LABEL, SERVED_FOLDERS, build_demo
 from core.config import Settings
 from core.models import tiny_sd_components
 from core.pipelines.joint_sd import JointSDPipeline
@@ -63,7 +64,7 @@ def weights_root(tmp_path_factory) -> Path:
 
 def _serve(settings: Settings) -> tuple:
     demo = build_demo(settings)
-    demo.queue().launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(settings))
+    demo.queue().launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(settings, *SERVED_FOLDERS))
     return demo, Client(demo.local_url, verbose=False)
 
 

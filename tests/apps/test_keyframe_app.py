@@ -19,6 +19,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from apps.gradio_common import launch_kwargs
 from apps.keyframe import app, workflow
 from apps.keyframe.sample import SAMPLE_VIDEO
 from core.config import Settings
@@ -45,7 +46,7 @@ def settings(tmp_path_factory):
 @pytest.fixture(scope="module")
 def url(settings):
     demo = app.build_demo(settings)
-    demo.queue().launch(prevent_thread_lock=True, quiet=True, **app.launch_kwargs(settings))
+    demo.queue().launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(settings, *app.SERVED_FOLDERS))
     yield demo.local_url
     demo.close()
 
