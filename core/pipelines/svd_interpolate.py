@@ -10,7 +10,7 @@ Two modes of :class:`SVDInterpolatePipeline`:
     v-predictions is the same as blending the denoised estimates (both paths see the same sample at the
     same sigma). Costs two UNet calls per step (each the size of stock SVD's), so about 2x stock.
 ``svd-lora``: one SVD pass conditioned on head AND tail, for a LoRA fine-tuned to use it (see
-    :func:`head_tail_conditioning`; ``python -m core.training.svd_interp_lora`` will train it, and the
+    :func:`head_tail_conditioning`; ``python -m core.training.svd_interp_lora`` trains it, and the
     adapter is loaded with ``core.lora.load_lora(pipe.unet, path)``). With stock weights the mode runs,
     but SVD has not learned what the tail frame means. One UNet call per step, as stock.
 
