@@ -1,7 +1,5 @@
-"""diffusers pipelines of Kinema, one module each; import the module you need (nothing is imported here).
+"""diffusers pipelines of Kinema, one module per pipeline (e.g. ``core.pipelines.svd_trajectory``).
 
-- ``core.pipelines.svd_trajectory``: SVD video from a first frame and a guide video (SDEdit), drag-to-video.
-- ``core.pipelines.svd_interpolate``: SVD inbetweening between keyframes (time-reversal fusion or a
-  head-and-tail LoRA), loops and keyframe chains.
-- ``core.pipelines.svd_common``: the steps both SVD pipelines share.
+Nothing is imported here, so importing one pipeline never loads another's dependencies: import the
+module you need. Shared SVD steps live in ``core.pipelines.svd_common``.
 """
