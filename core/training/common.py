@@ -46,8 +46,9 @@ import logging
 import math
 import re
 import shutil
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,7 +57,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from core.errors import InputError
+from core.errors import InputError, KinemaError
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -586,3 +587,21 @@ def run_training(args: argparse.Namespace, build_task: TaskBuilder) -> dict:
         )
     accelerator.end_training()
     return summary
+
+
+def script_main(
+    build_parser: Callable[[], argparse.ArgumentParser],
+    check_args: Callable[[argparse.Namespace], None],
+    build_task: TaskBuilder,
+    argv: Sequence[str] | None = None,
+) -> int:
+    """The ``main()`` of every training script: parse, check, train. Our errors (bad flags, unusable
+    data, missing weights) print one line on stderr and give exit code 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        check_args(args)
+        run_training(args, build_task)
+    except KinemaError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

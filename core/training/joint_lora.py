@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,8 +44,8 @@ import torch
 import torch.nn.functional as F
 
 from core.config import Settings
-from core.errors import InputError, KinemaError
-from core.training.common import TrainingTask, add_common_args, check_common_args, run_training
+from core.errors import InputError
+from core.training.common import TrainingTask, add_common_args, check_common_args, script_main
 from core.training.sd_lora import PREDICTION_TYPES, diffusion_target, tokenize_captions
 
 logger = logging.getLogger(__name__)
@@ -308,14 +307,7 @@ def validation_samples(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        check_args(args)
-        run_training(args, build_task)
-    except KinemaError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return script_main(build_parser, check_args, build_task, argv)
 
 
 if __name__ == "__main__":

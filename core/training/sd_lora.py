@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,9 +35,9 @@ import torch
 import torch.nn.functional as F
 
 from core.config import Settings
-from core.errors import InputError, KinemaError
+from core.errors import InputError
 from core.lora import DEFAULT_TARGETS
-from core.training.common import TrainingTask, add_common_args, check_common_args, run_training
+from core.training.common import TrainingTask, add_common_args, check_common_args, script_main
 
 TASK_NAME = "sd_lora"
 ADAPTER_NAME = "sd_lora"
@@ -267,14 +266,7 @@ def render_samples(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        check_args(args)
-        run_training(args, build_task)
-    except KinemaError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    return script_main(build_parser, check_args, build_task, argv)
 
 
 if __name__ == "__main__":
