@@ -5,10 +5,7 @@ checkpoints, exact resume, and the saved weights reproducing the validation samp
 """
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +13,7 @@ import pytest
 import safetensors.torch
 import torch
 from diffusers import StableDiffusionPipeline
+from training_script import run_script
 
 from core.data.synthetic import write_image_depth_folder
 from core.lora import SUFFIX
@@ -24,7 +22,6 @@ from core.patches.joint import JOINT_FILE
 from core.pipelines.joint_sd import JointSDPipeline
 from core.training import joint_lora
 
-REPO = Path(__file__).resolve().parents[2]
 PROMPT = "a red sphere"
 STEPS, CHECKPOINT_EVERY = 20, 10
 SAMPLE = {"height": 32, "width": 32, "num_inference_steps": 2, "guidance_scale": 7.5, "seed": 0}
@@ -53,21 +50,7 @@ def _flags(data_dir: Path, output_dir: Path, *extra: str) -> list[str]:
 
 
 def _train(*flags: str) -> dict:
-    """Run the script as a user would; return its summary.json."""
-    # One thread: a tiny model spends its time in per-op thread syncs otherwise (and the reload test
-    # below reproduces the samples bit for bit on the same thread count).
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [sys.executable, "-m", "core.training.joint_lora", *flags],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    output_dir = Path(flags[flags.index("--output_dir") + 1])
-    return json.loads((output_dir / "summary.json").read_text())
+    return run_script("core.training.joint_lora", *flags)
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:

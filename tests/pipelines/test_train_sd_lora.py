@@ -5,10 +5,7 @@ loss, checkpoints, validation and the saved LoRA; a second run resumes from its 
 """
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,16 +13,15 @@ import pytest
 import safetensors.torch
 import torch
 from diffusers import StableDiffusionPipeline
+from training_script import run_script
 
 from core.data.synthetic import write_image_depth_folder
 from core.lora import DEFAULT_TARGETS, load_lora
 from core.models import tiny_sd_components
 from core.training import sd_lora
-from core.training.common import SUMMARY_NAME, TRAINER_STATE_NAME
+from core.training.common import TRAINER_STATE_NAME
 
-ROOT = Path(__file__).resolve().parents[2]
 # One thread: the tiny models gain nothing from more, and a loaded 2-core machine runs them 4x slower with 2.
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 # Attention-only LoRA barely moves a random tiny UNet's loss in 20 steps (first/last quarter 1.07 -> 1.09 at
 # lr 1e-2, 1.06 -> 1.04 at 1e-1); with the convolutions too it falls to about 0.4x (measured 0.87 -> 0.32).
 TARGETS = [*DEFAULT_TARGETS, "conv_in", "conv1", "conv2", "conv_out"]
@@ -46,17 +42,9 @@ FLAGS = [
 
 
 def _train(data_dir: Path, output_dir: Path, *extra: str) -> dict:
-    command = [sys.executable, "-m", "core.training.sd_lora", "--data_dir", str(data_dir)]
-    done = subprocess.run(
-        [*command, "--output_dir", str(output_dir), *FLAGS, *extra],
-        env=ENV,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    return run_script(
+        "core.training.sd_lora", "--data_dir", str(data_dir), "--output_dir", str(output_dir), *FLAGS, *extra
     )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads((output_dir / SUMMARY_NAME).read_text())
 
 
 def _lora_file(folder: Path) -> dict[str, torch.Tensor]:

@@ -7,16 +7,14 @@ reloaded into a fresh svd-lora pipeline.
 """
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import safetensors.torch
 import torch
+from training_script import run_script
 
 from core.data.synthetic import write_video_folder
 from core.imaging import from_signed
@@ -25,11 +23,9 @@ from core.models import tiny_svd_components
 from core.motion import motion_bucket_from_video
 from core.pipelines.svd_interpolate import SVDInterpolatePipeline
 from core.training import svd_interp_lora as svd_train
-from core.training.common import SUMMARY_NAME, TRAINER_STATE_NAME
+from core.training.common import TRAINER_STATE_NAME
 
-ROOT = Path(__file__).resolve().parents[2]
 # One thread: the tiny models gain nothing from more, and a loaded 2-core machine runs them 4x slower with 2.
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 WEIGHTS = f"{svd_train.ADAPTER_NAME}.safetensors"
 SIZE, FRAMES = 32, 4
 # The loss of one step depends mostly on its sigma (about 1 at small sigma, near 0 at large); ln(sigma) spread
@@ -57,17 +53,15 @@ FLAGS = [
 
 
 def _train(data_dir: Path, output_dir: Path, *extra: str) -> dict:
-    command = [sys.executable, "-m", "core.training.svd_interp_lora", "--data_dir", str(data_dir)]
-    done = subprocess.run(
-        [*command, "--output_dir", str(output_dir), *FLAGS, *extra],
-        env=ENV,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    return run_script(
+        "core.training.svd_interp_lora",
+        "--data_dir",
+        str(data_dir),
+        "--output_dir",
+        str(output_dir),
+        *FLAGS,
+        *extra,
     )
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads((output_dir / SUMMARY_NAME).read_text())
 
 
 def _lora_file(folder: Path) -> dict[str, torch.Tensor]:
