@@ -42,6 +42,20 @@ class Settings:
     controlnet_model: str = field(
         default="", metadata={"help": "Optional ControlNet weights (hub id or local folder)."}
     )
+    svd_controlnet_model: str = field(
+        default="",
+        metadata={
+            "help": "Flow ControlNet for SVD (folder written by core.training.svd_flow_controlnet, or 'tiny'); "
+            "empty: the drag app's ControlNet backend is not offered."
+        },
+    )
+    svd_joint_flow_model: str = field(
+        default="",
+        metadata={
+            "help": "Joint video+flow weights for SVD (folder written by core.training.svd_joint_flow, or "
+            "'tiny'); empty: the drag app's experimental joint-flow backend is not offered."
+        },
+    )
     lora_path: str = field(
         default="", metadata={"help": "Optional folder or .safetensors file of LoRA / joint weights."}
     )
