@@ -174,36 +174,6 @@ def test_saved_lora_reloads_into_the_interpolation_pipeline_exactly(full_run):
 # -- the parametrisation, in process -------------------------------------------------------------------
 
 
-def test_edm_preconditioning_is_the_svd_schedulers():
-    scheduler = tiny_svd_components()["scheduler"]
-    scheduler.set_timesteps(6)
-    generator = torch.Generator().manual_seed(0)
-    x0, noise, output = torch.randn(3, 1, 2, 4, 5, 5, generator=generator)
-    for index, t in enumerate(scheduler.timesteps):
-        sigma = scheduler.sigmas[index].reshape(1)
-        c_skip, c_out, c_in, c_noise = svd_train.edm_preconditioning(sigma)
-        torch.testing.assert_close(c_noise, t.reshape(1))  # continuous timestep 0.25 ln(sigma)
-        x = x0 + sigma * noise
-        scheduler._step_index = index
-        torch.testing.assert_close(c_in * x, scheduler.scale_model_input(x, t))
-        scheduler._step_index = index
-        denoised = scheduler.step(output, t, x).pred_original_sample
-        torch.testing.assert_close(c_skip * x + c_out * output, denoised)
-        # The training target is the output that denoises x to x0 (in float64: at sigma 0.002 the float32
-        # difference x0 - c_skip x loses digits, which is why training uses the closed form).
-        sigma64, x0_64, noise64 = sigma.double(), x0.double(), noise.double()
-        c_skip, c_out, _, _ = svd_train.edm_preconditioning(sigma64)
-        x, target = x0_64 + sigma64 * noise64, svd_train.v_target(x0_64, noise64, sigma64)
-        torch.testing.assert_close(c_skip * x + c_out * target, x0_64)
-        torch.testing.assert_close(target, (x0_64 - c_skip * x) / c_out)
-
-
-def test_sigmas_are_log_normal():
-    torch.manual_seed(0)
-    log_sigmas = svd_train.sample_sigmas(200_000, svd_train.P_MEAN, svd_train.P_STD).log()
-    assert abs(log_sigmas.mean().item() - 0.7) < 0.01 and abs(log_sigmas.std().item() - 1.6) < 0.01
-
-
 def test_training_conditions_the_unet_as_the_svd_lora_pipeline(data_dir, tmp_path):
     """One training loss and one pipeline step see the same conditioning channels, embedding and time ids."""
     flags = ["--output_dir", str(tmp_path), "--data_dir", str(data_dir), "--motion_bucket_from_flow"]
@@ -236,16 +206,6 @@ def test_training_conditions_the_unet_as_the_svd_lora_pipeline(data_dir, tmp_pat
     assert torch.equal(train_ids, pipe_ids[1:])
     assert train_ids.tolist() == [[6.0, float(bucket), 0.0]]  # [fps - 1, motion bucket, noise augmentation]
     assert batch["motion_bucket_ids"].tolist() == [bucket]
-
-
-def test_added_time_ids_follow_the_pipelines_order():
-    pipe = _fresh_pipe()
-    pipe._guidance_scale = 1.0  # no guidance: one row per video
-    expected = pipe._conditioning(
-        torch.zeros(1, 1, 32), torch.zeros(1, FRAMES, 4, 2, 2), 7, 90, 0.02
-    ).added_time_ids
-    got = svd_train.added_time_ids(7, torch.tensor([90.0]), 0.02)
-    assert torch.equal(got, expected) and got.tolist() == [[6.0, 90.0, pytest.approx(0.02)]]
 
 
 @pytest.mark.parametrize(
