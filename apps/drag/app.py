@@ -1,8 +1,8 @@
 """Drag to video: draw trajectories on an image and get a video whose content follows them.
 
 Run: ``python -m apps drag`` (or ``streamlit run apps/drag/app.py`` from the repository root).
-Settings come from KINEMA_* variables (core/config.py). The warp backend needs no weights; the SVD
-backend loads Stable Video Diffusion once per process.
+Settings come from KINEMA_* variables (core/config.py). The backend radio lists the backends whose
+weights are configured (apps/drag/backends.py): the warp needs none; the others load once per process.
 
 Session state (per browser tab):
     canvas_rev, canvas_seed   the canvas is mounted under a key holding canvas_rev, showing canvas_seed;
@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:  # `streamlit run apps/drag/app.py` puts only apps
 import numpy as np  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from apps.drag import ui_canvas, ui_generate  # noqa: E402
+from apps.drag import backends, ui_canvas, ui_generate  # noqa: E402
 from apps.drag.ui_overlay import colour_of, draw_trajectory_overlay, with_border  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.engines.warp import CAMERA_PRESETS, preview_flow  # noqa: E402
@@ -42,7 +42,6 @@ SAMPLES_DIR = ROOT / "assets" / "images"
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
 WORKING_SIDES = [128, 256, 384, 512, 768, 1024]
 CANVAS_MAX_W, CANVAS_MAX_H = 560, 520
-BACKENDS = {"warp": "Warp preview (instant, no weights)", "svd": "SVD (Stable Video Diffusion)"}
 RESIZE_MODES = {"crop": "Crop to fit", "pad": "Keep aspect (pad)"}
 CAMERA_LABELS = {"rotate_cw": "rotate clockwise", "rotate_ccw": "rotate anticlockwise"}
 
@@ -64,13 +63,19 @@ def working_image(data: bytes, max_side: int, working_side: int, mode: str) -> n
 
 
 @st.cache_resource(show_spinner=False)
-def svd_pipeline(model: str, device: str, dtype: str, offload: str):
-    """The SVD trajectory pipeline, loaded once per process per model (ModelNotAvailable is not cached)."""
-    from core.models import load_pipeline
-    from core.pipelines.svd_trajectory import SVDTrajectoryPipeline
+def backend_pipeline(name: str, weights: tuple[tuple[str, str], ...], device: str, dtype: str, offload: str):
+    """A backend's pipeline, loaded once per process per weights (ModelNotAvailable is not cached).
 
-    settings = Settings.from_env(svd_model=model, device=device, dtype=dtype, offload=offload)
-    return load_pipeline("svd", settings, pipeline_cls=SVDTrajectoryPipeline)
+    `weights`: the (Settings field, value) pairs of the model settings, so a changed model reloads.
+    """
+    settings = Settings.from_env(**dict(weights), device=device, dtype=dtype, offload=offload)
+    return backends.load(name, settings)
+
+
+def model_settings(settings: Settings) -> tuple[tuple[str, str], ...]:
+    """The settings naming weights (every backend's `setting`), as a hashable cache key."""
+    names = sorted({b.setting for b in backends.BACKENDS.values() if b.setting is not None})
+    return tuple((name, getattr(settings, name)) for name in names)
 
 
 # -- state helpers -------------------------------------------------------------------------------------
@@ -232,7 +237,7 @@ def show_result(result: ui_generate.DragResult) -> None:
     st.subheader("Result")
     p = result.params
     st.caption(
-        f"{BACKENDS[p.backend]}: {p.num_frames} frames at {p.fps} fps, "
+        f"{backends.BACKENDS[p.backend].label}: {p.num_frames} frames at {p.fps} fps, "
         f"{result.frames_uint8.shape[2]}x{result.frames_uint8.shape[1]} px, {result.seconds:.1f} s "
         f"(saved in {result.folder})"
     )
@@ -279,7 +284,8 @@ def main() -> None:
         "Working size (long side, px)", sides, value=512 if 512 in sides else sides[-1], key="working_side"
     )
     st.sidebar.header("Motion")
-    backend = st.sidebar.radio("Backend", list(BACKENDS), format_func=BACKENDS.get, key="backend")
+    offered = {b.name: b.label for b in backends.available_backends(settings)}
+    backend = st.sidebar.radio("Backend", list(offered), format_func=offered.get, key="backend")
     num_frames = st.sidebar.slider(
         "Frames", 2, settings.max_frames, min(14, settings.max_frames), key="frames"
     )
@@ -362,7 +368,7 @@ def main() -> None:
             trajectories,
             num_frames,
             region_mask=region_mask,
-            camera=ui_generate.camera_of(camera),
+            camera=backends.camera_of(camera),
         )
         arrows_col, flow_col = st.columns(2)
         arrows_col.image(overlay, caption="Trajectories", width="stretch")
@@ -388,10 +394,12 @@ def main() -> None:
 
     pipe = None
     blocked = None
-    if backend == "svd":
+    if backend != "warp":
         try:
-            with st.spinner("Loading Stable Video Diffusion (once per process)..."):
-                pipe = svd_pipeline(settings.svd_model, settings.device, settings.dtype, settings.offload)
+            with st.spinner(f"Loading {offered[backend]} (once per process)..."):
+                pipe = backend_pipeline(
+                    backend, model_settings(settings), settings.device, settings.dtype, settings.offload
+                )
         except ModelNotAvailable as err:
             blocked = str(err)
             st.error(f"{blocked} The warp backend works without weights.")
@@ -426,7 +434,7 @@ def main() -> None:
                 params,
                 region_mask=region_mask,
                 output_dir=settings.output_dir,
-                svd_pipeline=pipe,
+                pipeline=pipe,
                 progress=lambda fraction, text: bar.progress(min(max(fraction, 0.0), 1.0), text=text),
                 overlay_uint8=overlay,
             )

@@ -10,8 +10,10 @@ The trajectories file is what `core.trajectory.Trajectories.to_json()` writes (t
 long side is at most --max-side and its sides are multiples of 64: "crop" cuts the few pixels that do
 not fit (trajectories are mapped into the cropped frame), "pad" letterboxes by repeating the edges.
 
-Backends: "warp" (`core.engines.warp`, instant, no weights) and "svd" (the warp as the guide of
-`core.pipelines.svd_trajectory.SVDTrajectoryPipeline`, weights from --svd-model / KINEMA_SVD_MODEL).
+Backends (`apps.drag.backends`): "warp" (`core.engines.warp`, instant, no weights) and "svd" (the warp
+as the guide of `core.pipelines.svd_trajectory.SVDTrajectoryPipeline`, weights from --svd-model /
+KINEMA_SVD_MODEL). A backend whose weights are not configured exits with status 2 and one line naming
+the setting.
 
 Beside the video, `<out stem>.params.json` records every argument, the resolved values (motion bucket,
 video size, settings) and the trajectories themselves, so the run can be redone. Bad input or missing
@@ -24,167 +26,58 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from apps.drag import backends
+from apps.drag.backends import RenderProgress
 from core.config import Settings
-from core.engines.warp import CAMERA_PRESETS, DEFAULT_FRAMES, WarpResult, animate
+from core.engines.warp import CAMERA_PRESETS, DEFAULT_FRAMES
 from core.errors import InputError, ModelNotAvailable
 from core.flow import render_flow_video
-from core.imaging import ResizeInfo, apply_resize, load_image, plan_resize, unit_to_uint8
-from core.motion import motion_bucket_from_flow
+from core.imaging import ResizeInfo, apply_resize, load_image, plan_resize
 from core.trajectory import Trajectories, Trajectory
 from core.video import write_video
 
-Backend = Literal["warp", "svd"]
-BACKENDS: tuple[Backend, ...] = ("warp", "svd")
 PARAMS_FORMAT = "kinema.drag.cli.parameters"
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
 
-@dataclass(frozen=True)
-class DragVideo:
-    """A generated clip: frames (T,H,W,3) uint8, the warp that drove it, and the motion bucket used."""
+class TqdmProgress:
+    """Drives one tqdm bar per stage of `apps.drag.backends.render` (warp frames, then denoising steps).
 
-    frames_uint8: np.ndarray
-    warp: WarpResult
-    motion_bucket_id: int
-
-
-def render(
-    backend: Backend,
-    image_uint8: np.ndarray,
-    trajectories: Trajectories,
-    *,
-    num_frames: int = DEFAULT_FRAMES,
-    fps: int = 7,
-    motion_bucket_id: int | None = None,
-    strength: float = 0.4,
-    num_inference_steps: int = 25,
-    noise_aug_strength: float = 0.02,
-    seed: int = 0,
-    camera: str = "none",
-    region_mask: np.ndarray | None = None,
-    radius_px: float | None = None,
-    settings: Settings | None = None,
-    show_progress: bool = True,
-) -> DragVideo:
-    """Animate `image_uint8` (H,W,3) along `trajectories` with `backend`.
-
-    The warp always runs: it is the "warp" result and the "svd" guide video. `motion_bucket_id` None
-    takes `core.motion.motion_bucket_from_flow` of the warp's flow (what the drags, the camera and the
-    motion brush together move; the drag app's `suggest_motion_bucket` sees the drags only). SVD
-    arguments are those of `SVDTrajectoryPipeline.__call__`; the generator is a CPU generator seeded
-    with `seed`.
-
-    Raises:
-        InputError: bad input. ModelNotAvailable: the svd backend without its weights.
+    Bars open on a stage's first event, so input errors print no empty bar; use as a context manager
+    so the last one closes.
     """
-    settings = settings or Settings.from_env()
-    if backend not in BACKENDS:
-        raise InputError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
-    if camera != "none" and camera not in CAMERA_PRESETS:
-        raise InputError(
-            f"Unknown camera move {camera!r}; choose none or one of {', '.join(CAMERA_PRESETS)}."
-        )
-    _check_options(fps, motion_bucket_id, strength, num_inference_steps, noise_aug_strength)
 
-    bars: list[tqdm] = []  # opened on the first frame, so input errors print no empty bar
+    def __init__(self, disable: bool = False) -> None:
+        self.disable = disable
+        self.bar: tqdm | None = None
+        self.stage: str | None = None
 
-    def advance(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, desc="warp", unit="frame", disable=not show_progress))
-        bars[0].update(done - bars[0].n)
+    def __call__(self, event: RenderProgress) -> None:
+        if self.bar is None or event.stage != self.stage:
+            self.close()
+            unit = "frame" if event.stage == "warp" else "step"
+            self.bar = tqdm(total=event.total, desc=event.stage, unit=unit, disable=self.disable)
+            self.stage = event.stage
+        self.bar.update(event.done - self.bar.n)
+        if event.done >= event.total:  # closed now, so its time excludes what comes next (loading)
+            self.close()
 
-    try:
-        warp = animate(
-            image_uint8,
-            trajectories,
-            num_frames,
-            region_mask=region_mask,
-            camera=CAMERA_PRESETS.get(camera),
-            radius_px=radius_px,
-            progress=advance,
-            settings=settings,
-        )
-    finally:
-        for bar in bars:
-            bar.close()
-    frames = warp.frames_uint8
-    if motion_bucket_id is None:
-        motion_bucket_id = motion_bucket_from_flow(warp.flow_px, fps)
-    if backend == "svd":  # after the warp, so bad input is reported before weights load
-        pipe = _svd_pipeline(settings)
-        pipe.set_progress_bar_config(disable=not show_progress)
-        frames = _refine_with_svd(
-            pipe,
-            image_uint8,
-            warp,
-            fps,
-            motion_bucket_id,
-            strength,
-            num_inference_steps,
-            noise_aug_strength,
-            seed,
-        )
-    return DragVideo(frames, warp, int(motion_bucket_id))
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = self.stage = None
 
+    def __enter__(self) -> TqdmProgress:
+        return self
 
-def _check_options(
-    fps: int, motion_bucket_id: int | None, strength: float, steps: int, noise_aug_strength: float
-) -> None:
-    """Reject out-of-range options before any work (the SVD pipeline checks them only after loading)."""
-    if not isinstance(fps, int) or fps < 1:
-        raise InputError(f"The frame rate must be a whole number of at least 1, got {fps!r}.")
-    if motion_bucket_id is not None and not (
-        isinstance(motion_bucket_id, int) and 0 <= motion_bucket_id <= 255
-    ):
-        raise InputError(f"The motion bucket must be a whole number in [0, 255], got {motion_bucket_id!r}.")
-    if not 0.0 <= strength <= 1.0:
-        raise InputError(f"The strength must be in [0, 1], got {strength!r}.")
-    if not isinstance(steps, int) or steps < 1:
-        raise InputError(f"The number of steps must be a whole number of at least 1, got {steps!r}.")
-    if not 0.0 <= noise_aug_strength <= 1.0:
-        raise InputError(f"The noise augmentation must be in [0, 1], got {noise_aug_strength!r}.")
-
-
-def _svd_pipeline(settings: Settings):
-    # Imported here so that the warp backend never loads diffusers.
-    from core.models import load_pipeline
-    from core.pipelines.svd_trajectory import SVDTrajectoryPipeline
-
-    return load_pipeline("svd", settings, pipeline_cls=SVDTrajectoryPipeline)
-
-
-def _refine_with_svd(
-    pipe,
-    image_uint8: np.ndarray,
-    warp: WarpResult,
-    fps: int,
-    motion_bucket_id: int,
-    strength: float,
-    num_inference_steps: int,
-    noise_aug_strength: float,
-    seed: int,
-) -> np.ndarray:
-    import torch
-
-    frames_unit = pipe(
-        image_uint8,
-        warp.frames_uint8,
-        strength=strength,
-        num_inference_steps=num_inference_steps,
-        fps=fps,
-        motion_bucket_id=motion_bucket_id,
-        noise_aug_strength=noise_aug_strength,
-        generator=torch.Generator("cpu").manual_seed(seed),
-        output_type="np",
-    ).frames[0]
-    return unit_to_uint8(np.asarray(frames_unit))
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # -- files ---------------------------------------------------------------------------------------------
@@ -256,7 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--trajectories", required=True, type=Path, help="trajectories JSON (Trajectories.to_json format)"
     )
     parser.add_argument("--out", required=True, type=Path, help="the video to write (.mp4 or .gif)")
-    parser.add_argument("--backend", choices=BACKENDS, default="warp", help="warp (no weights) or svd")
+    parser.add_argument(
+        "--backend",
+        choices=list(backends.BACKENDS),
+        default="warp",
+        help="warp (no weights) or svd (weights from --svd-model)",
+    )
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="number of frames (default 14)")
     parser.add_argument(
         "--fps", type=int, default=7, help="frame rate of the video and SVD's fps (default 7)"
@@ -268,7 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="SVD motion_bucket_id (default: from the trajectories)",
     )
     parser.add_argument(
-        "--strength", type=float, default=0.4, help="svd: how far SVD may depart from the warp, 0..1 (0.4)"
+        "--strength",
+        type=float,
+        default=None,
+        help="svd: how far SVD may depart from the warp, 0..1 (default 0.4)",
     )
     parser.add_argument(
         "--steps", type=int, default=25, help="svd: denoising steps of the full schedule (25)"
@@ -307,6 +208,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     """Do what the parsed `argv` ask; return the parameters record (also written beside the video)."""
     started = time.perf_counter()
     settings = Settings.from_args(args)
+    backends.require(args.backend, settings)  # unconfigured weights: say so before any work
     _check_out(args.out, "--out")
     if args.flow_out is not None:
         _check_out(args.flow_out, "--flow-out")
@@ -320,23 +222,24 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     if args.region_mask is not None:
         region_mask = _load_region_mask(args.region_mask, source.shape[:2], info, settings.max_image_side)
 
-    video = render(
-        args.backend,
-        image,
-        fit_trajectories(trajectories, info),
-        num_frames=args.frames,
-        fps=args.fps,
-        motion_bucket_id=args.motion_bucket,
-        strength=args.strength,
-        num_inference_steps=args.steps,
-        noise_aug_strength=args.noise_aug,
-        seed=args.seed,
-        camera=args.camera,
-        region_mask=region_mask,
-        radius_px=args.radius,
-        settings=settings,
-        show_progress=not args.quiet,
-    )
+    with TqdmProgress(disable=args.quiet) as progress:
+        video = backends.render(
+            args.backend,
+            image,
+            fit_trajectories(trajectories, info),
+            num_frames=args.frames,
+            fps=args.fps,
+            motion_bucket_id=args.motion_bucket,
+            strength=args.strength,
+            num_inference_steps=args.steps,
+            noise_aug_strength=args.noise_aug,
+            seed=args.seed,
+            camera=args.camera,
+            region_mask=region_mask,
+            radius_px=args.radius,
+            settings=settings,
+            progress=progress,
+        )
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     outputs = {"video": str(write_video(args.out, video.frames_uint8, args.fps))}
@@ -344,7 +247,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         outputs["gif"] = str(write_video(args.out.with_suffix(".gif"), video.frames_uint8, args.fps))
     if args.flow_out is not None:
         args.flow_out.parent.mkdir(parents=True, exist_ok=True)
-        outputs["flow"] = str(write_video(args.flow_out, render_flow_video(video.warp.flow_px), args.fps))
+        outputs["flow"] = str(write_video(args.flow_out, render_flow_video(video.flow_px), args.fps))
     height, width = image.shape[:2]
     record = _params(
         args,
@@ -354,6 +257,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
             "video_size": [width, height],
             "source_size": [source.shape[1], source.shape[0]],
             "motion_bucket_id": video.motion_bucket_id,
+            "strength": video.strength,
             "trajectories": json.loads(trajectories.to_json()),
             "outputs": outputs,
             "seconds": round(time.perf_counter() - started, 3),

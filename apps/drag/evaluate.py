@@ -23,7 +23,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from apps.drag.cli import BACKENDS, render
+from apps.drag.backends import BACKENDS, render
+from apps.drag.cli import TqdmProgress
 from core.config import Settings
 from core.engines.warp import DEFAULT_FRAMES
 from core.errors import InputError, ModelNotAvailable
@@ -99,12 +100,16 @@ def evaluate_photo(
     max_side_px: int,
     settings: Settings,
     size: tuple[int, int] | None = None,
+    quiet: bool = False,
     **render_options,
 ) -> dict:
     """Generate one photo's video with `backend` and score it: {"objmc": ObjMC, ...}."""
     image = evaluation_image(photo, max_side_px, size)
     started = time.perf_counter()
-    video = render(backend, image, requests(photo), settings=settings, **render_options)
+    with TqdmProgress(disable=quiet) as progress:
+        video = render(
+            backend, image, requests(photo), settings=settings, progress=progress, **render_options
+        )
     seconds = time.perf_counter() - started
     score, tracks = measure_objmc(video.frames_uint8, video.warp.tracks_px)
     moves = np.linalg.norm(video.warp.tracks_px[:, -1] - video.warp.tracks_px[:, 0], axis=1)
@@ -160,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m apps.drag.evaluate", description=__doc__.split("\n\n")[0], allow_abbrev=False
     )
-    parser.add_argument("--backend", choices=BACKENDS, default="warp", help="the engine to score")
+    parser.add_argument("--backend", choices=list(BACKENDS), default="warp", help="the engine to score")
     parser.add_argument("--photos", nargs="+", choices=list(REQUESTS), default=list(REQUESTS))
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames per video (14)")
     parser.add_argument("--max-side", type=int, default=512, help="long side of the video in px (512)")
@@ -181,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_args(args)
-        options = {"num_frames": args.frames, "show_progress": not args.quiet}
+        options = {"num_frames": args.frames, "quiet": args.quiet}
         if args.backend == "svd":
             options.update(
                 fps=args.fps, strength=args.strength, num_inference_steps=args.steps, seed=args.seed

@@ -1,4 +1,4 @@
-"""What the drag app's Generate button runs: a warp or SVD video, written to disk and kept as bytes.
+"""What the drag app's Generate button runs: a video from one of `apps.drag.backends`, written to disk.
 
 UI-free apart from the Streamlit progress bar handed in as a callable, so the app stays a thin layer:
 the image, trajectories and parameters in, a `DragResult` (mp4, gif, flow video, side-by-side,
@@ -16,26 +16,23 @@ from typing import Literal
 
 import numpy as np
 
-from core.engines.warp import CAMERA_PRESETS, animate
-from core.errors import InputError
+from apps.drag.backends import RenderProgress, render
 from core.flow import render_flow_video
-from core.imaging import unit_to_uint8
-from core.trajectory import CameraMotion, Trajectories
+from core.trajectory import Trajectories
 from core.video import write_video
 
-Backend = Literal["warp", "svd"]
 Progress = Callable[[float, str], None]
 
 PARAMS_FORMAT = "kinema.drag.parameters"
-# Frames the VAE decodes at once: bounds decoder memory (SVD-XT at 1024x576 fits a 24 GB card).
-SVD_DECODE_CHUNK = 8
+# Share of the progress bar the backend's render takes; encoding the videos takes the rest.
+RENDER_SHARE = 0.9
 
 
 @dataclass(frozen=True)
 class DragParams:
     """Every choice behind one run; written next to the video as the parameters JSON."""
 
-    backend: Backend
+    backend: str  # a name of apps.drag.backends.BACKENDS
     num_frames: int
     fps: int
     camera: str
@@ -79,17 +76,6 @@ class DragResult:
         return path.read_bytes()
 
 
-def camera_of(preset: str) -> CameraMotion | None:
-    """The CameraMotion of a preset name of `core.engines.warp.CAMERA_PRESETS` ("none": no move)."""
-    if preset == "none":
-        return None
-    if preset not in CAMERA_PRESETS:
-        raise InputError(
-            f"Unknown camera move {preset!r}; choose none or one of {', '.join(CAMERA_PRESETS)}."
-        )
-    return CAMERA_PRESETS[preset]
-
-
 def generate(
     image_uint8: np.ndarray,
     trajectories: Trajectories,
@@ -97,41 +83,44 @@ def generate(
     *,
     region_mask: np.ndarray | None,
     output_dir: Path,
-    svd_pipeline=None,
+    pipeline=None,
     progress: Progress | None = None,
     overlay_uint8: np.ndarray | None = None,
 ) -> DragResult:
     """Animate `image_uint8` (H,W,3) along `trajectories` with `params.backend` and encode the results.
 
-    The warp engine always runs: it is the result of the "warp" backend and the guide video of the
-    "svd" backend (`svd_pipeline`, an SVDTrajectoryPipeline, required then). `progress(fraction, text)`
-    is called as work advances. Files go to a new folder under `output_dir`.
+    `pipeline` is what `apps.drag.backends.load(params.backend, settings)` returned (the app caches
+    it; loaded from the environment's settings when None). `progress(fraction, text)` is called as
+    work advances. Files go to a new folder under `output_dir`.
     """
     report = progress or (lambda fraction, text: None)
     started = time.perf_counter()
-    warp_share = 0.3 if params.backend == "svd" else 0.8
 
-    def warp_progress(done: int, total: int) -> None:
-        report(round(warp_share * done / max(total, 1), 4), f"Warping frame {done} of {total}")
+    def on_render(event: RenderProgress) -> None:
+        report(round(RENDER_SHARE * event.fraction, 4), event.text)
 
     report(0.0, "Warping")
-    warped = animate(
+    video = render(
+        params.backend,
         image_uint8,
         trajectories,
-        params.num_frames,
+        num_frames=params.num_frames,
+        fps=params.fps,
+        motion_bucket_id=params.motion_bucket_id,
+        strength=params.strength,
+        num_inference_steps=params.num_inference_steps,
+        noise_aug_strength=params.noise_aug_strength,
+        seed=params.seed,
+        camera=params.camera,
         region_mask=region_mask,
-        camera=camera_of(params.camera),
-        progress=warp_progress,
+        pipeline=pipeline,
+        progress=on_render,
     )
-    frames = warped.frames_uint8
-    if params.backend == "svd":
-        if svd_pipeline is None:
-            raise InputError("The SVD backend needs its pipeline; pick the warp backend or load SVD weights.")
-        frames = _run_svd(svd_pipeline, image_uint8, frames, params, report, warp_share)
+    frames = video.frames_uint8
 
-    report(0.9, "Encoding videos")
+    report(RENDER_SHARE, "Encoding videos")
     folder = _new_run_folder(output_dir)
-    flow_frames = _flow_frames(warped.flow_px, len(frames))
+    flow_frames = _flow_frames(video.flow_px, len(frames))
     overlay = image_uint8 if overlay_uint8 is None else overlay_uint8
     side_by_side = np.concatenate([np.broadcast_to(overlay, frames.shape), frames, flow_frames], axis=2)
     write_video(folder / "video.mp4", frames, params.fps)
@@ -157,36 +146,8 @@ def generate(
     )
 
 
-def _run_svd(
-    pipe, image_uint8: np.ndarray, guide_uint8: np.ndarray, params: DragParams, report: Progress, start: float
-) -> np.ndarray:
-    """SVD (SVDTrajectoryPipeline) from the image, guided by the warp: (T,H,W,3) uint8."""
-    import torch
-
-    def on_step(pipeline, step: int, timestep, tensors: dict) -> dict:
-        total = max(int(getattr(pipeline, "num_timesteps", 0) or 0), 1)
-        report(round(start + (0.9 - start) * (step + 1) / total, 4), f"SVD step {step + 1} of {total}")
-        return tensors
-
-    report(start, "SVD: encoding the guide video")
-    frames_unit = pipe(
-        image_uint8,
-        guide_uint8,
-        strength=params.strength,
-        num_inference_steps=params.num_inference_steps,
-        fps=params.fps,
-        motion_bucket_id=params.motion_bucket_id,
-        noise_aug_strength=params.noise_aug_strength,
-        decode_chunk_size=SVD_DECODE_CHUNK,
-        generator=torch.Generator("cpu").manual_seed(params.seed),
-        output_type="np",
-        callback_on_step_end=on_step,
-    ).frames[0]
-    return unit_to_uint8(np.asarray(frames_unit))
-
-
 def _flow_frames(flow_px: np.ndarray, num_frames: int) -> np.ndarray:
-    """Colour frames (T,H,W,3) uint8 of the warp's flow, one shared scale, padded to `num_frames`."""
+    """Colour frames (T,H,W,3) uint8 of a flow video (T-1,H,W,2) px, one shared scale, padded to `num_frames`."""
     colours = render_flow_video(np.asarray(flow_px, dtype=np.float32))
     if len(colours) < num_frames:  # frame-to-frame flow has one frame fewer: frame 0 shows no motion
         still = np.full((num_frames - len(colours), *colours.shape[1:]), 255, np.uint8)

@@ -437,7 +437,7 @@ def test_svd_backend_refines_the_warp_with_the_tiny_pipeline(tmp_path):
         params,
         region_mask=None,
         output_dir=tmp_path,
-        svd_pipeline=pipe,
+        pipeline=pipe,
         progress=lambda fraction, text: seen.append((fraction, text)),
     )
     assert result.frames_uint8.shape == (2, 32, 32, 3) and result.frames_uint8.dtype == np.uint8

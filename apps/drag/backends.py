@@ -1,0 +1,304 @@
+"""The drag app's backends: which engines turn an image and trajectories into a video, and one render.
+
+Every backend starts from the warp (`core.engines.warp.animate`), which always runs first: it is the
+"warp" backend's result, the guide video of the "svd" backend, and the motion the motion bucket is
+estimated from when none is given. The Streamlit app (`ui_generate`), the CLI and the ObjMC harness
+all call `render`; they differ only in how they show its progress events.
+
+A backend is listed (`available`) when its weights are configured in `Settings`: the warp needs none,
+SVD's default hub id counts as configured (a missing model is reported by the loader with the
+setting to change). `require` turns "not configured" into a ModelNotAvailable naming the env var and
+the flag; `load` builds the pipeline (the heavy part; the app caches it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.config import ENV_PREFIX, Settings
+from core.engines.warp import CAMERA_PRESETS, DEFAULT_FRAMES, WarpResult, animate
+from core.errors import InputError, ModelNotAvailable
+from core.imaging import unit_to_uint8
+from core.motion import motion_bucket_from_flow
+from core.trajectory import CameraMotion, Trajectories
+
+# Frames the VAE decodes at once: bounds decoder memory (SVD-XT at 1024x576 fits a 24 GB card).
+SVD_DECODE_CHUNK = 8
+# Share of a model backend's progress that the warp takes (the denoising loop takes the rest).
+_WARP_SHARE = 1 / 3
+
+
+@dataclass(frozen=True)
+class RenderProgress:
+    """One progress event of `render`: `done` of `total` units of `stage` ("warp" frames or "svd"
+    denoising steps); `fraction` in [0,1] is how far the whole render is."""
+
+    stage: str
+    done: int
+    total: int
+    fraction: float
+
+    @property
+    def text(self) -> str:
+        if self.stage == "warp":
+            return f"Warping frame {self.done} of {self.total}"
+        if self.done == 0:
+            return "SVD: encoding the inputs"
+        return f"SVD step {self.done} of {self.total}"
+
+
+ProgressFn = Callable[[RenderProgress], None]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A way to make the video.
+
+    Attributes:
+        name: the CLI's --backend value and the parameters JSON's "backend".
+        label: what the app's backend radio shows.
+        experimental: research code, labelled as such.
+        setting: the Settings field naming its weights (None: needs none).
+        default_strength: SDEdit strength from the warp guide when the user gives none (None: the
+            backend takes no strength).
+    """
+
+    name: str
+    label: str
+    experimental: bool
+    setting: str | None
+    default_strength: float | None
+
+    def available(self, settings: Settings) -> bool:
+        """Whether its weights are configured (not whether they load: `load` reports that)."""
+        return self.setting is None or bool(getattr(settings, self.setting))
+
+    @property
+    def env_var(self) -> str | None:
+        return None if self.setting is None else ENV_PREFIX + self.setting.upper()
+
+    @property
+    def flag(self) -> str | None:
+        return None if self.setting is None else "--" + self.setting.replace("_", "-")
+
+
+BACKENDS: dict[str, Backend] = {
+    backend.name: backend
+    for backend in (
+        Backend("warp", "Warp preview (instant, no weights)", False, None, None),
+        Backend("svd", "SVD (Stable Video Diffusion)", False, "svd_model", 0.4),
+    )
+}
+
+
+def backend_of(name: str) -> Backend:
+    """The registered backend called `name`; InputError naming the choices otherwise."""
+    if name not in BACKENDS:
+        raise InputError(f"Unknown backend {name!r}; choose one of {', '.join(BACKENDS)}.")
+    return BACKENDS[name]
+
+
+def available_backends(settings: Settings) -> list[Backend]:
+    """The backends whose weights `settings` configure, in registry order (warp first)."""
+    return [backend for backend in BACKENDS.values() if backend.available(settings)]
+
+
+def require(name: str, settings: Settings) -> Backend:
+    """The backend `name`, or ModelNotAvailable (one sentence naming the env var and flag) when its
+    weights are not configured; InputError for an unknown name."""
+    backend = backend_of(name)
+    if not backend.available(settings):
+        raise ModelNotAvailable(
+            f"The {backend.name} backend has no weights configured: set {backend.env_var} "
+            f"(or {backend.flag}) to its weights folder, or to 'tiny' for offline random test weights."
+        )
+    return backend
+
+
+def load(name: str, settings: Settings):
+    """The pipeline backend `name` runs (None for the warp). Raises ModelNotAvailable when its weights
+    are not configured or cannot be loaded."""
+    require(name, settings)
+    if name == "warp":
+        return None
+    # Imported here so that the warp backend never loads diffusers.
+    from core.models import load_pipeline
+    from core.pipelines.svd_trajectory import SVDTrajectoryPipeline
+
+    return load_pipeline("svd", settings, pipeline_cls=SVDTrajectoryPipeline)
+
+
+def camera_of(preset: str) -> CameraMotion | None:
+    """The CameraMotion of a preset name of `core.engines.warp.CAMERA_PRESETS` ("none": no move)."""
+    if preset == "none":
+        return None
+    if preset not in CAMERA_PRESETS:
+        raise InputError(
+            f"Unknown camera move {preset!r}; choose none or one of {', '.join(CAMERA_PRESETS)}."
+        )
+    return CAMERA_PRESETS[preset]
+
+
+@dataclass(frozen=True)
+class DragVideo:
+    """A rendered clip.
+
+    Attributes:
+        frames_uint8: (T,H,W,3) uint8, the video.
+        warp: the warp that drove it (its `tracks_px` are the requested positions).
+        flow_px: (T-1,H,W,2) float32 frame-to-frame flow to show beside the video: the warp's.
+        motion_bucket_id: the bucket SVD was (or would have been) conditioned on, in [0, 255].
+        strength: the SDEdit strength used (None for backends without one).
+    """
+
+    frames_uint8: np.ndarray
+    warp: WarpResult
+    flow_px: np.ndarray
+    motion_bucket_id: int
+    strength: float | None
+
+
+def render(
+    name: str,
+    image_uint8: np.ndarray,
+    trajectories: Trajectories,
+    *,
+    num_frames: int = DEFAULT_FRAMES,
+    fps: int = 7,
+    motion_bucket_id: int | None = None,
+    strength: float | None = None,
+    num_inference_steps: int = 25,
+    noise_aug_strength: float = 0.02,
+    seed: int = 0,
+    camera: str = "none",
+    region_mask: np.ndarray | None = None,
+    radius_px: float | None = None,
+    settings: Settings | None = None,
+    pipeline=None,
+    progress: ProgressFn | None = None,
+) -> DragVideo:
+    """Animate `image_uint8` (H,W,3) uint8 along `trajectories` with backend `name`.
+
+    The warp runs first (bad input is reported before any weights load). `motion_bucket_id` None takes
+    `core.motion.motion_bucket_from_flow` of the warp's flow (what the drags, the camera and the motion
+    brush together move). `strength` None takes the backend's default. `pipeline` is what `load(name,
+    settings)` returns (loaded here when None). SVD arguments are those of
+    `SVDTrajectoryPipeline.__call__`; the generator is a CPU generator seeded with `seed`, and the VAE
+    decodes `SVD_DECODE_CHUNK` frames at a time. `progress` gets a `RenderProgress` per warped frame
+    and per denoising step.
+
+    Raises:
+        InputError: bad input. ModelNotAvailable: the backend's weights are not configured or missing.
+    """
+    settings = settings or Settings.from_env()
+    backend = require(name, settings)
+    camera_motion = camera_of(camera)
+    _check_options(fps, motion_bucket_id, strength, num_inference_steps, noise_aug_strength)
+    if backend.default_strength is None:
+        strength = None  # the backend takes none
+    elif strength is None:
+        strength = backend.default_strength
+    report = progress or (lambda event: None)
+    warp_share = 1.0 if backend.name == "warp" else _WARP_SHARE
+
+    def warp_progress(done: int, total: int) -> None:
+        report(RenderProgress("warp", done, total, round(warp_share * done / max(total, 1), 4)))
+
+    warp = animate(
+        image_uint8,
+        trajectories,
+        num_frames,
+        region_mask=region_mask,
+        camera=camera_motion,
+        radius_px=radius_px,
+        progress=warp_progress,
+        settings=settings,
+    )
+    if motion_bucket_id is None:
+        motion_bucket_id = motion_bucket_from_flow(warp.flow_px, fps)
+    frames = warp.frames_uint8
+    if backend.name != "warp":
+        if pipeline is None:
+            pipeline = load(backend.name, settings)
+        frames = _run_svd(
+            pipeline,
+            image_uint8,
+            warp,
+            strength=strength,
+            num_inference_steps=num_inference_steps,
+            fps=fps,
+            motion_bucket_id=int(motion_bucket_id),
+            noise_aug_strength=noise_aug_strength,
+            seed=seed,
+            report=report,
+        )
+    return DragVideo(frames, warp, warp.flow_px, int(motion_bucket_id), strength)
+
+
+def _check_options(
+    fps: int, motion_bucket_id: int | None, strength: float | None, steps: int, noise_aug_strength: float
+) -> None:
+    """Reject out-of-range options before any work (the SVD pipelines check them only after loading)."""
+    if not isinstance(fps, int) or fps < 1:
+        raise InputError(f"The frame rate must be a whole number of at least 1, got {fps!r}.")
+    if motion_bucket_id is not None and not (
+        isinstance(motion_bucket_id, int) and 0 <= motion_bucket_id <= 255
+    ):
+        raise InputError(f"The motion bucket must be a whole number in [0, 255], got {motion_bucket_id!r}.")
+    if strength is not None and not 0.0 <= strength <= 1.0:
+        raise InputError(f"The strength must be in [0, 1], got {strength!r}.")
+    if not isinstance(steps, int) or steps < 1:
+        raise InputError(f"The number of steps must be a whole number of at least 1, got {steps!r}.")
+    if not 0.0 <= noise_aug_strength <= 1.0:
+        raise InputError(f"The noise augmentation must be in [0, 1], got {noise_aug_strength!r}.")
+
+
+def _step_reporter(report: ProgressFn) -> Callable:
+    """A `callback_on_step_end` that reports each denoising step as a RenderProgress."""
+
+    def on_step(pipeline, step: int, timestep, tensors: dict) -> dict:
+        total = max(int(getattr(pipeline, "num_timesteps", 0) or 0), 1)
+        fraction = _WARP_SHARE + (1 - _WARP_SHARE) * (step + 1) / total
+        report(RenderProgress("svd", step + 1, total, round(fraction, 4)))
+        return tensors
+
+    return on_step
+
+
+def _run_svd(
+    pipe,
+    image_uint8: np.ndarray,
+    warp: WarpResult,
+    *,
+    strength: float,
+    num_inference_steps: int,
+    fps: int,
+    motion_bucket_id: int,
+    noise_aug_strength: float,
+    seed: int,
+    report: ProgressFn,
+) -> np.ndarray:
+    """SVD (SVDTrajectoryPipeline) from the image, guided by the warp: (T,H,W,3) uint8."""
+    import torch
+
+    from core.pipelines.svd_trajectory import steps_for_strength
+
+    pipe.set_progress_bar_config(disable=True)  # progress goes through `report`
+    report(RenderProgress("svd", 0, steps_for_strength(num_inference_steps, strength), _WARP_SHARE))
+    frames_unit = pipe(
+        image_uint8,
+        warp.frames_uint8,
+        strength=strength,
+        num_inference_steps=num_inference_steps,
+        fps=fps,
+        motion_bucket_id=motion_bucket_id,
+        noise_aug_strength=noise_aug_strength,
+        decode_chunk_size=SVD_DECODE_CHUNK,
+        generator=torch.Generator("cpu").manual_seed(seed),
+        output_type="np",
+        callback_on_step_end=_step_reporter(report),
+    ).frames[0]
+    return unit_to_uint8(np.asarray(frames_unit))
