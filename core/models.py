@@ -7,6 +7,8 @@
   :class:`~core.errors.ModelNotAvailable` with one sentence naming the setting to change.
 - ``tiny``: deterministic random-weight tiny components (the sizes of diffusers' own pipeline tests)
   and an offline CLIP tokenizer whose byte-level vocabulary is generated in code.
+- :func:`load_controlnet` (SD) and :func:`load_svd_controlnet` (the flow ControlNet for SVD) load the
+  optional ControlNets, cached the same way; None when their setting is empty.
 - :func:`full_architecture_random`: the real SD1.5 / SVD-XT architectures with random weights, for slow
   tests and benchmarks (no download).
 """
@@ -442,7 +444,56 @@ def load_controlnet(settings: Settings | None = None):
     return model.to(settings.resolved_device())
 
 
+@functools.lru_cache(maxsize=2)
+def _cached_svd_controlnet(model: str, torch_dtype: torch.dtype):
+    from core.controlnet_svd import SVDFlowControlNet
+
+    if model == TINY:
+        # Shaped like the tiny SVD UNet and VAE, zero convs: the tiny SVD pipeline's output unchanged.
+        tiny = tiny_svd_components()
+        vae_scale_factor = 2 ** (len(tiny["vae"].config.block_out_channels) - 1)
+        controlnet = SVDFlowControlNet.from_unet(tiny["unet"], vae_scale_factor=vae_scale_factor)
+        return controlnet.to(torch_dtype).eval()
+    local = Path(model).expanduser()
+    config_file = local / "config.json"
+    why = "no config.json in that folder"
+    if config_file.is_file():
+        try:
+            class_name = json.loads(config_file.read_text()).get("_class_name")
+            why = f"the folder holds a {class_name}, not an SVDFlowControlNet"
+        except (OSError, ValueError, AttributeError):
+            class_name, why = None, "its config.json is not a model config"
+        if class_name == SVDFlowControlNet.__name__:
+            try:
+                return SVDFlowControlNet.from_pretrained(
+                    str(local), dtype=torch_dtype, local_files_only=True
+                ).eval()
+            except (OSError, ValueError, RuntimeError) as err:
+                why = f"{type(err).__name__}: {err}".split("\n")[0]
+    raise ModelNotAvailable(
+        f"Flow ControlNet weights '{model}' are not available ({why}): set {ENV_PREFIX}SVD_CONTROLNET_MODEL "
+        "(or --svd-controlnet-model) to a folder written by core.training.svd_flow_controlnet "
+        f"(save_pretrained), to '{TINY}' for offline random test weights, or leave it empty to go without "
+        "the ControlNet backend."
+    )
+
+
+def load_svd_controlnet(settings: Settings | None = None):
+    """The configured flow ControlNet for SVD (``Settings.svd_controlnet_model``) on the device, or None.
+
+    ``""``: None. ``tiny``: ``SVDFlowControlNet.from_unet`` of the tiny SVD UNet (zero convs, so the tiny
+    pipeline's output is unchanged). A folder written by ``save_pretrained``: its weights. Anything else
+    raises ModelNotAvailable naming KINEMA_SVD_CONTROLNET_MODEL.
+    """
+    settings = settings or Settings.from_env()
+    if not settings.svd_controlnet_model:
+        return None
+    model = _cached_svd_controlnet(settings.svd_controlnet_model, settings.resolved_dtype())
+    return model.to(settings.resolved_device())
+
+
 def clear_cache() -> None:
     """Forget loaded weights (tests; switching models in a long-running app)."""
     _cached_components.cache_clear()
     _cached_controlnet.cache_clear()
+    _cached_svd_controlnet.cache_clear()
