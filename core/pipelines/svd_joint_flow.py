@@ -53,13 +53,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from core.config import ENV_PREFIX, Settings
 from core.errors import InputError, ModelNotAvailable
-from core.flow.encoding import FLOW_ENCODING_FILE, FlowEncoding, decode_flow, encode_flow
+from core.flow.encoding import FLOW_ENCODING_FILE, FlowEncoding, decode_flow
 from core.models import TINY, load_pipeline
 from core.patches.joint import JOINT_FILE, apply_joint_patch, remove_joint_patch
 from core.pipelines.joint_sd import joint_patch_of, park
@@ -69,17 +68,15 @@ from core.pipelines.svd_common import (
     as_pil_rgb,
     check_call_options,
     check_image,
-    encode_video_latents,
     image_size_hw,
     pin_frames,
 )
+from core.pipelines.svd_flow import DEFAULT_FLOW_ENCODING, encode_flow_latents, latent_mask
 from core.trajectory import sparse_flow, sparse_flow_mask
 
 VIDEO, FLOW = 0, 1  # modality of each entry of the joint batch
 # A latent cell is known when the sparse-flow mask averaged over its pixels reaches this.
 KNOWN_MASK_THRESHOLD = 0.5
-# The flow scale of a fresh (untrained) patch: 1/32 of the width (16 px at 512 px), a component beyond it clips.
-DEFAULT_FLOW_ENCODING = FlowEncoding(1 / 32)
 # The rank of the joint and flow LoRAs of the fresh patch that the "tiny" setting loads (zero-initialised).
 FRESH_LORA_RANK = 4
 _SETTING = "svd_joint_flow_model"
@@ -92,7 +89,7 @@ class SVDJointFlowPipelineOutput(BaseOutput):
     ``frames``: the video as the stock SVD pipeline returns it: list of lists of PIL images ("pil"), (1,T,H,W,3)
     float [0,1] numpy ("np"), (1,T,3,H,W) float [0,1] torch ("pt"), or the (1,T,C,h,w) latents ("latent").
     ``flows_px``: (1,T,H,W,2) float32 numpy, the generated flow video decoded to px (frame t: the flow from
-    frame t-1 to frame t on frame t-1's grid, frame 0 about zero); None for "latent".
+    frame t-1 to frame t on frame t-1's grid, frame 0 zero); None for "latent".
     ``flow_latents``: (1,T,C,h,w) the flow video's denoised latents.
     """
 
@@ -133,10 +130,9 @@ def known_flow(
         weight = sparse_flow_mask(tracks_norm, height, width, sigma_px=sigma_px)
         # The weighted mean displacement: a lone track's own displacement wherever its Gaussian reaches.
         flow_px = np.divide(flow_px, weight, out=np.zeros_like(flow_px), where=weight > 0)
-    coverage = F.avg_pool2d(torch.from_numpy(weight).permute(0, 3, 1, 2), scale_factor)
-    latent_mask = coverage >= KNOWN_MASK_THRESHOLD
-    latent_mask[0] = True
-    return KnownFlow(flow_px, latent_mask)
+    known_cells = latent_mask(weight, scale_factor) >= KNOWN_MASK_THRESHOLD
+    known_cells[0] = True
+    return KnownFlow(flow_px, known_cells)
 
 
 class SVDJointFlowPipeline(SVDPipelineBase):
@@ -145,7 +141,8 @@ class SVDJointFlowPipeline(SVDPipelineBase):
     Components: stock SVD's (``vae``, ``image_encoder``, ``unet``, ``scheduler``, ``feature_extractor``), the
     UNet carrying a two-modality joint patch (:func:`core.patches.joint.apply_joint_patch`; build with
     :func:`load_svd_joint_flow`). ``flow_encoding`` (a :class:`~core.flow.encoding.FlowEncoding`, attribute)
-    is the flow scale the patch was trained with; :data:`DEFAULT_FLOW_ENCODING` until a model sets it.
+    is the flow scale the patch was trained with; ``core.pipelines.svd_flow.DEFAULT_FLOW_ENCODING`` (16 px at
+    512 px width) until a model sets it.
     Between calls the patch is parked (no pairing, adapters masked off), so pipelines sharing the UNet compute
     stock SVD.
     """
@@ -199,22 +196,28 @@ class SVDJointFlowPipeline(SVDPipelineBase):
         return tracks
 
     @torch.no_grad()
-    def encode_flow_video(self, flow_video_px: np.ndarray, chunk_size: int) -> torch.Tensor:
-        """A flow video (T,H,W,2) px -> its denoising-space latents (T,C,h,w) at this model's flow scale."""
-        height, width = flow_video_px.shape[1:3]
-        images_signed = encode_flow(torch.from_numpy(flow_video_px), self.flow_encoding.scale_px(width))
-        images_signed = images_signed.permute(0, 3, 1, 2).to(self._execution_device)
+    def encode_flow_video(self, flow_video_px: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Flow videos (...,T,H,W,2) px -> denoising-space latents (...,T,C,h,w) in the UNet's dtype, at this
+        model's flow scale (``svd_flow.encode_flow_latents`` on the execution device, T frames at a time)."""
+        flows = torch.as_tensor(flow_video_px).to(self._execution_device)
+        scale_px = self.flow_encoding.scale_px(flows.shape[-2])
         with self._vae_upcast():
-            return encode_video_latents(self.vae, images_signed, chunk_size)
+            latents = encode_flow_latents(self.vae, flows, scale_px, flows.shape[-4])
+        return latents.to(self.unet.dtype)
 
     @torch.no_grad()
     def decode_flow_video(self, flow_latents: torch.Tensor, chunk_size: int) -> np.ndarray:
-        """Flow latents (B,T,C,h,w) -> flow videos (B,T,H,W,2) float32 px (the inverse of the encoding)."""
-        # Decoded as stock SVD decodes its video (in the VAE's own dtype), float32 out.
+        """Flow latents (B,T,C,h,w) -> flow videos (B,T,H,W,2) float32 px, frame 0 set to the convention's zero.
+
+        Decoded as stock SVD decodes its video, then :func:`core.flow.encoding.decode_flow` at this model's scale.
+        """
         images_signed = self.decode_latents(flow_latents, flow_latents.shape[1], chunk_size)  # (B,3,T,H,W)
         images_signed = images_signed.permute(0, 2, 3, 4, 1)
-        width = images_signed.shape[3]
-        return decode_flow(images_signed, self.flow_encoding.scale_px(width)).cpu().numpy()
+        flows_px = (
+            decode_flow(images_signed, self.flow_encoding.scale_px(images_signed.shape[3])).cpu().numpy()
+        )
+        flows_px[:, 0] = 0.0
+        return flows_px
 
     @torch.no_grad()
     def __call__(
@@ -316,7 +319,7 @@ class SVDJointFlowPipeline(SVDPipelineBase):
 
         # 6. The known flow: latents of the tracks' flow video, and the cells they fix
         known = known_flow(tracks, num_frames, height, width, self.vae_scale_factor, sigma_px)
-        known_latents = self.encode_flow_video(known.flow_video_px, decode_chunk_size).to(dtype)
+        known_latents = self.encode_flow_video(known.flow_video_px).to(dtype)
         known_mask = known.latent_mask.to(device)
 
         def pin_fn(x: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -18,8 +18,8 @@ from core.errors import InputError, ModelNotAvailable
 from core.flow.encoding import FlowEncoding
 from core.patches.joint import JOINT_CONV, apply_joint_patch
 from core.pipelines.joint_sd import joint_patch_of
+from core.pipelines.svd_flow import DEFAULT_FLOW_ENCODING
 from core.pipelines.svd_joint_flow import (
-    DEFAULT_FLOW_ENCODING,
     SVDJointFlowPipeline,
     known_flow,
     load_svd_joint_flow,
@@ -144,7 +144,7 @@ def test_flow_latents_are_held_on_the_noised_known_values(pipe, image):
     randn_tensor((1, 3, SIZE, SIZE), generator=generator)
     video_noise, flow_noise = (randn_tensor(shape, generator=generator) for _ in range(2))
     known = known_flow(TRACKS, FRAMES, SIZE, SIZE, FACTOR, sigma_px=3.0)
-    known_latents = pipe.encode_flow_video(known.flow_video_px, FRAMES)
+    known_latents = pipe.encode_flow_video(known.flow_video_px)
     mask = known.latent_mask.expand(-1, 4, -1, -1)
     pipe.scheduler.set_timesteps(steps)
     assert len(seen) == steps and seen[-1].shape == (2, *shape[1:])
@@ -175,6 +175,7 @@ def test_shapes_ranges_and_output_types(pipe, image):
     assert out.flows_px.shape == (1, FRAMES, SIZE, SIZE, 2) and out.flows_px.dtype == np.float32
     scale = DEFAULT_FLOW_ENCODING.scale_px(SIZE)
     assert np.isfinite(out.flows_px).all() and np.abs(out.flows_px).max() <= scale  # the encoding's range
+    assert np.count_nonzero(out.flows_px[0, 0]) == 0  # frame 0: the convention's zero flow
     assert out.flow_latents.shape == (1, FRAMES, 4, SIZE // FACTOR, SIZE // FACTOR)
     pt = _run(pipe, image, num_inference_steps=1, output_type="pt")
     assert pt.frames.shape == (1, FRAMES, 3, SIZE, SIZE)
