@@ -73,8 +73,8 @@ def backend_pipeline(name: str, weights: tuple[tuple[str, str], ...], device: st
 
 
 def model_settings(settings: Settings) -> tuple[tuple[str, str], ...]:
-    """The settings naming weights (every backend's `setting`), as a hashable cache key."""
-    names = sorted({b.setting for b in backends.BACKENDS.values() if b.setting is not None})
+    """The settings naming weights (every backend's `models`), as a hashable cache key."""
+    names = sorted({name for b in backends.BACKENDS.values() for name in b.models})
     return tuple((name, getattr(settings, name)) for name in names)
 
 
@@ -233,6 +233,33 @@ def _clear_brush() -> None:
     st.session_state.brush_rev += 1
 
 
+def svd_controls(backend: str) -> tuple[float | None, float | None]:
+    """The strength and ControlNet scale sliders of the chosen backend: (strength, scale), None where it
+    takes none. The ControlNet backend keeps its own strength (default 1: the ControlNet alone)."""
+    spec = backends.BACKENDS[backend]
+    strength = controlnet_scale = None
+    if backend == "svd-controlnet":
+        strength = st.slider(
+            "Strength (1: the ControlNet alone; lower: it refines the warp)",
+            0.0,
+            1.0,
+            spec.default_strength,
+            0.05,
+            key="controlnet_strength",
+        )
+        controlnet_scale = st.slider("ControlNet scale", 0.0, 2.0, 1.0, 0.05, key="controlnet_scale")
+    elif spec.default_strength is not None or backend == "warp":  # shown for the warp as before
+        strength = st.slider(
+            "Strength (how far SVD may depart from the warp)", 0.0, 1.0, 0.4, 0.05, key="strength"
+        )
+    if spec.experimental:
+        st.caption(
+            "Experimental: the research path (video and flow generated together, the drags held in the "
+            "flow); in the original work its control over the motion was weak."
+        )
+    return strength, controlnet_scale
+
+
 def show_result(result: ui_generate.DragResult) -> None:
     st.subheader("Result")
     p = result.params
@@ -245,8 +272,9 @@ def show_result(result: ui_generate.DragResult) -> None:
     with video_col:
         st.markdown("Video")
         st.video(result.video_mp4, format="video/mp4", loop=True, autoplay=True, muted=True)
+    generated_flow = p.backend == "svd-joint-flow"
     with flow_col:
-        st.markdown("Motion (flow colours)")
+        st.markdown("Generated flow (flow colours)" if generated_flow else "Motion (flow colours)")
         st.video(result.flow_mp4, format="video/mp4", loop=True, autoplay=True, muted=True)
     st.markdown("Side by side: trajectories, video, motion")
     st.video(result.side_by_side_mp4, format="video/mp4", loop=True, autoplay=True, muted=True)
@@ -381,13 +409,11 @@ def main() -> None:
         st.session_state.motion_bucket = suggestion
     with svd_box:
         st.header("SVD")
-        st.caption("Used by the SVD backend; the warp preview ignores them.")
+        st.caption("Used by the SVD backends; the warp preview ignores them.")
         motion_bucket = st.number_input(
             "Motion bucket", 1, 255, key="motion_bucket", help=f"Suggested from the drawing: {suggestion}."
         )
-        strength = st.slider(
-            "Strength (how far SVD may depart from the warp)", 0.0, 1.0, 0.4, 0.05, key="strength"
-        )
+        strength, controlnet_scale = svd_controls(backend)
         steps = st.slider("Steps", 1, 50, 25, key="steps")
         noise_aug = st.slider("Noise augmentation", 0.0, 0.3, 0.02, 0.01, key="noise_aug")
         seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="seed")
@@ -419,11 +445,12 @@ def main() -> None:
             resize_mode=resize_mode,
             working_side=int(working_side),
             motion_bucket_id=int(motion_bucket),
-            strength=float(strength),
+            strength=strength,
             num_inference_steps=int(steps),
             noise_aug_strength=float(noise_aug),
             seed=int(seed),
             motion_brush=region_mask is not None,
+            controlnet_scale=controlnet_scale,
             image=image_name,
         )
         bar = st.progress(0.0, text="Starting")

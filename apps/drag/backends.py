@@ -1,14 +1,25 @@
 """The drag app's backends: which engines turn an image and trajectories into a video, and one render.
 
-Every backend starts from the warp (`core.engines.warp.animate`), which always runs first: it is the
-"warp" backend's result, the guide video of the "svd" backend, and the motion the motion bucket is
-estimated from when none is given. The Streamlit app (`ui_generate`), the CLI and the ObjMC harness
-all call `render`; they differ only in how they show its progress events.
+- "warp": `core.engines.warp.animate`, instant, no weights.
+- "svd": the warp as the guide video of `core.pipelines.svd_trajectory.SVDTrajectoryPipeline` (SDEdit,
+  training-free, stock SVD weights).
+- "svd-controlnet": the same pipeline with the trained flow ControlNet (`core.controlnet_svd`), fed the
+  sparse flow of the user's tracks; strength 1 (default) is the pure ControlNet mode, a lower strength
+  also starts from the warp.
+- "svd-joint-flow" (experimental, the research path): `core.pipelines.svd_joint_flow`, which generates
+  the video and its flow together with the tracks' flow held by replacement; its generated flow is
+  shown where the others show the warp's.
+
+The warp always runs first: it is the "warp" backend's result, the guide video of the SVD backends,
+and the motion the motion bucket is estimated from when none is given. The Streamlit app
+(`ui_generate`), the CLI and the ObjMC harness all call `render`; they differ only in how they show
+its progress events.
 
 A backend is listed (`available`) when its weights are configured in `Settings`: the warp needs none,
 SVD's default hub id counts as configured (a missing model is reported by the loader with the
-setting to change). `require` turns "not configured" into a ModelNotAvailable naming the env var and
-the flag; `load` builds the pipeline (the heavy part; the app caches it).
+setting to change), the trained backends need their own setting. `require` turns "not configured"
+into a ModelNotAvailable naming the env var and the flag; `load` builds the pipeline (the heavy part;
+the app caches it).
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ from core.engines.warp import CAMERA_PRESETS, DEFAULT_FRAMES, WarpResult, animat
 from core.errors import InputError, ModelNotAvailable
 from core.imaging import unit_to_uint8
 from core.motion import motion_bucket_from_flow
-from core.trajectory import CameraMotion, Trajectories
+from core.trajectory import CameraMotion, Trajectories, tracks_to_px
 
 # Frames the VAE decodes at once: bounds decoder memory (SVD-XT at 1024x576 fits a 24 GB card).
 SVD_DECODE_CHUNK = 8
@@ -61,7 +72,7 @@ class Backend:
         name: the CLI's --backend value and the parameters JSON's "backend".
         label: what the app's backend radio shows.
         experimental: research code, labelled as such.
-        setting: the Settings field naming its weights (None: needs none).
+        models: the Settings fields naming the weights it runs, its own last (empty: needs none).
         default_strength: SDEdit strength from the warp guide when the user gives none (None: the
             backend takes no strength).
     """
@@ -69,8 +80,13 @@ class Backend:
     name: str
     label: str
     experimental: bool
-    setting: str | None
+    models: tuple[str, ...]
     default_strength: float | None
+
+    @property
+    def setting(self) -> str | None:
+        """The Settings field of its own weights (what configures it), None for the warp."""
+        return self.models[-1] if self.models else None
 
     def available(self, settings: Settings) -> bool:
         """Whether its weights are configured (not whether they load: `load` reports that)."""
@@ -88,8 +104,22 @@ class Backend:
 BACKENDS: dict[str, Backend] = {
     backend.name: backend
     for backend in (
-        Backend("warp", "Warp preview (instant, no weights)", False, None, None),
-        Backend("svd", "SVD (Stable Video Diffusion)", False, "svd_model", 0.4),
+        Backend("warp", "Warp preview (instant, no weights)", False, (), None),
+        Backend("svd", "SVD (Stable Video Diffusion)", False, ("svd_model",), 0.4),
+        Backend(
+            "svd-controlnet",
+            "SVD + flow ControlNet (trained)",
+            False,
+            ("svd_model", "svd_controlnet_model"),
+            1.0,
+        ),
+        Backend(
+            "svd-joint-flow",
+            "SVD joint video + flow (experimental)",
+            True,
+            ("svd_model", "svd_joint_flow_model"),
+            None,
+        ),
     )
 }
 
@@ -125,10 +155,19 @@ def load(name: str, settings: Settings):
     if name == "warp":
         return None
     # Imported here so that the warp backend never loads diffusers.
-    from core.models import load_pipeline
+    if name == "svd-joint-flow":
+        from core.pipelines.svd_joint_flow import load_svd_joint_flow
+
+        return load_svd_joint_flow(settings)
+    from core.models import load_pipeline, load_svd_controlnet
     from core.pipelines.svd_trajectory import SVDTrajectoryPipeline
 
-    return load_pipeline("svd", settings, pipeline_cls=SVDTrajectoryPipeline)
+    # A new pipeline object over the cached SVD modules, so registering a ControlNet on it leaves the
+    # plain "svd" pipeline without one.
+    pipe = load_pipeline("svd", settings, pipeline_cls=SVDTrajectoryPipeline)
+    if name == "svd-controlnet":
+        pipe.register_modules(controlnet=load_svd_controlnet(settings))
+    return pipe
 
 
 def camera_of(preset: str) -> CameraMotion | None:
@@ -149,9 +188,11 @@ class DragVideo:
     Attributes:
         frames_uint8: (T,H,W,3) uint8, the video.
         warp: the warp that drove it (its `tracks_px` are the requested positions).
-        flow_px: (T-1,H,W,2) float32 frame-to-frame flow to show beside the video: the warp's.
+        flow_px: (T-1,H,W,2) float32 frame-to-frame flow (entry t: frame t -> t+1) to show beside the
+            video: the warp's, or the joint-flow backend's generated flow.
         motion_bucket_id: the bucket SVD was (or would have been) conditioned on, in [0, 255].
         strength: the SDEdit strength used (None for backends without one).
+        controlnet_scale: the ControlNet conditioning scale used (None for backends without one).
     """
 
     frames_uint8: np.ndarray
@@ -159,6 +200,7 @@ class DragVideo:
     flow_px: np.ndarray
     motion_bucket_id: int
     strength: float | None
+    controlnet_scale: float | None
 
 
 def render(
@@ -173,6 +215,7 @@ def render(
     num_inference_steps: int = 25,
     noise_aug_strength: float = 0.02,
     seed: int = 0,
+    controlnet_scale: float = 1.0,
     camera: str = "none",
     region_mask: np.ndarray | None = None,
     radius_px: float | None = None,
@@ -186,9 +229,10 @@ def render(
     `core.motion.motion_bucket_from_flow` of the warp's flow (what the drags, the camera and the motion
     brush together move). `strength` None takes the backend's default. `pipeline` is what `load(name,
     settings)` returns (loaded here when None). SVD arguments are those of
-    `SVDTrajectoryPipeline.__call__`; the generator is a CPU generator seeded with `seed`, and the VAE
-    decodes `SVD_DECODE_CHUNK` frames at a time. `progress` gets a `RenderProgress` per warped frame
-    and per denoising step.
+    `SVDTrajectoryPipeline.__call__` (`controlnet_scale` is its `controlnet_conditioning_scale`, used by
+    "svd-controlnet" only); the generator is a CPU generator seeded with `seed`, and the VAE decodes
+    `SVD_DECODE_CHUNK` frames at a time. The trained backends get the tracks of `condition_tracks_norm`.
+    `progress` gets a `RenderProgress` per warped frame and per denoising step.
 
     Raises:
         InputError: bad input. ModelNotAvailable: the backend's weights are not configured or missing.
@@ -196,7 +240,9 @@ def render(
     settings = settings or Settings.from_env()
     backend = require(name, settings)
     camera_motion = camera_of(camera)
-    _check_options(fps, motion_bucket_id, strength, num_inference_steps, noise_aug_strength)
+    _check_options(fps, motion_bucket_id, strength, num_inference_steps, noise_aug_strength, controlnet_scale)
+    if backend.name != "svd-controlnet":
+        controlnet_scale = None
     if backend.default_strength is None:
         strength = None  # the backend takes none
     elif strength is None:
@@ -219,15 +265,19 @@ def render(
     )
     if motion_bucket_id is None:
         motion_bucket_id = motion_bucket_from_flow(warp.flow_px, fps)
-    frames = warp.frames_uint8
+    frames, flow_px = warp.frames_uint8, warp.flow_px
     if backend.name != "warp":
         if pipeline is None:
             pipeline = load(backend.name, settings)
-        frames = _run_svd(
+        height, width = image_uint8.shape[:2]
+        frames, generated_flow_px = _run_model(
+            backend.name,
             pipeline,
             image_uint8,
-            warp,
+            warp.frames_uint8,
+            condition_tracks_norm(trajectories, camera_motion, num_frames, (width, height)),
             strength=strength,
+            controlnet_scale=controlnet_scale,
             num_inference_steps=num_inference_steps,
             fps=fps,
             motion_bucket_id=int(motion_bucket_id),
@@ -235,11 +285,40 @@ def render(
             seed=seed,
             report=report,
         )
-    return DragVideo(frames, warp, warp.flow_px, int(motion_bucket_id), strength)
+        if generated_flow_px is not None:
+            flow_px = generated_flow_px
+    return DragVideo(frames, warp, flow_px, int(motion_bucket_id), strength, controlnet_scale)
+
+
+def condition_tracks_norm(
+    trajectories: Trajectories, camera: CameraMotion | None, num_frames: int, image_size: tuple[int, int]
+) -> np.ndarray:
+    """The tracks the trained backends are conditioned on: (M,T,2) float64 in [0,1].
+
+    The user's trajectories resampled as the warp resamples them (`Trajectories.tracks_norm`; anchors
+    included: they pin), plus, when the camera moves, the camera's motion of a 3x3 grid of points at a
+    quarter, half and three quarters of each side (the presets keep those inside the frame), so a
+    camera move reaches a model that sees only sparse tracks.
+    """
+    tracks = trajectories.tracks_norm(num_frames, image_size)
+    if camera is None or camera == CameraMotion():
+        return tracks
+    width, height = image_size
+    grid_norm = np.array([[x, y] for y in (0.25, 0.5, 0.75) for x in (0.25, 0.5, 0.75)])
+    grid_px = tracks_to_px(grid_norm, height, width)
+    fractions = np.linspace(0.0, 1.0, num_frames)
+    moved_px = np.stack([grid_px + camera.forward(grid_px, f, height, width) for f in fractions], axis=1)
+    camera_tracks = np.clip((moved_px + 0.5) / [width, height], 0.0, 1.0)
+    return np.concatenate([tracks, camera_tracks])
 
 
 def _check_options(
-    fps: int, motion_bucket_id: int | None, strength: float | None, steps: int, noise_aug_strength: float
+    fps: int,
+    motion_bucket_id: int | None,
+    strength: float | None,
+    steps: int,
+    noise_aug_strength: float,
+    controlnet_scale: float,
 ) -> None:
     """Reject out-of-range options before any work (the SVD pipelines check them only after loading)."""
     if not isinstance(fps, int) or fps < 1:
@@ -254,6 +333,8 @@ def _check_options(
         raise InputError(f"The number of steps must be a whole number of at least 1, got {steps!r}.")
     if not 0.0 <= noise_aug_strength <= 1.0:
         raise InputError(f"The noise augmentation must be in [0, 1], got {noise_aug_strength!r}.")
+    if not (isinstance(controlnet_scale, int | float) and 0.0 <= controlnet_scale < float("inf")):
+        raise InputError(f"The ControlNet scale must be a number of at least 0, got {controlnet_scale!r}.")
 
 
 def _step_reporter(report: ProgressFn) -> Callable:
@@ -268,37 +349,61 @@ def _step_reporter(report: ProgressFn) -> Callable:
     return on_step
 
 
-def _run_svd(
+def _run_model(
+    name: str,
     pipe,
     image_uint8: np.ndarray,
-    warp: WarpResult,
+    guide_uint8: np.ndarray,
+    tracks_norm: np.ndarray,
     *,
-    strength: float,
+    strength: float | None,
+    controlnet_scale: float | None,
     num_inference_steps: int,
     fps: int,
     motion_bucket_id: int,
     noise_aug_strength: float,
     seed: int,
     report: ProgressFn,
-) -> np.ndarray:
-    """SVD (SVDTrajectoryPipeline) from the image, guided by the warp: (T,H,W,3) uint8."""
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Run backend `name`'s pipeline: frames (T,H,W,3) uint8 and, for the joint-flow backend, its
+    generated flow (T-1,H,W,2) float32 px (entry t: frame t -> t+1; None for the others)."""
     import torch
 
     from core.pipelines.svd_trajectory import steps_for_strength
 
     pipe.set_progress_bar_config(disable=True)  # progress goes through `report`
-    report(RenderProgress("svd", 0, steps_for_strength(num_inference_steps, strength), _WARP_SHARE))
-    frames_unit = pipe(
-        image_uint8,
-        warp.frames_uint8,
-        strength=strength,
-        num_inference_steps=num_inference_steps,
-        fps=fps,
-        motion_bucket_id=motion_bucket_id,
-        noise_aug_strength=noise_aug_strength,
-        decode_chunk_size=SVD_DECODE_CHUNK,
-        generator=torch.Generator("cpu").manual_seed(seed),
-        output_type="np",
-        callback_on_step_end=_step_reporter(report),
-    ).frames[0]
-    return unit_to_uint8(np.asarray(frames_unit))
+    steps = num_inference_steps if strength is None else steps_for_strength(num_inference_steps, strength)
+    report(RenderProgress("svd", 0, steps, _WARP_SHARE))
+    common = {
+        "num_inference_steps": num_inference_steps,
+        "fps": fps,
+        "motion_bucket_id": motion_bucket_id,
+        "noise_aug_strength": noise_aug_strength,
+        "decode_chunk_size": SVD_DECODE_CHUNK,
+        "generator": torch.Generator("cpu").manual_seed(seed),
+        "output_type": "np",
+        "callback_on_step_end": _step_reporter(report),
+    }
+    flow_px = None
+    if name == "svd":
+        out = pipe(image_uint8, guide_uint8, strength=strength, **common)
+    elif name == "svd-controlnet":
+        from core.controlnet_svd import flow_condition
+
+        height, width = image_uint8.shape[:2]
+        condition = flow_condition(
+            tracks_norm, height, width, flow_scale_px=pipe.controlnet.config.flow_scale_px
+        )
+        out = pipe(
+            image_uint8,
+            guide_uint8,  # the pipeline uses it only below strength 1
+            strength=strength,
+            flow_condition=condition,
+            controlnet_conditioning_scale=controlnet_scale,
+            **common,
+        )
+    else:
+        out = pipe(image_uint8, tracks_norm, num_frames=len(guide_uint8), **common)
+        # Its frame t holds the flow from t-1 to t (frame 0 zero); ours, entry t, from t to t+1.
+        flow_px = np.asarray(out.flows_px[0][1:], dtype=np.float32)
+    return unit_to_uint8(np.asarray(out.frames[0])), flow_px

@@ -1,8 +1,9 @@
 """Drag-to-video without a browser: image + trajectories JSON -> video.
 
     python -m apps.drag.cli --image photo.jpg --trajectories drag.json --out out/video.mp4 \\
-        [--backend warp|svd] [--frames 14] [--fps 7] [--motion-bucket B] [--strength 0.4] [--steps 25] \\
-        [--seed 0] [--resize crop|pad] [--max-side 1024] [--camera zoom_in] [--region-mask mask.png] \\
+        [--backend warp|svd|svd-controlnet|svd-joint-flow] [--frames 14] [--fps 7] [--motion-bucket B] \\
+        [--strength S] [--controlnet-scale 1.0] [--steps 25] [--seed 0] [--resize crop|pad] \\
+        [--max-side 1024] [--camera zoom_in] [--region-mask mask.png] \\
         [--flow-out out/flow.mp4] [--gif]  + settings flags (--svd-model, --device, ...; see --help)
 
 The trajectories file is what `core.trajectory.Trajectories.to_json()` writes (the drag app's
@@ -10,10 +11,13 @@ The trajectories file is what `core.trajectory.Trajectories.to_json()` writes (t
 long side is at most --max-side and its sides are multiples of 64: "crop" cuts the few pixels that do
 not fit (trajectories are mapped into the cropped frame), "pad" letterboxes by repeating the edges.
 
-Backends (`apps.drag.backends`): "warp" (`core.engines.warp`, instant, no weights) and "svd" (the warp
-as the guide of `core.pipelines.svd_trajectory.SVDTrajectoryPipeline`, weights from --svd-model /
-KINEMA_SVD_MODEL). A backend whose weights are not configured exits with status 2 and one line naming
-the setting.
+Backends (`apps.drag.backends`): "warp" (`core.engines.warp`, instant, no weights); "svd" (the warp as
+the guide of `core.pipelines.svd_trajectory.SVDTrajectoryPipeline`, weights from --svd-model /
+KINEMA_SVD_MODEL; --strength default 0.4); "svd-controlnet" (the same pipeline with the trained flow
+ControlNet from --svd-controlnet-model / KINEMA_SVD_CONTROLNET_MODEL; --strength default 1, the pure
+ControlNet; --controlnet-scale); "svd-joint-flow" (experimental: joint video + flow from
+--svd-joint-flow-model / KINEMA_SVD_JOINT_FLOW_MODEL; --flow-out then writes its generated flow). A
+backend whose weights are not configured exits with status 2 and one line naming the setting.
 
 Beside the video, `<out stem>.params.json` records every argument, the resolved values (motion bucket,
 video size, settings) and the trajectories themselves, so the run can be redone. Bad input or missing
@@ -153,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--backend",
         choices=list(backends.BACKENDS),
         default="warp",
-        help="warp (no weights) or svd (weights from --svd-model)",
+        help="warp (no weights), svd, svd-controlnet or svd-joint-flow (experimental); see above",
     )
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="number of frames (default 14)")
     parser.add_argument(
@@ -169,10 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--strength",
         type=float,
         default=None,
-        help="svd: how far SVD may depart from the warp, 0..1 (default 0.4)",
+        help="svd, svd-controlnet: how far SVD may depart from the warp, 0..1 (default 0.4 for svd, "
+        "1 for svd-controlnet: the ControlNet alone)",
     )
     parser.add_argument(
         "--steps", type=int, default=25, help="svd: denoising steps of the full schedule (25)"
+    )
+    parser.add_argument(
+        "--controlnet-scale", type=float, default=1.0, help="svd-controlnet: conditioning scale (1.0)"
     )
     parser.add_argument("--noise-aug", type=float, default=0.02, help="svd: noise_aug_strength (0.02)")
     parser.add_argument("--seed", type=int, default=0, help="svd: random seed (0)")
@@ -185,7 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--region-mask", type=Path, default=None, help="motion brush image: white moves")
     parser.add_argument("--radius", type=float, default=None, help="smallest reach of a drag in px")
-    parser.add_argument("--flow-out", type=Path, default=None, help="also write the warp's flow video here")
+    parser.add_argument(
+        "--flow-out",
+        type=Path,
+        default=None,
+        help="also write the flow video here (the warp's; svd-joint-flow: the generated one)",
+    )
     parser.add_argument("--gif", action="store_true", help="also write a .gif beside --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     Settings.add_arguments(parser)
@@ -231,6 +244,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
             fps=args.fps,
             motion_bucket_id=args.motion_bucket,
             strength=args.strength,
+            controlnet_scale=args.controlnet_scale,
             num_inference_steps=args.steps,
             noise_aug_strength=args.noise_aug,
             seed=args.seed,
@@ -258,6 +272,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
             "source_size": [source.shape[1], source.shape[0]],
             "motion_bucket_id": video.motion_bucket_id,
             "strength": video.strength,
+            "controlnet_scale": video.controlnet_scale,
             "trajectories": json.loads(trajectories.to_json()),
             "outputs": outputs,
             "seconds": round(time.perf_counter() - started, 3),

@@ -1,4 +1,4 @@
-"""Control fidelity of drag-to-video: `python -m apps.drag.evaluate --backend warp|svd` prints ObjMC tables.
+"""Control fidelity of drag-to-video: `python -m apps.drag.evaluate --backends warp svd ...` prints ObjMC tables.
 
 ObjMC (`core.metrics`): each requested trajectory's start point is re-tracked through the generated video
 (pyramidal Lucas-Kanade, frame to frame) and its distance to the requested position is averaged, per
@@ -6,9 +6,12 @@ frame and over frames 1..T-1. Inputs: real photos shipped with scikit-image (a d
 only here), astronaut and coffee, each scaled to multiples of 64 (long side --max-side) with four drags
 and one anchor placed on textured points (LK needs texture to lock on).
 
-The same command runs the svd backend (`--svd-model tiny` runs the offline random model: every code
-path, meaningless numbers; real weights on a GPU give the comparison, at SVD's frame size with
-`--size 1024x576`). Target for the warp backend:
+Every backend of `apps.drag.backends` runs on the same photos and drags (default: every backend whose
+weights are configured; one that fails to load is then skipped with its reason, while a backend named
+in --backends must load). Each gets its per-photo and per-frame tables; one summary table closes the
+run: a row per backend, ObjMC per photo, their mean and the seconds. A model set to 'tiny' (offline
+random weights) runs every code path with meaningless numbers, and the output says so; real weights
+on a GPU give the comparison, at SVD's frame size with `--size 1024x576`. Target for the warp backend:
 ObjMC < 1.5 px (printed, asserted in tests/unit/test_metrics.py).
 """
 
@@ -23,13 +26,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from apps.drag.backends import BACKENDS, render
+from apps.drag.backends import BACKENDS, available_backends, load, render
 from apps.drag.cli import TqdmProgress
 from core.config import Settings
 from core.engines.warp import DEFAULT_FRAMES
 from core.errors import InputError, ModelNotAvailable
 from core.imaging import resize_to_multiple
 from core.metrics import LK_LEVELS, LK_WINDOW_PX, ObjMC, measure_objmc
+from core.models import TINY
 from core.trajectory import Trajectories, Trajectory
 
 WARP_TARGET_PX = 1.5
@@ -161,21 +165,70 @@ def _summary_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _backend_table(results: dict[str, dict[str, dict]]) -> str:
+    """One row per backend: ObjMC (px) per photo, their mean, and the seconds of all its renders."""
+    photos = list(next(iter(results.values())))
+    width = max(len(name) for name in results) + 2
+    lines = [
+        "ObjMC (px) per backend",
+        f"{'backend':<{width}}" + " ".join(f"{p:>10}" for p in photos) + f" {'mean':>10} {'seconds':>8}",
+    ]
+    for name, by_photo in results.items():
+        scores = [by_photo[p]["objmc"].mean_px for p in photos]
+        seconds = sum(by_photo[p]["seconds"] for p in photos)
+        lines.append(
+            f"{name:<{width}}"
+            + " ".join(f"{v:>10.3f}" for v in scores)
+            + f" {np.mean(scores):>10.3f} {seconds:>8.1f}"
+        )
+    return "\n".join(lines)
+
+
+def _models(name: str, settings: Settings) -> dict[str, str]:
+    """The weights a backend runs: {Settings field: value}."""
+    return {field: str(getattr(settings, field)) for field in BACKENDS[name].models}
+
+
+def _describe(name: str, settings: Settings, args: argparse.Namespace) -> str:
+    """What a backend ran with, for its table's header."""
+    backend = BACKENDS[name]
+    parts = [f"{field} {value}" for field, value in _models(name, settings).items()]
+    if backend.default_strength is not None:
+        parts.append(f"strength {backend.default_strength if args.strength is None else args.strength}")
+    if name == "svd-controlnet":
+        parts.append(f"ControlNet scale {args.controlnet_scale}")
+    if backend.models:
+        parts.append(f"{args.steps} steps")
+    return "".join(f", {part}" for part in parts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m apps.drag.evaluate", description=__doc__.split("\n\n")[0], allow_abbrev=False
     )
-    parser.add_argument("--backend", choices=list(BACKENDS), default="warp", help="the engine to score")
+    parser.add_argument(
+        "--backends",
+        "--backend",
+        nargs="+",
+        choices=list(BACKENDS),
+        default=None,
+        help="the engines to score (default: every backend whose weights are configured)",
+    )
     parser.add_argument("--photos", nargs="+", choices=list(REQUESTS), default=list(REQUESTS))
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames per video (14)")
     parser.add_argument("--max-side", type=int, default=512, help="long side of the video in px (512)")
     parser.add_argument(
         "--size", type=_parse_size, default=None, help="exact frame size WxH instead, e.g. 1024x576 for SVD"
     )
-    parser.add_argument("--fps", type=int, default=7, help="svd: fps conditioning (7)")
-    parser.add_argument("--strength", type=float, default=0.4, help="svd: SDEdit strength (0.4)")
-    parser.add_argument("--steps", type=int, default=25, help="svd: denoising steps of the schedule (25)")
-    parser.add_argument("--seed", type=int, default=0, help="svd: random seed (0)")
+    parser.add_argument("--fps", type=int, default=7, help="SVD backends: fps conditioning (7)")
+    parser.add_argument(
+        "--strength", type=float, default=None, help="SDEdit strength (default: each backend's own)"
+    )
+    parser.add_argument(
+        "--controlnet-scale", type=float, default=1.0, help="svd-controlnet: conditioning scale (1.0)"
+    )
+    parser.add_argument("--steps", type=int, default=25, help="SVD backends: denoising steps (25)")
+    parser.add_argument("--seed", type=int, default=0, help="SVD backends: random seed (0)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     Settings.add_arguments(parser)
@@ -184,50 +237,85 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    results: dict[str, dict[str, dict]] = {}
+    skipped: dict[str, str] = {}
     try:
         settings = Settings.from_args(args)
-        options = {"num_frames": args.frames, "quiet": args.quiet}
-        if args.backend == "svd":
-            options.update(
-                fps=args.fps, strength=args.strength, num_inference_steps=args.steps, seed=args.seed
-            )
-        results = {
-            photo: evaluate_photo(photo, args.backend, args.max_side, settings, args.size, **options)
-            for photo in args.photos
+        names = args.backends or [b.name for b in available_backends(settings)]
+        options = {
+            "num_frames": args.frames,
+            "fps": args.fps,
+            "strength": args.strength,
+            "controlnet_scale": args.controlnet_scale,
+            "num_inference_steps": args.steps,
+            "seed": args.seed,
+            "quiet": args.quiet,
         }
+        for name in dict.fromkeys(names):
+            try:
+                pipeline = load(name, settings)  # once for all photos
+            except ModelNotAvailable as err:
+                if args.backends:  # asked for by name: it must run
+                    raise
+                skipped[name] = str(err)
+                continue
+            results[name] = {
+                photo: evaluate_photo(
+                    photo, name, args.max_side, settings, args.size, pipeline=pipeline, **options
+                )
+                for photo in args.photos
+            }
     except (InputError, ModelNotAvailable) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if not results:
+        print("error: no backend could run: " + " ".join(skipped.values()), file=sys.stderr)
+        return 2
 
-    model = (
-        f", model {settings.svd_model}, strength {args.strength}, {args.steps} steps"
-        if args.backend == "svd"
-        else ""
-    )
-    print(
-        f"\nObjMC (px, lower is better) of the {args.backend} backend{model}: {args.frames} frames; tracker "
-        f"pyramidal LK ({LK_WINDOW_PX} px window, {LK_LEVELS} levels), frame 0 excluded."
-    )
-    for photo, result in results.items():
-        print("\n" + _photo_table(photo, result))
-    print("\n" + _summary_table(results))
-    if args.backend == "warp":
+    for name, by_photo in results.items():
+        print(
+            f"\nObjMC (px, lower is better) of the {name} backend{_describe(name, settings, args)}: "
+            f"{args.frames} frames; tracker pyramidal LK ({LK_WINDOW_PX} px window, {LK_LEVELS} levels), "
+            "frame 0 excluded."
+        )
+        for photo, result in by_photo.items():
+            print("\n" + _photo_table(photo, result))
+        print("\n" + _summary_table(by_photo))
+    tiny = [name for name in results if TINY in _models(name, settings).values()]
+    print()
+    if tiny:
+        print(
+            f"NOTE: {', '.join(tiny)} ran '{TINY}' random weights: those rows show that the code runs, "
+            "their numbers mean nothing."
+        )
+    print(_backend_table(results))
+    for name, why in skipped.items():
+        print(f"skipped {name}: {why}")
+    if "warp" in results:
         print(f"target (warp): ObjMC < {WARP_TARGET_PX} px")
     if args.json is not None:
         payload = {
-            "backend": args.backend,
             "frames": args.frames,
-            "svd_model": settings.svd_model if args.backend == "svd" else None,
-            "photos": {
-                photo: {
-                    "size_hw": list(r["size_hw"]),
-                    "objmc_px": r["objmc"].mean_px,
-                    "per_track_px": r["objmc"].per_track_px.tolist(),
-                    "per_frame_px": r["objmc"].per_frame_px.tolist(),
-                    "moves_px": r["moves_px"].tolist(),
+            "backends": {
+                name: {
+                    "models": _models(name, settings),
+                    "objmc_px": float(np.mean([r["objmc"].mean_px for r in by_photo.values()])),
+                    "seconds": sum(r["seconds"] for r in by_photo.values()),
+                    "photos": {
+                        photo: {
+                            "size_hw": list(r["size_hw"]),
+                            "objmc_px": r["objmc"].mean_px,
+                            "per_track_px": r["objmc"].per_track_px.tolist(),
+                            "per_frame_px": r["objmc"].per_frame_px.tolist(),
+                            "moves_px": r["moves_px"].tolist(),
+                            "seconds": r["seconds"],
+                        }
+                        for photo, r in by_photo.items()
+                    },
                 }
-                for photo, r in results.items()
+                for name, by_photo in results.items()
             },
+            "skipped": skipped,
         }
         args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -39,11 +39,12 @@ class DragParams:
     resize_mode: Literal["crop", "pad"]
     working_side: int
     motion_bucket_id: int
-    strength: float
+    strength: float | None  # None: the backend takes none
     num_inference_steps: int
     noise_aug_strength: float
     seed: int
     motion_brush: bool
+    controlnet_scale: float | None = None  # svd-controlnet only
     image: str = ""  # the sample's or the uploaded file's name, for the record
 
     def to_json(self, **extra: object) -> str:
@@ -108,6 +109,7 @@ def generate(
         fps=params.fps,
         motion_bucket_id=params.motion_bucket_id,
         strength=params.strength,
+        controlnet_scale=1.0 if params.controlnet_scale is None else params.controlnet_scale,
         num_inference_steps=params.num_inference_steps,
         noise_aug_strength=params.noise_aug_strength,
         seed=params.seed,
@@ -117,6 +119,8 @@ def generate(
         progress=on_render,
     )
     frames = video.frames_uint8
+    # Record what the backend used (the warp takes no strength, only one backend a ControlNet scale).
+    params = replace(params, strength=video.strength, controlnet_scale=video.controlnet_scale)
 
     report(RENDER_SHARE, "Encoding videos")
     folder = _new_run_folder(output_dir)

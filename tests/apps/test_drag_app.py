@@ -9,6 +9,7 @@ real video files.
 
 from __future__ import annotations
 
+import io
 import json
 import struct
 import zlib
@@ -17,6 +18,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from apps.drag import ui_canvas, ui_generate, ui_overlay
@@ -445,3 +447,63 @@ def test_svd_backend_refines_the_warp_with_the_tiny_pipeline(tmp_path):
     fractions = [fraction for fraction, _ in seen]
     assert fractions == sorted(fractions)
     assert json.loads(result.params_json)["backend"] == "svd"
+
+
+def test_the_backend_radio_offers_exactly_the_configured_backends(app, monkeypatch):
+    from apps.drag.backends import BACKENDS
+
+    def offered() -> list[str]:
+        return app.radio(key="backend").options
+
+    for name in ("KINEMA_SVD_CONTROLNET_MODEL", "KINEMA_SVD_JOINT_FLOW_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    app.run()
+    assert offered() == [BACKENDS["warp"].label, BACKENDS["svd"].label]
+    monkeypatch.setenv("KINEMA_SVD_JOINT_FLOW_MODEL", "tiny")
+    app.run()
+    assert offered() == [BACKENDS[n].label for n in ("warp", "svd", "svd-joint-flow")]
+    assert "(experimental)" in offered()[-1]
+    monkeypatch.setenv("KINEMA_SVD_CONTROLNET_MODEL", "tiny")
+    app.run()
+    assert offered() == [b.label for b in BACKENDS.values()]
+
+    app.radio(key="backend").set_value("svd-controlnet").run()
+    assert not app.exception and not app.error
+    assert (
+        app.slider(key="controlnet_strength").value == 1.0 and app.slider(key="controlnet_scale").value == 1.0
+    )
+    assert "strength" not in [s.key for s in app.slider]
+    # Its weights unconfigured again: the backend disappears and the choice falls back to the warp.
+    monkeypatch.delenv("KINEMA_SVD_CONTROLNET_MODEL")
+    app.run()
+    assert not app.exception and BACKENDS["svd-controlnet"].label not in offered()
+    assert app.radio(key="backend").value == "warp"
+
+
+@pytest.mark.parametrize("backend", ["svd-controlnet", "svd-joint-flow"])
+def test_a_trained_backend_generates_with_the_tiny_model(app, canvas, monkeypatch, backend):
+    monkeypatch.setenv("KINEMA_SVD_CONTROLNET_MODEL", "tiny")
+    monkeypatch.setenv("KINEMA_SVD_JOINT_FLOW_MODEL", "tiny")
+    # A 64 px picture: the tiny SVD UNet's attention cost grows with the square of the pixel count.
+    small = io.BytesIO()
+    Image.fromarray(astronaut_256()[::4, ::4]).save(small, format="PNG")
+    app.radio(key="source").set_value("Upload").run()
+    app.file_uploader(key="upload").set_value(("small.png", small.getvalue(), "image/png")).run()
+    canvas.draw(fixture_objects("line"))
+    app.slider(key="frames").set_value(3).run()
+    app.slider(key="steps").set_value(2).run()
+    app.radio(key="backend").set_value(backend).run()
+    if backend == "svd-controlnet":
+        app.slider(key="controlnet_scale").set_value(0.5).run()
+    generate_button(app).click().run()
+    assert not app.exception and not app.error
+    result = app.session_state["result"]
+    assert result.frames_uint8.shape == (3, 64, 64, 3) and result.video_mp4[4:8] == b"ftyp"
+    params = json.loads(result.params_json)
+    assert params["backend"] == backend
+    assert (params["strength"], params["controlnet_scale"]) == (
+        (1.0, 0.5) if backend == "svd-controlnet" else (None, None)
+    )
+    flow_label = "Generated flow (flow colours)" if backend == "svd-joint-flow" else "Motion (flow colours)"
+    assert flow_label in [m.value for m in app.markdown]
+    assert read_video(result.folder / "flow.mp4").frames_uint8.shape == (3, 64, 64, 3)

@@ -1,4 +1,5 @@
-"""apps.drag.backends: the registry, which backends the settings offer, and the one render all front ends call."""
+"""apps.drag.backends: the registry, which backends the settings offer, and the one render all front ends
+call, on the warp and on the real tiny SVD pipelines (random weights: the tests check the plumbing)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,37 @@ import pytest
 
 from apps.drag import backends
 from core.config import Settings
-from core.engines.warp import animate
-from core.errors import InputError
+from core.controlnet_svd import flow_condition
+from core.engines.warp import CAMERA_PRESETS, animate
+from core.errors import InputError, ModelNotAvailable
+from core.imaging import unit_to_uint8
 from core.motion import motion_bucket_from_flow
-from core.trajectory import Trajectories, Trajectory
+from core.trajectory import CameraMotion, Trajectories, Trajectory
 
 TRAJECTORIES = Trajectories((Trajectory([[0.3, 0.3], [0.6, 0.5]]), Trajectory([[0.8, 0.8]])))
+ALL = ["warp", "svd", "svd-controlnet", "svd-joint-flow"]
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Settings:
+    return Settings.from_env(
+        {}, svd_model="tiny", svd_controlnet_model="tiny", svd_joint_flow_model="tiny", device="cpu"
+    )
+
+
+class Spy:
+    """A pipeline that records each call (args, kwargs, output) and otherwise is the real one."""
+
+    def __init__(self, pipe) -> None:
+        self.pipe, self.calls = pipe, []
+
+    def __getattr__(self, name: str):
+        return getattr(self.pipe, name)
+
+    def __call__(self, *args, **kwargs):
+        out = self.pipe(*args, **kwargs)
+        self.calls.append((args, kwargs, out))
+        return out
 
 
 def _image(height: int = 64, width: int = 64) -> np.ndarray:
@@ -20,12 +46,26 @@ def _image(height: int = 64, width: int = 64) -> np.ndarray:
     return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
-def test_warp_and_svd_are_always_offered():
-    settings = Settings.from_env({})
-    assert [b.name for b in backends.available_backends(settings)][:2] == ["warp", "svd"]
-    assert backends.BACKENDS["warp"].env_var is None
-    assert backends.BACKENDS["svd"].env_var == "KINEMA_SVD_MODEL"
-    assert backends.BACKENDS["svd"].flag == "--svd-model"
+@pytest.mark.parametrize(
+    ("environ", "offered"),
+    [
+        ({}, ALL[:2]),
+        ({"KINEMA_SVD_CONTROLNET_MODEL": "tiny"}, ALL[:3]),
+        ({"KINEMA_SVD_JOINT_FLOW_MODEL": "/weights/joint"}, ["warp", "svd", "svd-joint-flow"]),
+        ({"KINEMA_SVD_CONTROLNET_MODEL": "cn", "KINEMA_SVD_JOINT_FLOW_MODEL": "tiny"}, ALL),
+    ],
+)
+def test_the_offered_backends_are_those_whose_weights_are_configured(environ, offered):
+    settings = Settings.from_env(environ)
+    assert [b.name for b in backends.available_backends(settings)] == offered
+    for name in set(ALL) - set(offered):
+        backend = backends.BACKENDS[name]
+        with pytest.raises(ModelNotAvailable) as caught:
+            backends.require(name, settings)
+        assert backend.env_var in str(caught.value) and backend.flag in str(caught.value)
+    assert backends.BACKENDS["svd-controlnet"].env_var == "KINEMA_SVD_CONTROLNET_MODEL"
+    assert backends.BACKENDS["svd-joint-flow"].flag == "--svd-joint-flow-model"
+    assert [b.name for b in backends.BACKENDS.values() if b.experimental] == ["svd-joint-flow"]
 
 
 def test_render_warp_is_the_warp_engine_with_progress_to_the_end():
@@ -44,10 +84,11 @@ def test_render_warp_is_the_warp_engine_with_progress_to_the_end():
 @pytest.mark.parametrize(
     ("name", "options", "message"),
     [
-        ("nope", {}, "Unknown backend 'nope'; choose one of warp, svd"),
+        ("nope", {}, "Unknown backend 'nope'; choose one of warp, svd, svd-controlnet, svd-joint-flow"),
         ("svd", {"strength": 1.5}, "strength must be in [0, 1]"),
         ("warp", {"camera": "spin"}, "Unknown camera move 'spin'"),
         ("svd", {"motion_bucket_id": 300}, "motion bucket"),
+        ("warp", {"controlnet_scale": -1.0}, "ControlNet scale must be a number of at least 0"),
     ],
 )
 def test_bad_options_are_refused_before_any_work(name, options, message):
@@ -62,3 +103,63 @@ def test_the_cli_progress_shows_one_bar_per_stage(capsys):
         backends.render("warp", _image(), TRAJECTORIES, num_frames=4, progress=progress)
     err = capsys.readouterr().err
     assert "warp: 100%" in err and "4/4" in err
+
+
+def test_condition_tracks_are_the_drawn_ones_plus_a_camera_grid():
+    size = (64, 48)
+    np.testing.assert_array_equal(
+        backends.condition_tracks_norm(TRAJECTORIES, None, 5, size), TRAJECTORIES.tracks_norm(5, size)
+    )
+    panned = backends.condition_tracks_norm(TRAJECTORIES, CameraMotion(pan_x=0.15), 5, size)
+    assert panned.shape == (2 + 9, 5, 2)
+    np.testing.assert_array_equal(panned[:2], TRAJECTORIES.tracks_norm(5, size))
+    np.testing.assert_allclose(panned[2:, :, 0] - panned[2:, :1, 0], np.tile(np.linspace(0, 0.15, 5), (9, 1)))
+    np.testing.assert_allclose(panned[2:, :, 1], panned[2:, :1, 1].repeat(5, axis=1))
+    zoomed = backends.condition_tracks_norm(TRAJECTORIES, CameraMotion(zoom=1.25), 3, size)
+    np.testing.assert_allclose(zoomed[2 + 4], [[0.5, 0.5]] * 3, atol=1e-12)  # the centre stays
+    np.testing.assert_allclose(zoomed[2, -1], 0.5 - 1.25 * (0.5 - zoomed[2, 0]))  # a corner point spreads
+
+
+def test_controlnet_backend_feeds_the_tracks_flow_and_scale_and_zero_init_is_plain_svd(tiny):
+    image = _image(32, 32)
+    spy = Spy(backends.load("svd-controlnet", tiny))
+    options = {"num_frames": 3, "num_inference_steps": 2, "camera": "pan_right", "settings": tiny, "seed": 3}
+    video = backends.render(
+        "svd-controlnet", image, TRAJECTORIES, controlnet_scale=0.5, pipeline=spy, **options
+    )
+    ((args, kwargs, out),) = spy.calls
+    tracks = backends.condition_tracks_norm(TRAJECTORIES, CAMERA_PRESETS["pan_right"], 3, (32, 32))
+    scale_px = spy.pipe.controlnet.config.flow_scale_px
+    np.testing.assert_array_equal(
+        kwargs["flow_condition"], flow_condition(tracks, 32, 32, flow_scale_px=scale_px)
+    )
+    assert kwargs["controlnet_conditioning_scale"] == 0.5 and kwargs["strength"] == 1.0 == video.strength
+    np.testing.assert_array_equal(args[1], video.warp.frames_uint8)  # the guide, used below strength 1
+    np.testing.assert_array_equal(video.frames_uint8, unit_to_uint8(out.frames[0]))
+    np.testing.assert_array_equal(video.flow_px, video.warp.flow_px)
+
+    # The tiny ControlNet is zero-initialised: exactly the svd backend's video at the same strength.
+    plain = backends.render("svd", image, TRAJECTORIES, strength=1.0, **options)
+    np.testing.assert_array_equal(video.frames_uint8, plain.frames_uint8)
+    assert plain.controlnet_scale is None
+    assert backends.load("svd", tiny).controlnet is None  # the ControlNet stays on its own pipeline
+
+
+def test_joint_flow_backend_returns_its_generated_flow(tiny):
+    image = _image(32, 32)
+    spy = Spy(backends.load("svd-joint-flow", tiny))
+    events: list[backends.RenderProgress] = []
+    video = backends.render(
+        "svd-joint-flow", image, TRAJECTORIES, num_frames=3, num_inference_steps=2, settings=tiny,
+        pipeline=spy, progress=events.append,
+    )  # fmt: skip
+    ((args, kwargs, out),) = spy.calls
+    np.testing.assert_array_equal(args[1], TRAJECTORIES.tracks_norm(3, (32, 32)))
+    assert kwargs["num_inference_steps"] == 2 and video.strength is None
+    assert out.flows_px.shape == (1, 3, 32, 32, 2)
+    np.testing.assert_array_equal(video.flow_px, out.flows_px[0, 1:])  # entry t: frame t -> t+1
+    assert not np.array_equal(video.flow_px, video.warp.flow_px)
+    np.testing.assert_array_equal(video.frames_uint8, unit_to_uint8(out.frames[0]))
+    assert [(e.stage, e.done, e.total) for e in events][-3:] == [("svd", 0, 2), ("svd", 1, 2), ("svd", 2, 2)]
+    fractions = [e.fraction for e in events]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0

@@ -1,4 +1,5 @@
-"""python -m apps.drag.cli and python -m apps.drag.evaluate: end to end on the warp backend, bad input, tiny SVD."""
+"""python -m apps.drag.cli and python -m apps.drag.evaluate: end to end on the warp backend, bad input, and
+every backend on the tiny (random-weight) models."""
 
 import json
 import os
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from apps.drag import cli, evaluate
+from apps.drag import backends, cli, evaluate
 from core.flow.evaluate import load_photo
 from core.imaging import apply_resize, plan_resize
 from core.metrics import measure_objmc
@@ -28,6 +29,18 @@ TRAJECTORIES = Trajectories(
         Trajectory([[0.86, 0.80]]),
     )
 )
+TINY_ENV = {
+    "KINEMA_SVD_MODEL": "tiny",
+    "KINEMA_SVD_CONTROLNET_MODEL": "tiny",
+    "KINEMA_SVD_JOINT_FLOW_MODEL": "tiny",
+    "KINEMA_DEVICE": "cpu",
+}
+
+
+@pytest.fixture
+def tiny_env(monkeypatch):
+    for name, value in TINY_ENV.items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture(scope="module")
@@ -168,43 +181,98 @@ def test_the_module_itself_exits_2_without_a_traceback(inputs, tmp_path):
     )
 
 
-def test_evaluate_prints_the_objmc_table_of_the_warp_backend(capsys, tmp_path):
+def test_evaluate_prints_the_objmc_table_of_the_warp_backend(capsys, tmp_path, monkeypatch):
+    # By default every offered backend runs; one whose weights are missing is skipped with its reason.
+    monkeypatch.setenv("KINEMA_SVD_MODEL", str(tmp_path / "no-svd-here"))
+    for name in ("KINEMA_SVD_CONTROLNET_MODEL", "KINEMA_SVD_JOINT_FLOW_MODEL"):
+        monkeypatch.delenv(name, raising=False)
     code = evaluate.main(
         ["--quiet", "--max-side", "256", "--frames", "6", "--json", str(tmp_path / "objmc.json")]
     )
     stdout = capsys.readouterr().out
     assert code == 0
+    assert re.search(r"^skipped svd: .*no-svd-here.*KINEMA_SVD_MODEL", stdout, re.MULTILINE)
+    assert "of the svd backend" not in stdout and "NOTE" not in stdout
     for photo in evaluate.REQUESTS:
         assert re.search(rf"^{photo} \(\d+x\d+", stdout, re.MULTILINE)
     overall = re.findall(r"^\s+ObjMC\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", stdout, re.MULTILINE)
     assert len(overall) == 1 and float(overall[0][2]) < evaluate.WARP_TARGET_PX
     numbers = json.loads((tmp_path / "objmc.json").read_text())
-    assert set(numbers["photos"]) == set(evaluate.REQUESTS)
-    assert float(overall[0][0]) == pytest.approx(numbers["photos"]["astronaut"]["objmc_px"], abs=5e-4)
+    assert list(numbers["backends"]) == ["warp"] and list(numbers["skipped"]) == ["svd"]
+    photos = numbers["backends"]["warp"]["photos"]
+    assert set(photos) == set(evaluate.REQUESTS)
+    assert float(overall[0][0]) == pytest.approx(photos["astronaut"]["objmc_px"], abs=5e-4)
+    (row,) = [line.split() for line in stdout.splitlines() if line.startswith("warp ")]
+    assert float(row[3]) == pytest.approx(float(overall[0][2]), abs=1e-3)  # the backend table's mean
 
 
-@pytest.mark.slow
-def test_svd_backend_runs_end_to_end_on_the_tiny_model(inputs, tmp_path, capsys):
-    """Every code path of the svd backend offline (random tiny weights: the pixels mean nothing)."""
-    out = tmp_path / "svd.mp4"
+@pytest.mark.parametrize("backend", list(backends.BACKENDS))
+def test_every_backend_writes_a_playable_video_and_its_parameters(
+    inputs, tmp_path, capsys, tiny_env, backend
+):
+    """Every code path of every backend offline (random tiny weights: the pixels mean nothing)."""
+    out, flow = tmp_path / f"{backend}.mp4", tmp_path / "flow.mp4"
     argv = [
         "--image", inputs / "coffee.png", "--trajectories", inputs / "drag.json", "--out", out,
-        "--backend", "svd", "--svd-model", "tiny", "--max-side", 64, "--frames", 4, "--steps", 2, "--quiet",
+        "--backend", backend, "--max-side", 64, "--frames", 3, "--steps", 2, "--controlnet-scale", 0.5,
+        "--flow-out", flow, "--quiet",
     ]  # fmt: skip
-    code, _, stderr = _run(capsys, *argv)
+    code, stdout, stderr = _run(capsys, *argv)
     assert code == 0, stderr
-    frames = read_video(out).frames_uint8
-    assert frames.shape == (4, 64, 64, 3)
-    record = json.loads(out.with_name("svd.params.json").read_text())
-    assert record["arguments"]["backend"] == "svd" and record["settings"]["svd_model"] == "tiny"
+    assert out.read_bytes()[4:8] == b"ftyp"
+    clip = read_video(out)
+    assert clip.frames_uint8.shape == (3, 64, 64, 3) and clip.fps == pytest.approx(7)
+    assert read_video(flow).frames_uint8.shape == (2, 64, 64, 3)
+    record = json.loads(out.with_name(f"{backend}.params.json").read_text())
+    assert record["arguments"]["backend"] == backend and record["settings"]["svd_model"] == "tiny"
+    assert record["strength"] == {"svd": 0.4, "svd-controlnet": 1.0}.get(backend)
+    assert record["controlnet_scale"] == (0.5 if backend == "svd-controlnet" else None)
+    assert record["outputs"]["video"] == str(out) and f"params: {out.with_suffix('')}" in stdout
 
+
+@pytest.mark.parametrize("backend", ["svd-controlnet", "svd-joint-flow"])
+def test_a_backend_without_configured_weights_exits_2_naming_its_setting(
+    inputs, tmp_path, capsys, monkeypatch, backend
+):
+    setting = backends.BACKENDS[backend]
+    monkeypatch.delenv(setting.env_var, raising=False)
+    out = tmp_path / "clip.mp4"
+    code, _, stderr = _run(
+        capsys, "--image", inputs / "coffee.png", "--trajectories", inputs / "drag.json", "--out", out,
+        "--backend", backend, "--quiet",
+    )  # fmt: skip
+    assert code == 2 and not out.exists()
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith(f"error: The {backend} backend has no weights configured: set {setting.env_var} ")
+    assert f"(or {setting.flag})" in line
+
+
+def test_evaluate_prints_one_table_with_a_row_per_backend(capsys, tmp_path, tiny_env):
     code = evaluate.main(
-        ["--backend", "svd", "--svd-model", "tiny", "--photos", "coffee", "--max-side", "64", "--frames", "4",
-         "--steps", "2", "--quiet"]
+        ["--backends", *backends.BACKENDS, "--photos", "coffee", "--size", "64x64", "--frames", "3",
+         "--steps", "2", "--quiet", "--json", str(tmp_path / "objmc.json")]
     )  # fmt: skip
     stdout = capsys.readouterr().out
-    assert code == 0 and "of the svd backend, model tiny" in stdout
-    assert re.search(r"^\s+ObjMC\s+[\d.]+\s+[\d.]+$", stdout, re.MULTILINE)
+    assert code == 0
+    for name in backends.BACKENDS:
+        assert f"of the {name} backend" in stdout
+    assert "of the svd-controlnet backend, svd_model tiny, svd_controlnet_model tiny, strength 1.0" in stdout
+    assert "NOTE: svd, svd-controlnet, svd-joint-flow ran 'tiny' random weights" in stdout
+    table = stdout[stdout.index("ObjMC (px) per backend") :].splitlines()
+    assert table[1].split() == ["backend", "coffee", "mean", "seconds"]
+    rows = [line.split() for line in table[2:6]]
+    assert [row[0] for row in rows] == list(backends.BACKENDS)
+    numbers = json.loads((tmp_path / "objmc.json").read_text())
+    assert list(numbers["backends"]) == list(backends.BACKENDS) and numbers["skipped"] == {}
+    for row in rows:
+        result = numbers["backends"][row[0]]
+        assert float(row[1]) == float(row[2]) == pytest.approx(result["objmc_px"], abs=5e-4)
+        assert result["photos"]["coffee"]["objmc_px"] == pytest.approx(result["objmc_px"])
+    assert numbers["backends"]["svd-joint-flow"]["models"] == {
+        "svd_model": "tiny",
+        "svd_joint_flow_model": "tiny",
+    }
+    assert float(rows[0][1]) < evaluate.WARP_TARGET_PX
 
 
 def test_region_mask_and_camera_flags(inputs, tmp_path, capsys):
