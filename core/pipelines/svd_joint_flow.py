@@ -20,11 +20,12 @@ core.training.svd_joint_flow``. One call denoises the pair together:
 - Conditioning on the user's tracks by replacement (the "known values" of joint sampling, as inpainting by
   replacement does): the tracks give a flow video in the layout of :func:`core.trajectory.sparse_flow`
   (frame t holds p_t - p_{t-1} at p_{t-1}, frame 0 zero). Known values are that flow near each track, at
-  its full displacement: ``sparse_flow / sparse_flow_mask`` where the mask is positive, which is exactly
-  the track's displacement around a lone track (DragNUWA's Gaussian fall-off is a conditioning signal, not
-  the flow there; where tracks overlap within a few sigma the value is their weighted sum, capped as the
-  mask is). The flow video is encoded (:func:`core.flow.encoding.encode_flow` at the model's scale) and put
-  through the VAE; a latent cell is known where the mask, averaged over the cell's pixels, is at least
+  its full displacement: ``sparse_flow / sparse_flow_mask`` where the mask reaches :data:`SUPPORT_WEIGHT`
+  (3.7 sigma from a lone track; zero flow beyond), which is exactly a lone track's displacement around it
+  (DragNUWA's Gaussian fall-off is a conditioning signal, not the flow there); where the Gaussians of
+  several tracks overlap it is their weighted mean, or their weighted sum where the weights add up past 1
+  (the mask's cap). The flow video is encoded (:func:`core.flow.encoding.encode_flow` at the model's
+  scale) and put through the VAE; a latent cell is known where the mask, averaged over the cell's pixels, is at least
   :data:`KNOWN_MASK_THRESHOLD` (0.5: a cell mostly covered by tracks), and every cell of frame 0 is known
   (zero flow, by the convention). Before the first step and after every step the flow latents of known
   cells are replaced by ``known + sigma * noise`` (the flow's own initial unit noise, fixed, as
@@ -77,6 +78,9 @@ from core.trajectory import sparse_flow, sparse_flow_mask
 VIDEO, FLOW = 0, 1  # modality of each entry of the joint batch
 # A latent cell is known when the sparse-flow mask averaged over its pixels reaches this.
 KNOWN_MASK_THRESHOLD = 0.5
+# The tracks' displacement is written where their summed Gaussian weight reaches this (3.7 sigma from a lone
+# track), zero flow beyond: the VAE encoder sees that neighbourhood when it encodes the known cells.
+SUPPORT_WEIGHT = 1e-3
 # The rank of the joint and flow LoRAs of the fresh patch that the "tiny" setting loads (zero-initialised).
 FRESH_LORA_RANK = 4
 _SETTING = "svd_joint_flow_model"
@@ -128,8 +132,9 @@ def known_flow(
     if tracks_norm is not None and len(tracks_norm):
         flow_px = sparse_flow(tracks_norm, height, width, sigma_px=sigma_px)
         weight = sparse_flow_mask(tracks_norm, height, width, sigma_px=sigma_px)
-        # The weighted mean displacement: a lone track's own displacement wherever its Gaussian reaches.
-        flow_px = np.divide(flow_px, weight, out=np.zeros_like(flow_px), where=weight > 0)
+        # The weighted mean displacement: a lone track's own displacement over its neighbourhood.
+        support = weight >= SUPPORT_WEIGHT
+        flow_px = np.divide(flow_px, weight, out=np.zeros_like(flow_px), where=support)
     known_cells = latent_mask(weight, scale_factor) >= KNOWN_MASK_THRESHOLD
     known_cells[0] = True
     return KnownFlow(flow_px, known_cells)

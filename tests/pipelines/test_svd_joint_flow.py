@@ -125,6 +125,7 @@ def test_known_flow_is_the_tracks_displacement_on_the_cells_they_cover():
             # The full displacement around the track (not DragNUWA's Gaussian fall-off): 2 px right.
             np.testing.assert_allclose(known.flow_video_px[t, 15, col], [2.0, 0.0], atol=1e-3)  # anchor: 2e-4
         np.testing.assert_allclose(known.flow_video_px[t, 5, 5], [0.0, 0.0], atol=1e-4)  # the anchor
+        assert not known.flow_video_px[t, 31, 0].any()  # beyond SUPPORT_WEIGHT (3.7 sigma) of both tracks
         mask = known.latent_mask[t, 0]
         assert mask[7, int(x) // FACTOR] and mask[2, 2]  # cells of the track and of the anchor
         assert not mask[15, 15] and not mask[0, 15]  # far corners
