@@ -355,12 +355,19 @@ def test_model_cpu_offload_keeps_the_controlnet_output(image, cond, randomised):
     assert np.array_equal(_run(pipe, image, flow_condition=cond), expected)
 
 
-def test_pipeline_without_controlnet_saves_and_reloads(components, tmp_path, image):
-    pipe = _pipe(components)
-    pipe.save_pretrained(tmp_path)
+@pytest.mark.parametrize("with_controlnet", [False, True])
+def test_pipeline_saves_and_reloads_with_or_without_controlnet(
+    components, randomised, tmp_path, with_controlnet
+):
+    _pipe(components, randomised if with_controlnet else None).save_pretrained(tmp_path)
     reloaded = SVDTrajectoryPipeline.from_pretrained(tmp_path, local_files_only=True)
-    assert reloaded.controlnet is None
-    assert not (tmp_path / "controlnet").exists()
+    assert (tmp_path / "controlnet").exists() == with_controlnet
+    if not with_controlnet:
+        assert reloaded.controlnet is None
+        return
+    assert isinstance(reloaded.controlnet, SVDFlowControlNet)
+    expected = randomised.state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in reloaded.controlnet.state_dict().items())
 
 
 @pytest.mark.parametrize(
