@@ -11,7 +11,9 @@ processes' load into 0.6x to 3x swings between variants that run the same UNet c
 ``output_type="latent"``: encoding and decoding run once per call and are not part of a step.
 
 Variants: ``svd_trajectory`` at strength 1 (every step runs), ``svd-trf`` (two UNet calls per step:
-expect about 2x) and ``svd-lora`` (one call, head-and-tail conditioning).
+expect about 2x), ``svd-lora`` (one call, head-and-tail conditioning) and ``svd-controlnet``
+(``svd_trajectory`` at strength 1 with a flow ControlNet built by ``SVDFlowControlNet.from_unet`` and
+a flow condition: one ControlNet call, the UNet's encoder and mid block again, beside each UNet call).
 
 Sizes:
     tiny  core.models' tiny SVD components, 64x64 pixels, 4 frames, 4 steps.
@@ -35,13 +37,19 @@ from harness import Row
 from PIL import Image
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
+from core.controlnet_svd import DEFAULT_FLOW_SCALE_PX, SVDFlowControlNet, flow_condition
 from core.models import full_architecture_random, tiny_svd_components
 from core.pipelines.svd_interpolate import SVDInterpolatePipeline
 from core.pipelines.svd_trajectory import SVDTrajectoryPipeline
 
 SIZES = {"tiny": {"pixels": 64, "frames": 4, "steps": 4}, "full": {"pixels": 64, "frames": 3, "steps": 3}}
 ROUNDS = 4
-TARGETS = {"svd_trajectory": "<= 1.03x", "svd-trf": "~2x (2 UNet calls)", "svd-lora": "<= 1.03x"}
+TARGETS = {
+    "svd_trajectory": "<= 1.03x",
+    "svd-trf": "~2x (2 UNet calls)",
+    "svd-lora": "<= 1.03x",
+    "svd-controlnet": "<= 1.6x (+ encoder and mid block)",
+}
 
 
 def _full_components() -> dict:
@@ -70,8 +78,13 @@ def _variants(components: dict, pixels: int, frames: int, steps: int) -> dict[st
     stock = StableVideoDiffusionPipeline(**components)
     trajectory = SVDTrajectoryPipeline(**components)
     interpolate = SVDInterpolatePipeline(**components)
-    for pipe in (stock, trajectory, interpolate):
+    controlnet = SVDFlowControlNet.from_unet(components["unet"], vae_scale_factor=trajectory.vae_scale_factor)
+    controlled = SVDTrajectoryPipeline(**components, controlnet=controlnet.eval())
+    for pipe in (stock, trajectory, interpolate, controlled):
         pipe.set_progress_bar_config(disable=True)
+    # One track across the frames, a quarter of the width in all.
+    track = np.stack([np.linspace(0.25, 0.5, frames), np.full(frames, 0.5)], axis=1)[None]
+    cond = flow_condition(track, pixels, pixels, flow_scale_px=DEFAULT_FLOW_SCALE_PX)
     common = {"num_inference_steps": steps, "output_type": "latent"}
 
     def seeded() -> torch.Generator:
@@ -107,6 +120,9 @@ def _variants(components: dict, pixels: int, frames: int, steps: int) -> dict[st
             generator=seeded(),
             callback_on_step_end=cb,
             **common,
+        ),
+        "svd-controlnet": lambda cb: controlled(
+            head, strength=1.0, flow_condition=cond, generator=seeded(), callback_on_step_end=cb, **common
         ),
     }
 
