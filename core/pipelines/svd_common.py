@@ -209,6 +209,55 @@ class SVDPipelineBase(StableVideoDiffusionPipeline):
             clean_latents = clean_latents.to(image_embeddings.dtype)
         return image_embeddings, image_latents.to(image_embeddings.dtype), clean_latents
 
+    def _image_conditioning(
+        self,
+        image: ImageInput,
+        height: int,
+        width: int,
+        num_frames: int,
+        fps: int,
+        motion_bucket_id: int,
+        noise_aug_strength: float,
+        generator: torch.Generator | list[torch.Generator] | None,
+        device: torch.device,
+        *,
+        clean: bool,
+        copies: int = 1,
+    ) -> tuple[SVDConditioning, torch.Tensor | None]:
+        """Stock SVD's conditioning on one first frame: encoded (:meth:`_encode_frames`), repeated over
+        ``num_frames`` frames and ``copies`` batch entries (e.g. 2 for a [video, flow] pair), batched for
+        guidance (:meth:`_conditioning`). Also returns the frame's clean latents (1,C,h,w) when ``clean``."""
+        embeddings, image_latents, clean_latents = self._encode_frames(
+            [as_pil_rgb(image)], height, width, noise_aug_strength, generator, device, clean=clean
+        )
+        conditioning = self._conditioning(
+            embeddings.repeat(copies, 1, 1),
+            image_latents.unsqueeze(1).repeat(copies, num_frames, 1, 1, 1),
+            fps,
+            motion_bucket_id,
+            noise_aug_strength,
+        )
+        return conditioning, clean_latents
+
+    def _latent_noise(
+        self,
+        num_frames: int,
+        height: int,
+        width: int,
+        generator: torch.Generator | list[torch.Generator] | None,
+        device: torch.device,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        """Unit noise (1,T,C,h,w) for the denoising latents, drawn as stock SVD draws its initial latents."""
+        shape = (
+            1,
+            num_frames,
+            self.unet.config.in_channels // 2,
+            height // self.vae_scale_factor,
+            width // self.vae_scale_factor,
+        )
+        return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+
     def _conditioning(
         self,
         image_embeddings: torch.Tensor,

@@ -36,7 +36,6 @@ import torch.nn.functional as F
 from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import (
     StableVideoDiffusionPipelineOutput,
 )
-from diffusers.utils.torch_utils import randn_tensor
 
 from core.errors import InputError
 from core.flow.encoding import FlowEncoding, decode_flow, encode_flow
@@ -44,7 +43,6 @@ from core.flow.visualize import render_flow_video
 from core.pipelines.svd_common import (
     ImageInput,
     SVDPipelineBase,
-    as_pil_rgb,
     check_call_options,
     check_image,
     encode_video_latents,
@@ -249,33 +247,27 @@ class SVDFlowPipeline(SVDPipelineBase):
         device = self._execution_device
         self._guidance_scale = max_guidance_scale
 
-        # 2. Encode the image (CLIP embedding, conditioning latents), as stock SVD
-        image_embeddings, image_latents, _ = self._encode_frames(
-            [as_pil_rgb(image)], height, width, noise_aug_strength, generator, device, clean=False
-        )
-        dtype = image_embeddings.dtype
-
-        # 3. Conditioning, repeated over frames and batched for guidance
-        conditioning = self._conditioning(
-            image_embeddings,
-            image_latents.unsqueeze(1).repeat(1, num_frames, 1, 1, 1),
+        # 2-3. The image's conditioning as stock SVD's (CLIP embedding, conditioning latents over the frames,
+        #      batched for guidance)
+        conditioning, _ = self._image_conditioning(
+            image,
+            height,
+            width,
+            num_frames,
             fps,
             motion_bucket_id,
             noise_aug_strength,
+            generator,
+            device,
+            clean=False,
         )
+        dtype = conditioning.image_embeddings.dtype
 
         # 4. Timesteps
         self.scheduler.set_timesteps(num_inference_steps, device=device)
 
         # 5. Starting latents: noise as stock SVD, frame 0 optionally pinned on the zero flow
-        latent_shape = (
-            1,
-            num_frames,
-            self.unet.config.in_channels // 2,
-            height // self.vae_scale_factor,
-            width // self.vae_scale_factor,
-        )
-        noise = randn_tensor(latent_shape, generator=generator, device=device, dtype=dtype)
+        noise = self._latent_noise(num_frames, height, width, generator, device, dtype)
         latents = noise * self.scheduler.init_noise_sigma
         pin_fn = None
         if pin_first_frame:

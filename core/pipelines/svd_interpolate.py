@@ -32,7 +32,6 @@ import torch
 from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import (
     StableVideoDiffusionPipelineOutput,
 )
-from diffusers.utils.torch_utils import randn_tensor
 
 from core.errors import InputError
 from core.imaging import unit_to_uint8
@@ -254,14 +253,7 @@ class SVDInterpolatePipeline(SVDPipelineBase):
         self.scheduler.set_timesteps(num_inference_steps, device=device)
 
         # 5. Starting latents: noise as stock SVD, with head and tail pinned
-        latent_shape = (
-            1,
-            num_frames,
-            self.unet.config.in_channels // 2,
-            height // self.vae_scale_factor,
-            width // self.vae_scale_factor,
-        )
-        noise = randn_tensor(latent_shape, generator=generator, device=device, dtype=dtype)
+        noise = self._latent_noise(num_frames, height, width, generator, device, dtype)
         ends = [0, num_frames - 1]
 
         def pin_fn(latents: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -55,7 +55,6 @@ from typing import Any
 import numpy as np
 import torch
 from diffusers.utils import BaseOutput
-from diffusers.utils.torch_utils import randn_tensor
 
 from core.config import ENV_PREFIX, Settings
 from core.errors import InputError, ModelNotAvailable
@@ -66,7 +65,6 @@ from core.pipelines.joint_sd import joint_patch_of, park
 from core.pipelines.svd_common import (
     ImageInput,
     SVDPipelineBase,
-    as_pil_rgb,
     check_call_options,
     check_image,
     image_size_hw,
@@ -292,34 +290,29 @@ class SVDJointFlowPipeline(SVDPipelineBase):
         device = self._execution_device
         self._guidance_scale = max_guidance_scale
 
-        # 2. Encode the first frame (CLIP embedding, conditioning latents, clean latents): stock SVD's draws
-        image_embeddings, image_latents, clean_first = self._encode_frames(
-            [as_pil_rgb(image)], height, width, noise_aug_strength, generator, device, clean=fix_first_frame
-        )
-        dtype = image_embeddings.dtype
-
-        # 3. Conditioning for both entries [video, flow], batched for guidance
-        conditioning = self._conditioning(
-            image_embeddings.repeat(2, 1, 1),
-            image_latents.unsqueeze(1).repeat(2, num_frames, 1, 1, 1),
+        # 2-3. The first frame's conditioning for both entries [video, flow], batched for guidance, and its
+        #      clean latents: stock SVD's draws
+        conditioning, clean_first = self._image_conditioning(
+            image,
+            height,
+            width,
+            num_frames,
             fps,
             motion_bucket_id,
             noise_aug_strength,
+            generator,
+            device,
+            clean=fix_first_frame,
+            copies=2,
         )
+        dtype = conditioning.image_embeddings.dtype
 
         # 4. Timesteps
         self.scheduler.set_timesteps(num_inference_steps, device=device)
 
         # 5. Starting latents: the video's noise first (stock SVD's draw), then the flow's
-        latent_shape = (
-            1,
-            num_frames,
-            self.unet.config.in_channels // 2,
-            height // self.vae_scale_factor,
-            width // self.vae_scale_factor,
-        )
-        video_noise = randn_tensor(latent_shape, generator=generator, device=device, dtype=dtype)
-        flow_noise = randn_tensor(latent_shape, generator=generator, device=device, dtype=dtype)
+        video_noise = self._latent_noise(num_frames, height, width, generator, device, dtype)
+        flow_noise = self._latent_noise(num_frames, height, width, generator, device, dtype)
         latents = torch.cat([video_noise, flow_noise]) * self.scheduler.init_noise_sigma
 
         # 6. The known flow: latents of the tracks' flow video, and the cells they fix

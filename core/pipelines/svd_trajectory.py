@@ -35,7 +35,6 @@ from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, UNet
 from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion import (
     StableVideoDiffusionPipelineOutput,
 )
-from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
 from core.controlnet_svd import SVDFlowControlNet, controlnet_attached
@@ -44,7 +43,6 @@ from core.imaging import to_unit
 from core.pipelines.svd_common import (
     ImageInput,
     SVDPipelineBase,
-    as_pil_rgb,
     check_call_options,
     check_image,
     encode_video_latents,
@@ -324,20 +322,21 @@ class SVDTrajectoryPipeline(SVDPipelineBase):
         device = self._execution_device
         self._guidance_scale = max_guidance_scale
 
-        # 2. Encode the first frame (CLIP embedding, conditioning latents, clean latents)
-        image_embeddings, image_latents, clean_first = self._encode_frames(
-            [as_pil_rgb(image)], height, width, noise_aug_strength, generator, device, clean=fix_first_frame
-        )
-        dtype = image_embeddings.dtype
-
-        # 3. Conditioning, repeated over frames and batched for guidance
-        conditioning = self._conditioning(
-            image_embeddings,
-            image_latents.unsqueeze(1).repeat(1, num_frames, 1, 1, 1),
+        # 2-3. The first frame's conditioning (CLIP embedding, conditioning latents over the frames, batched
+        #      for guidance) and its clean latents
+        conditioning, clean_first = self._image_conditioning(
+            image,
+            height,
+            width,
+            num_frames,
             fps,
             motion_bucket_id,
             noise_aug_strength,
+            generator,
+            device,
+            clean=fix_first_frame,
         )
+        dtype = conditioning.image_embeddings.dtype
 
         # 4. Timesteps: the last steps_for_strength(...) steps of the schedule
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -345,14 +344,7 @@ class SVDTrajectoryPipeline(SVDPipelineBase):
         sigma_start = float(self.scheduler.sigmas[first_index])
 
         # 5. Starting latents: guide + sigma_start * noise (pure noise at strength 1, as stock SVD)
-        latent_shape = (
-            1,
-            num_frames,
-            self.unet.config.in_channels // 2,
-            height // self.vae_scale_factor,
-            width // self.vae_scale_factor,
-        )
-        noise = randn_tensor(latent_shape, generator=generator, device=device, dtype=dtype)
+        noise = self._latent_noise(num_frames, height, width, generator, device, dtype)
         if strength == 1.0:
             latents = noise * self.scheduler.init_noise_sigma
         else:
