@@ -9,15 +9,18 @@ those clips as the sample, SVD's own image conditioning, and the EDM loss on SVD
     add_svd_video_args(parser, lora=True)        # this module: model, data, conditioning, noise levels
     ...
     parts = load_svd_for_training(args.pretrained_model)
+    pipe = training_pipeline(SVDFlowPipeline, parts)  # its encoders condition training; validation samples
     dataset = video_dataset(args)
     # in compute_loss:
     latents = encode_clip_latents(pipe, pixels)                       # (B,T,4,h,w), no gradient
     embeddings, condition = encode_conditioning_frames(pipe, pixels[:, 0], args.noise_aug_strength)
+    embeddings, condition = drop_conditioning(args.conditioning_dropout, embeddings, condition)
     edm = edm_inputs(latents, args.p_mean, args.p_std)
-    model_input = torch.cat([edm.model_input, condition.unsqueeze(1).expand(...)], dim=2)
-    out = unet(model_input, edm.timesteps, encoder_hidden_states=embeddings,
-               added_time_ids=added_time_ids(args.fps, buckets, args.noise_aug_strength))
-    loss = F.mse_loss(out.float(), edm.target)
+    time_ids = added_time_ids(args.fps, batch["motion_bucket_ids"], args.noise_aug_strength)
+    loss = edm.loss(unet_output(unet, edm, condition, embeddings, time_ids))
+    # in validate:
+    sampling = ValidationSampling.from_args(args, item)
+    frames = pipe(image, **sampling.pipeline_kwargs(), ...)          # metrics.json: sampling.record()
 
 The loss is EDM's (Karras et al. 2022) with sigma_data = 1, in the parametrisation diffusers' SVD scheduler
 (``EulerDiscreteScheduler``, ``v_prediction``, continuous timesteps) samples with:
@@ -42,10 +45,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from core.config import Settings
@@ -54,6 +59,8 @@ from core.lora import DEFAULT_TARGETS
 from core.training.common import check_common_args
 
 P_MEAN, P_STD = 0.7, 1.6
+# The components of every SVD pipeline, as load_svd_for_training returns them.
+PIPELINE_COMPONENTS = ("vae", "image_encoder", "unet", "scheduler", "feature_extractor")
 
 
 # -- flags --------------------------------------------------------------------------------------------
@@ -169,6 +176,27 @@ def check_svd_video_args(args: argparse.Namespace, *, min_frames: int = 2) -> No
         raise InputError(f"--data_dir {args.data_dir} is not a folder; give the folder holding the videos.")
 
 
+def check_flow_sizes(args: argparse.Namespace) -> None:
+    """Raise InputError when ``--resolution`` or ``--width`` is below the side optical flow needs (for the
+    scripts that estimate flow on their clips)."""
+    from core.flow.estimate import MIN_SIDE_PX
+
+    for name in ("resolution", "width"):
+        if getattr(args, name) < MIN_SIDE_PX:
+            raise InputError(
+                f"--{name} must be at least {MIN_SIDE_PX} for optical flow, got {getattr(args, name)}."
+            )
+
+
+def check_positive_px(args: argparse.Namespace, *names: str) -> None:
+    """Raise InputError, naming the flag, when one of the pixel-length flags ``names`` is set (not None) to
+    anything but a positive finite number."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and not 0 < value < float("inf"):
+            raise InputError(f"--{name} must be a positive number of pixels, got {value}.")
+
+
 # -- model and data -----------------------------------------------------------------------------------
 
 
@@ -190,6 +218,17 @@ def load_svd_for_training(model: str) -> dict:
             "these scripts train SVD models."
         )
     return parts
+
+
+def training_pipeline(pipeline_class: type, parts: dict):
+    """A ``pipeline_class`` (an SVD pipeline) over the modules of :func:`load_svd_for_training`, progress bar off.
+
+    It holds the very modules that train: its encoders build the training conditioning (and targets), and
+    validation samples with it.
+    """
+    pipe = pipeline_class(**{name: parts[name] for name in PIPELINE_COMPONENTS})
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 def video_dataset(args: argparse.Namespace) -> Dataset:
@@ -278,9 +317,17 @@ def encode_conditioning_frames(
     return embeddings, latents
 
 
-def conditioning_keep(batch_size: int, dropout: float, device=None) -> torch.Tensor:
-    """(B,) float 0/1 from torch's global RNG: 0 for the clips trained without conditioning."""
-    return (torch.rand(batch_size, device=device) >= dropout).float()
+def drop_conditioning(dropout: float, *conditions: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Zero each clip's conditioning with probability ``dropout``, as the unconditional half of
+    classifier-free guidance.
+
+    ``conditions``: tensors (B,...) of one batch (embeddings, conditioning latents, a flow condition). One 0/1
+    draw per clip from torch's global RNG (``torch.rand(B)``) multiplies all of them, so a dropped clip loses
+    every conditioning together. Returns them in the same order, dtypes and shapes.
+    """
+    first = conditions[0]
+    keep = torch.rand(first.shape[0], device=first.device) >= dropout
+    return tuple(c * keep.reshape(-1, *([1] * (c.ndim - 1))).to(c.dtype) for c in conditions)
 
 
 # -- EDM on SVD's scheduler -------------------------------------------------------------------------------
@@ -337,6 +384,10 @@ class EDMInputs:
     target: torch.Tensor
     sigmas: torch.Tensor
 
+    def loss(self, predicted: torch.Tensor) -> torch.Tensor:
+        """EDM's loss of the UNet output F (B,T,C,h,w): the plain MSE against ``target`` in float32 (module doc)."""
+        return F.mse_loss(predicted.float(), self.target)
+
 
 def edm_inputs(
     latents: torch.Tensor, p_mean: float, p_std: float, sigmas: torch.Tensor | None = None
@@ -354,3 +405,75 @@ def edm_inputs(
         target=v_target(latents, noise, sigmas_5d).float(),
         sigmas=sigmas,
     )
+
+
+def unet_input(edm: EDMInputs, condition_latents: torch.Tensor) -> torch.Tensor:
+    """The UNet's sample (B,T,2C,h,w): ``edm.model_input`` and, on the extra channels in its dtype, the
+    conditioning latents: one frame's (B,C,h,w) on every frame, or per frame (B,T,C,h,w)."""
+    if condition_latents.ndim == 4:
+        condition_latents = condition_latents.unsqueeze(1).expand(-1, edm.model_input.shape[1], -1, -1, -1)
+    return torch.cat([edm.model_input, condition_latents.to(edm.model_input.dtype)], dim=2)
+
+
+def unet_output(
+    unet, edm: EDMInputs, condition_latents: torch.Tensor, embeddings: torch.Tensor, time_ids: torch.Tensor
+) -> torch.Tensor:
+    """SVD's UNet output F (B,T,C,h,w) on one noised batch: :func:`unet_input` at ``edm.timesteps``, with the
+    CLIP embeddings (B,1,D) and :func:`added_time_ids` (B,3); ``edm.loss(F)`` is the training loss."""
+    return unet(
+        unet_input(edm, condition_latents),
+        edm.timesteps,
+        encoder_hidden_states=embeddings,
+        added_time_ids=time_ids,
+        return_dict=False,
+    )[0]
+
+
+# -- validation -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ValidationSampling:
+    """How validation samples a training clip: the SVD pipelines' sampling options from the flags, the clip's
+    own motion bucket (:func:`motion_bucket`) and the seed of a CPU generator made fresh for every render (so
+    a render with and one without a control start from the same noise)."""
+
+    seed: int
+    fps: int
+    motion_bucket_id: int
+    noise_aug_strength: float
+    num_inference_steps: int
+    min_guidance_scale: float
+    max_guidance_scale: float
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, item: dict) -> ValidationSampling:
+        """The options of ``--seed``, ``--fps``, ``--noise_aug_strength`` and ``--validation_*`` for a clip
+        ``item`` of :func:`video_dataset`."""
+        return cls(
+            seed=args.seed,
+            fps=args.fps,
+            motion_bucket_id=motion_bucket(args, item),
+            noise_aug_strength=args.noise_aug_strength,
+            num_inference_steps=args.validation_inference_steps,
+            min_guidance_scale=args.validation_min_guidance_scale,
+            max_guidance_scale=args.validation_max_guidance_scale,
+        )
+
+    def pipeline_kwargs(self) -> dict:
+        """Keyword arguments of an SVD pipeline call: the options, and ``generator``, a new CPU generator
+        seeded ``seed``."""
+        options = {field.name: getattr(self, field.name) for field in fields(self) if field.name != "seed"}
+        return {**options, "generator": torch.Generator().manual_seed(self.seed)}
+
+    def record(self) -> dict:
+        """The options as ``metrics.json`` records them (the seed in place of the generator)."""
+        return asdict(self)
+
+
+def objmc_px(frames_uint8: np.ndarray, tracks_px: np.ndarray) -> float | None:
+    """ObjMC in px (:func:`core.metrics.measure_objmc`) of a video (T,H,W,3) uint8 against requested tracks
+    (M,T,2) px; None without tracks."""
+    from core.metrics import measure_objmc
+
+    return measure_objmc(frames_uint8, tracks_px)[0].mean_px if len(tracks_px) else None

@@ -63,24 +63,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from core.errors import InputError
 from core.flow import METHODS
-from core.flow.estimate import MIN_SIDE_PX
 from core.training.common import TrainingTask, add_common_args, script_main
 from core.training.svd_base import (
+    ValidationSampling,
     add_svd_video_args,
     added_time_ids,
+    check_flow_sizes,
+    check_positive_px,
     check_svd_video_args,
     collate_clips,
-    conditioning_keep,
+    drop_conditioning,
     edm_inputs,
     encode_clip_latents,
     encode_conditioning_frames,
     load_svd_for_training,
-    motion_bucket,
+    objmc_px,
+    training_pipeline,
+    unet_input,
     video_dataset,
 )
 
@@ -125,20 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
 def check_args(args: argparse.Namespace) -> None:
     """Raise InputError, naming the flag, for a value this script cannot use."""
     check_svd_video_args(args)
-    for name in ("resolution", "width"):
-        if getattr(args, name) < MIN_SIDE_PX:
-            raise InputError(
-                f"--{name} must be at least {MIN_SIDE_PX} for optical flow, got {getattr(args, name)}."
-            )
+    check_flow_sizes(args)
     if args.min_tracks < 0:
         raise InputError(f"--min_tracks must be at least 0, got {args.min_tracks}.")
     if args.max_tracks < max(args.min_tracks, 1):
         raise InputError(
             f"--max_tracks must be at least 1 and at least --min_tracks ({args.min_tracks}), got {args.max_tracks}."
         )
-    for name in ("flow_sigma_px", "flow_scale_px"):
-        if not 0 < getattr(args, name) < float("inf"):
-            raise InputError(f"--{name} must be a positive number of pixels, got {getattr(args, name)}.")
+    check_positive_px(args, "flow_sigma_px", "flow_scale_px")
 
 
 # -- data ---------------------------------------------------------------------------------------------
@@ -202,13 +199,11 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
     #    modules: its encoders build the training conditioning, and validation samples with it.
     parts = load_svd_for_training(args.pretrained_model)
     unet = parts["unet"].requires_grad_(False)
-    names = ("vae", "image_encoder", "unet", "scheduler", "feature_extractor")
-    pipe = SVDTrajectoryPipeline(**{name: parts[name] for name in names})
+    pipe = training_pipeline(SVDTrajectoryPipeline, parts)
     controlnet = SVDFlowControlNet.from_unet(
         unet, flow_scale_px=args.flow_scale_px, vae_scale_factor=pipe.vae_scale_factor
     )
     pipe.register_modules(controlnet=controlnet)
-    pipe.set_progress_bar_config(disable=True)
 
     # 2. Data.
     dataset = FlowTrackClips(video_dataset(args), args, controlnet.config.flow_scale_px)
@@ -216,28 +211,23 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
     # 3. The loss (module docstring).
     def compute_loss(batch: dict[str, torch.Tensor], models: dict) -> torch.Tensor:
         pixels = batch["pixel_values"]  # (B,T,3,H,W) in [-1,1]
-        batch_size, num_frames = pixels.shape[:2]
         latents = encode_clip_latents(pipe, pixels)
         embeddings, condition = encode_conditioning_frames(pipe, pixels[:, 0], args.noise_aug_strength)
-        keep = conditioning_keep(batch_size, args.conditioning_dropout, pixels.device)
-        embeddings = embeddings * keep[:, None, None].to(embeddings.dtype)
-        condition = condition * keep[:, None, None, None].to(condition.dtype)
-        flow = batch["flow_condition"] * keep[:, None, None, None, None]
-
+        embeddings, condition, flow = drop_conditioning(
+            args.conditioning_dropout, embeddings, condition, batch["flow_condition"]
+        )
         edm = edm_inputs(latents, args.p_mean, args.p_std)
-        frames_condition = condition.unsqueeze(1).expand(-1, num_frames, -1, -1, -1)
-        model_input = torch.cat([edm.model_input, frames_condition.to(edm.model_input.dtype)], dim=2)
         time_ids = added_time_ids(args.fps, batch["motion_bucket_ids"], args.noise_aug_strength)
         predicted = controlnet_unet_output(
             models["unet"],
             models["controlnet"],
-            model_input,
+            unet_input(edm, condition),
             edm.timesteps,
             embeddings,
-            time_ids.to(pixels.device),
+            time_ids,
             flow,
         )
-        return F.mse_loss(predicted.float(), edm.target)
+        return edm.loss(predicted)
 
     # 4. Weights: the ControlNet as a model folder; loaded into the existing parameters (the optimizer's).
     def save_weights(models: dict, folder: Path) -> None:
@@ -257,14 +247,8 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
             from_signed(item["pixel_values"]),
             item["tracks_norm"],
             folder,
-            fps=args.fps,
-            motion_bucket_id=motion_bucket(args, item),
-            noise_aug_strength=args.noise_aug_strength,
-            num_inference_steps=args.validation_inference_steps,
-            min_guidance_scale=args.validation_min_guidance_scale,
-            max_guidance_scale=args.validation_max_guidance_scale,
+            ValidationSampling.from_args(args, item),
             flow_sigma_px=args.flow_sigma_px,
-            seed=args.seed,
         )
 
     return TrainingTask(
@@ -284,27 +268,14 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
     )
 
 
-def _objmc_px(frames_uint8: np.ndarray, tracks_px: np.ndarray) -> float | None:
-    """ObjMC (px) of a video against requested tracks; None without tracks."""
-    from core.metrics import measure_objmc
-
-    return measure_objmc(frames_uint8, tracks_px)[0].mean_px if len(tracks_px) else None
-
-
 def render_validation(
     pipe,
     truth_uint8: np.ndarray,
     tracks_norm: np.ndarray,
     folder: Path,
+    sampling: ValidationSampling,
     *,
-    fps: int,
-    motion_bucket_id: int,
-    noise_aug_strength: float,
-    num_inference_steps: int,
-    min_guidance_scale: float,
-    max_guidance_scale: float,
     flow_sigma_px: float,
-    seed: int,
 ) -> dict:
     """Render ``truth_uint8``'s (T,H,W,3) first frame along ``tracks_norm`` (M,T,2) with ``pipe.controlnet``
     and without it; write ``sample.mp4``, ``sample.npz`` and ``metrics.json`` into ``folder`` (module
@@ -314,14 +285,6 @@ def render_validation(
     from core.trajectory import tracks_to_px
     from core.video import write_video
 
-    settings = {
-        "fps": fps,
-        "motion_bucket_id": motion_bucket_id,
-        "noise_aug_strength": noise_aug_strength,
-        "num_inference_steps": num_inference_steps,
-        "min_guidance_scale": min_guidance_scale,
-        "max_guidance_scale": max_guidance_scale,
-    }
     num_frames, height, width = truth_uint8.shape[:3]
     image = truth_uint8[0]
     condition = flow_condition(
@@ -333,16 +296,15 @@ def render_validation(
             image,
             strength=1.0,
             num_frames=num_frames,
-            generator=torch.Generator().manual_seed(seed),
             output_type="np",
-            **settings,
+            **sampling.pipeline_kwargs(),
             **control,
         ).frames[0]
 
     frames_unit = render(flow_condition=condition, controlnet_conditioning_scale=1.0)
     stock_unit = render()
     frames_uint8, stock_uint8 = unit_to_uint8(frames_unit), unit_to_uint8(stock_unit)
-    write_video(folder / "sample.mp4", np.concatenate([frames_uint8, stock_uint8], axis=2), fps)
+    write_video(folder / "sample.mp4", np.concatenate([frames_uint8, stock_uint8], axis=2), sampling.fps)
     np.savez(
         folder / "sample.npz",
         frames=frames_unit.astype(np.float32),
@@ -353,16 +315,15 @@ def render_validation(
     )
     tracks_px = tracks_to_px(tracks_norm, height, width)
     metrics = {
-        "seed": seed,
+        **sampling.record(),
         "num_frames": num_frames,
-        **settings,
         "flow_sigma_px": flow_sigma_px,
         "flow_scale_px": pipe.controlnet.config.flow_scale_px,
         "controlnet_conditioning_scale": 1.0,
         "num_tracks": len(tracks_norm),
-        "objmc_px": _objmc_px(frames_uint8, tracks_px),
-        "stock_objmc_px": _objmc_px(stock_uint8, tracks_px),
-        "truth_objmc_px": _objmc_px(truth_uint8, tracks_px),
+        "objmc_px": objmc_px(frames_uint8, tracks_px),
+        "stock_objmc_px": objmc_px(stock_uint8, tracks_px),
+        "truth_objmc_px": objmc_px(truth_uint8, tracks_px),
     }
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics

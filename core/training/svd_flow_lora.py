@@ -42,21 +42,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from core.errors import InputError
 from core.flow.estimate import METHODS
 from core.training.common import TrainingTask, add_common_args, script_main
 from core.training.svd_base import (
+    ValidationSampling,
     add_svd_video_args,
     added_time_ids,
+    check_positive_px,
     check_svd_video_args,
     collate_clips,
-    conditioning_keep,
+    drop_conditioning,
     edm_inputs,
     encode_conditioning_frames,
     load_svd_for_training,
-    motion_bucket,
+    training_pipeline,
+    unet_output,
     video_dataset,
 )
 
@@ -90,8 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 def check_args(args: argparse.Namespace) -> None:
     """Raise InputError, naming the flag, for a value this script cannot use."""
     check_svd_video_args(args)
-    if not 0 < args.flow_scale_px < float("inf"):
-        raise InputError(f"--flow_scale_px must be a positive number of pixels, got {args.flow_scale_px}.")
+    check_positive_px(args, "flow_scale_px")
 
 
 # -- data -----------------------------------------------------------------------------------------------
@@ -135,10 +135,7 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
     parts = load_svd_for_training(args.pretrained_model)
     unet, vae, image_encoder = parts["unet"], parts["vae"], parts["image_encoder"]
     add_lora(unet, FLOW_ADAPTER_NAME, rank=args.rank, target_modules=args.lora_targets)  # freezes the UNet
-    pipe = SVDFlowPipeline(
-        **{name: parts[name] for name in ("vae", "image_encoder", "unet", "scheduler", "feature_extractor")}
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = training_pipeline(SVDFlowPipeline, parts)
     encoding = FlowEncoding.from_scale_px(args.flow_scale_px, args.width)
     pipe.flow_encoding = encoding
 
@@ -148,24 +145,12 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
     # 3. The loss (module docstring).
     def compute_loss(batch: dict[str, torch.Tensor], models: dict) -> torch.Tensor:
         pixels = batch["pixel_values"]  # (B,T,3,H,W) in [-1,1]
-        batch_size, num_frames = pixels.shape[:2]
         latents = pipe.encode_flow_video(batch["flows_px"], args.flow_scale_px).float()
         embeddings, condition = encode_conditioning_frames(pipe, pixels[:, 0], args.noise_aug_strength)
-        keep = conditioning_keep(batch_size, args.conditioning_dropout, pixels.device).to(embeddings.dtype)
-        image_embeddings = embeddings * keep[:, None, None]
-        image_latents = (condition * keep[:, None, None, None]).unsqueeze(1).repeat(1, num_frames, 1, 1, 1)
-
+        embeddings, condition = drop_conditioning(args.conditioning_dropout, embeddings, condition)
         edm = edm_inputs(latents, args.p_mean, args.p_std)
-        model_input = torch.cat([edm.model_input, image_latents.to(edm.model_input.dtype)], dim=2)
         time_ids = added_time_ids(args.fps, batch["motion_bucket_ids"], args.noise_aug_strength)
-        predicted = models["unet"](
-            model_input,
-            edm.timesteps,
-            encoder_hidden_states=image_embeddings,
-            added_time_ids=time_ids.to(pixels.device),
-            return_dict=False,
-        )[0]
-        return F.mse_loss(predicted.float(), edm.target)
+        return edm.loss(unet_output(models["unet"], edm, condition, embeddings, time_ids))
 
     # 4. Weights: the adapter and the scale it was trained with.
     def save_weights(models: dict, folder: Path) -> None:
@@ -183,14 +168,8 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
             from_signed(item["pixel_values"]),
             clip_flow_video(item["pixel_values"], args.flow_method),
             folder,
+            ValidationSampling.from_args(args, item),
             flow_scale_px=args.flow_scale_px,
-            fps=args.fps,
-            motion_bucket_id=motion_bucket(args, item),
-            noise_aug_strength=args.noise_aug_strength,
-            num_inference_steps=args.validation_inference_steps,
-            min_guidance_scale=args.validation_min_guidance_scale,
-            max_guidance_scale=args.validation_max_guidance_scale,
-            seed=args.seed,
         )
 
     return TrainingTask(
@@ -215,15 +194,9 @@ def render_flow_sample(
     clip_uint8: np.ndarray,
     truth_px: np.ndarray,
     folder: Path,
+    sampling: ValidationSampling,
     *,
     flow_scale_px: float,
-    fps: int,
-    motion_bucket_id: int,
-    noise_aug_strength: float,
-    num_inference_steps: int,
-    min_guidance_scale: float,
-    max_guidance_scale: float,
-    seed: int,
 ) -> dict:
     """Generate the flow video of ``clip_uint8`` (T,H,W,3) from its first frame and compare it with its flow
     video ``truth_px`` (T,H,W,2); write ``flow.mp4``, ``sample.npz`` and ``metrics.json`` into ``folder``
@@ -232,32 +205,23 @@ def render_flow_sample(
     from core.flow.visualize import render_flow_video
     from core.video import write_video
 
-    settings = {
-        "flow_scale_px": flow_scale_px,
-        "fps": fps,
-        "motion_bucket_id": motion_bucket_id,
-        "noise_aug_strength": noise_aug_strength,
-        "num_inference_steps": num_inference_steps,
-        "min_guidance_scale": min_guidance_scale,
-        "max_guidance_scale": max_guidance_scale,
-    }
     num_frames = clip_uint8.shape[0]
     out = pipe(
         clip_uint8[0],
         num_frames=num_frames,
-        generator=torch.Generator().manual_seed(seed),
+        flow_scale_px=flow_scale_px,
         output_type="np",
-        **settings,
+        **sampling.pipeline_kwargs(),
     )
     flows_px = out.flows_px[0]
     truth_colors = render_flow_video(truth_px, max_magnitude=flow_scale_px)
-    write_video(folder / "flow.mp4", np.concatenate([out.flow_colors[0], truth_colors], axis=2), fps)
+    write_video(folder / "flow.mp4", np.concatenate([out.flow_colors[0], truth_colors], axis=2), sampling.fps)
     np.savez(folder / "sample.npz", flows_px=flows_px, truth_px=truth_px, first_frame=clip_uint8[0])
     encoded_truth = decode_flow(encode_flow(truth_px, flow_scale_px), flow_scale_px)
     metrics = {
-        "seed": seed,
+        **sampling.record(),
         "num_frames": num_frames,
-        **settings,
+        "flow_scale_px": flow_scale_px,
         "epe_px": _mean_epe(flows_px, truth_px),
         "zero_flow_epe_px": _mean_epe(np.zeros_like(truth_px), truth_px),
         "encoding_floor_epe_px": _mean_epe(encoded_truth, truth_px),

@@ -39,20 +39,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from core.training.common import TrainingTask, add_common_args, script_main
 from core.training.svd_base import (
+    ValidationSampling,
     add_svd_video_args,
     added_time_ids,
     check_svd_video_args,
     collate_clips,
-    conditioning_keep,
+    drop_conditioning,
     edm_inputs,
     encode_clip_latents,
     encode_conditioning_frames,
     load_svd_for_training,
-    motion_bucket,
+    training_pipeline,
+    unet_output,
     video_dataset,
 )
 
@@ -89,10 +90,7 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
     parts = load_svd_for_training(args.pretrained_model)
     unet, vae, image_encoder = parts["unet"], parts["vae"], parts["image_encoder"]
     add_lora(unet, ADAPTER_NAME, rank=args.rank, target_modules=args.lora_targets)  # freezes the UNet
-    pipe = SVDInterpolatePipeline(
-        **{name: parts[name] for name in ("vae", "image_encoder", "unet", "scheduler", "feature_extractor")}
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = training_pipeline(SVDInterpolatePipeline, parts)
 
     # 2. Data.
     dataset = video_dataset(args)
@@ -109,21 +107,12 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
         both = head_tail_conditioning(
             condition[head], condition[tail], embeddings[head], embeddings[tail], num_frames
         )
-        keep = conditioning_keep(batch_size, args.conditioning_dropout, pixels.device).to(embeddings.dtype)
-        image_embeddings = both.image_embeddings * keep[:, None, None]
-        image_latents = both.image_latents * keep[:, None, None, None, None]
-
+        image_embeddings, image_latents = drop_conditioning(
+            args.conditioning_dropout, both.image_embeddings, both.image_latents
+        )
         edm = edm_inputs(latents, args.p_mean, args.p_std)
-        model_input = torch.cat([edm.model_input, image_latents.to(edm.model_input.dtype)], dim=2)
         time_ids = added_time_ids(args.fps, batch["motion_bucket_ids"], args.noise_aug_strength)
-        predicted = models["unet"](
-            model_input,
-            edm.timesteps,
-            encoder_hidden_states=image_embeddings,
-            added_time_ids=time_ids.to(pixels.device),
-            return_dict=False,
-        )[0]
-        return F.mse_loss(predicted.float(), edm.target)
+        return edm.loss(unet_output(models["unet"], edm, image_latents, image_embeddings, time_ids))
 
     # 4. Weights: the adapter alone.
     def save_weights(models: dict, folder: Path) -> None:
@@ -136,16 +125,7 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
     def validate(models: dict, step: int, folder: Path) -> None:
         item = dataset[args.validation_clip]
         render_inbetweens(
-            pipe,
-            from_signed(item["pixel_values"]),
-            folder,
-            fps=args.fps,
-            motion_bucket_id=motion_bucket(args, item),
-            noise_aug_strength=args.noise_aug_strength,
-            num_inference_steps=args.validation_inference_steps,
-            min_guidance_scale=args.validation_min_guidance_scale,
-            max_guidance_scale=args.validation_max_guidance_scale,
-            seed=args.seed,
+            pipe, from_signed(item["pixel_values"]), folder, ValidationSampling.from_args(args, item)
         )
 
     return TrainingTask(
@@ -160,44 +140,18 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
     )
 
 
-def render_inbetweens(
-    pipe,
-    truth_uint8: np.ndarray,
-    folder: Path,
-    *,
-    fps: int,
-    motion_bucket_id: int,
-    noise_aug_strength: float,
-    num_inference_steps: int,
-    min_guidance_scale: float,
-    max_guidance_scale: float,
-    seed: int,
-) -> dict:
+def render_inbetweens(pipe, truth_uint8: np.ndarray, folder: Path, sampling: ValidationSampling) -> dict:
     """Inbetween the first and last frame of ``truth_uint8`` (T,H,W,3) with the svd-lora mode; write
     ``sample.mp4``, ``sample.npz`` and ``metrics.json`` into ``folder`` (module docstring); return the metrics."""
     from core.imaging import unit_to_uint8
     from core.video import write_video
 
-    settings = {
-        "fps": fps,
-        "motion_bucket_id": motion_bucket_id,
-        "noise_aug_strength": noise_aug_strength,
-        "num_inference_steps": num_inference_steps,
-        "min_guidance_scale": min_guidance_scale,
-        "max_guidance_scale": max_guidance_scale,
-    }
     num_frames = truth_uint8.shape[0]
     head, tail = truth_uint8[0], truth_uint8[-1]
     frames_unit = pipe(
-        head,
-        tail,
-        mode="svd-lora",
-        num_frames=num_frames,
-        generator=torch.Generator().manual_seed(seed),
-        output_type="np",
-        **settings,
+        head, tail, mode="svd-lora", num_frames=num_frames, output_type="np", **sampling.pipeline_kwargs()
     ).frames[0]
-    write_video(folder / "sample.mp4", unit_to_uint8(frames_unit), fps)
+    write_video(folder / "sample.mp4", unit_to_uint8(frames_unit), sampling.fps)
     np.savez(
         folder / "sample.npz", frames=frames_unit.astype(np.float32), head=head, tail=tail, truth=truth_uint8
     )
@@ -206,9 +160,8 @@ def render_inbetweens(
     crossfade = (1 - ramp) * truth_unit[0] + ramp * truth_unit[-1]
     inner = slice(1, num_frames - 1)
     metrics = {
-        "seed": seed,
+        **sampling.record(),
         "num_frames": num_frames,
-        **settings,
         "inbetween_mae": float(np.abs(frames_unit[inner] - truth_unit[inner]).mean()),
         "crossfade_mae": float(np.abs(crossfade[inner] - truth_unit[inner]).mean()),
     }

@@ -59,22 +59,26 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from core.errors import InputError
-from core.flow.estimate import METHODS, MIN_SIDE_PX
+from core.flow.estimate import METHODS
 from core.training.common import TrainingTask, add_common_args, script_main
 from core.training.svd_base import (
+    ValidationSampling,
     add_svd_video_args,
     added_time_ids,
+    check_flow_sizes,
+    check_positive_px,
     check_svd_video_args,
-    conditioning_keep,
+    drop_conditioning,
     edm_inputs,
     encode_clip_latents,
     encode_conditioning_frames,
     load_svd_for_training,
-    motion_bucket,
+    objmc_px,
     sample_sigmas,
+    training_pipeline,
+    unet_output,
     video_dataset,
 )
 
@@ -130,18 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
 def check_args(args: argparse.Namespace) -> None:
     """Raise InputError, naming the flag, for a value this script cannot use."""
     check_svd_video_args(args)
-    for name in ("resolution", "width"):
-        if getattr(args, name) < MIN_SIDE_PX:
-            raise InputError(
-                f"--{name} must be at least {MIN_SIDE_PX} for optical flow, got {getattr(args, name)}."
-            )
+    check_flow_sizes(args)
     for name in ("joint_lora_rank", "y_lora_rank", "validation_tracks"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name} must be at least 1, got {getattr(args, name)}.")
-    for name in ("flow_scale_px", "validation_sigma_px"):
-        value = getattr(args, name)
-        if value is not None and not 0 < value < float("inf"):
-            raise InputError(f"--{name} must be a positive number of pixels, got {value}.")
+    check_positive_px(args, "flow_scale_px", "validation_sigma_px")
     if args.init_y_lora is not None and not Path(args.init_y_lora).is_dir():
         raise InputError(
             f"--init_y_lora {args.init_y_lora} is not a folder; give an output folder of core.training.svd_flow_lora."
@@ -204,10 +201,8 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
         _init_y_lora(unet, args.init_y_lora)
     for param in patch.joint_parameters():
         param.requires_grad_(True)
-    names = ("vae", "image_encoder", "unet", "scheduler", "feature_extractor")
-    pipe = SVDJointFlowPipeline(**{name: parts[name] for name in names})
+    pipe = training_pipeline(SVDJointFlowPipeline, parts)
     pipe.flow_encoding = encoding
-    pipe.set_progress_bar_config(disable=True)
 
     # 2. Data: clips and their DIS flow videos.
     dataset = video_dataset(args)
@@ -215,28 +210,20 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
     # 3. The loss over [x_1..x_B, y_1..y_B] (module docstring).
     def compute_loss(batch: dict[str, torch.Tensor], models: dict) -> torch.Tensor:
         pixels = batch["pixel_values"]  # (B,T,3,H,W) in [-1,1]
-        batch_size, num_frames = pixels.shape[:2]
+        batch_size = pixels.shape[0]
         video_latents = encode_clip_latents(pipe, pixels)
         flow_latents = pipe.encode_flow_video(batch["flows_px"]).float()
         embeddings, condition = encode_conditioning_frames(pipe, pixels[:, 0], args.noise_aug_strength)
-        keep = conditioning_keep(batch_size, args.conditioning_dropout, pixels.device).to(embeddings.dtype)
-        embeddings = (embeddings * keep[:, None, None]).repeat(2, 1, 1)
-        condition = (condition * keep[:, None, None, None]).repeat(2, 1, 1, 1)
+        embeddings, condition = drop_conditioning(args.conditioning_dropout, embeddings, condition)
 
         sigmas = sample_sigmas(batch_size, args.p_mean, args.p_std, pixels.device)
         edm = edm_inputs(torch.cat([video_latents, flow_latents]), args.p_mean, args.p_std, sigmas.repeat(2))
-        frames_condition = condition.unsqueeze(1).expand(-1, num_frames, -1, -1, -1)
-        model_input = torch.cat([edm.model_input, frames_condition.to(edm.model_input.dtype)], dim=2)
-        time_ids = added_time_ids(args.fps, batch["motion_bucket_ids"], args.noise_aug_strength).repeat(2, 1)
+        time_ids = added_time_ids(args.fps, batch["motion_bucket_ids"], args.noise_aug_strength)
+        # x_i and y_i share clip i's conditioning.
+        condition, embeddings = condition.repeat(2, 1, 1, 1), embeddings.repeat(2, 1, 1)
         patch.set_batch_layout([VIDEO] * batch_size + [FLOW] * batch_size)
-        predicted = models["unet"](
-            model_input,
-            edm.timesteps,
-            encoder_hidden_states=embeddings,
-            added_time_ids=time_ids.to(pixels.device),
-            return_dict=False,
-        )[0]
-        return F.mse_loss(predicted.float(), edm.target)
+        predicted = unet_output(models["unet"], edm, condition, embeddings, time_ids.repeat(2, 1))
+        return edm.loss(predicted)
 
     # 4. Weights: the patch (joint layers and LoRAs) and the flow scale.
     def save_weights(models: dict, folder: Path) -> None:
@@ -261,14 +248,8 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
             flows_px,
             tracks_norm,
             folder,
-            fps=args.fps,
-            motion_bucket_id=motion_bucket(args, item),
-            noise_aug_strength=args.noise_aug_strength,
-            num_inference_steps=args.validation_inference_steps,
-            min_guidance_scale=args.validation_min_guidance_scale,
-            max_guidance_scale=args.validation_max_guidance_scale,
+            ValidationSampling.from_args(args, item),
             sigma_px=args.validation_sigma_px,
-            seed=args.seed,
         )
 
     return TrainingTask(
@@ -289,15 +270,9 @@ def render_validation(
     flows_px: np.ndarray,
     tracks_norm: np.ndarray,
     folder: Path,
+    sampling: ValidationSampling,
     *,
-    fps: int,
-    motion_bucket_id: int,
-    noise_aug_strength: float,
-    num_inference_steps: int,
-    min_guidance_scale: float,
-    max_guidance_scale: float,
     sigma_px: float,
-    seed: int,
 ) -> dict:
     """Render ``truth_uint8``'s (T,H,W,3) first frame with ``tracks_norm`` (M,T,2) and without; write
     ``sample.mp4``, ``flow.mp4``, ``sample.npz`` and ``metrics.json`` into ``folder`` (module docstring; ``flows_px``
@@ -305,19 +280,9 @@ def render_validation(
     from core.flow.encoding import flows_to_video
     from core.flow.visualize import render_flow_video
     from core.imaging import unit_to_uint8
-    from core.metrics import measure_objmc
     from core.trajectory import tracks_to_px
     from core.video import write_video
 
-    settings = {
-        "fps": fps,
-        "motion_bucket_id": motion_bucket_id,
-        "noise_aug_strength": noise_aug_strength,
-        "num_inference_steps": num_inference_steps,
-        "min_guidance_scale": min_guidance_scale,
-        "max_guidance_scale": max_guidance_scale,
-        "sigma_px": sigma_px,
-    }
     num_frames, height, width = truth_uint8.shape[:3]
 
     def render(tracks: np.ndarray | None):
@@ -325,19 +290,19 @@ def render_validation(
             truth_uint8[0],
             tracks,
             num_frames=num_frames,
-            generator=torch.Generator().manual_seed(seed),
+            sigma_px=sigma_px,
             output_type="np",
-            **settings,
+            **sampling.pipeline_kwargs(),
         )
 
     guided, free = render(tracks_norm), render(None)
     frames_uint8, free_uint8 = unit_to_uint8(guided.frames[0]), unit_to_uint8(free.frames[0])
-    write_video(folder / "sample.mp4", np.concatenate([frames_uint8, free_uint8], axis=2), fps)
+    write_video(folder / "sample.mp4", np.concatenate([frames_uint8, free_uint8], axis=2), sampling.fps)
     scale_px = pipe.flow_encoding.scale_px(width)
     colours = [
         render_flow_video(f, max_magnitude=scale_px) for f in (guided.flows_px[0], flows_to_video(flows_px))
     ]
-    write_video(folder / "flow.mp4", np.concatenate(colours, axis=2), fps)
+    write_video(folder / "flow.mp4", np.concatenate(colours, axis=2), sampling.fps)
     np.savez(
         folder / "sample.npz",
         frames=guided.frames[0].astype(np.float32),
@@ -347,19 +312,15 @@ def render_validation(
         tracks_norm=tracks_norm,
     )
     tracks_px = tracks_to_px(tracks_norm, height, width)
-
-    def objmc_px(video_uint8: np.ndarray) -> float | None:
-        return measure_objmc(video_uint8, tracks_px)[0].mean_px if len(tracks_px) else None
-
     metrics = {
-        "seed": seed,
+        **sampling.record(),
         "num_frames": num_frames,
-        **settings,
+        "sigma_px": sigma_px,
         "flow_scale_px": scale_px,
         "num_tracks": len(tracks_norm),
-        "objmc_px": objmc_px(frames_uint8),
-        "free_objmc_px": objmc_px(free_uint8),
-        "truth_objmc_px": objmc_px(truth_uint8),
+        "objmc_px": objmc_px(frames_uint8, tracks_px),
+        "free_objmc_px": objmc_px(free_uint8, tracks_px),
+        "truth_objmc_px": objmc_px(truth_uint8, tracks_px),
     }
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics

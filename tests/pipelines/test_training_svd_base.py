@@ -1,12 +1,15 @@
 """The pieces every SVD training script shares (core.training.svd_base), checked against diffusers' SVD
 scheduler and our SVD pipelines' own conditioning."""
 
+import argparse
+
 import pytest
 import torch
 
 from core.models import tiny_svd_components
 from core.pipelines.svd_common import SVDPipelineBase
 from core.training import svd_base
+from core.training.common import add_common_args
 
 FRAMES = 4
 
@@ -65,3 +68,54 @@ def test_edm_inputs_noise_the_latents_with_the_sigmas_then_the_noise_drawn():
     # The target denoises the noisy input to the clean latents through the scheduler's x0 formula.
     x = latents + sigmas_5d * noise
     torch.testing.assert_close(c_skip * x + c_out * edm.target, latents, atol=1e-5, rtol=0)
+
+
+def test_drop_conditioning_zeroes_whole_clips_with_one_draw_per_clip():
+    embeddings = torch.randn(6, 1, 8)
+    latents = torch.randn(6, 4, 3, 3).half()
+    flow = torch.randn(6, FRAMES, 3, 3, 3)
+    torch.manual_seed(1)
+    dropped = svd_base.drop_conditioning(0.5, embeddings, latents, flow)
+    torch.manual_seed(1)
+    keep = (torch.rand(6) >= 0.5).tolist()
+    assert 0 < sum(keep) < 6  # both kinds of clip at this seed
+    for before, after in zip((embeddings, latents, flow), dropped):
+        assert after.dtype == before.dtype and after.shape == before.shape
+        for clip, kept in enumerate(keep):
+            assert torch.equal(after[clip], before[clip] if kept else torch.zeros_like(before[clip]))
+    kept = svd_base.drop_conditioning(0.0, embeddings, flow)
+    assert torch.equal(kept[0], embeddings) and torch.equal(kept[1], flow)
+    assert not svd_base.drop_conditioning(1.0, flow)[0].any()
+
+
+def test_unet_input_puts_one_frames_condition_on_every_frame():
+    edm = svd_base.edm_inputs(torch.randn(2, FRAMES, 4, 3, 3), 0.7, 1.6)
+    condition = torch.randn(2, 4, 3, 3)
+    sample = svd_base.unet_input(edm, condition)
+    assert sample.shape == (2, FRAMES, 8, 3, 3) and torch.equal(sample[:, :, :4], edm.model_input)
+    assert all(torch.equal(sample[:, t, 4:], condition) for t in range(FRAMES))
+    per_frame = torch.randn(2, FRAMES, 4, 3, 3)
+    assert torch.equal(svd_base.unet_input(edm, per_frame)[:, :, 4:], per_frame)
+
+
+def test_validation_sampling_comes_from_the_flags_with_a_fresh_generator_per_call(tmp_path):
+    parser = argparse.ArgumentParser()
+    add_common_args(parser)
+    svd_base.add_svd_video_args(parser, lora=False)
+    flags = ["--output_dir", str(tmp_path), "--data_dir", str(tmp_path), "--seed", "5", "--fps", "9"]
+    flags += ["--motion_bucket_id", "40", "--validation_inference_steps", "3"]
+    sampling = svd_base.ValidationSampling.from_args(parser.parse_args(flags), item={})
+    assert sampling.record() == {
+        "seed": 5,
+        "fps": 9,
+        "motion_bucket_id": 40,
+        "noise_aug_strength": 0.02,
+        "num_inference_steps": 3,
+        "min_guidance_scale": 1.0,
+        "max_guidance_scale": 3.0,
+    }
+    first, second = sampling.pipeline_kwargs(), sampling.pipeline_kwargs()
+    assert first.keys() == {*sampling.record()} - {"seed"} | {"generator"}
+    expected = torch.randn(4, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(torch.randn(4, generator=first["generator"]), expected)
+    assert torch.equal(torch.randn(4, generator=second["generator"]), expected)  # not the first's, used up
