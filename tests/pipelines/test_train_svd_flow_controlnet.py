@@ -7,100 +7,72 @@ the saved output folder is loaded by core.models.load_svd_controlnet and reprodu
 """
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import safetensors.torch
 import torch
-from training_script import run_script
+from svd_training import (
+    FRAMES,
+    SIZE,
+    TINY_SVD_FLAGS,
+    assert_conditioned_alike,
+    module_fixtures,
+    sampling_kwargs,
+    tiny_pipe,
+)
+from training_script import (
+    TrainingScript,
+    assert_checkpoints,
+    assert_loss_falls,
+    assert_resume_reaches_the_same_weights,
+    bad_flags_error,
+)
 
 from core.config import Settings
 from core.controlnet_svd import flow_condition
-from core.data.synthetic import write_video_folder
 from core.imaging import from_signed
-from core.models import clear_cache, load_svd_controlnet, tiny_svd_components
+from core.models import clear_cache, load_svd_controlnet
 from core.pipelines.svd_trajectory import SVDTrajectoryPipeline
 from core.training import svd_flow_controlnet as train
-from core.training.common import TRAINER_STATE_NAME
 
-WEIGHTS = "diffusion_pytorch_model.safetensors"
-SIZE, FRAMES, STEPS = 32, 4, 16
-# As in test_train_svd_interp_lora: ln(sigma) spread 0.5 keeps the steps' losses comparable; lr 3e-2 makes the
-# tiny random ControlNet learn within 16 steps.
-FLAGS = [
-    "--pretrained_model", "tiny",
-    "--resolution", str(SIZE),
-    "--width", str(SIZE),
-    "--num_frames", str(FRAMES),
-    "--min_tracks", "1",
-    "--max_tracks", "6",
-    "--flow_sigma_px", "3",
-    "--train_batch_size", "2",
-    "--max_train_steps", str(STEPS),
-    "--learning_rate", "3e-2",
-    "--p_std", "0.5",
-    "--conditioning_dropout", "0.1",
-    "--checkpointing_steps", "4",
-    "--checkpoints_total_limit", "2",
-    "--validation_steps", str(STEPS),
-    "--validation_inference_steps", "2",
-    "--report_to", "none",
-    "--seed", "0",
-]  # fmt: skip
-
-
-def _train(data_dir: Path, output_dir: Path, *extra: str) -> dict:
-    return run_script(
-        "core.training.svd_flow_controlnet",
-        "--data_dir",
-        str(data_dir),
-        "--output_dir",
-        str(output_dir),
-        *FLAGS,
-        *extra,
-    )
+STEPS = 16
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
-    return safetensors.torch.load_file(str(folder / WEIGHTS))
+    return safetensors.torch.load_file(str(folder / "diffusion_pytorch_model.safetensors"))
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("videos")
-    write_video_folder(root, n=4, layout="panda", size=(SIZE, SIZE), n_frames=8, fps=8.0, seed=0)
-    return root
-
-
-@pytest.fixture(scope="module")
-def full_run(data_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("svd_flow_controlnet")
-    return _train(data_dir, out), out
+# As in test_train_svd_interp_lora: ln(sigma) spread 0.5 keeps the steps' losses comparable; lr 3e-2 makes the
+# tiny random ControlNet learn within 16 steps.
+SCRIPT = TrainingScript(
+    train,
+    (
+        *TINY_SVD_FLAGS,
+        "--min_tracks", "1",
+        "--max_tracks", "6",
+        "--flow_sigma_px", "3",
+        "--train_batch_size", "2",
+        "--max_train_steps", str(STEPS),
+        "--p_std", "0.5",
+        "--conditioning_dropout", "0.1",
+        "--checkpointing_steps", "4",
+        "--validation_steps", str(STEPS),
+    ),
+    _weights,
+)  # fmt: skip
+data_dir, full_run = module_fixtures(SCRIPT)
 
 
 def test_loss_decreases(full_run):
-    summary, _ = full_run
-    curve = summary["loss_curve"]
-    first, last = np.mean(curve[:4]), np.mean(curve[-4:])
-    print(
-        f"svd_flow_controlnet loss: first quarter {first:.4f}, last quarter {last:.4f} "
-        f"({summary['seconds_per_step']:.2f} s/step)"
-    )
-    assert len(curve) == STEPS and summary["steps"] == STEPS
-    assert last < 0.75 * first
+    assert_loss_falls(SCRIPT, full_run[0], below=0.75)
 
 
 def test_checkpoints_weights_and_validation(full_run):
     summary, out = full_run
-    assert summary["checkpoints"] == ["checkpoint-12", "checkpoint-16"]
-    state = json.loads((out / "checkpoint-12" / TRAINER_STATE_NAME).read_text())
-    assert state["global_step"] == 12 and state["loss_curve"] == summary["loss_curve"][:12]
     # Checkpoints and the output folder are ControlNet model folders; the final one is the last checkpoint's.
-    final, last = _weights(out), _weights(out / "checkpoint-16")
-    assert final.keys() == last.keys() and all(torch.equal(final[k], last[k]) for k in final)
-    assert sum(v.numel() for v in final.values()) == summary["trained_parameters"]
+    final = assert_checkpoints(SCRIPT, summary, out, kept=(12, STEPS))
     config = json.loads((out / "config.json").read_text())
     assert config["_class_name"] == "SVDFlowControlNet" and config["flow_scale_px"] == 20.0
     # Trained: the zero convs out are no longer zero.
@@ -125,23 +97,7 @@ def test_checkpoints_weights_and_validation(full_run):
 
 
 def test_resume_latest_reaches_the_same_weights(full_run, data_dir, tmp_path):
-    summary, out = full_run
-    resumed_dir = tmp_path / "resumed"
-    resumed_dir.mkdir()
-    shutil.copytree(out / "checkpoint-12", resumed_dir / "checkpoint-12")  # as if the run stopped after 12
-    resumed = _train(data_dir, resumed_dir, "--resume_from_checkpoint", "latest", "--validation_steps", "0")
-    assert (resumed["start_step"], resumed["steps"]) == (12, STEPS)
-    assert resumed["loss_curve"] == summary["loss_curve"]
-    expected, got = _weights(out), _weights(resumed_dir)
-    assert expected.keys() == got.keys()
-    for key in expected:
-        assert torch.equal(expected[key], got[key]), key
-
-
-def _pipe(controlnet=None) -> SVDTrajectoryPipeline:
-    pipe = SVDTrajectoryPipeline(**tiny_svd_components(), controlnet=controlnet)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    assert_resume_reaches_the_same_weights(SCRIPT, full_run, data_dir, tmp_path / "resumed", from_step=12)
 
 
 def test_output_folder_loads_through_load_svd_controlnet_and_reproduces_validation(full_run):
@@ -150,7 +106,7 @@ def test_output_folder_loads_through_load_svd_controlnet_and_reproduces_validati
     sample, metrics = np.load(folder / "sample.npz"), json.loads((folder / "metrics.json").read_text())
     clear_cache()
     controlnet = load_svd_controlnet(Settings(svd_controlnet_model=str(out), device="cpu"))
-    pipe = _pipe(controlnet)
+    pipe = tiny_pipe(SVDTrajectoryPipeline, controlnet=controlnet)
     condition = flow_condition(
         sample["tracks_norm"],
         SIZE,
@@ -158,18 +114,14 @@ def test_output_folder_loads_through_load_svd_controlnet_and_reproduces_validati
         sigma_px=metrics["flow_sigma_px"],
         flow_scale_px=controlnet.config.flow_scale_px,
     )
-    settings = ("fps", "motion_bucket_id", "noise_aug_strength", "num_inference_steps")
     frames = pipe(
         sample["image"],
         strength=1.0,
         num_frames=FRAMES,
         flow_condition=condition,
         controlnet_conditioning_scale=metrics["controlnet_conditioning_scale"],
-        min_guidance_scale=metrics["min_guidance_scale"],
-        max_guidance_scale=metrics["max_guidance_scale"],
-        generator=torch.Generator().manual_seed(metrics["seed"]),
         output_type="np",
-        **{name: metrics[name] for name in settings},
+        **sampling_kwargs(metrics),
     ).frames[0]
     print(
         f"svd_flow_controlnet reload: max difference to the validation sample {np.abs(frames - sample['frames']).max():.3g}"
@@ -181,16 +133,8 @@ def test_output_folder_loads_through_load_svd_controlnet_and_reproduces_validati
 # -- data and conditioning, in process ------------------------------------------------------------------
 
 
-def _task(data_dir: Path, tmp_path: Path, *extra: str):
-    args = train.build_parser().parse_args(
-        [*FLAGS, "--output_dir", str(tmp_path), "--data_dir", str(data_dir), *extra]
-    )
-    train.check_args(args)
-    return args, train.build_task(args, accelerator=None)
-
-
 def test_items_are_functions_of_their_index(data_dir, tmp_path):
-    args, task = _task(data_dir, tmp_path)
+    _, task = SCRIPT.task(data_dir, tmp_path)
     counts = []
     for index in range(len(task.dataset)):
         item, again = task.dataset[index], task.dataset[index]
@@ -213,7 +157,7 @@ def test_training_conditions_the_controlnet_as_the_pipeline(data_dir, tmp_path, 
     CLIP embedding, [fps - 1, bucket, noise] time ids and flow condition; with dropout 1 the pipeline's
     unconditional half (zero image conditioning and zero flow)."""
     flags = ["--noise_aug_strength", "0", "--conditioning_dropout", str(dropout)]  # no draw in the latents
-    args, task = _task(data_dir, tmp_path, *flags)
+    _, task = SCRIPT.task(data_dir, tmp_path, *flags)
     seen = []
     hook = task.models["controlnet"].register_forward_pre_hook(
         lambda module, inputs, kwargs: seen.append([inputs[0], *inputs[2:5]]), with_kwargs=True
@@ -224,19 +168,16 @@ def test_training_conditions_the_controlnet_as_the_pipeline(data_dir, tmp_path, 
     task.compute_loss(batch, task.models)
 
     clip_uint8 = from_signed(item["pixel_values"])
-    pipe = _pipe(task.models["controlnet"])  # the tiny components: the training run's frozen SVD
+    # The tiny components are the training run's frozen SVD.
+    pipe = tiny_pipe(SVDTrajectoryPipeline, controlnet=task.models["controlnet"])
     pipe(clip_uint8[0], strength=1.0, num_frames=FRAMES, num_inference_steps=1, fps=7, motion_bucket_id=127,
          noise_aug_strength=0.0, flow_condition=item["flow_condition"].numpy(), output_type="latent")  # fmt: skip
     hook.remove()
-    (
-        (train_input, train_embedding, train_ids, train_flow),
-        (pipe_input, pipe_embedding, pipe_ids, pipe_flow),
-    ) = seen
+    (*training, train_flow), (*pipeline, pipe_flow) = seen
     half = slice(0, 1) if dropout else slice(1, 2)  # the pipeline batches [unconditional, conditional]
-    torch.testing.assert_close(train_input[:, :, 4:], pipe_input[half, :, 4:], atol=1e-6, rtol=0)
-    torch.testing.assert_close(train_embedding, pipe_embedding[half], atol=1e-6, rtol=0)
+    assert_conditioned_alike(training, pipeline, half)
     assert torch.equal(train_flow, pipe_flow[half])
-    assert torch.equal(train_ids, pipe_ids[half]) and train_ids.tolist() == [[6.0, 127.0, 0.0]]
+    assert training[2].tolist() == [[6.0, 127.0, 0.0]]  # the time ids [fps - 1, bucket, noise]
     assert (train_flow.abs().max() > 0) == (dropout == 0.0)
 
 
@@ -251,8 +192,4 @@ def test_training_conditions_the_controlnet_as_the_pipeline(data_dir, tmp_path, 
     ],
 )
 def test_bad_flags_exit_2_with_a_sentence(data_dir, tmp_path, capsys, extra, message):
-    argv = ["--output_dir", str(tmp_path / "out"), "--data_dir", str(data_dir), "--pretrained_model", "tiny"]
-    assert train.main([*argv, *extra]) == 2
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
-    assert not (tmp_path / "out").exists()
+    assert message in bad_flags_error(SCRIPT, data_dir, tmp_path / "out", capsys, *extra)

@@ -7,100 +7,70 @@ second run resumes from its checkpoint-15; the saved LoRA and scale reload into 
 """
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import safetensors.torch
 import torch
-from training_script import run_script
+from svd_training import (
+    FAST_LORA_TARGETS,
+    FRAMES,
+    SIZE,
+    TINY_SVD_FLAGS,
+    assert_conditioned_alike,
+    module_fixtures,
+    sampling_kwargs,
+    tiny_pipe,
+    unet_calls,
+)
+from training_script import (
+    TrainingScript,
+    assert_checkpoints,
+    assert_loss_falls,
+    assert_resume_reaches_the_same_weights,
+    bad_flags_error,
+)
 
-from core.data.synthetic import write_video_folder
 from core.flow.encoding import FLOW_ENCODING_FILE, FlowEncoding, flows_to_video
 from core.flow.estimate import estimate_video_flow
 from core.imaging import from_signed
-from core.lora import DEFAULT_TARGETS
-from core.models import tiny_svd_components
 from core.pipelines.svd_flow import FLOW_ADAPTER_NAME, SVDFlowPipeline
 from core.training import svd_flow_lora as flow_train
-from core.training.common import TRAINER_STATE_NAME
 
-WEIGHTS = f"{FLOW_ADAPTER_NAME}.safetensors"
-SIZE, FRAMES, SCALE_PX = 32, 4, 2.0
-# As in test_train_svd_interp_lora: ln(sigma) spread 0.5 keeps 20 steps comparable, and the convolutions make
-# the random tiny UNet learn fast enough to see within them.
-TARGETS = [*DEFAULT_TARGETS, "conv_in", "conv1", "conv2", "conv_out"]
-FLAGS = [
-    "--pretrained_model", "tiny",
-    "--resolution", str(SIZE),
-    "--width", str(SIZE),
-    "--num_frames", str(FRAMES),
-    "--flow_scale_px", str(SCALE_PX),
-    "--train_batch_size", "2",
-    "--max_train_steps", "20",
-    "--learning_rate", "3e-2",
-    "--p_std", "0.5",
-    "--conditioning_dropout", "0",
-    "--lora_targets", *TARGETS,
-    "--checkpointing_steps", "5",
-    "--checkpoints_total_limit", "2",
-    "--validation_steps", "10",
-    "--validation_inference_steps", "2",
-    "--report_to", "none",
-    "--seed", "0",
-]  # fmt: skip
-
-
-def _train(data_dir: Path, output_dir: Path, *extra: str) -> dict:
-    return run_script(
-        "core.training.svd_flow_lora",
-        "--data_dir",
-        str(data_dir),
-        "--output_dir",
-        str(output_dir),
-        *FLAGS,
-        *extra,
-    )
+SCALE_PX = 2.0
 
 
 def _lora_file(folder: Path) -> dict[str, torch.Tensor]:
-    return safetensors.torch.load_file(str(folder / WEIGHTS))
+    return safetensors.torch.load_file(str(folder / f"{FLOW_ADAPTER_NAME}.safetensors"))
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("videos")
-    write_video_folder(root, n=4, layout="panda", size=(SIZE, SIZE), n_frames=8, fps=8.0, seed=0)
-    return root
-
-
-@pytest.fixture(scope="module")
-def full_run(data_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("svd_flow_lora")
-    return _train(data_dir, out), out
+# As in test_train_svd_interp_lora: ln(sigma) spread 0.5 keeps 20 steps comparable.
+SCRIPT = TrainingScript(
+    flow_train,
+    (
+        *TINY_SVD_FLAGS,
+        "--flow_scale_px", str(SCALE_PX),
+        "--train_batch_size", "2",
+        "--max_train_steps", "20",
+        "--p_std", "0.5",
+        "--conditioning_dropout", "0",
+        "--lora_targets", *FAST_LORA_TARGETS,
+        "--checkpointing_steps", "5",
+        "--validation_steps", "10",
+    ),
+    _lora_file,
+)  # fmt: skip
+data_dir, full_run = module_fixtures(SCRIPT)
 
 
 def test_loss_decreases(full_run):
-    summary, _ = full_run
-    curve = summary["loss_curve"]
-    first, last = np.mean(curve[:5]), np.mean(curve[-5:])
-    print(
-        f"svd_flow_lora loss: first quarter {first:.4f}, last quarter {last:.4f} "
-        f"({summary['seconds_per_step']:.2f} s/step)"
-    )
-    assert len(curve) == 20 and summary["steps"] == 20
-    assert last < 0.75 * first
+    assert_loss_falls(SCRIPT, full_run[0], below=0.75)
 
 
 def test_checkpoints_scale_and_validation(full_run):
     summary, out = full_run
-    assert summary["checkpoints"] == ["checkpoint-15", "checkpoint-20"]
-    state = json.loads((out / "checkpoint-15" / TRAINER_STATE_NAME).read_text())
-    assert state["global_step"] == 15 and state["loss_curve"] == summary["loss_curve"][:15]
-    final, last = _lora_file(out), _lora_file(out / "checkpoint-20")
-    assert final.keys() == last.keys() and all(torch.equal(final[k], last[k]) for k in final)
-    assert sum(v.numel() for v in final.values()) == summary["trained_parameters"]
+    assert_checkpoints(SCRIPT, summary, out, kept=(15, 20))
     # The scale travels with every copy of the weights, relative to the training width.
     for folder in (out, out / "checkpoint-15", out / "checkpoint-20"):
         assert FlowEncoding.load(folder) == FlowEncoding(SCALE_PX / SIZE)
@@ -127,45 +97,23 @@ def test_checkpoints_scale_and_validation(full_run):
 
 
 def test_resume_latest_reaches_the_same_weights(full_run, data_dir, tmp_path):
-    summary, out = full_run
-    resumed_dir = tmp_path / "resumed"
-    resumed_dir.mkdir()
-    shutil.copytree(out / "checkpoint-15", resumed_dir / "checkpoint-15")  # as if the run stopped after 15
-    resumed = _train(data_dir, resumed_dir, "--resume_from_checkpoint", "latest", "--validation_steps", "0")
-    assert (resumed["start_step"], resumed["steps"]) == (15, 20)
-    assert resumed["loss_curve"] == summary["loss_curve"]
-    expected, got = _lora_file(out), _lora_file(resumed_dir)
-    assert expected.keys() == got.keys()
-    for key in expected:
-        assert torch.equal(expected[key], got[key]), key
+    assert_resume_reaches_the_same_weights(SCRIPT, full_run, data_dir, tmp_path / "resumed", from_step=15)
 
 
 def _generate(pipe, sample, metrics) -> np.ndarray:
-    settings = ("fps", "motion_bucket_id", "noise_aug_strength", "num_inference_steps")
-    return pipe(
-        sample["first_frame"],
-        num_frames=metrics["num_frames"],
-        min_guidance_scale=metrics["min_guidance_scale"],
-        max_guidance_scale=metrics["max_guidance_scale"],
-        generator=torch.Generator().manual_seed(metrics["seed"]),
-        **{name: metrics[name] for name in settings},
-    ).flows_px[0]
-
-
-def _fresh_pipe() -> SVDFlowPipeline:
-    pipe = SVDFlowPipeline(**tiny_svd_components())
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return pipe(sample["first_frame"], num_frames=metrics["num_frames"], **sampling_kwargs(metrics)).flows_px[
+        0
+    ]
 
 
 def test_saved_lora_reloads_into_the_flow_pipeline_exactly(full_run):
     _, out = full_run
     folder = out / "validation" / "step-20"
     sample, metrics = np.load(folder / "sample.npz"), json.loads((folder / "metrics.json").read_text())
-    pipe = _fresh_pipe()
+    pipe = tiny_pipe(SVDFlowPipeline)
     assert pipe.load_flow_lora(out).scale_px(SIZE) == SCALE_PX  # the scale comes from the folder
     flows = _generate(pipe, sample, metrics)
-    base = _generate(_fresh_pipe(), sample, metrics)
+    base = _generate(tiny_pipe(SVDFlowPipeline), sample, metrics)
     print(
         f"svd_flow_lora flows: reloaded vs validation {np.abs(flows - sample['flows_px']).max():.3g} px, "
         f"LoRA vs base {np.abs(flows - base).max():.3g} px"
@@ -180,9 +128,7 @@ def test_saved_lora_reloads_into_the_flow_pipeline_exactly(full_run):
 def test_training_targets_the_clip_flow_and_conditions_as_the_pipeline(data_dir, tmp_path):
     """The batch carries the clip's DIS flow video; one training loss and one pipeline step see the same
     conditioning channels, embedding and time ids ([fps - 1, motion bucket, noise augmentation])."""
-    flags = ["--output_dir", str(tmp_path), "--data_dir", str(data_dir), "--noise_aug_strength", "0"]
-    args = flow_train.build_parser().parse_args([*FLAGS, *flags])
-    task = flow_train.build_task(args, accelerator=None)
+    _, task = SCRIPT.task(data_dir, tmp_path, "--noise_aug_strength", "0")
     item = task.dataset[1]
     clip_uint8 = from_signed(item["pixel_values"])
     batch = task.collate_fn([item])
@@ -190,25 +136,20 @@ def test_training_targets_the_clip_flow_and_conditions_as_the_pipeline(data_dir,
     assert batch["flows_px"].shape == (1, FRAMES, SIZE, SIZE, 2)
     np.testing.assert_array_equal(batch["flows_px"][0].numpy(), expected_flows)
 
-    seen = []
-    hook = task.models["unet"].register_forward_pre_hook(
-        lambda module, inputs, kwargs: seen.append(
-            (inputs[0], kwargs["encoder_hidden_states"], kwargs["added_time_ids"])
-        ),
-        with_kwargs=True,
-    )
-    torch.manual_seed(0)
-    task.compute_loss(batch, task.models)
-    pipe = SVDFlowPipeline(**{**tiny_svd_components(), "unet": task.models["unet"]})
-    pipe.set_progress_bar_config(disable=True)
-    pipe(
-        clip_uint8[0], num_frames=FRAMES, num_inference_steps=1, noise_aug_strength=0.0, output_type="latent"
-    )
-    hook.remove()
-    (train_input, train_embedding, train_ids), (pipe_input, pipe_embedding, pipe_ids) = seen
-    torch.testing.assert_close(train_input[:, :, 4:], pipe_input[1:, :, 4:], atol=1e-6, rtol=0)
-    torch.testing.assert_close(train_embedding, pipe_embedding[1:], atol=1e-6, rtol=0)
-    assert torch.equal(train_ids, pipe_ids[1:]) and train_ids.tolist() == [[6.0, 127.0, 0.0]]
+    pipe = tiny_pipe(SVDFlowPipeline, unet=task.models["unet"])
+    with unet_calls(task.models["unet"]) as seen:
+        torch.manual_seed(0)
+        task.compute_loss(batch, task.models)
+        pipe(
+            clip_uint8[0],
+            num_frames=FRAMES,
+            num_inference_steps=1,
+            noise_aug_strength=0.0,
+            output_type="latent",
+        )
+    training, pipeline = seen
+    assert_conditioned_alike(training, pipeline, half=slice(1, None))  # the pipeline's conditional half
+    assert training[2].tolist() == [[6.0, 127.0, 0.0]]  # the time ids [fps - 1, bucket, noise]
 
 
 @pytest.mark.parametrize(
@@ -221,7 +162,4 @@ def test_training_targets_the_clip_flow_and_conditions_as_the_pipeline(data_dir,
     ],
 )
 def test_bad_flags_exit_2_with_a_sentence(data_dir, tmp_path, capsys, extra, message):
-    argv = ["--output_dir", str(tmp_path / "out"), "--data_dir", str(data_dir), "--pretrained_model", "tiny"]
-    assert flow_train.main([*argv, *extra]) == 2
-    assert message in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
+    assert message in bad_flags_error(SCRIPT, data_dir, tmp_path / "out", capsys, *extra)

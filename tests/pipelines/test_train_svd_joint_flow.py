@@ -7,18 +7,33 @@ saved folder is loaded by the app's loader and reproduces the validation sample.
 """
 
 import json
-import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import safetensors.torch
 import torch
-from training_script import run_script
+from svd_training import (
+    FRAMES,
+    SIZE,
+    TINY_SVD_FLAGS,
+    assert_conditioned_alike,
+    module_fixtures,
+    sampling_kwargs,
+    tiny_pipe,
+    unet_calls,
+)
+from training_script import (
+    TrainingScript,
+    assert_checkpoints,
+    assert_loss_falls,
+    assert_resume_reaches_the_same_weights,
+    bad_flags_error,
+)
 
 from core import lora, models
 from core.config import Settings
-from core.data.synthetic import write_video_folder
 from core.errors import InputError
 from core.flow.encoding import FlowEncoding
 from core.imaging import from_signed
@@ -26,36 +41,9 @@ from core.patches.joint import JOINT_FILE
 from core.pipelines.svd_flow import FLOW_ADAPTER_NAME
 from core.pipelines.svd_joint_flow import SVDJointFlowPipeline, load_svd_joint_flow
 from core.training import svd_joint_flow as joint_train
-from core.training.common import TRAINER_STATE_NAME
 
-SIZE, FRAMES, STEPS = 32, 4, 12
+STEPS = 12
 WEIGHT_FILES = (JOINT_FILE, "xy_lora.safetensors", "yx_lora.safetensors", "y_lora.safetensors")
-# ln(sigma) spread 0.1: the loss of one step depends mostly on its sigma, so a narrow spread makes 12 steps
-# comparable (measured first/last quarter 0.273 -> 0.172 at 1.3 s/step).
-FLAGS = [
-    "--pretrained_model", "tiny",
-    "--resolution", str(SIZE),
-    "--width", str(SIZE),
-    "--num_frames", str(FRAMES),
-    "--flow_scale_px", "4",
-    "--max_train_steps", str(STEPS),
-    "--learning_rate", "3e-2",
-    "--p_std", "0.1",
-    "--conditioning_dropout", "0",
-    "--checkpointing_steps", "4",
-    "--checkpoints_total_limit", "2",
-    "--validation_steps", str(STEPS),
-    "--validation_inference_steps", "2",
-    "--validation_tracks", "3",
-    "--validation_sigma_px", "3",
-    "--report_to", "none",
-    "--seed", "0",
-]  # fmt: skip
-
-
-def _train(data_dir: Path, output_dir: Path, *extra: str) -> dict:
-    flags = ["--data_dir", str(data_dir), "--output_dir", str(output_dir), *FLAGS, *extra]
-    return run_script("core.training.svd_joint_flow", *flags)
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -66,45 +54,39 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
     }
 
 
+# ln(sigma) spread 0.1: the loss of one step depends mostly on its sigma, so a narrow spread makes 12 steps
+# comparable (measured first/last quarter 0.273 -> 0.172 at 1.3 s/step).
+SCRIPT = TrainingScript(
+    joint_train,
+    (
+        *TINY_SVD_FLAGS,
+        "--flow_scale_px", "4",
+        "--max_train_steps", str(STEPS),
+        "--p_std", "0.1",
+        "--conditioning_dropout", "0",
+        "--checkpointing_steps", "4",
+        "--validation_steps", str(STEPS),
+        "--validation_tracks", "3",
+        "--validation_sigma_px", "3",
+    ),
+    _weights,
+)  # fmt: skip
+data_dir, full_run = module_fixtures(SCRIPT)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _fresh_model_cache_afterwards():
     yield
     models.clear_cache()  # the loader patched the cached tiny SVD UNet
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("videos")
-    write_video_folder(root, n=4, layout="panda", size=(SIZE, SIZE), n_frames=8, fps=8.0, seed=0)
-    return root
-
-
-@pytest.fixture(scope="module")
-def full_run(data_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("svd_joint_flow")
-    return _train(data_dir, out), out
-
-
 def test_loss_decreases(full_run):
-    summary, _ = full_run
-    curve = summary["loss_curve"]
-    first, last = np.mean(curve[:3]), np.mean(curve[-3:])
-    print(
-        f"svd_joint_flow loss: first quarter {first:.4f}, last quarter {last:.4f} "
-        f"({summary['seconds_per_step']:.2f} s/step)"
-    )
-    assert len(curve) == STEPS and summary["steps"] == STEPS
-    assert last < 0.8 * first
+    assert_loss_falls(SCRIPT, full_run[0], below=0.8)
 
 
 def test_checkpoints_weights_and_validation(full_run):
     summary, out = full_run
-    assert summary["checkpoints"] == ["checkpoint-8", "checkpoint-12"]
-    state = json.loads((out / "checkpoint-8" / TRAINER_STATE_NAME).read_text())
-    assert state["global_step"] == 8 and state["loss_curve"] == summary["loss_curve"][:8]
-    final, last = _weights(out), _weights(out / "checkpoint-12")
-    assert final.keys() == last.keys() and all(torch.equal(final[k], last[k]) for k in final)
-    assert sum(v.numel() for v in final.values()) == summary["trained_parameters"]
+    assert_checkpoints(SCRIPT, summary, out, kept=(8, STEPS))
     for folder in (out, out / "checkpoint-8"):
         assert FlowEncoding.load(folder).scale_px(SIZE) == pytest.approx(4.0)
 
@@ -112,12 +94,8 @@ def test_checkpoints_weights_and_validation(full_run):
     folder = out / "validation" / f"step-{STEPS}"
     sample = np.load(folder / "sample.npz")
     assert sample["frames"].shape == sample["free_frames"].shape == (FRAMES, SIZE, SIZE, 3)
-    assert sample["flows_px"].shape == (FRAMES, SIZE, SIZE, 2) and sample["truth"].shape == (
-        FRAMES,
-        SIZE,
-        SIZE,
-        3,
-    )
+    assert sample["flows_px"].shape == (FRAMES, SIZE, SIZE, 2)
+    assert sample["truth"].shape == (FRAMES, SIZE, SIZE, 3)
     tracks = sample["tracks_norm"]
     assert tracks.shape[1:] == (FRAMES, 2) and 1 <= len(tracks) <= 3
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -133,33 +111,26 @@ def test_checkpoints_weights_and_validation(full_run):
 
 
 def test_resume_latest_reaches_the_same_weights(full_run, data_dir, tmp_path):
-    summary, out = full_run
-    resumed_dir = tmp_path / "resumed"
-    resumed_dir.mkdir()
-    shutil.copytree(out / "checkpoint-8", resumed_dir / "checkpoint-8")  # as if the run stopped after 8
-    resumed = _train(data_dir, resumed_dir, "--resume_from_checkpoint", "latest", "--validation_steps", "0")
-    assert (resumed["start_step"], resumed["steps"]) == (8, STEPS)
-    assert resumed["loss_curve"] == summary["loss_curve"]
-    expected, got = _weights(out), _weights(resumed_dir)
-    assert expected.keys() == got.keys()
-    for key in expected:
-        assert torch.equal(expected[key], got[key]), key
+    assert_resume_reaches_the_same_weights(SCRIPT, full_run, data_dir, tmp_path / "resumed", from_step=8)
 
 
 def test_output_folder_loads_in_the_app_loader_and_reproduces_the_validation_sample(full_run):
     _, out = full_run
     folder = out / "validation" / f"step-{STEPS}"
     sample, metrics = np.load(folder / "sample.npz"), json.loads((folder / "metrics.json").read_text())
-    settings = ("fps", "motion_bucket_id", "noise_aug_strength", "num_inference_steps", "sigma_px")
-    settings += ("min_guidance_scale", "max_guidance_scale")
 
     def render(source: str):
         pipe = load_svd_joint_flow(
             Settings.from_env({}, svd_model="tiny", svd_joint_flow_model=source, device="cpu")
         )
         pipe.set_progress_bar_config(disable=True)
-        return pipe(sample["truth"][0], sample["tracks_norm"], generator=torch.Generator().manual_seed(metrics["seed"]),
-                    output_type="np", **{name: metrics[name] for name in settings})  # fmt: skip
+        return pipe(
+            sample["truth"][0],
+            sample["tracks_norm"],
+            sigma_px=metrics["sigma_px"],
+            output_type="np",
+            **sampling_kwargs(metrics),
+        )
 
     untrained = render("tiny")
     trained = render(str(out))
@@ -176,45 +147,25 @@ def test_output_folder_loads_in_the_app_loader_and_reproduces_the_validation_sam
 # -- in process ----------------------------------------------------------------------------------------------
 
 
-def _task(data_dir: Path, tmp_path: Path, *extra: str):
-    args = joint_train.build_parser().parse_args(
-        [*FLAGS, "--output_dir", str(tmp_path / "out"), "--data_dir", str(data_dir), *extra]
-    )
-    joint_train.check_args(args)
-    return joint_train.build_task(args, accelerator=None)
-
-
 def test_training_conditions_both_halves_as_the_pipeline(data_dir, tmp_path):
     """One training loss and one pipeline step see the same conditioning channels, embedding and time ids on
     video and flow entries."""
-    task = _task(
-        data_dir, tmp_path, "--noise_aug_strength", "0"
-    )  # no random draw in the conditioning latents
-    unet = task.models["unet"]
-    seen = []
-    hook = unet.register_forward_pre_hook(
-        lambda module, inputs, kwargs: seen.append(
-            (inputs[0], kwargs["encoder_hidden_states"], kwargs["added_time_ids"])
-        ),
-        with_kwargs=True,
-    )
+    # No noise augmentation: no random draw in the conditioning latents, so they compare exactly.
+    _, task = SCRIPT.task(data_dir, tmp_path / "out", "--noise_aug_strength", "0")
     item = task.dataset[1]
     batch = task.collate_fn([item])
-    torch.manual_seed(0)
-    loss = task.compute_loss(batch, task.models)
+    pipe = tiny_pipe(SVDJointFlowPipeline, unet=task.models["unet"])
+    with unet_calls(task.models["unet"]) as seen:
+        torch.manual_seed(0)
+        loss = task.compute_loss(batch, task.models)
+        pipe(from_signed(item["pixel_values"][0]), None, num_frames=FRAMES, num_inference_steps=1,
+             noise_aug_strength=0.0, output_type="latent")  # fmt: skip
     assert loss.ndim == 0 and float(loss.detach()) > 0
-
-    pipe = SVDJointFlowPipeline(**{**models.tiny_svd_components(), "unet": unet})
-    pipe.set_progress_bar_config(disable=True)
-    pipe(from_signed(item["pixel_values"][0]), None, num_frames=FRAMES, num_inference_steps=1,
-         noise_aug_strength=0.0, output_type="latent")  # fmt: skip
-    hook.remove()
-    (train_input, train_embedding, train_ids), (pipe_input, pipe_embedding, pipe_ids) = seen
+    training, pipeline = seen
     # Training: [video, flow]; the pipeline: [video_u, flow_u, video_c, flow_c] (guidance), conditional half last.
-    assert train_input.shape[0] == 2 and pipe_input.shape[0] == 4
-    torch.testing.assert_close(train_input[:, :, 4:], pipe_input[2:, :, 4:], atol=1e-6, rtol=0)
-    torch.testing.assert_close(train_embedding, pipe_embedding[2:], atol=1e-6, rtol=0)
-    assert torch.equal(train_ids, pipe_ids[2:]) and train_ids.tolist() == [[6.0, 127.0, 0.0]] * 2
+    assert training[0].shape[0] == 2 and pipeline[0].shape[0] == 4
+    assert_conditioned_alike(training, pipeline, half=slice(2, None))
+    assert training[2].tolist() == [[6.0, 127.0, 0.0]] * 2  # the time ids [fps - 1, bucket, noise]
 
 
 def _flow_lora_folder(folder: Path, rank: int) -> dict[str, torch.Tensor]:
@@ -230,19 +181,9 @@ def test_y_lora_starts_from_a_flow_lora_with_its_scale(data_dir, tmp_path):
     flow_dir = tmp_path / "flow"
     flow_weights = _flow_lora_folder(flow_dir, rank=4)
     flags = ["--init_y_lora", str(flow_dir), "--y_lora_rank", "4"]
-    at = FLAGS.index("--flow_scale_px")
-    args = joint_train.build_parser().parse_args(
-        [
-            *FLAGS[:at],
-            *FLAGS[at + 2 :],
-            "--output_dir",
-            str(tmp_path / "out"),
-            "--data_dir",
-            str(data_dir),
-            *flags,
-        ]
-    )
-    task = joint_train.build_task(args, accelerator=None)
+    at = SCRIPT.flags.index("--flow_scale_px")
+    no_scale = replace(SCRIPT, flags=SCRIPT.flags[:at] + SCRIPT.flags[at + 2 :])  # the flow LoRA's scale
+    args, task = no_scale.task(data_dir, tmp_path / "out", *flags)
     lora.save_lora(task.models["unet"], "y_lora", tmp_path / "y")
     y_weights = safetensors.torch.load_file(str(tmp_path / "y" / "y_lora.safetensors"))
     assert y_weights.keys() == flow_weights.keys()
@@ -250,11 +191,12 @@ def test_y_lora_starts_from_a_flow_lora_with_its_scale(data_dir, tmp_path):
     assert joint_train.flow_encoding_of(args).scale_px(SIZE) == pytest.approx(2.0)
 
     with pytest.raises(InputError, match="--y_lora_rank equal to the flow LoRA's --rank"):
-        _task(
-            data_dir, tmp_path, "--init_y_lora", str(flow_dir), "--y_lora_rank", "2", "--flow_scale_px", "2"
-        )
+        SCRIPT.task(data_dir, tmp_path / "out", "--init_y_lora", str(flow_dir), "--y_lora_rank", "2",
+                    "--flow_scale_px", "2")  # fmt: skip
     with pytest.raises(InputError, match="differs from the scale the flow LoRA"):
-        _task(data_dir, tmp_path, *flags)  # FLAGS ask for 4 px, the flow LoRA was trained at 2
+        SCRIPT.task(
+            data_dir, tmp_path / "out", *flags
+        )  # the flags ask for 4 px, the flow LoRA was trained at 2
 
 
 @pytest.mark.parametrize(
@@ -268,7 +210,4 @@ def test_y_lora_starts_from_a_flow_lora_with_its_scale(data_dir, tmp_path):
     ],
 )
 def test_bad_flags_exit_2_with_a_sentence(data_dir, tmp_path, capsys, extra, message):
-    argv = ["--output_dir", str(tmp_path / "out"), "--data_dir", str(data_dir), *FLAGS]
-    assert joint_train.main([*argv, *extra]) == 2
-    assert message in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
+    assert message in bad_flags_error(SCRIPT, data_dir, tmp_path / "out", capsys, *extra)
