@@ -33,9 +33,19 @@ TINY_SVD_FLAGS = (
     "--report_to", "none",
     "--seed", "0",
 )  # fmt: skip
-# The convolutions make a LoRA on the random tiny UNet learn fast (attention only: first/last quarter loss
-# 0.30 -> 0.24 in 20 steps at lr 3e-2, with them 0.23 -> 0.12).
-FAST_LORA_TARGETS = (*DEFAULT_TARGETS, "conv_in", "conv1", "conv2", "conv_out")
+# The LoRA scripts' run: 20 steps of 2 clips, checkpoints every 5 (15 and 20 kept), validation at 10 and 20.
+# The loss of one step depends mostly on its sigma (about 1 at small sigma, near 0 at large); ln(sigma) spread
+# 0.5 instead of 1.6 keeps 20 steps comparable. The convolutions make the LoRA on the random tiny UNet learn
+# fast: first/last quarter loss 0.23 -> 0.12 (attention only: 0.30 -> 0.24).
+LORA_RUN_FLAGS = (
+    "--train_batch_size", "2",
+    "--max_train_steps", "20",
+    "--p_std", "0.5",
+    "--conditioning_dropout", "0",
+    "--lora_targets", *DEFAULT_TARGETS, "conv_in", "conv1", "conv2", "conv_out",
+    "--checkpointing_steps", "5",
+    "--validation_steps", "10",
+)  # fmt: skip
 # The sampling options metrics.json records, as the SVD pipelines take them.
 SAMPLING_OPTIONS = (
     "fps",

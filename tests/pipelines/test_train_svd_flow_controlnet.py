@@ -44,7 +44,7 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return safetensors.torch.load_file(str(folder / "diffusion_pytorch_model.safetensors"))
 
 
-# As in test_train_svd_interp_lora: ln(sigma) spread 0.5 keeps the steps' losses comparable; lr 3e-2 makes the
+# As in svd_training.LORA_RUN_FLAGS: ln(sigma) spread 0.5 keeps the steps' losses comparable; lr 3e-2 makes the
 # tiny random ControlNet learn within 16 steps.
 SCRIPT = TrainingScript(
     train,

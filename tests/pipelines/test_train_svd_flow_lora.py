@@ -14,8 +14,8 @@ import pytest
 import safetensors.torch
 import torch
 from svd_training import (
-    FAST_LORA_TARGETS,
     FRAMES,
+    LORA_RUN_FLAGS,
     SIZE,
     TINY_SVD_FLAGS,
     assert_conditioned_alike,
@@ -45,22 +45,9 @@ def _lora_file(folder: Path) -> dict[str, torch.Tensor]:
     return safetensors.torch.load_file(str(folder / f"{FLOW_ADAPTER_NAME}.safetensors"))
 
 
-# As in test_train_svd_interp_lora: ln(sigma) spread 0.5 keeps 20 steps comparable.
 SCRIPT = TrainingScript(
-    flow_train,
-    (
-        *TINY_SVD_FLAGS,
-        "--flow_scale_px", str(SCALE_PX),
-        "--train_batch_size", "2",
-        "--max_train_steps", "20",
-        "--p_std", "0.5",
-        "--conditioning_dropout", "0",
-        "--lora_targets", *FAST_LORA_TARGETS,
-        "--checkpointing_steps", "5",
-        "--validation_steps", "10",
-    ),
-    _lora_file,
-)  # fmt: skip
+    flow_train, (*TINY_SVD_FLAGS, *LORA_RUN_FLAGS, "--flow_scale_px", str(SCALE_PX)), _lora_file
+)
 data_dir, full_run = module_fixtures(SCRIPT)
 
 

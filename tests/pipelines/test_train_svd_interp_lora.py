@@ -14,8 +14,8 @@ import pytest
 import safetensors.torch
 import torch
 from svd_training import (
-    FAST_LORA_TARGETS,
     FRAMES,
+    LORA_RUN_FLAGS,
     SIZE,
     TINY_SVD_FLAGS,
     assert_conditioned_alike,
@@ -43,22 +43,7 @@ def _lora_file(folder: Path) -> dict[str, torch.Tensor]:
     return safetensors.torch.load_file(str(folder / f"{svd_train.ADAPTER_NAME}.safetensors"))
 
 
-# The loss of one step depends mostly on its sigma (about 1 at small sigma, near 0 at large); ln(sigma) spread
-# 0.5 instead of 1.6 keeps 20 steps comparable (first/last quarter 0.23 -> 0.12).
-SCRIPT = TrainingScript(
-    svd_train,
-    (
-        *TINY_SVD_FLAGS,
-        "--train_batch_size", "2",
-        "--max_train_steps", "20",
-        "--p_std", "0.5",
-        "--conditioning_dropout", "0",
-        "--lora_targets", *FAST_LORA_TARGETS,
-        "--checkpointing_steps", "5",
-        "--validation_steps", "10",
-    ),
-    _lora_file,
-)  # fmt: skip
+SCRIPT = TrainingScript(svd_train, (*TINY_SVD_FLAGS, *LORA_RUN_FLAGS), _lora_file)
 data_dir, full_run = module_fixtures(SCRIPT)
 
 
