@@ -1,6 +1,7 @@
-"""Run a training script as a user would (a real subprocess, like diffusers' example tests), and the checks
-every script's run passes: the loss falls, checkpoints keep the trainer state and the weights, a resumed run
-reaches the same weights bit for bit, bad flags exit 2 with one sentence."""
+"""Run a training script as a user would (a real subprocess, like diffusers' example tests), the module fixtures
+of its data and one full run, and the checks every script's run passes: the loss falls, checkpoints keep the
+trainer state and the weights, a resumed run reaches the same weights bit for bit, bad flags exit 2 with one
+sentence."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from pathlib import Path
 from types import ModuleType
 
 import numpy as np
+import pytest
 import torch
+from accelerate.state import AcceleratorState, GradientState
 
 from core.training.common import SUMMARY_NAME, TRAINER_STATE_NAME, TrainingTask
 
@@ -80,6 +83,25 @@ class TrainingScript:
         return args, self.module.build_task(args, accelerator=None)
 
 
+def module_fixtures(script: TrainingScript, write_data: Callable[[Path], object]):
+    """Module-scoped fixtures for a test module to bind as ``data_dir, full_run = module_fixtures(SCRIPT, write)``:
+    ``data_dir``, a folder ``write_data`` fills, and ``full_run``, ``(summary, output folder)`` of one run of
+    ``script`` on it."""
+
+    @pytest.fixture(scope="module")
+    def data_dir(tmp_path_factory) -> Path:
+        root = tmp_path_factory.mktemp("data")
+        write_data(root)
+        return root
+
+    @pytest.fixture(scope="module")
+    def full_run(data_dir, tmp_path_factory) -> tuple[dict, Path]:
+        output_dir = tmp_path_factory.mktemp(script.name)
+        return script.train(data_dir, output_dir), output_dir
+
+    return data_dir, full_run
+
+
 def assert_same_tensors(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> None:
     """The same names and, bit for bit, the same tensors."""
     assert expected.keys() == got.keys()
@@ -103,7 +125,7 @@ def assert_loss_falls(script: TrainingScript, summary: dict, below: float) -> No
 def assert_checkpoints(
     script: TrainingScript, summary: dict, output_dir: Path, kept: tuple[int, int]
 ) -> dict[str, torch.Tensor]:
-    """Exactly the checkpoints of steps ``kept`` are left (a total limit of 2), the older one records its step
+    """Exactly the checkpoints of steps ``kept`` are left (the newest two), the older one records its step
     and loss curve, and the output folder holds the newer one's weights, every trained parameter. Returns
     those weights."""
     names = [f"checkpoint-{step}" for step in kept]
@@ -136,10 +158,22 @@ def assert_resume_reaches_the_same_weights(
     assert_same_tensors(script.read_weights(output_dir), script.read_weights(resumed_dir))
 
 
-def bad_flags_error(script: TrainingScript, data_dir: Path, output_dir: Path, capsys, *extra: str) -> str:
+def bad_flags_error(
+    script: TrainingScript, data_dir: Path, output_dir: Path, capsys, *extra: str, in_training: bool = False
+) -> str:
     """``main()`` on the test flags and ``extra`` exits 2, prints one line on stderr and writes nothing;
-    returns that line."""
-    assert script.module.main(script.argv(data_dir, output_dir, *extra)) == 2
+    returns that line. An error found ``in_training`` (once the loop has started: a missing model) may leave
+    the output folder, empty."""
+    try:
+        assert script.module.main(script.argv(data_dir, output_dir, *extra)) == 2
+    finally:
+        # A run that failed in training had set up accelerate's process-wide state; later tests need it fresh.
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and not output_dir.exists()
+    assert err.count("\n") == 1
+    if in_training:
+        assert not output_dir.exists() or not any(output_dir.iterdir())
+    else:
+        assert not output_dir.exists()
     return err
