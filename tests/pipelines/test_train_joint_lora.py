@@ -5,7 +5,6 @@ checkpoints, exact resume, and the saved weights reproducing the validation samp
 """
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,14 @@ import pytest
 import safetensors.torch
 import torch
 from diffusers import StableDiffusionPipeline
-from training_script import run_script
+from training_script import (
+    TrainingScript,
+    assert_checkpoints,
+    assert_loss_falls,
+    assert_resume_reaches_the_same_weights,
+    bad_flags_error,
+    module_fixtures,
+)
 
 from core.data.synthetic import write_image_depth_folder
 from core.lora import SUFFIX
@@ -26,31 +32,21 @@ PROMPT = "a red sphere"
 STEPS, CHECKPOINT_EVERY = 20, 10
 SAMPLE = {"height": 32, "width": 32, "num_inference_steps": 2, "guidance_scale": 7.5, "seed": 0}
 WEIGHT_FILES = [JOINT_FILE, *(f"{name}{SUFFIX}" for name in ("xy_lora", "yx_lora", "y_lora"))]
-
-
-def _flags(data_dir: Path, output_dir: Path, *extra: str) -> list[str]:
-    return [
-        "--pretrained_model", "tiny",
-        "--data_dir", str(data_dir),
-        "--output_dir", str(output_dir),
-        "--resolution", "32",
-        "--train_batch_size", "2",
-        "--max_train_steps", str(STEPS),
-        "--learning_rate", "3e-2",
-        "--checkpointing_steps", str(CHECKPOINT_EVERY),
-        "--validation_steps", str(STEPS),
-        "--validation_prompt", PROMPT,
-        "--validation_inference_steps", str(SAMPLE["num_inference_steps"]),
-        "--validation_guidance_scale", str(SAMPLE["guidance_scale"]),
-        "--validation_scenes", "1",
-        "--report_to", "none",
-        "--seed", "0",
-        *extra,
-    ]  # fmt: skip
-
-
-def _train(*flags: str) -> dict:
-    return run_script("core.training.joint_lora", *flags)
+FLAGS = (
+    "--pretrained_model", "tiny",
+    "--resolution", "32",
+    "--train_batch_size", "2",
+    "--max_train_steps", str(STEPS),
+    "--learning_rate", "3e-2",
+    "--checkpointing_steps", str(CHECKPOINT_EVERY),
+    "--validation_steps", str(STEPS),
+    "--validation_prompt", PROMPT,
+    "--validation_inference_steps", str(SAMPLE["num_inference_steps"]),
+    "--validation_guidance_scale", str(SAMPLE["guidance_scale"]),
+    "--validation_scenes", "1",
+    "--report_to", "none",
+    "--seed", "0",
+)  # fmt: skip
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -60,47 +56,27 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("scenes")
-    write_image_depth_folder(root, n=4, size=(32, 32), seed=0)
-    return root
-
-
-@pytest.fixture(scope="module")
-def full_run(data_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("joint_full")
-    return _train(*_flags(data_dir, out)), out
-
-
-@pytest.fixture(scope="module")
-def resumed_run(full_run, data_dir, tmp_path_factory):
-    """A second run that finds a copy of the first run's checkpoint-10 and resumes it to step 20."""
-    _, full_out = full_run
-    out = tmp_path_factory.mktemp("joint_resumed")
-    shutil.copytree(full_out / f"checkpoint-{CHECKPOINT_EVERY}", out / f"checkpoint-{CHECKPOINT_EVERY}")
-    return _train(*_flags(data_dir, out, "--resume_from_checkpoint", "latest")), out
+SCRIPT = TrainingScript(joint_lora, FLAGS, _weights)
+data_dir, full_run = module_fixtures(
+    SCRIPT, lambda root: write_image_depth_folder(root, n=4, size=(32, 32), seed=0)
+)
 
 
 def test_loss_decreases(full_run):
     summary, _ = full_run
-    curve = summary["loss_curve"]
-    assert summary["task"] == "joint_lora" and summary["steps"] == STEPS and len(curve) == STEPS
-    first, last = np.mean(curve[: STEPS // 4]), np.mean(curve[-STEPS // 4 :])
-    assert last < 0.97 * first, (first, last)  # measured 1.064 -> 0.996 (x0.936)
+    assert summary["task"] == "joint_lora"
+    assert_loss_falls(SCRIPT, summary, below=0.97)  # measured 1.064 -> 0.996 (x0.936)
 
 
 def test_checkpoints_and_final_weights_hold_only_the_trained_layers(full_run):
     summary, out = full_run
-    assert summary["checkpoints"] == ["checkpoint-10", "checkpoint-20"]
-    for folder in (out, out / "checkpoint-10", out / "checkpoint-20"):
-        assert all((folder / name).is_file() for name in WEIGHT_FILES), folder
-    final = _weights(out)
-    assert all(torch.equal(final[k], v) for k, v in _weights(out / "checkpoint-20").items())
-    # The joint layers, the three LoRAs, and nothing of SD: exactly the trained parameter count.
-    assert summary["trained_parameters"] == sum(v.numel() for v in final.values())
+    # Every weight file in the output and both checkpoints (read here); the joint layers, the three LoRAs, and
+    # nothing of SD: exactly the trained parameter count.
+    final = assert_checkpoints(SCRIPT, summary, out, kept=(CHECKPOINT_EVERY, STEPS))
     assert not any(
-        torch.equal(final[k], v) for k, v in _weights(out / "checkpoint-10").items() if "lora_B" in k
+        torch.equal(final[k], v)
+        for k, v in _weights(out / f"checkpoint-{CHECKPOINT_EVERY}").items()
+        if "lora_B" in k
     )
     joint_keys = [k for k in final if k.startswith(JOINT_FILE)]
     assert joint_keys and all(".joint_attn." in k or ".joint_conv." in k for k in joint_keys)
@@ -118,15 +94,10 @@ def test_validation_writes_samples_and_the_depth_figure(full_run):
         assert metrics["depth"][row]["absrel"] >= 0 and 0 <= metrics["depth"][row]["delta1"] <= 1
 
 
-def test_resume_latest_reaches_the_same_steps_and_weights(full_run, resumed_run):
-    full_summary, full_out = full_run
-    summary, out = resumed_run
-    assert (summary["start_step"], summary["steps"]) == (CHECKPOINT_EVERY, STEPS)
-    assert summary["resumed_from"] == str(out / f"checkpoint-{CHECKPOINT_EVERY}")
-    assert summary["loss_curve"] == full_summary["loss_curve"]
-    expected, got = _weights(full_out), _weights(out)
-    assert expected.keys() == got.keys()
-    assert all(torch.equal(expected[k], got[k]) for k in expected)
+def test_resume_latest_reaches_the_same_steps_and_weights(full_run, data_dir, tmp_path):
+    assert_resume_reaches_the_same_weights(
+        SCRIPT, full_run, data_dir, tmp_path / "resumed", from_step=CHECKPOINT_EVERY
+    )
 
 
 def test_saved_weights_reproduce_the_validation_samples_exactly(full_run):
@@ -144,21 +115,21 @@ def test_saved_weights_reproduce_the_validation_samples_exactly(full_run):
     np.testing.assert_array_equal(sample.depth[0], rendered["depth"])
 
 
-def test_unusable_flags_exit_with_a_message(data_dir, tmp_path, capsys):
-    from accelerate.state import AcceleratorState, GradientState
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--data_dir", "/no/such/folder"], "--data_dir /no/such/folder is not a folder"),
+        (["--caption_dropout", "1.5"], "--caption_dropout must be in [0, 1]"),
+        (["--joint_lora_rank", "0"], "--joint_lora_rank must be at least 1"),
+    ],
+)
+def test_unusable_flags_exit_with_a_message(data_dir, tmp_path, capsys, extra, message):
+    assert message in bad_flags_error(SCRIPT, data_dir, tmp_path / "out", capsys, *extra)
 
-    cases = [
-        (["--data_dir", str(tmp_path / "missing")], "--data_dir"),
-        (["--caption_dropout", "1.5"], "--caption_dropout"),
-        (["--joint_lora_rank", "0"], "--joint_lora_rank"),
-        (["--pretrained_model", str(tmp_path / "no_model")], "model_index.json"),
-    ]
-    try:
-        for extra, needle in cases:
-            # argparse keeps the last value of a repeated flag.
-            assert joint_lora.main([*_flags(data_dir, tmp_path / "out"), *extra]) == 2
-            assert needle in capsys.readouterr().err
-    finally:
-        # The model check fails inside run_training, after accelerate set up its process-wide state.
-        AcceleratorState._reset_state(reset_partial_state=True)
-        GradientState._reset_state()
+
+def test_a_missing_model_exits_with_a_message(data_dir, tmp_path, capsys):
+    # Found when the task loads the model, once training has started.
+    extra = ("--pretrained_model", str(tmp_path / "no_model"))
+    assert "model_index.json" in bad_flags_error(
+        SCRIPT, data_dir, tmp_path / "out", capsys, *extra, in_training=True
+    )
