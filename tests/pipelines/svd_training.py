@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 import torch
+import training_script
 from training_script import TrainingScript
 
 from core.data.synthetic import write_video_folder
@@ -57,23 +57,16 @@ SAMPLING_OPTIONS = (
 )
 
 
+def write_clips(root: Path) -> None:
+    """The clips every SVD trainer test trains on: four 8-frame synthetic moving-sprite videos, Panda layout."""
+    write_video_folder(root, n=4, layout="panda", size=(SIZE, SIZE), n_frames=8, fps=8.0, seed=0)
+
+
 def module_fixtures(script: TrainingScript):
     """Module-scoped fixtures for a test module to bind as ``data_dir, full_run = module_fixtures(SCRIPT)``:
-    ``data_dir``, the clips' video folder, and ``full_run``, ``(summary, output folder)`` of one run of
-    ``script`` on them."""
-
-    @pytest.fixture(scope="module")
-    def data_dir(tmp_path_factory) -> Path:
-        root = tmp_path_factory.mktemp("videos")
-        write_video_folder(root, n=4, layout="panda", size=(SIZE, SIZE), n_frames=8, fps=8.0, seed=0)
-        return root
-
-    @pytest.fixture(scope="module")
-    def full_run(data_dir, tmp_path_factory) -> tuple[dict, Path]:
-        output_dir = tmp_path_factory.mktemp(script.name)
-        return script.train(data_dir, output_dir), output_dir
-
-    return data_dir, full_run
+    ``data_dir``, the clips' video folder (:func:`write_clips`), and ``full_run``, ``(summary, output
+    folder)`` of one run of ``script`` on them."""
+    return training_script.module_fixtures(script, write_clips)
 
 
 def tiny_pipe(pipeline_class: type, **components):
