@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from core.config import Settings
 from core.errors import InputError
 from core.training.common import TrainingTask, add_common_args, check_common_args, script_main
-from core.training.sd_lora import PREDICTION_TYPES, diffusion_target, tokenize_captions
+from core.training.sd_lora import diffusion_target, load_sd_for_training, tokenize_captions
 
 logger = logging.getLogger(__name__)
 
@@ -133,35 +133,23 @@ def check_args(args: argparse.Namespace) -> None:
 
 def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
     """The joint LoRA task for :func:`core.training.common.run_training` (see the module docstring)."""
-    from diffusers import DDPMScheduler
-
     from core.data.image_depth import ImageDepthFolder
-    from core.models import load_components
     from core.patches.joint import apply_joint_patch
 
     # 1. Models: SD frozen, the joint patch and its three LoRAs trained.
-    parts = load_components("sd", args.pretrained_model)
+    parts, noise_scheduler = load_sd_for_training(args.pretrained_model)
     unet, vae, text_encoder, tokenizer = (
         parts["unet"],
         parts["vae"],
         parts["text_encoder"],
         parts["tokenizer"],
     )
-    vae.requires_grad_(False)
-    text_encoder.requires_grad_(False)
     # Adding the LoRAs freezes every UNet weight, the new joint layers included; those train too.
     patch = apply_joint_patch(
         unet, modalities=2, joint_lora_rank=args.joint_lora_rank, y_lora_rank=args.y_lora_rank
     )
     for param in patch.joint_parameters():
         param.requires_grad_(True)
-    noise_scheduler = DDPMScheduler.from_config(parts["scheduler"].config)
-    prediction_type = noise_scheduler.config.prediction_type
-    if prediction_type not in PREDICTION_TYPES:
-        raise InputError(
-            f"The scheduler of {args.pretrained_model} predicts '{prediction_type}'; this script trains "
-            f"{' or '.join(PREDICTION_TYPES)} models."
-        )
 
     # 2. Data.
     dataset = ImageDepthFolder(

@@ -132,31 +132,45 @@ def diffusion_target(noise_scheduler, latents: torch.Tensor, noise: torch.Tensor
     )
 
 
-def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
-    """The text-to-image LoRA task for :func:`core.training.common.run_training` (see the module docstring)."""
+def load_sd_for_training(model: str):
+    """SD's components (``core.models.load_components``) with the VAE and text encoder frozen, and a
+    ``DDPMScheduler`` from its scheduler's config for noising. Raises InputError when it predicts something
+    other than ``PREDICTION_TYPES``; ModelNotAvailable when the weights are missing.
+
+    Returns:
+        (components dict, noise scheduler).
+    """
     from diffusers import DDPMScheduler
 
-    from core.data.image_folder import ImageCaptionFolder
-    from core.lora import add_lora, load_lora, save_lora
     from core.models import load_components
 
+    parts = load_components("sd", model)
+    parts["vae"].requires_grad_(False)
+    parts["text_encoder"].requires_grad_(False)
+    noise_scheduler = DDPMScheduler.from_config(parts["scheduler"].config)
+    prediction_type = noise_scheduler.config.prediction_type
+    if prediction_type not in PREDICTION_TYPES:
+        raise InputError(
+            f"The scheduler of {model} predicts '{prediction_type}'; this script trains "
+            f"{' or '.join(PREDICTION_TYPES)} models."
+        )
+    return parts, noise_scheduler
+
+
+def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
+    """The text-to-image LoRA task for :func:`core.training.common.run_training` (see the module docstring)."""
+    from core.data.image_folder import ImageCaptionFolder
+    from core.lora import add_lora, load_lora, save_lora
+
     # 1. Models: SD frozen, one LoRA on the UNet trained.
-    parts = load_components("sd", args.pretrained_model)
+    parts, noise_scheduler = load_sd_for_training(args.pretrained_model)
     unet, vae, text_encoder, tokenizer = (
         parts["unet"],
         parts["vae"],
         parts["text_encoder"],
         parts["tokenizer"],
     )
-    vae.requires_grad_(False)
-    text_encoder.requires_grad_(False)
     add_lora(unet, ADAPTER_NAME, rank=args.rank, target_modules=args.lora_targets)  # freezes the UNet
-    noise_scheduler = DDPMScheduler.from_config(parts["scheduler"].config)
-    if noise_scheduler.config.prediction_type not in PREDICTION_TYPES:
-        raise InputError(
-            f"The scheduler of {args.pretrained_model} predicts '{noise_scheduler.config.prediction_type}'; "
-            f"this script trains {' or '.join(PREDICTION_TYPES)} models."
-        )
 
     # 2. Data.
     dataset = ImageCaptionFolder(
