@@ -13,11 +13,12 @@ Record layout (``format`` and ``version`` first, so a reader can refuse what it 
       "command": ["python", "-m", ...] | null,   # the command line, for CLI runs
       "arguments": {...},                        # the job's request: what redoes the run
       "settings": {...},                         # model locations, device, dtype in force
-      "outputs": {"video_mp4": "video.mp4", ...},  # file names, relative to the record's folder
+      "outputs": {"video_mp4": "video.mp4", ...},  # relative to the record's folder, or absolute
       "timings_s": {"total": 1.234, ...}
     }
 
-Each app's ``job`` module turns ``arguments`` back into its request (``request_from_record``), so a record
+Outputs in a run folder are named relative to it; a CLI that writes where its user says records
+absolute paths. Each app's ``job`` module turns ``arguments`` back into its request (``request_from_record``), so a record
 read from disk redoes its run.
 """
 
@@ -115,5 +116,5 @@ class RunRecord:
         return cls.from_dict(data, source=path.name)
 
     def output_paths(self, folder: str | Path) -> dict[str, Path]:
-        """The outputs as paths, for a record read from ``folder``."""
+        """The outputs as paths, for a record read from ``folder`` (absolute ones stay as they are)."""
         return {name: Path(folder) / file for name, file in self.outputs.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -33,6 +34,16 @@ def test_round_trip_through_a_file(tmp_path):
     assert back.command == _record().command
     assert back.output_paths(tmp_path) == {"video_mp4": tmp_path / "v.mp4"}
     assert back.to_json() == path.read_text()
+
+
+def test_output_paths_keep_absolute_paths(tmp_path):
+    record = RunRecord(
+        app="drag", action="cli", arguments={}, outputs={"video": "v.mp4", "flow": str(tmp_path / "f.mp4")}
+    )
+    assert record.output_paths("/elsewhere") == {
+        "video": Path("/elsewhere/v.mp4"),
+        "flow": tmp_path / "f.mp4",
+    }
 
 
 @pytest.mark.parametrize(
