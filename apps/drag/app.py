@@ -3,6 +3,10 @@
 Run: ``python -m apps drag`` (or ``streamlit run apps/drag/app.py`` from the repository root).
 Settings come from KINEMA_* variables (core/config.py). The backend radio lists the backends whose
 weights are configured (apps/drag/backends.py): the warp needs none; the others load once per process.
+The widgets' labels, limits and start values come from `apps.drag.params.DragParams` (the CLI's flags
+too). Generate runs the CLI's job (`apps.drag.job`): a new run folder under KINEMA_OUTPUT_DIR/drag gets
+the working image, the trajectories and the brush as drawn, then the videos and the run record
+(parameters.json) that redoes the run.
 
 Session state (per browser tab):
     canvas_rev, canvas_seed   the canvas is mounted under a key holding canvas_rev, showing canvas_seed;
@@ -27,10 +31,12 @@ if str(ROOT) not in sys.path:  # `streamlit run apps/drag/app.py` puts only apps
 import numpy as np  # noqa: E402
 import streamlit as st  # noqa: E402
 
-from apps.drag import backends, ui_canvas, ui_generate  # noqa: E402
+from apps.common.runs import new_run_folder  # noqa: E402
+from apps.drag import backends, job, ui_canvas  # noqa: E402
+from apps.drag.params import DragParams  # noqa: E402
 from apps.drag.ui_overlay import colour_of, draw_trajectory_overlay, with_border  # noqa: E402
 from core.config import Settings  # noqa: E402
-from core.engines.warp import CAMERA_PRESETS, preview_flow  # noqa: E402
+from core.engines.warp import preview_flow  # noqa: E402
 from core.errors import InputError, KinemaError, ModelNotAvailable  # noqa: E402
 from core.imaging import load_image, resize_to_multiple  # noqa: E402
 from core.motion import suggest_motion_bucket  # noqa: E402
@@ -40,7 +46,6 @@ log = logging.getLogger("kinema.drag")
 
 SAMPLES_DIR = ROOT / "assets" / "images"
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
-WORKING_SIDES = [128, 256, 384, 512, 768, 1024]
 CANVAS_MAX_W, CANVAS_MAX_H = 560, 520
 RESIZE_MODES = {"crop": "Crop to fit", "pad": "Keep aspect (pad)"}
 CAMERA_LABELS = {"rotate_cw": "rotate clockwise", "rotate_ccw": "rotate anticlockwise"}
@@ -233,98 +238,86 @@ def _clear_brush() -> None:
     st.session_state.brush_rev += 1
 
 
-def svd_controls(backend: str) -> tuple[float | None, float | None]:
-    """The strength and ControlNet scale sliders of the chosen backend: (strength, scale), None where it
-    takes none. The ControlNet backend keeps its own strength (default 1: the ControlNet alone)."""
+def sidebar_controls(settings: Settings) -> dict:
+    """The sidebar's Fit and Motion sections: the DragParams fields chosen there, by name."""
+    st.sidebar.header("Fit")
+    resize = DragParams.widget("resize")
+    chosen = {
+        "resize": st.sidebar.radio(
+            resize.label, list(resize.choices), format_func=RESIZE_MODES.get, horizontal=True, key="resize"
+        )
+    }
+    working = DragParams.widget("max_side")
+    sides = [s for s in working.choices if s <= getattr(settings, working.limit)] or [working.choices[0]]
+    chosen["max_side"] = st.sidebar.select_slider(
+        working.label, sides, value=working.default if working.default in sides else sides[-1], key="max_side"
+    )
+    st.sidebar.header("Motion")
+    offered = {b.name: b.label for b in backends.available_backends(settings)}
+    chosen["backend"] = st.sidebar.radio(
+        DragParams.widget("backend").label, list(offered), format_func=offered.get, key="backend"
+    )
+    chosen["frames"] = param_slider("frames", settings, st.sidebar)
+    chosen["fps"] = param_slider("fps", settings, st.sidebar)
+    camera = DragParams.widget("camera")
+    chosen["camera"] = st.sidebar.selectbox(
+        camera.label,
+        list(camera.choices),
+        format_func=lambda name: CAMERA_LABELS.get(name, name.replace("_", " ")),
+        key="camera",
+    )
+    return chosen
+
+
+def param_slider(name: str, settings: Settings, where=st, *, label: str = "", value=None, key: str = ""):
+    """A slider for DragParams field `name` with its label, limits and start value (`value` overrides it)."""
+    widget = DragParams.widget(name)
+    high = widget.high if widget.limit is None else getattr(settings, widget.limit)
+    start = widget.default if value is None else value
+    return where.slider(
+        label or widget.label, widget.low, high, min(start, high), widget.step, key=key or name
+    )
+
+
+def svd_controls(backend: str, settings: Settings, suggestion: int) -> dict:
+    """The SVD section: the DragParams fields it sets, by name. The strength slider appears for backends
+    that take one (its label and start value from the registry); the ControlNet scale for its backend."""
     spec = backends.BACKENDS[backend]
-    strength = controlnet_scale = None
+    st.header("SVD")
+    st.caption("Used by the SVD backends; the warp preview ignores them.")
+    bucket = DragParams.widget("motion_bucket")
+    chosen = {
+        "motion_bucket": st.number_input(
+            bucket.label,
+            bucket.low,
+            bucket.high,
+            key="motion_bucket",
+            help=f"Suggested from the drawing: {suggestion}.",
+        )
+    }
+    if spec.default_strength is not None:  # each backend keeps its own strength (key)
+        chosen["strength"] = param_slider(
+            "strength",
+            settings,
+            label=spec.strength_label,
+            value=spec.default_strength,
+            key=f"strength_{backend}",
+        )
     if backend == "svd-controlnet":
-        strength = st.slider(
-            "Strength (1: the ControlNet alone; lower: it refines the warp)",
-            0.0,
-            1.0,
-            spec.default_strength,
-            0.05,
-            key="controlnet_strength",
-        )
-        controlnet_scale = st.slider("ControlNet scale", 0.0, 2.0, 1.0, 0.05, key="controlnet_scale")
-    elif spec.default_strength is not None or backend == "warp":  # shown for the warp as before
-        strength = st.slider(
-            "Strength (how far SVD may depart from the warp)", 0.0, 1.0, 0.4, 0.05, key="strength"
-        )
+        chosen["controlnet_scale"] = param_slider("controlnet_scale", settings)
     if spec.experimental:
         st.caption(
             "Experimental: the research path (video and flow generated together, the drags held in the "
             "flow); in the original work its control over the motion was weak."
         )
-    return strength, controlnet_scale
+    chosen["steps"] = param_slider("steps", settings)
+    chosen["noise_aug"] = param_slider("noise_aug", settings)
+    seed = DragParams.widget("seed")
+    chosen["seed"] = st.number_input(seed.label, seed.low, seed.high, seed.default, key="seed")
+    return chosen
 
 
-def show_result(result: ui_generate.DragResult) -> None:
-    st.subheader("Result")
-    p = result.params
-    st.caption(
-        f"{backends.BACKENDS[p.backend].label}: {p.num_frames} frames at {p.fps} fps, "
-        f"{result.frames_uint8.shape[2]}x{result.frames_uint8.shape[1]} px, {result.seconds:.1f} s "
-        f"(saved in {result.folder})"
-    )
-    video_col, flow_col = st.columns(2)
-    with video_col:
-        st.markdown("Video")
-        st.video(result.video_mp4, format="video/mp4", loop=True, autoplay=True, muted=True)
-    generated_flow = p.backend == "svd-joint-flow"
-    with flow_col:
-        st.markdown("Generated flow (flow colours)" if generated_flow else "Motion (flow colours)")
-        st.video(result.flow_mp4, format="video/mp4", loop=True, autoplay=True, muted=True)
-    st.markdown("Side by side: trajectories, video, motion")
-    st.video(result.side_by_side_mp4, format="video/mp4", loop=True, autoplay=True, muted=True)
-    columns = st.columns(4)
-    downloads = [
-        ("Video (mp4)", result.video_mp4, "kinema-drag.mp4", "video/mp4"),
-        ("Video (gif)", result.gif_bytes, "kinema-drag.gif", "image/gif"),
-        ("Trajectories (JSON)", result.trajectories_json, "trajectories.json", "application/json"),
-        ("Parameters (JSON)", result.params_json, "parameters.json", "application/json"),
-    ]
-    for column, (label, data, name, mime) in zip(columns, downloads):
-        column.download_button(label, data, file_name=name, mime=mime, on_click="ignore")
-
-
-# -- the page ------------------------------------------------------------------------------------------
-
-
-def main() -> None:
-    st.set_page_config(page_title="Kinema: drag to video", layout="wide")
-    init_state()
-    settings = read_settings()
-    st.title("Drag to video")
-    st.caption(
-        "Draw where things should move; anchors hold the image still. The warp preview is instant; "
-        "SVD turns the warp into a generated video."
-    )
-
-    chosen = image_source(settings)
-    st.sidebar.header("Fit")
-    resize_mode = st.sidebar.radio(
-        "Resize", list(RESIZE_MODES), format_func=RESIZE_MODES.get, horizontal=True, key="resize_mode"
-    )
-    sides = [s for s in WORKING_SIDES if s <= settings.max_image_side] or [WORKING_SIDES[0]]
-    working_side = st.sidebar.select_slider(
-        "Working size (long side, px)", sides, value=512 if 512 in sides else sides[-1], key="working_side"
-    )
-    st.sidebar.header("Motion")
-    offered = {b.name: b.label for b in backends.available_backends(settings)}
-    backend = st.sidebar.radio("Backend", list(offered), format_func=offered.get, key="backend")
-    num_frames = st.sidebar.slider(
-        "Frames", 2, settings.max_frames, min(14, settings.max_frames), key="frames"
-    )
-    fps = st.sidebar.slider("Frames per second", 1, 30, 7, key="fps")
-    camera = st.sidebar.selectbox(
-        "Camera move",
-        ["none", *CAMERA_PRESETS],
-        format_func=lambda name: CAMERA_LABELS.get(name, name.replace("_", " ")),
-        key="camera",
-    )
-    svd_box = st.sidebar.container()
+def trajectory_file_section() -> None:
     st.sidebar.header("Trajectory file")
     st.sidebar.file_uploader(
         "Load trajectories (JSON) to redo a run",
@@ -335,28 +328,55 @@ def main() -> None:
     if st.session_state.trajectory_file_error:
         st.sidebar.error(st.session_state.trajectory_file_error)
 
-    image = None
-    if chosen is not None:
-        image_name, data = chosen
-        try:
-            image = working_image(data, settings.max_image_side, working_side, resize_mode)
-        except InputError as err:
-            st.error(str(err))
-    if image is None:
-        # No usable image: keep what was generated before on screen.
-        if st.session_state.result is not None:
-            show_result(st.session_state.result)
-        return
 
-    height, width = image.shape[:2]
-    canvas_size = ui_canvas.canvas_size_for((height, width), CANVAS_MAX_W, CANVAS_MAX_H)
+def show_result(result: job.DragResult) -> None:
+    st.subheader("Result")
+    p = result.request.params
+    files = result.outputs
+    st.caption(
+        f"{backends.BACKENDS[p.backend].label}: {p.frames} frames at {p.fps} fps, "
+        f"{result.frames_uint8.shape[2]}x{result.frames_uint8.shape[1]} px, {result.seconds:.1f} s "
+        f"(saved in {files.folder})"
+    )
+    video_col, flow_col = st.columns(2)
+    with video_col:
+        st.markdown("Video")
+        st.video(files.video.read_bytes(), format="video/mp4", loop=True, autoplay=True, muted=True)
+    generated_flow = p.backend == "svd-joint-flow"
+    with flow_col:
+        st.markdown("Generated flow (flow colours)" if generated_flow else "Motion (flow colours)")
+        st.video(files.flow.read_bytes(), format="video/mp4", loop=True, autoplay=True, muted=True)
+    st.markdown("Side by side: trajectories, video, motion")
+    st.video(files.side_by_side.read_bytes(), format="video/mp4", loop=True, autoplay=True, muted=True)
+    columns = st.columns(4)
+    downloads = [
+        ("Video (mp4)", files.video.read_bytes(), "kinema-drag.mp4", "video/mp4"),
+        ("Video (gif)", result.gif_bytes, "kinema-drag.gif", "image/gif"),
+        (
+            "Trajectories (JSON)",
+            result.request.trajectories.read_text(),
+            "trajectories.json",
+            "application/json",
+        ),
+        ("Parameters (JSON)", files.record.read_text(), "parameters.json", "application/json"),
+    ]
+    for column, (label, data, name, mime) in zip(columns, downloads):
+        column.download_button(label, data, file_name=name, mime=mime, on_click="ignore")
+
+
+# -- the page ------------------------------------------------------------------------------------------
+
+
+def sync_canvas(data: bytes, resize: str, max_side: int, canvas_size: tuple[int, int]) -> str:
+    """Keep the drawing in step with the picture: a new picture starts empty, the same picture at another
+    size or fit shows the same (normalised) trajectories, a loaded trajectory file replaces the drawing.
+    Returns the image id (the canvas keys hold it)."""
     image_id = hashlib.sha1(data).hexdigest()[:12]
-    layout_id = f"{image_id}-{resize_mode}-{working_side}"
+    layout_id = f"{image_id}-{resize}-{max_side}"
     if st.session_state.image_id is None or st.session_state.image_id.split("-")[0] != image_id:
-        remount_canvas([])  # a new picture starts with an empty drawing
+        remount_canvas([])
         _clear_brush()
     elif st.session_state.image_id != layout_id:
-        # Same picture at another size or fit: redraw the same (normalised) trajectories on it.
         old = st.session_state.get("canvas_size", canvas_size)
         kept = ui_canvas.parse_objects(st.session_state.canvas_objects, old).trajectories
         remount_canvas(ui_canvas.objects_from_trajectories(kept, canvas_size))
@@ -368,110 +388,135 @@ def main() -> None:
             ui_canvas.objects_from_trajectories(st.session_state.pending_trajectories, canvas_size)
         )
         st.session_state.pending_trajectories = None
+    return image_id
 
-    draw_col, side_col = st.columns([3, 2])
-    with draw_col:
-        tool_label = st.radio(
-            "Tool", list(ui_canvas.TOOLS), horizontal=True, key="tool", on_change=on_tool_change
-        )
-        mode = ui_canvas.TOOLS[tool_label]
-        st.caption(ui_canvas.TOOL_HELP[mode])
-        result = ui_canvas.draw_canvas(
-            image,
-            canvas_size,
-            drawing_mode=mode,
-            initial_objects=st.session_state.canvas_seed,
-            key=f"canvas-{image_id}-{st.session_state.canvas_rev}",
-        )
-        st.session_state.canvas_objects = ui_canvas.canvas_objects(result.json_data)
-        region_mask = motion_brush(image, canvas_size, image_id)
-    parsed = ui_canvas.parse_objects(st.session_state.canvas_objects, canvas_size)
-    trajectories = parsed.trajectories
 
-    with side_col:
-        trajectory_list(parsed, (width, height))
-        overlay = draw_trajectory_overlay(image, trajectories)
-        preview = preview_flow(
-            (width, height),
-            trajectories,
-            num_frames,
-            region_mask=region_mask,
-            camera=backends.camera_of(camera),
-        )
-        arrows_col, flow_col = st.columns(2)
-        arrows_col.image(overlay, caption="Trajectories", width="stretch")
-        flow_col.image(with_border(preview), caption="Motion preview (colour = direction)", width="stretch")
+def drawing_section(image: np.ndarray, canvas_size: tuple[int, int], image_id: str):
+    """The tool choice, the canvas and the motion brush: (parsed canvas, region mask (H,W) bool or None)."""
+    tool_label = st.radio(
+        "Tool", list(ui_canvas.TOOLS), horizontal=True, key="tool", on_change=on_tool_change
+    )
+    mode = ui_canvas.TOOLS[tool_label]
+    st.caption(ui_canvas.TOOL_HELP[mode])
+    result = ui_canvas.draw_canvas(
+        image,
+        canvas_size,
+        drawing_mode=mode,
+        initial_objects=st.session_state.canvas_seed,
+        key=f"canvas-{image_id}-{st.session_state.canvas_rev}",
+    )
+    st.session_state.canvas_objects = ui_canvas.canvas_objects(result.json_data)
+    region_mask = motion_brush(image, canvas_size, image_id)
+    return ui_canvas.parse_objects(st.session_state.canvas_objects, canvas_size), region_mask
 
-    suggestion = suggest_motion_bucket(trajectories, num_frames, fps, (width, height))
-    if st.session_state.bucket_suggestion != suggestion:
-        # Pre-fill the motion bucket whenever the drawing (or frames / fps) implies a new value.
-        st.session_state.bucket_suggestion = suggestion
-        st.session_state.motion_bucket = suggestion
-    with svd_box:
-        st.header("SVD")
-        st.caption("Used by the SVD backends; the warp preview ignores them.")
-        motion_bucket = st.number_input(
-            "Motion bucket", 1, 255, key="motion_bucket", help=f"Suggested from the drawing: {suggestion}."
-        )
-        strength, controlnet_scale = svd_controls(backend)
-        steps = st.slider("Steps", 1, 50, 25, key="steps")
-        noise_aug = st.slider("Noise augmentation", 0.0, 0.3, 0.02, 0.01, key="noise_aug")
-        seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="seed")
 
-    pipe = None
-    blocked = None
-    if backend != "warp":
-        try:
-            with st.spinner(f"Loading {offered[backend]} (once per process)..."):
-                pipe = backend_pipeline(
-                    backend, model_settings(settings), settings.device, settings.dtype, settings.offload
-                )
-        except ModelNotAvailable as err:
-            blocked = str(err)
-            st.error(f"{blocked} The warp backend works without weights.")
-    moving = len(trajectories.moving) > 0 or camera != "none"
+def preview_section(image: np.ndarray, parsed, chosen: dict, region_mask: np.ndarray | None) -> None:
+    """The trajectory list, the trajectories over the image and the warp's motion preview."""
+    height, width = image.shape[:2]
+    trajectory_list(parsed, (width, height))
+    preview = preview_flow(
+        (width, height),
+        parsed.trajectories,
+        chosen["frames"],
+        region_mask=region_mask,
+        camera=backends.camera_of(chosen["camera"]),
+    )
+    arrows_col, flow_col = st.columns(2)
+    overlay = draw_trajectory_overlay(image, parsed.trajectories)
+    arrows_col.image(overlay, caption="Trajectories", width="stretch")
+    flow_col.image(with_border(preview), caption="Motion preview (colour = direction)", width="stretch")
+
+
+def load_backend(backend: str, settings: Settings):
+    """The chosen backend's pipeline (None for the warp) and the sentence saying why it cannot run."""
+    if backend == "warp":
+        return None, None
+    try:
+        with st.spinner(f"Loading {backends.BACKENDS[backend].label} (once per process)..."):
+            return backend_pipeline(
+                backend, model_settings(settings), settings.device, settings.dtype, settings.offload
+            ), None
+    except ModelNotAvailable as err:
+        st.error(f"{err} The warp backend works without weights.")
+        return None, str(err)
+
+
+def generate_section(image, image_name, trajectories, region_mask, params: DragParams, settings) -> None:
+    """The Generate button and the run behind it (a failed run keeps the earlier result on screen)."""
+    pipe, blocked = load_backend(params.backend, settings)
+    moving = len(trajectories.moving) > 0 or params.camera != "none"
     if not moving:
         st.info(
             "Draw at least one trajectory that moves (line, polyline or freehand), or choose a camera "
             "move, then press Generate. Anchors alone only pin the image."
         )
-    clicked = st.button("Generate", type="primary", disabled=not moving or blocked is not None)
-    if clicked:
-        params = ui_generate.DragParams(
-            backend=backend,
-            num_frames=int(num_frames),
-            fps=int(fps),
-            camera=camera,
-            resize_mode=resize_mode,
-            working_side=int(working_side),
-            motion_bucket_id=int(motion_bucket),
-            strength=strength,
-            num_inference_steps=int(steps),
-            noise_aug_strength=float(noise_aug),
-            seed=int(seed),
-            motion_brush=region_mask is not None,
-            controlnet_scale=controlnet_scale,
-            image=image_name,
+    if not st.button("Generate", type="primary", disabled=not moving or blocked is not None):
+        return
+    bar = st.progress(0.0, text="Starting")
+    try:
+        folder = new_run_folder(settings.output_dir, "drag")
+        request = job.save_inputs(folder, image, trajectories, params, region_mask)
+        st.session_state.result = job.run(
+            request,
+            job.DragOutputs.in_folder(folder),
+            settings,
+            action="ui:generate",
+            front_end_arguments={"image_name": image_name},
+            pipeline=pipe,
+            progress=lambda event: bar.progress(min(max(event.fraction, 0.0), 1.0), text=event.text),
         )
-        bar = st.progress(0.0, text="Starting")
+        st.session_state.run_error = None
+    except (KinemaError, OSError) as err:
+        st.session_state.run_error = str(err)
+    except Exception as err:  # keep the app and the earlier result alive; the log has the trace
+        log.exception("drag generation failed")
+        st.session_state.run_error = f"Generation failed ({type(err).__name__}: {err})."
+    bar.empty()
+
+
+def main() -> None:
+    st.set_page_config(page_title="Kinema: drag to video", layout="wide")
+    init_state()
+    settings = read_settings()
+    st.title("Drag to video")
+    st.caption(
+        "Draw where things should move; anchors hold the image still. The warp preview is instant; "
+        "SVD turns the warp into a generated video."
+    )
+    chosen_image = image_source(settings)
+    chosen = sidebar_controls(settings)
+    svd_box = st.sidebar.container()  # filled below: the motion bucket is suggested from the drawing
+    trajectory_file_section()
+
+    image = None
+    if chosen_image is not None:
+        image_name, data = chosen_image
         try:
-            st.session_state.result = ui_generate.generate(
-                image,
-                trajectories,
-                params,
-                region_mask=region_mask,
-                output_dir=settings.output_dir,
-                pipeline=pipe,
-                progress=lambda fraction, text: bar.progress(min(max(fraction, 0.0), 1.0), text=text),
-                overlay_uint8=overlay,
-            )
-            st.session_state.run_error = None
-        except (KinemaError, OSError) as err:
-            st.session_state.run_error = str(err)
-        except Exception as err:  # keep the app and the earlier result alive; the log has the trace
-            log.exception("drag generation failed")
-            st.session_state.run_error = f"Generation failed ({type(err).__name__}: {err})."
-        bar.empty()
+            image = working_image(data, settings.max_image_side, chosen["max_side"], chosen["resize"])
+        except InputError as err:
+            st.error(str(err))
+    if image is None:
+        if st.session_state.result is not None:  # no usable image: keep what was generated before
+            show_result(st.session_state.result)
+        return
+
+    height, width = image.shape[:2]
+    canvas_size = ui_canvas.canvas_size_for((height, width), CANVAS_MAX_W, CANVAS_MAX_H)
+    image_id = sync_canvas(data, chosen["resize"], chosen["max_side"], canvas_size)
+    draw_col, side_col = st.columns([3, 2])
+    with draw_col:
+        parsed, region_mask = drawing_section(image, canvas_size, image_id)
+    with side_col:
+        preview_section(image, parsed, chosen, region_mask)
+
+    suggestion = suggest_motion_bucket(parsed.trajectories, chosen["frames"], chosen["fps"], (width, height))
+    if st.session_state.bucket_suggestion != suggestion:
+        # Pre-fill the motion bucket whenever the drawing (or frames / fps) implies a new value.
+        st.session_state.bucket_suggestion = suggestion
+        st.session_state.motion_bucket = suggestion
+    with svd_box:
+        chosen.update(svd_controls(chosen["backend"], settings, suggestion))
+    generate_section(image, image_name, parsed.trajectories, region_mask, DragParams(**chosen), settings)
     if st.session_state.run_error:
         st.error(st.session_state.run_error)
     if st.session_state.result is not None:

@@ -11,9 +11,9 @@
   shown where the others show the warp's.
 
 The warp always runs first: it is the "warp" backend's result, the guide video of the SVD backends,
-and the motion the motion bucket is estimated from when none is given. The Streamlit app
-(`ui_generate`), the CLI and the ObjMC harness all call `render`; they differ only in how they show
-its progress events.
+and the motion the motion bucket is estimated from when none is given. The drag job (`apps.drag.job`,
+behind the app and the CLI) and the ObjMC harness call `render`; they differ only in how they show its
+progress events.
 
 A backend is listed (`available`) when its weights are configured in `Settings`: the warp needs none,
 SVD's default hub id counts as configured (a missing model is reported by the loader with the
@@ -45,7 +45,8 @@ _WARP_SHARE = 1 / 3
 @dataclass(frozen=True)
 class RenderProgress:
     """One progress event of `render`: `done` of `total` units of `stage` ("warp" frames or "svd"
-    denoising steps); `fraction` in [0,1] is how far the whole render is."""
+    denoising steps; the job adds "write": files written); `fraction` in [0,1] is how far the whole
+    render (or job) is."""
 
     stage: str
     done: int
@@ -56,6 +57,8 @@ class RenderProgress:
     def text(self) -> str:
         if self.stage == "warp":
             return f"Warping frame {self.done} of {self.total}"
+        if self.stage == "write":
+            return f"Writing the videos ({self.done} of {self.total})"
         if self.done == 0:
             return "SVD: encoding the inputs"
         return f"SVD step {self.done} of {self.total}"
@@ -69,12 +72,13 @@ class Backend:
     """A way to make the video.
 
     Attributes:
-        name: the CLI's --backend value and the parameters JSON's "backend".
+        name: the CLI's --backend value and the run record's "backend".
         label: what the app's backend radio shows.
         experimental: research code, labelled as such.
         models: the Settings fields naming the weights it runs, its own last (empty: needs none).
         default_strength: SDEdit strength from the warp guide when the user gives none (None: the
-            backend takes no strength).
+            backend takes no strength, and the app shows no strength slider).
+        strength_label: the app's strength slider label (what the strength means for this backend).
     """
 
     name: str
@@ -82,6 +86,7 @@ class Backend:
     experimental: bool
     models: tuple[str, ...]
     default_strength: float | None
+    strength_label: str = ""
 
     @property
     def setting(self) -> str | None:
@@ -105,13 +110,21 @@ BACKENDS: dict[str, Backend] = {
     backend.name: backend
     for backend in (
         Backend("warp", "Warp preview (instant, no weights)", False, (), None),
-        Backend("svd", "SVD (Stable Video Diffusion)", False, ("svd_model",), 0.4),
+        Backend(
+            "svd",
+            "SVD (Stable Video Diffusion)",
+            False,
+            ("svd_model",),
+            0.4,
+            "Strength (how far SVD may depart from the warp)",
+        ),
         Backend(
             "svd-controlnet",
             "SVD + flow ControlNet (trained)",
             False,
             ("svd_model", "svd_controlnet_model"),
             1.0,
+            "Strength (1: the ControlNet alone; lower: it refines the warp)",
         ),
         Backend(
             "svd-joint-flow",

@@ -21,7 +21,10 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from apps.drag import ui_canvas, ui_generate, ui_overlay
+from apps.common.runs import RunRecord
+from apps.drag import job, ui_canvas, ui_overlay
+from apps.drag.params import DragParams
+from core.config import Settings
 from core.imaging import load_image, resize_to_multiple
 from core.motion import suggest_motion_bucket
 from core.trajectory import Trajectories, Trajectory, from_canvas_json
@@ -79,7 +82,7 @@ def app(monkeypatch, tmp_path, canvas) -> AppTest:
     monkeypatch.setenv("KINEMA_SVD_MODEL", "tiny")
     monkeypatch.setenv("KINEMA_DEVICE", "cpu")
     at = AppTest.from_file(APP, default_timeout=TIMEOUT_S).run()
-    at.select_slider(key="working_side").set_value(256).run()
+    at.select_slider(key="max_side").set_value(256).run()
     assert not at.exception
     return at
 
@@ -138,23 +141,35 @@ def test_warp_generation_end_to_end(app, canvas, monkeypatch):
     result = app.session_state["result"]
     assert result.frames_uint8.shape == (14, 256, 256, 3)
     np.testing.assert_array_equal(result.frames_uint8[0], astronaut_256())
-    assert result.video_mp4[4:8] == b"ftyp" and len(result.video_mp4) > 5_000
-    assert result.flow_mp4[4:8] == b"ftyp" and result.side_by_side_mp4[4:8] == b"ftyp"
-    clip = read_video(result.folder / "video.mp4")
+    files = result.outputs
+    video_mp4 = files.video.read_bytes()
+    assert video_mp4[4:8] == b"ftyp" and len(video_mp4) > 5_000
+    assert files.flow.read_bytes()[4:8] == b"ftyp" and files.side_by_side.read_bytes()[4:8] == b"ftyp"
+    clip = read_video(files.video)
     assert clip.frames_uint8.shape == (14, 256, 256, 3) and clip.fps == pytest.approx(7.0)
     error = np.abs(clip.frames_uint8[0].astype(float) - result.frames_uint8[0]).mean()
     assert error < 3.0  # H.264 at crf 18 keeps the first frame within a few levels
-    assert read_video(result.folder / "side_by_side.mp4").frames_uint8.shape == (14, 256, 768, 3)
+    assert read_video(files.side_by_side).frames_uint8.shape == (14, 256, 768, 3)
     assert result.gif_bytes()[:6] == b"GIF89a"
 
-    loaded = Trajectories.from_json(result.trajectories_json)
+    loaded = Trajectories.from_json(result.request.trajectories.read_text())
     assert len(loaded) == 4
     for got, want in zip(loaded, expected):
         np.testing.assert_allclose(got.points_norm, want.points_norm, atol=1e-12)
-    params = json.loads(result.params_json)
-    assert params["backend"] == "warp" and params["motion_bucket_id"] == suggested
-    assert params["image"] == "astronaut" and params["format"] == "kinema.drag.parameters"
-    assert (params["num_frames"], params["fps"], params["width"]) == (14, 7, 256)
+    record = RunRecord.read(files.record)
+    assert (record.app, record.action, record.command) == ("drag", "ui:generate", None)
+    arguments = record.arguments
+    assert arguments["backend"] == "warp" and arguments["motion_bucket"] == suggested
+    assert arguments["image_name"] == "astronaut" and arguments["region_mask"] is None
+    assert (arguments["frames"], arguments["fps"], arguments["max_side"]) == (14, 7, 256)
+    assert arguments["resolved"]["video_size"] == [256, 256]
+    assert arguments["resolved"]["motion_bucket_id"] == suggested
+    assert record.settings["output_dir"] == str(files.folder.parents[1])
+    assert record.output_paths(files.folder) == {
+        "video": files.video,
+        "flow": files.flow,
+        "side_by_side": files.side_by_side,
+    }
     assert len(app.get("video")) == 3
     assert [b.label for b in app.get("download_button")] == [
         "Video (mp4)",
@@ -177,7 +192,7 @@ def test_svd_without_weights_names_the_setting_and_warp_keeps_working(app, canva
     assert not app.error and not generate_button(app).disabled
     generate_button(app).click().run()
     assert not app.exception and not app.error
-    assert app.session_state["result"].params.backend == "warp"
+    assert app.session_state["result"].request.params.backend == "warp"
 
 
 def _png_header_only(width: int, height: int) -> bytes:
@@ -264,7 +279,9 @@ def test_a_trajectory_leaving_the_image_is_clipped_with_a_note(app, canvas):
     app.run()
     assert [w.value for w in app.warning] == ["Trajectory 2 left the image and was clipped to its edge."]
     generate_button(app).click().run()
-    points = Trajectories.from_json(app.session_state["result"].trajectories_json)[1].points_norm
+    points = Trajectories.from_json(app.session_state["result"].request.trajectories.read_text())[
+        1
+    ].points_norm
     assert points[:, 0].max() == 1.0  # clipped at the right edge
 
 
@@ -328,10 +345,41 @@ def test_motion_brush_moves_only_the_painted_region(app, canvas):
     app.run()
     generate_button(app).click().run()
     result = app.session_state["result"]
-    assert result.params.motion_brush
+    assert result.request.region_mask is not None
     brushed = result.frames_uint8
     assert max(change(brushed, where) for where in corners) == 0.0  # outside the region: exactly still
     assert change(brushed, near_target) > 20  # the painted content arrives at the line's end
+
+
+def test_the_app_record_redoes_its_run_through_the_job(app, canvas, tmp_path):
+    """Generate (with a motion brush) -> the run folder's record -> `job.request_from_record` -> the job:
+    the same frames and videos, the same arguments, from the inputs the app saved beside its outputs."""
+    canvas.draw(fixture_objects("mixed"))
+    app.selectbox(key="camera").set_value("pan_left").run()
+    app.checkbox(key="use_brush").check().run()
+    canvas.draw([{**fixture_objects("line")[0], "strokeWidth": 60}], prefix="brush-")
+    app.run()
+    generate_button(app).click().run()
+    assert not app.exception and not app.error
+    result = app.session_state["result"]
+    folder = result.outputs.folder
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "flow.mp4", "image.png", "parameters.json", "region_mask.png", "side_by_side.mp4",
+        "trajectories.json", "video.mp4",
+    ]  # fmt: skip
+    record = RunRecord.read(folder / "parameters.json")
+
+    request = job.request_from_record(record)
+    assert request == result.request and request.params.camera == "pan_left"
+    redo_folder = tmp_path / "redo"
+    redo_folder.mkdir()
+    redo = job.run(request, job.DragOutputs.in_folder(redo_folder), Settings.from_env())
+    np.testing.assert_array_equal(redo.frames_uint8, result.frames_uint8)
+    for name in ("video.mp4", "flow.mp4", "side_by_side.mp4"):
+        np.testing.assert_array_equal(
+            read_video(redo_folder / name).frames_uint8, read_video(folder / name).frames_uint8
+        )
+    assert {"image_name": "astronaut", **redo.record.arguments} == record.arguments
 
 
 # -- the UI helpers (no Streamlit) ------------------------------------------------------------------------
@@ -409,44 +457,25 @@ def test_overlay_draws_numbered_arrows_and_leaves_the_rest():
 
 
 def test_svd_backend_refines_the_warp_with_the_tiny_pipeline(tmp_path):
-    from core.config import Settings
     from core.models import load_pipeline
     from core.pipelines.svd_trajectory import SVDTrajectoryPipeline
 
-    pipe = load_pipeline(
-        "svd", Settings.from_env({}, svd_model="tiny", device="cpu"), pipeline_cls=SVDTrajectoryPipeline
-    )
-    image = astronaut_256()[::8, ::8].copy()  # 32 x 32: the tiny UNet's cost grows fast with size
+    settings = Settings.from_env({}, svd_model="tiny", device="cpu")
+    pipe = load_pipeline("svd", settings, pipeline_cls=SVDTrajectoryPipeline)
+    image = astronaut_256()[::4, ::4].copy()  # 64 x 64: the tiny UNet's cost grows fast with size
     trajectories = Trajectories((Trajectory([[0.3, 0.3], [0.6, 0.5]]),))
-    params = ui_generate.DragParams(
-        backend="svd",
-        num_frames=2,
-        fps=7,
-        camera="none",
-        resize_mode="crop",
-        working_side=128,
-        motion_bucket_id=100,
-        strength=0.5,
-        num_inference_steps=2,
-        noise_aug_strength=0.02,
-        seed=0,
-        motion_brush=False,
-    )
+    params = DragParams(backend="svd", frames=2, motion_bucket=100, strength=0.5, steps=2, max_side=128)
+    request = job.save_inputs(tmp_path, image, trajectories, params)
     seen = []
-    result = ui_generate.generate(
-        image,
-        trajectories,
-        params,
-        region_mask=None,
-        output_dir=tmp_path,
-        pipeline=pipe,
-        progress=lambda fraction, text: seen.append((fraction, text)),
+    result = job.run(
+        request, job.DragOutputs.in_folder(tmp_path), settings, pipeline=pipe, progress=seen.append
     )
-    assert result.frames_uint8.shape == (2, 32, 32, 3) and result.frames_uint8.dtype == np.uint8
-    assert ("SVD step 1 of 1" in [text for _, text in seen]) and seen[-1][0] == 1.0
-    fractions = [fraction for fraction, _ in seen]
-    assert fractions == sorted(fractions)
-    assert json.loads(result.params_json)["backend"] == "svd"
+    assert result.frames_uint8.shape == (2, 64, 64, 3) and result.frames_uint8.dtype == np.uint8
+    texts = [event.text for event in seen]
+    assert "SVD step 1 of 1" in texts and texts[-1] == "Writing the videos (3 of 3)"
+    fractions = [event.fraction for event in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert RunRecord.read(tmp_path / "parameters.json").arguments["resolved"]["strength"] == 0.5
 
 
 def test_the_backend_radio_offers_exactly_the_configured_backends(app, monkeypatch):
@@ -455,10 +484,17 @@ def test_the_backend_radio_offers_exactly_the_configured_backends(app, monkeypat
     def offered() -> list[str]:
         return app.radio(key="backend").options
 
+    def strength_sliders() -> list[tuple[str, str, float]]:
+        return [(s.key, s.label, s.value) for s in app.slider if s.key.startswith("strength")]
+
     for name in ("KINEMA_SVD_CONTROLNET_MODEL", "KINEMA_SVD_JOINT_FLOW_MODEL"):
         monkeypatch.delenv(name, raising=False)
     app.run()
     assert offered() == [BACKENDS["warp"].label, BACKENDS["svd"].label]
+    assert strength_sliders() == []  # the warp takes no strength
+    app.radio(key="backend").set_value("svd").run()
+    assert strength_sliders() == [("strength_svd", BACKENDS["svd"].strength_label, 0.4)]
+    app.radio(key="backend").set_value("warp").run()
     monkeypatch.setenv("KINEMA_SVD_JOINT_FLOW_MODEL", "tiny")
     app.run()
     assert offered() == [BACKENDS[n].label for n in ("warp", "svd", "svd-joint-flow")]
@@ -469,10 +505,10 @@ def test_the_backend_radio_offers_exactly_the_configured_backends(app, monkeypat
 
     app.radio(key="backend").set_value("svd-controlnet").run()
     assert not app.exception and not app.error
-    assert (
-        app.slider(key="controlnet_strength").value == 1.0 and app.slider(key="controlnet_scale").value == 1.0
-    )
-    assert "strength" not in [s.key for s in app.slider]
+    assert app.slider(key="strength_svd-controlnet").value == 1.0
+    assert app.slider(key="strength_svd-controlnet").label == BACKENDS["svd-controlnet"].strength_label
+    assert app.slider(key="controlnet_scale").value == 1.0
+    assert "strength_svd" not in [s.key for s in app.slider]
     # Its weights unconfigured again: the backend disappears and the choice falls back to the warp.
     monkeypatch.delenv("KINEMA_SVD_CONTROLNET_MODEL")
     app.run()
@@ -498,12 +534,12 @@ def test_a_trained_backend_generates_with_the_tiny_model(app, canvas, monkeypatc
     generate_button(app).click().run()
     assert not app.exception and not app.error
     result = app.session_state["result"]
-    assert result.frames_uint8.shape == (3, 64, 64, 3) and result.video_mp4[4:8] == b"ftyp"
-    params = json.loads(result.params_json)
-    assert params["backend"] == backend
-    assert (params["strength"], params["controlnet_scale"]) == (
+    assert result.frames_uint8.shape == (3, 64, 64, 3) and result.outputs.video.read_bytes()[4:8] == b"ftyp"
+    arguments = RunRecord.read(result.outputs.record).arguments
+    assert arguments["backend"] == backend
+    assert (arguments["resolved"]["strength"], arguments["resolved"]["controlnet_scale"]) == (
         (1.0, 0.5) if backend == "svd-controlnet" else (None, None)
     )
     flow_label = "Generated flow (flow colours)" if backend == "svd-joint-flow" else "Motion (flow colours)"
     assert flow_label in [m.value for m in app.markdown]
-    assert read_video(result.folder / "flow.mp4").frames_uint8.shape == (3, 64, 64, 3)
+    assert read_video(result.outputs.flow).frames_uint8.shape == (3, 64, 64, 3)

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import cv2
@@ -13,7 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from apps.drag import backends, cli, evaluate
+from apps.common.runs import RunRecord
+from apps.drag import backends, cli, evaluate, job
+from apps.drag.params import DragParams
+from core.config import Settings
+from core.errors import InputError
 from core.flow.evaluate import load_photo
 from core.imaging import apply_resize, plan_resize
 from core.metrics import measure_objmc
@@ -77,7 +82,7 @@ def test_warp_run_writes_a_video_that_follows_the_trajectories(inputs, tmp_path,
     assert np.abs(clip.frames_uint8[0].astype(float) - expected_first).mean() < 3.0  # H.264 at crf 18
 
     # The decoded video moves the content where the trajectories (mapped into the frame) ask.
-    fitted = cli.fit_trajectories(TRAJECTORIES, info)
+    fitted = job.fit_trajectories(TRAJECTORIES, info)
     requested = tracks_to_px(fitted.tracks_norm(8, info.output_hw[::-1]), *info.output_hw)
     score, _ = measure_objmc(clip.frames_uint8, requested)
     assert score.mean_px < 1.5
@@ -85,17 +90,73 @@ def test_warp_run_writes_a_video_that_follows_the_trajectories(inputs, tmp_path,
     assert read_video(tmp_path / "flow.mp4").frames_uint8.shape[0] == 7
     assert read_video(out.with_suffix(".gif")).frames_uint8.shape[0] == 8
 
-    record = json.loads(out.with_name("clip.params.json").read_text())
-    assert record["format"] == cli.PARAMS_FORMAT and record["arguments"]["backend"] == "warp"
-    assert record["arguments"]["frames"] == 8 and record["video_size"] == list(info.output_hw[::-1])
-    assert 1 <= record["motion_bucket_id"] <= 255
-    assert Trajectories.from_json(json.dumps(record["trajectories"])) == TRAJECTORIES
-    assert record["settings"]["max_frames"] == "64"
+    record = RunRecord.read(out.with_name("clip.params.json"))
+    assert (record.app, record.action) == ("drag", "cli")
+    assert record.command == ["python", "-m", "apps.drag.cli", *map(str, argv)]
+    arguments, resolved = record.arguments, record.arguments["resolved"]
+    assert arguments["backend"] == "warp" and arguments["frames"] == 8 and arguments["gif"] is True
+    assert resolved["video_size"] == list(info.output_hw[::-1]) and resolved["source_size"] == [300, 200]
+    assert 1 <= resolved["motion_bucket_id"] <= 255
+    assert Trajectories.from_json(json.dumps(resolved["trajectories"])) == TRAJECTORIES
+    assert record.settings["max_frames"] == "64"
+    assert record.output_paths(out.parent) == {
+        "video": out,
+        "gif": out.with_suffix(".gif"),
+        "flow": tmp_path / "flow.mp4",
+    }
 
-    # Redo the run from the record alone (a new output path): the same frames.
-    redo = [a if a != str(out) else str(tmp_path / "redo.mp4") for a in record["command"][3:]]
-    assert cli.main(redo) == 0
-    np.testing.assert_array_equal(read_video(tmp_path / "redo.mp4").frames_uint8, clip.frames_uint8)
+
+@pytest.mark.parametrize("backend", ["warp", "svd"])
+def test_a_cli_record_redoes_its_run_through_the_job(inputs, tmp_path, capsys, tiny_env, backend):
+    """CLI run -> its record -> `job.request_from_record` -> the job: the same frames, the same arguments."""
+    out, mask = tmp_path / "first" / "clip.mp4", tmp_path / "mask.png"
+    Image.fromarray(np.full(SOURCE_HW, 255, np.uint8)).save(mask)
+    argv = [
+        "--image", inputs / "coffee.png", "--trajectories", inputs / "drag.json", "--out", out,
+        "--region-mask", mask, "--backend", backend, "--resize", "pad", "--max-side", 64, "--frames", 3,
+        "--steps", 2, "--seed", 5, "--quiet",
+    ]  # fmt: skip
+    code, _, stderr = _run(capsys, *argv)
+    assert code == 0, stderr
+    record = RunRecord.read(out.with_name("clip.params.json"))
+
+    request = job.request_from_record(record)
+    assert request.params == DragParams(backend=backend, resize="pad", max_side=64, frames=3, steps=2, seed=5)
+    assert (request.image, request.region_mask) == (inputs / "coffee.png", mask)
+    redo_out = job.DragOutputs(video=tmp_path / "redo" / "clip.mp4", record=tmp_path / "redo" / "clip.json")
+    redo = job.run(request, redo_out, Settings.from_env(), action="cli", command=record.command)
+    np.testing.assert_array_equal(read_video(redo_out.video).frames_uint8, read_video(out).frames_uint8)
+    assert redo.record.arguments == {name: record.arguments[name] for name in redo.record.arguments}
+    assert set(record.arguments) - set(redo.record.arguments) == {
+        "out", "flow_out", "gif", "quiet", *(f.name for f in fields(Settings))
+    }  # fmt: skip
+
+
+def test_the_parameters_are_spelled_once():
+    """The CLI flags, the record's arguments and the app's widgets all come from DragParams' fields."""
+    actions = {action.dest: action for action in cli.build_parser()._actions}
+    for field in fields(DragParams):
+        action = actions[field.name]
+        assert action.option_strings == ["--" + field.name.replace("_", "-")]
+        assert action.default == field.default and action.help == field.metadata["help"]
+    assert actions["backend"].choices == list(backends.BACKENDS) and actions["frames"].type is int
+    assert actions["strength"].type is float and actions["max_side"].choices is None
+
+    params = DragParams(backend="svd", strength=0.3, camera="zoom_in")
+    assert DragParams.from_arguments(json.loads(json.dumps(params.to_arguments()))) == params
+    with pytest.raises(InputError, match="its arguments lack seed, radius"):
+        DragParams.from_arguments(
+            {k: v for k, v in params.to_arguments().items() if k not in ("seed", "radius")}
+        )
+    working = DragParams.widget("max_side")
+    assert (working.default, working.limit, working.choices[-1]) == (512, "max_image_side", 1024)
+    assert DragParams.widget("frames").limit == "max_frames" and DragParams.widget("radius").label == ""
+
+    other = RunRecord(app="keyframe", action="cli", arguments={"image": "a.png", "trajectories": "t.json"})
+    with pytest.raises(InputError, match="from the keyframe app"):
+        job.request_from_record(other)
+    with pytest.raises(InputError, match="has no trajectories file"):
+        job.request_from_record(RunRecord(app="drag", action="cli", arguments={"image": "a.png"}))
 
 
 @pytest.mark.parametrize("mode", ["crop", "pad"])
@@ -108,7 +169,7 @@ def test_fit_trajectories_lands_on_the_same_content(mode):
     ys, xs = np.mgrid[0 : resized.shape[0], 0 : resized.shape[1]]
     dot = np.array([(xs * resized).sum(), (ys * resized).sum()]) / resized.sum()
     point = Trajectories((Trajectory([[(401.5 + 0.5) / 500, (101.5 + 0.5) / 300]]),))
-    fitted = cli.fit_trajectories(point, info)
+    fitted = job.fit_trajectories(point, info)
     height, width = info.output_hw
     np.testing.assert_allclose(tracks_to_px(fitted[0].points_norm, height, width)[0], dot, atol=0.3)
 
@@ -223,11 +284,12 @@ def test_every_backend_writes_a_playable_video_and_its_parameters(
     clip = read_video(out)
     assert clip.frames_uint8.shape == (3, 64, 64, 3) and clip.fps == pytest.approx(7)
     assert read_video(flow).frames_uint8.shape == (2, 64, 64, 3)
-    record = json.loads(out.with_name(f"{backend}.params.json").read_text())
-    assert record["arguments"]["backend"] == backend and record["settings"]["svd_model"] == "tiny"
-    assert record["strength"] == {"svd": 0.4, "svd-controlnet": 1.0}.get(backend)
-    assert record["controlnet_scale"] == (0.5 if backend == "svd-controlnet" else None)
-    assert record["outputs"]["video"] == str(out) and f"params: {out.with_suffix('')}" in stdout
+    record = RunRecord.read(out.with_name(f"{backend}.params.json"))
+    assert record.arguments["backend"] == backend and record.settings["svd_model"] == "tiny"
+    resolved = record.arguments["resolved"]
+    assert resolved["strength"] == {"svd": 0.4, "svd-controlnet": 1.0}.get(backend)
+    assert resolved["controlnet_scale"] == (0.5 if backend == "svd-controlnet" else None)
+    assert record.outputs["video"] == str(out) and f"record: {out.with_suffix('')}.params.json" in stdout
 
 
 @pytest.mark.parametrize("backend", ["svd-controlnet", "svd-joint-flow"])
@@ -308,8 +370,8 @@ def test_region_mask_and_camera_flags(inputs, tmp_path, capsys):
     argv = ["--image", inputs / "coffee.png", "--trajectories", inputs / "empty.json", "--out", out]
     code, _, stderr = _run(capsys, *argv, "--frames", 6, "--max-side", 256, "--camera", "zoom_in", "--quiet")
     assert code == 0, stderr
-    record = json.loads(out.with_name("zoom.params.json").read_text())
-    assert record["arguments"]["camera"] == "zoom_in" and record["motion_bucket_id"] > 1
+    record = RunRecord.read(out.with_name("zoom.params.json"))
+    assert record.arguments["camera"] == "zoom_in" and record.arguments["resolved"]["motion_bucket_id"] > 1
 
 
 def test_evaluation_frames_of_a_given_size_keep_the_photo_undistorted():
