@@ -66,6 +66,13 @@ def test_the_offered_backends_are_those_whose_weights_are_configured(environ, of
     assert backends.BACKENDS["svd-controlnet"].env_var == "KINEMA_SVD_CONTROLNET_MODEL"
     assert backends.BACKENDS["svd-joint-flow"].flag == "--svd-joint-flow-model"
     assert [b.name for b in backends.BACKENDS.values() if b.experimental] == ["svd-joint-flow"]
+    # The app shows a strength slider, with the backend's label, exactly for the backends that take one.
+    takes_strength = [b.name for b in backends.BACKENDS.values() if b.default_strength is not None]
+    assert (
+        [b.name for b in backends.BACKENDS.values() if b.strength_label]
+        == takes_strength
+        == ["svd", "svd-controlnet"]
+    )
 
 
 def test_render_warp_is_the_warp_engine_with_progress_to_the_end():
