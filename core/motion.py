@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from core.checks import check_flow_stack
 from core.errors import InputError
 from core.flow import estimate_video_flow
-from core.flow._checks import check_flow_stack
 from core.trajectory import Trajectories, dense_displacement
 
 SVD_WIDTH_PX = 1024

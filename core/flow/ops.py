@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from core.checks import check_flow, check_flow_stack, check_same_hw
 from core.errors import InputError
-from core.flow._checks import check_flow, check_flow_stack, check_same_hw
 from core.flow.warp import warp_field
 
 
