@@ -7,6 +7,9 @@ module (a pipeline's options, a trajectory file) stay with that module.
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 
 from core.errors import InputError
@@ -84,3 +87,14 @@ def check_same_hw(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> Non
             f"{name_a} is {a.shape[1]}x{a.shape[0]} but {name_b} is {b.shape[1]}x{b.shape[0]} "
             "(width x height); they must match."
         )
+
+
+def check_size(size: Any, what: str) -> tuple[float, float]:
+    """Require a (width, height) pair of finite positive numbers (px); return it as floats."""
+    try:
+        width, height = (float(v) for v in size)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"{what} must be (width, height), got {size!r}.") from err
+    if not (math.isfinite(width) and math.isfinite(height) and width > 0 and height > 0):
+        raise InputError(f"{what} must be positive (width, height), got {size!r}.")
+    return width, height

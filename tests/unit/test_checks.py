@@ -10,6 +10,7 @@ from core.checks import (
     check_image_uint8,
     check_rgb_uint8,
     check_same_hw,
+    check_size,
 )
 from core.errors import InputError
 
@@ -27,6 +28,7 @@ def test_valid_input_comes_back_unchanged_or_as_float32():
     assert converted.dtype == np.float32 and np.array_equal(converted, flow)
     assert check_flow_stack(np.ones((3, 4, 6, 2), np.float16)).dtype == np.float32
     check_same_hw(image, flow, "image", "flow")
+    assert check_size((640, 480.5), "image_size") == (640.0, 480.5)
 
 
 @pytest.mark.parametrize(
@@ -87,11 +89,15 @@ def test_valid_input_comes_back_unchanged_or_as_float32():
             np.zeros((0, 4, 4, 2), np.float32),
             "flows holds no flow fields (shape (0, 4, 4, 2)).",
         ),
+        (check_size, (640,), "image_size must be (width, height), got (640,)."),
+        (check_size, (640, 0), "image_size must be positive (width, height), got (640, 0)."),
+        (check_size, (float("inf"), 480), "image_size must be positive (width, height), got (inf, 480)."),
     ],
 )
 def test_each_bad_argument_gets_its_sentence(check, value, message):
+    args = (value, "image_size") if check is check_size else (value,)
     with pytest.raises(InputError) as caught:
-        check(value)
+        check(*args)
     assert str(caught.value) == message
 
 
