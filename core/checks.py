@@ -1,7 +1,7 @@
 """Argument checks shared across core: each returns its (checked) input or raises InputError with one sentence.
 
-Images, frame stacks and flow fields are checked here once, so every module that takes them reports a
-bad one with the same sentence; `name` is how the sentence calls the argument. Checks specific to one
+Images, frame stacks, flow fields and sizes are checked here once, so every module that takes them
+reports a bad one with the same sentence; `name` is how the sentence calls the argument. Checks specific to one
 module (a pipeline's options, a trajectory file) stay with that module.
 """
 
@@ -89,12 +89,12 @@ def check_same_hw(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> Non
         )
 
 
-def check_size(size: Any, what: str) -> tuple[float, float]:
+def check_size(size: Any, name: str) -> tuple[float, float]:
     """Require a (width, height) pair of finite positive numbers (px); return it as floats."""
     try:
         width, height = (float(v) for v in size)
     except (TypeError, ValueError) as err:
-        raise InputError(f"{what} must be (width, height), got {size!r}.") from err
+        raise InputError(f"{name} must be (width, height), got {size!r}.") from err
     if not (math.isfinite(width) and math.isfinite(height) and width > 0 and height > 0):
-        raise InputError(f"{what} must be positive (width, height), got {size!r}.")
+        raise InputError(f"{name} must be positive (width, height), got {size!r}.")
     return width, height
