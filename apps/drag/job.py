@@ -39,7 +39,7 @@ from apps.drag.params import DragParams
 from apps.drag.ui_overlay import draw_trajectory_overlay
 from core.config import Settings
 from core.errors import InputError
-from core.flow import render_flow_video
+from core.flow import flows_to_video, render_flow_video
 from core.imaging import ResizeInfo, apply_resize, load_image, plan_resize
 from core.trajectory import Trajectories, Trajectory
 from core.video import write_video
@@ -335,23 +335,14 @@ def _write_videos(
         write(outputs.gif, frames)
     in_step = None
     if outputs.flow_in_step or outputs.side_by_side is not None:
-        in_step = flow_frames_in_step(video.flow_px, len(frames))
+        # The flow video layout (frame 0 still, frame t+1 the motion t -> t+1) plays in step with the clip.
+        in_step = render_flow_video(flows_to_video(video.flow_px))
     if outputs.flow is not None:
         write(outputs.flow, in_step if outputs.flow_in_step else render_flow_video(video.flow_px))
     if outputs.side_by_side is not None:
         overlay = draw_trajectory_overlay(fitted.image_uint8, fitted.trajectories)
         side_by_side = np.concatenate([np.broadcast_to(overlay, frames.shape), frames, in_step], axis=2)
         write(outputs.side_by_side, np.ascontiguousarray(side_by_side))
-
-
-def flow_frames_in_step(flow_px: np.ndarray, num_frames: int) -> np.ndarray:
-    """Colour frames (T,H,W,3) uint8 of a flow video (T-1,H,W,2) px, one shared scale, with a still
-    (white) first frame so frame t shows the motion that arrives at video frame t."""
-    colours = render_flow_video(np.asarray(flow_px, dtype=np.float32))
-    if len(colours) < num_frames:  # frame-to-frame flow has one frame fewer: frame 0 shows no motion
-        still = np.full((num_frames - len(colours), *colours.shape[1:]), 255, np.uint8)
-        colours = np.concatenate([still, colours])
-    return colours[:num_frames]
 
 
 def _recorded_path(path: Path, folder: Path | None) -> str:
