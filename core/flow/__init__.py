@@ -1,7 +1,7 @@
 """Optical flow: estimation (OpenCV DIS / Farneback, optional RAFT), warping, composition, colours.
 
 Flow is float32 (H,W,2) in pixels, (dx, dy), from frame t to frame t+1 unless named otherwise.
-Accuracy against known flow: `python -m core.flow.evaluate` (see core/flow/evaluate.py).
+Accuracy against known flow: `python -m core.eval.flow` (see core/eval/flow.py).
 """
 
 from core.flow.estimate import METHODS, estimate_flow, estimate_video_flow, occlusion_mask
