@@ -28,6 +28,8 @@ TRAJECTORIES = Trajectories(
         Trajectory([[0.86, 0.80]]),
     )
 )
+
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("drag_cli")
