@@ -79,7 +79,7 @@ def objmc_table(results: dict[str, dict[str, dict]]) -> str:
     """The one table of the run: {backend: {photo: evaluate_photo(...)}} -> text (see the module docstring)."""
     num_frames = next(iter(next(iter(results.values())).values()))["objmc"].distances_px.shape[1]
     columns = [
-        ("backend", f"<{max(len(name) for name in [*results, 'backend'])}"),
+        ("backend", f"<{max(map(len, results))}"),
         ("photo", "<10"),
         ("track", "<8"),
         *((f"{t}", ">8.3f") for t in range(1, num_frames)),

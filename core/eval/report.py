@@ -42,12 +42,19 @@ def _cell(value: Any, spec: str) -> str:
     return format(value, spec)
 
 
+def _widened(spec: str, width: int) -> str:
+    align, old, rest = _SPEC.match(spec).groups()
+    return f"{align}{max(int(old or 0), width)}{rest}"
+
+
 def table(columns: Sequence[tuple[str, str]], rows: Sequence[Row], summary: Sequence[Row] = ()) -> str:
     """A text table: the header, a rule, the rows, and (after another rule) the summary rows.
 
-    ``columns``: (header, format spec) pairs, e.g. ``("AbsRel", ">8.4f")``; a cell that is None or text is
-    written with the spec's alignment and width only. Cells are joined by one space.
+    ``columns``: (header, format spec) pairs, e.g. ``("AbsRel", ">8.4f")``; a column is at least as wide as
+    its header; a cell that is None or text is written with the spec's alignment and width only. Cells are
+    joined by one space.
     """
+    columns = [(name, _widened(spec, len(name))) for name, spec in columns]
     header = " ".join(_cell(name, spec) for name, spec in columns)
     rule = "-" * len(header)
 

@@ -20,6 +20,8 @@ def test_table_aligns_formats_and_separates_the_summary():
         "mean     6.062",
     ]
     assert "-" * 19 not in report.table(columns, [["a", 1.0, "x"]]).splitlines()[2:]
+    # A column is at least as wide as its header.
+    assert report.table([("backend", "<4"), ("x", ">3d")], [["warp", 7]]).splitlines()[2] == "warp      7"
     with pytest.raises(ValueError, match="2 cells for 3 columns"):
         report.table(columns, [["a", 1.0]])
 
