@@ -25,10 +25,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from core.engines._frames import check_frames
+from core.checks import check_flow, check_frames, check_same_hw
 from core.errors import InputError
 from core.flow import estimate_flow, occlusion_mask, warp_field
-from core.flow._checks import check_flow, check_same_hw
 
 # Lucas-Kanade window (px) and pyramid levels: a 21 px window on 4 levels follows up to ~80 px per frame.
 LK_WINDOW_PX = 21
