@@ -403,6 +403,7 @@ def edit_keyframes(
 
     # Imported here: diffusers' pipelines take seconds to import and the weight-free path needs none.
     from core.models import load_pipeline
+    from core.models.state import attached
     from core.pipelines.keyframe_edit import KeyframeEditPipeline
 
     pipe = load_pipeline("sd", settings, pipeline_cls=KeyframeEditPipeline)
@@ -410,16 +411,17 @@ def edit_keyframes(
     # The VAE needs sides divisible by 8: pad by repeating edges, edit, cut the padding off again.
     padded, resize = resize_to_multiple(keyframes_uint8, multiple=8, mode="pad")
     prompts = [request.keyframe_prompts.get(int(i), request.prompt) for i in keyframe_indices]
-    edited = pipe(
-        keyframes=padded,
-        prompts=prompts,
-        negative_prompt=request.negative_prompt or None,
-        strength=float(request.strength),
-        guidance_scale=float(request.guidance),
-        num_inference_steps=int(request.steps),
-        seed=int(request.seed),
-        output_type="uint8",
-    ).images
+    with attached(pipe.unet):  # the cached SD UNet is shared: its cross-frame attention is this run's alone
+        edited = pipe(
+            keyframes=padded,
+            prompts=prompts,
+            negative_prompt=request.negative_prompt or None,
+            strength=float(request.strength),
+            guidance_scale=float(request.guidance),
+            num_inference_steps=int(request.steps),
+            seed=int(request.seed),
+            output_type="uint8",
+        ).images
     return undo_resize(edited, resize)
 
 
