@@ -29,14 +29,7 @@ import torch
 
 from core.config import ENV_PREFIX, Settings
 from core.errors import InputError, ModelNotAvailable
-from core.models.presets import (
-    TINY,
-    ModelKind,
-    is_preset,
-    preset_components,
-    tiny_sd_components,
-    tiny_svd_components,
-)
+from core.models.presets import TINY, ModelKind, build_preset, is_preset
 
 if TYPE_CHECKING:
     from core.pipelines.svd_joint_flow import SVDJointFlowPipeline
@@ -122,7 +115,7 @@ def load_components(kind: ModelKind, model: str, torch_dtype: torch.dtype = torc
     Raises ModelNotAvailable when the weights cannot be found (offline and not cached, a wrong path).
     """
     if is_preset(model):
-        built = preset_components(model, kind)
+        built = build_preset(model, kind)
         for value in built.values():
             if isinstance(value, torch.nn.Module) and torch_dtype != torch.float32:
                 value.to(torch_dtype)
@@ -197,9 +190,8 @@ def load_pipeline(kind: ModelKind, settings: Settings | None = None, pipeline_cl
 def _cached_controlnet(model: str, torch_dtype: torch.dtype):
     from diffusers import ControlNetModel
 
-    if model == TINY:
-        # A ControlNet shaped like the tiny SD UNet (zero-initialised outputs, like a fresh one).
-        return ControlNetModel.from_unet(tiny_sd_components()["unet"]).to(torch_dtype).eval()
+    if is_preset(model):
+        return build_preset(model, "controlnet").to(torch_dtype)
     local = Path(model).expanduser()
     try:
         return ControlNetModel.from_pretrained(
@@ -224,12 +216,8 @@ def load_controlnet(settings: Settings | None = None):
 def _cached_svd_controlnet(model: str, torch_dtype: torch.dtype):
     from core.controlnet_svd import SVDFlowControlNet
 
-    if model == TINY:
-        # Shaped like the tiny SVD UNet and VAE, zero convs: the tiny SVD pipeline's output unchanged.
-        tiny = tiny_svd_components()
-        vae_scale_factor = 2 ** (len(tiny["vae"].config.block_out_channels) - 1)
-        controlnet = SVDFlowControlNet.from_unet(tiny["unet"], vae_scale_factor=vae_scale_factor)
-        return controlnet.to(torch_dtype).eval()
+    if is_preset(model):
+        return build_preset(model, "svd_controlnet").to(torch_dtype)
     local = Path(model).expanduser()
     config_file = local / "config.json"
     why = "no config.json in that folder"

@@ -1,13 +1,14 @@
-"""Model presets: named sets of components built in code, with no download.
+"""Model presets: named models built in code, with no download.
 
 - ``tiny``: deterministic random-weight tiny components at the sizes of diffusers' own pipeline tests
-  (:func:`tiny_sd_components`, :func:`tiny_svd_components`), for tests and for trying the apps offline;
-  their outputs are noise.
+  (:func:`tiny_sd_components`, :func:`tiny_svd_components`) and ControlNets shaped like them
+  (:func:`tiny_controlnet`, :func:`tiny_svd_controlnet`, zero-initialised outputs), for tests and for trying
+  the apps offline; their outputs are noise.
 - The offline CLIP tokenizer (:func:`offline_clip_tokenizer`): a byte-level vocabulary generated in code.
 
 A preset is a name a model setting can hold instead of a hub id or folder (``KINEMA_SD_MODEL=tiny``):
-:data:`PRESETS` maps each name to its component builders by model kind, and the loaders of
-:mod:`core.models.loading` ask :func:`preset_components` for them. A new preset is one more entry there.
+:data:`PRESETS` maps each name to its builders by kind, and the loaders of :mod:`core.models.loading` call
+:func:`build_preset`. A new preset is one more entry there.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -209,11 +210,35 @@ def tiny_svd_components(seed: int = 0) -> dict:
     }
 
 
+def tiny_controlnet():
+    """A ControlNet shaped like the tiny SD UNet (zero-initialised outputs, like a fresh one)."""
+    from diffusers import ControlNetModel
+
+    return ControlNetModel.from_unet(tiny_sd_components()["unet"]).eval()
+
+
+def tiny_svd_controlnet():
+    """A flow ControlNet shaped like the tiny SVD UNet and VAE, zero convs: the tiny SVD pipeline's output
+    unchanged."""
+    from core.controlnet_svd import SVDFlowControlNet
+
+    tiny = tiny_svd_components()
+    vae_scale_factor = 2 ** (len(tiny["vae"].config.block_out_channels) - 1)
+    return SVDFlowControlNet.from_unet(tiny["unet"], vae_scale_factor=vae_scale_factor).eval()
+
+
 # -- presets by name -------------------------------------------------------------------------------
 
-# preset name -> model kind -> builder of the stock pipeline's components
-PRESETS: dict[str, dict[ModelKind, Callable[[], dict]]] = {
-    TINY: {"sd": tiny_sd_components, "svd": tiny_svd_components},
+PresetKind = Literal["sd", "svd", "controlnet", "svd_controlnet"]
+# preset name -> kind -> builder: the stock pipeline's components ("sd", "svd"), or the model ("controlnet",
+# "svd_controlnet"), float32 on the CPU, deterministic
+PRESETS: dict[str, dict[PresetKind, Callable[[], Any]]] = {
+    TINY: {
+        "sd": tiny_sd_components,
+        "svd": tiny_svd_components,
+        "controlnet": tiny_controlnet,
+        "svd_controlnet": tiny_svd_controlnet,
+    },
 }
 
 
@@ -222,6 +247,6 @@ def is_preset(model: str) -> bool:
     return model in PRESETS
 
 
-def preset_components(model: str, kind: ModelKind) -> dict:
-    """A fresh set of the stock ``kind`` pipeline's components of preset ``model`` (float32, CPU)."""
+def build_preset(model: str, kind: PresetKind) -> Any:
+    """Preset ``model``'s ``kind``, freshly built: a dict of pipeline components, or a ControlNet model."""
     return PRESETS[model][kind]()

@@ -100,7 +100,7 @@ class LoraWeights:
 Attachment = JointWeights | LoraWeights
 
 
-def lock_of(module: nn.Module) -> threading.RLock:
+def _lock_of(module: nn.Module) -> threading.RLock:
     """The lock :func:`attached` holds on ``module`` (one per module, created on first use)."""
     with _LOCKS_LOCK:
         if module not in _LOCKS:
@@ -115,7 +115,7 @@ def attached(module: nn.Module, *attachments: Attachment) -> Iterator[tuple]:
     Yields a tuple with what each attachment attached, in order. Raises what an attachment raises (InputError
     for weights that do not fit), after taking off what was attached before it.
     """
-    with lock_of(module):
+    with _lock_of(module):
         requires_grad = {param: param.requires_grad for param in module.parameters()}
         adapters_enabled = lora.lora_enabled(module)
         try:

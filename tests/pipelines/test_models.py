@@ -11,7 +11,7 @@ from PIL import Image
 from core import models
 from core.config import Settings
 from core.errors import ModelNotAvailable
-from core.models.presets import PRESETS, is_preset, preset_components
+from core.models.presets import PRESETS, build_preset, is_preset
 
 TINY = Settings.from_env({}, sd_model="tiny", svd_model="tiny", device="cpu")
 
@@ -125,8 +125,8 @@ def test_controlnet_is_optional_tiny_or_reported_missing(tmp_path):
 
 def test_presets_are_found_by_name():
     assert is_preset("tiny") and not is_preset("runwayml/stable-diffusion-v1-5") and list(PRESETS) == ["tiny"]
-    built = preset_components("tiny", "svd")
-    _assert_same_weights(built["unet"], models.tiny_svd_components()["unet"])
+    _assert_same_weights(build_preset("tiny", "svd")["unet"], models.tiny_svd_components()["unet"])
+    assert set(PRESETS["tiny"]) == {"sd", "svd", "controlnet", "svd_controlnet"}
 
 
 def _missing_weights_shape(setting: str) -> re.Pattern:
