@@ -38,7 +38,7 @@ from core.imaging import (
     save_png16,
     signed_to_unit,
 )
-from core.models import TINY, joint_weights_folder, load_pipeline
+from core.models import TINY, check_joint_weights, joint_weights_folder, load_pipeline
 from core.models.loading import JOINT_TRAIN_COMMAND
 from core.models.state import JointWeights, attached
 from core.pipelines.joint_sd import MODES, JointSDPipeline
@@ -98,10 +98,12 @@ def load_model(settings: Settings, weights: str | None = "") -> LoadedModel:
     """The joint pipeline for ``settings`` with the joint-weights folder ``weights`` ("" or None: untrained).
 
     Falls back to the tiny preset when the SD weights are missing; raises InputError for a joint-weights
-    folder that holds no joint weights (weights that do not fit the model are reported by :func:`run`).
+    folder that does not load onto the model (checked once per process; nothing of it stays loaded).
     """
     folder = joint_weights_folder(weights)
     pipeline, sd_model, fallback = _pipeline(settings)
+    if folder:
+        check_joint_weights(folder, "sd", sd_model, settings.resolved_dtype())
     notices = [fallback] if fallback else []
     if sd_model == TINY and not fallback:
         notices.append(

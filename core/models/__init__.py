@@ -12,6 +12,7 @@ The loaders' and presets' public names are importable from ``core.models`` itsel
 
 from core.models.loading import (
     WEIGHT_SETTINGS,
+    check_joint_weights,
     clear_cache,
     find_joint_weights,
     hub_offline,
@@ -36,6 +37,7 @@ __all__ = [
     "PRESETS",
     "TINY",
     "WEIGHT_SETTINGS",
+    "check_joint_weights",
     "clear_cache",
     "find_joint_weights",
     "hub_offline",

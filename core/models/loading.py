@@ -9,8 +9,8 @@
 - :func:`load_controlnet` (SD) and :func:`load_svd_controlnet` (the flow ControlNet for SVD) load the
   optional ControlNets, cached the same way; None when their setting is empty.
 - :func:`load_svd_joint_flow`: the experimental joint video+flow pipeline, with the joint weights its UNet
-  carries while it runs. :func:`find_joint_weights` / :func:`joint_weights_folder`: folders of trained joint
-  weights (joint-depth app).
+  carries while it runs. :func:`find_joint_weights`, :func:`joint_weights_folder`, :func:`check_joint_weights`:
+  folders of trained joint weights (joint-depth app).
 - Missing weights, for every model setting: :func:`missing_weights`, one sentence shape naming the env
   variable and the flag, what to set it to, and the ``tiny`` preset; every loader and app uses it.
 """
@@ -278,18 +278,16 @@ def load_svd_joint_flow(settings: Settings | None = None) -> SVDJointFlowPipelin
         pipe = load_pipeline("svd", settings, pipeline_cls=SVDJointFlowPipeline)
         pipe.joint_weights = JointWeights(fresh_lora_rank=FRESH_JOINT_FLOW_LORA_RANK)
         return pipe
-    flow_encoding = _checked_joint_flow(source, settings.svd_model, settings.resolved_dtype())
+    flow_encoding = _joint_flow_encoding(source, settings.svd_model, settings.resolved_dtype())
     pipe = load_pipeline("svd", settings, pipeline_cls=SVDJointFlowPipeline)
     pipe.flow_encoding = flow_encoding
     pipe.joint_weights = JointWeights(str(Path(source).expanduser()))
     return pipe
 
 
-@functools.lru_cache(maxsize=2)
-def _checked_joint_flow(source: str, svd_model: str, torch_dtype: torch.dtype):
+def _joint_flow_encoding(source: str, svd_model: str, torch_dtype: torch.dtype):
     """The flow encoding of a joint video+flow folder whose joint weights fit the SVD UNet; ModelNotAvailable."""
     from core.flow.encoding import FLOW_ENCODING_FILE, FlowEncoding
-    from core.models.state import JointWeights, attached
     from core.patches.joint import JOINT_FILE
 
     setting = "svd_joint_flow_model"
@@ -302,8 +300,7 @@ def _checked_joint_flow(source: str, svd_model: str, torch_dtype: torch.dtype):
     if missing:
         raise missing_weights(setting, source, f"no {' or '.join(missing)} in that folder")
     try:
-        with attached(_cached_components("svd", svd_model, torch_dtype)["unet"], JointWeights(str(folder))):
-            pass
+        check_joint_weights(str(folder), "svd", svd_model, torch_dtype)
         return FlowEncoding.load(folder)
     except InputError as err:
         raise missing_weights(setting, source, str(err).rstrip(".")) from err
@@ -359,9 +356,21 @@ def joint_weights_folder(weights: str | None) -> str:
     return str(folder)
 
 
+@functools.lru_cache(maxsize=8)
+def check_joint_weights(
+    folder: str, kind: ModelKind, model: str, torch_dtype: torch.dtype = torch.float32, modalities: int = 2
+) -> None:
+    """Raise InputError unless the joint weights of ``folder`` (``JointPatch.save``) load onto the UNet of the
+    ``kind`` model ``model`` (the cached one; nothing stays attached). Checked once per process per folder."""
+    from core.models.state import JointWeights, attached
+
+    with attached(_cached_components(kind, model, torch_dtype)["unet"], JointWeights(folder, modalities)):
+        pass
+
+
 def clear_cache() -> None:
     """Forget loaded weights (tests; switching models in a long-running app)."""
     _cached_components.cache_clear()
     _cached_controlnet.cache_clear()
     _cached_svd_controlnet.cache_clear()
-    _checked_joint_flow.cache_clear()
+    check_joint_weights.cache_clear()

@@ -187,3 +187,15 @@ def test_an_empty_setting_is_not_told_to_stay_empty():
     assert named.endswith(", or leave it empty to go without the ControlNet backend.")
     assert empty.startswith("Flow ControlNet weights are not available (the setting is empty): set ")
     assert empty.endswith("or to 'tiny' for offline random test weights.")
+
+
+def test_joint_weights_are_checked_against_the_cached_model_and_left_off_it(tmp_path):
+    from core.errors import InputError
+    from core.patches.joint import apply_joint_patch, joint_patch_of
+
+    apply_joint_patch(models.tiny_svd_components()["unet"], 2).save(tmp_path)
+    models.check_joint_weights(str(tmp_path), "svd", "tiny")  # saved from a tiny SVD UNet: fits
+    with pytest.raises(InputError, match="does not fit this UNet's joint layers"):
+        models.check_joint_weights(str(tmp_path), "sd", "tiny")
+    for kind in ("sd", "svd"):
+        assert joint_patch_of(models.load_pipeline(kind, TINY).unet) is None
