@@ -74,22 +74,6 @@ def working_image(data: bytes, max_side: int, working_side: int, mode: str) -> n
     return image
 
 
-@st.cache_resource(show_spinner=False)
-def backend_pipeline(name: str, weights: tuple[tuple[str, str], ...], device: str, dtype: str, offload: str):
-    """A backend's pipeline, loaded once per process per weights (ModelNotAvailable is not cached).
-
-    `weights`: the (Settings field, value) pairs of the model settings, so a changed model reloads.
-    """
-    settings = Settings.from_env(**dict(weights), device=device, dtype=dtype, offload=offload)
-    return backends.load(name, settings)
-
-
-def model_settings(settings: Settings) -> tuple[tuple[str, str], ...]:
-    """The settings naming weights (every backend's `models`), as a hashable cache key."""
-    names = sorted({name for b in backends.BACKENDS.values() for name in b.models})
-    return tuple((name, getattr(settings, name)) for name in names)
-
-
 # -- state helpers -------------------------------------------------------------------------------------
 
 
@@ -438,9 +422,7 @@ def load_backend(backend: str, settings: Settings):
         return None, None
     try:
         with st.spinner(f"Loading {backends.BACKENDS[backend].label} (once per process)..."):
-            return backend_pipeline(
-                backend, model_settings(settings), settings.device, settings.dtype, settings.offload
-            ), None
+            return backends.load(backend, settings), None  # core.models caches the weights
     except ModelNotAvailable as err:
         st.error(f"{err} The warp backend works without weights.")
         return None, str(err)
