@@ -27,8 +27,8 @@ import numpy as np
 
 from apps.drag.backends import BACKENDS, available_backends, load, render
 from apps.drag.cli import TqdmProgress
+from apps.drag.params import DragParams
 from core.config import Settings
-from core.engines.warp import DEFAULT_FRAMES
 from core.errors import InputError, ModelNotAvailable
 from core.eval import report
 from core.eval.fixtures import DRAG_REQUESTS, WARP_TARGET_PX, drag_photo, drag_requests
@@ -146,20 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the engines to score (default: every backend whose weights are configured)",
     )
     parser.add_argument("--photos", nargs="+", choices=list(DRAG_REQUESTS), default=list(DRAG_REQUESTS))
-    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames per video (14)")
     parser.add_argument("--max-side", type=int, default=512, help="long side of the video in px (512)")
     parser.add_argument(
         "--size", type=_parse_size, default=None, help="exact frame size WxH instead, e.g. 1024x576 for SVD"
     )
-    parser.add_argument("--fps", type=int, default=7, help="SVD backends: fps conditioning (7)")
-    parser.add_argument(
-        "--strength", type=float, default=None, help="SDEdit strength (default: each backend's own)"
-    )
-    parser.add_argument(
-        "--controlnet-scale", type=float, default=1.0, help="svd-controlnet: conditioning scale (1.0)"
-    )
-    parser.add_argument("--steps", type=int, default=25, help="SVD backends: denoising steps (25)")
-    parser.add_argument("--seed", type=int, default=0, help="SVD backends: random seed (0)")
+    DragParams.add_arguments(parser, ("frames", "fps", "strength", "controlnet_scale", "steps", "seed"))
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     Settings.add_arguments(parser)
     return parser

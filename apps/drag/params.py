@@ -91,10 +91,13 @@ class DragParams:
     # -- the CLI -----------------------------------------------------------------------------------
 
     @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        """One ``--flag`` per field, typed from the annotation, with the field's default and choices."""
+    def add_arguments(cls, parser: argparse.ArgumentParser, names: tuple[str, ...] | None = None) -> None:
+        """One ``--flag`` per field (those in `names`; default all), typed from the annotation, with the
+        field's default and choices."""
         hints = typing.get_type_hints(cls)
         for f in fields(cls):
+            if names is not None and f.name not in names:
+                continue
             options: dict[str, Any] = {"default": f.default, "help": f.metadata["help"]}
             if "choices" in f.metadata:
                 options["choices"] = list(f.metadata["choices"])

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from apps.common.runs import RunRecord
-from apps.drag import backends, cli, job
+from apps.drag import backends, cli, evaluate, job
 from apps.drag.params import DragParams
 from core.config import Settings
 from core.errors import InputError
@@ -120,7 +120,8 @@ def test_a_cli_record_redoes_its_run_through_the_job(inputs, tmp_path, capsys, t
 
 
 def test_the_parameters_are_spelled_once():
-    """The CLI flags, the record's arguments and the app's widgets all come from DragParams' fields."""
+    """The CLI flags, the evaluation's, the record's arguments and the app's widgets all come from
+    DragParams' fields."""
     actions = {action.dest: action for action in cli.build_parser()._actions}
     for field in fields(DragParams):
         action = actions[field.name]
@@ -128,6 +129,11 @@ def test_the_parameters_are_spelled_once():
         assert action.default == field.default and action.help == field.metadata["help"]
     assert actions["backend"].choices == list(backends.BACKENDS) and actions["frames"].type is int
     assert actions["strength"].type is float and actions["max_side"].choices is None
+    # The ObjMC evaluation takes the render flags it shares from the same fields.
+    scored = {action.dest: action for action in evaluate.build_parser()._actions}
+    for name in ("frames", "fps", "strength", "controlnet_scale", "steps", "seed"):
+        assert (scored[name].default, scored[name].help) == (actions[name].default, actions[name].help)
+    assert "radius" not in scored and scored["max_side"].default == 512  # its own working size
 
     params = DragParams(backend="svd", strength=0.3, camera="zoom_in")
     assert DragParams.from_arguments(json.loads(json.dumps(params.to_arguments()))) == params
