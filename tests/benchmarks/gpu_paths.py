@@ -133,7 +133,7 @@ def build_model_folders(root: Path, tiny: bool, device: str) -> dict[str, str]:
     from core.flow.encoding import FlowEncoding
     from core.lora import add_lora, save_lora
     from core.models import full_architecture_random, tiny_sd_components, tiny_svd_components
-    from core.patches.joint import apply_joint_patch
+    from core.patches.joint import apply_joint_patch, remove_joint_patch
     from core.pipelines.joint_sd import JointSDPipeline
     from core.pipelines.svd_flow import DEFAULT_FLOW_ENCODING
 
@@ -159,12 +159,10 @@ def build_model_folders(root: Path, tiny: bool, device: str) -> dict[str, str]:
             param.copy_(0.01 * torch.randn(param.shape, generator=generator).to(param))
     patch.save(root / "svd-joint-flow")
     FlowEncoding.from_scale_px(DEFAULT_FLOW_ENCODING.scale_px(1024), 1024).save(root / "svd-joint-flow", 1024)
-    del patch  # the folder is what the app loads
+    remove_joint_patch(svd_pipe.unet)  # the folder is what the app loads
 
-    unet = svd_pipe.unet
-    fresh = type(unet).from_config(unet.config).to(dtype=dtype) if tiny else unet
-    add_lora(fresh, "interp_lora", rank=4, init=False)
-    save_lora(fresh, "interp_lora", root / "svd-lora")
+    add_lora(svd_pipe.unet, "interp_lora", rank=4, init=False)
+    save_lora(svd_pipe.unet, "interp_lora", root / "svd-lora")
 
     joint = JointSDPipeline.from_stock(sd_pipe)
     with torch.no_grad():
@@ -475,23 +473,25 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps({**meta, "wall_s": round(time.perf_counter() - started, 1), "rows": body}, indent=1)
         )
 
-    if "vae" not in args.skip:
-        record(vae_rows(device, size))
-    if "steps" not in args.skip:
-        record(step_rows(device, min(args.steps, 6), size))
+    # Most wanted first, so a run cut short by a lent machine's time still answers the memory question.
     runs = path_runs(args.work, inputs, args.steps, size)
     chosen = [p for p in runs if not args.paths or p in args.paths]
-    for name in chosen:
-        run, extra = runs[name]
-        record([run_path(name, run, extra, "default", device)])
+    svd_paths = [p for p in chosen if p in SVD_PATHS]
+    if "vae" not in args.skip:
+        record(vae_rows(device, size))
+    for name in svd_paths:
+        record([run_path(name, *runs[name], "default", device)])
     if "low-vram" not in args.skip:
-        for name in (p for p in chosen if p in SVD_PATHS):
-            run, extra = runs[name]
-            row = run_path(name, run, extra, "low-vram", device)
+        for name in svd_paths:
+            row = run_path(name, *runs[name], "low-vram", device)
             default = next(r for r in rows if r.path == name and r.mode == "default")
             row.extra["time_vs_default"] = round(row.wall_s / default.wall_s, 3)
             row.note = (row.note + f" time x{row.extra['time_vs_default']:.2f} default").strip()
             record([row])
+    if "steps" not in args.skip:
+        record(step_rows(device, min(args.steps, 6), size))
+    for name in (p for p in chosen if p not in SVD_PATHS):
+        record([run_path(name, *runs[name], "default", device)])
     _fresh_gpu(device)
     print_table(rows)
     print(f"\n{len(rows)} rows in {time.perf_counter() - started:.0f} s; JSON: {args.json}")
