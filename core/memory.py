@@ -11,8 +11,9 @@ temporal decoder's activations grow with the decode chunk. So:
 - decoding keeps the caller's chunk (the temporal decoder mixes the frames of one chunk, so the chunk is part
   of the result) unless that chunk does not fit the budget, which in the low-VRAM mode is smaller;
 - the low-VRAM mode (``Settings.low_vram``, ``KINEMA_LOW_VRAM=1``, ``--low-vram``) also offloads each model to
-  the CPU while another one runs (``enable_model_cpu_offload``) and runs the UNet's feed-forward layers one
-  sample at a time (``enable_forward_chunking``, exact).
+  the CPU while another one runs (``enable_model_cpu_offload``), runs the UNet's feed-forward layers one
+  sample at a time (``enable_forward_chunking``, exact) and the two classifier-free-guidance halves one after
+  the other (``SVDPipelineBase.enable_guidance_split``).
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ from core.config import Settings
 
 GIB = 1024**3
 # Peak activation bytes per frame and pixel of the full-size SVD VAE (AutoencoderKLTemporalDecoder),
-# measured on CUDA with gpu_paths.py's VAE rows: encoding runs in float32, decoding in the weights' dtype.
-ENCODE_BYTES_PER_PIXEL = 2600
-DECODE_BYTES_PER_PIXEL = 1900
+# measured on an H200 with gpu_paths.py's VAE rows (3084 and 2436 B at one frame, the most of 1-4 frames):
+# encoding runs in float32 (SVD's VAE asks for the upcast), decoding in the weights' dtype (fp16).
+ENCODE_BYTES_PER_PIXEL = 3100
+DECODE_BYTES_PER_PIXEL = 2450
 # Activation budget of one VAE chunk: default mode (the UNet stays resident, 16 GiB in all) / low-VRAM mode
 # (the UNet is offloaded while the VAE runs, 8 GiB in all).
 VAE_BUDGET_BYTES = {False: 6 * GIB, True: 3 * GIB}
@@ -70,6 +72,8 @@ def place_pipeline(pipe, settings: Settings) -> None:
         pipe.enable_sequential_cpu_offload(device=device)
     else:
         pipe.to(device)
+    if hasattr(pipe, "enable_guidance_split"):  # our SVD pipelines: one guidance half at a time
+        pipe.enable_guidance_split(settings.low_vram)
     unet = getattr(pipe, "unet", None)
     if hasattr(unet, "enable_forward_chunking"):  # the UNet is shared between pipelines: set it either way
         set_forward_chunking(unet, settings.low_vram)

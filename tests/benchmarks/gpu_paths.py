@@ -132,10 +132,11 @@ def build_model_folders(root: Path, tiny: bool, device: str) -> dict[str, str]:
     from core.controlnet_svd import SVDFlowControlNet
     from core.flow.encoding import FlowEncoding
     from core.lora import add_lora, save_lora
-    from core.models import full_architecture_random, tiny_sd_components, tiny_svd_components
+    from core.models import tiny_sd_components, tiny_svd_components
     from core.patches.joint import apply_joint_patch, remove_joint_patch
     from core.pipelines.joint_sd import JointSDPipeline
     from core.pipelines.svd_flow import DEFAULT_FLOW_ENCODING
+    from tests.support.full_architecture import full_architecture_random
 
     dtype = torch.float32 if tiny else torch.float16
     place = contextlib.nullcontext() if tiny else torch.device(device)
