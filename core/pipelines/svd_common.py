@@ -32,6 +32,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from core.controlnet_svd import CONDITION_ROWS
 from core.errors import InputError
 from core.imaging import pil_to_rgb_uint8
+from core.precision import decode_finite
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
@@ -374,5 +375,7 @@ class SVDPipelineBase(StableVideoDiffusionPipeline):
         """Latents (B,T,C,h,w) -> frames as ``output_type`` ("latent" returns the latents as they are)."""
         if output_type == "latent":
             return latents
-        frames = self.decode_latents(latents, num_frames, decode_chunk_size)
+        frames = decode_finite(
+            self.vae, lambda: self.decode_latents(latents.to(self.vae.dtype), num_frames, decode_chunk_size)
+        )
         return self.video_processor.postprocess_video(video=frames, output_type=output_type)
