@@ -56,8 +56,7 @@ from core.data.image_depth import normalize_disparity
 from core.errors import InputError, KinemaError
 from core.imaging import pil_to_rgb_uint8, signed_to_unit, to_signed, unit_to_signed, unit_to_uint8
 from core.metrics import ssi_absrel_delta1
-from core.patches import joint
-from core.patches.joint import JointPatch, apply_joint_patch
+from core.patches.joint import JointPatch, apply_joint_patch, joint_patch_of
 
 Mode = Literal["joint", "image_to_depth", "depth_to_image"]
 MODES: tuple[str, ...] = ("joint", "image_to_depth", "depth_to_image")
@@ -82,11 +81,6 @@ class JointSDOutput(BaseOutput):
     images: Any
     depth: Any
     nsfw_content_detected: list[bool] | None
-
-
-def joint_patch_of(unet: torch.nn.Module) -> JointPatch | None:
-    """The joint patch ``unet`` carries, or None."""
-    return getattr(unet, joint._PATCH_ATTR, None)
 
 
 def park(patch: JointPatch) -> None:
