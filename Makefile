@@ -32,7 +32,7 @@ demo: $(VENV)/.runtime
 test: $(VENV)/.dev browser
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
-## make test-min: the unit and app tests (not slow, not e2e) in .venv-min, a venv at the lowest versions
+## make test-min: the unit, pipeline and app tests (not slow, not e2e) in .venv-min, a venv at the lowest versions
 ## requirements.txt allows: every `NAME>=X` (also `NAME>=X,<Y`) is installed as `NAME==X`, via
 ## .venv-min/requirements-min.txt, which the sed below writes. torch is the exception: it stays the CPU
 ## build $(TORCH_SPEC), since CPU wheels of older torch releases are not on the project's machines, so
@@ -52,7 +52,7 @@ $(VENV_MIN)/.installed: $(VENV_MIN)/requirements-min.txt requirements-dev.txt
 	touch $@
 
 test-min: $(VENV_MIN)/.installed
-	HF_HUB_OFFLINE=1 $(PY_MIN) -m pytest tests/unit tests/apps -m "not slow" $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(PY_MIN) -m pytest tests/unit tests/pipelines tests/apps -m "not slow" $(PYTEST_ARGS)
 
 ## browser tests use Debian's chromium; CI installs it, elsewhere they skip when it is absent
 browser:
