@@ -33,6 +33,7 @@ from apps.joint_depth import examples, workflow
 from apps.joint_depth.workflow import JointRequest, LoadedModel
 from core.config import ENV_PREFIX, Settings
 from core.errors import InputError
+from core.models import find_joint_weights
 from core.pointcloud import DEFAULT_FAR, DEFAULT_FOV_DEG, DEFAULT_MAX_POINTS, DEFAULT_NEAR
 
 GPU = "gpu"  # concurrency_id shared by the model-running events
@@ -60,7 +61,7 @@ class Handlers:
         """(label, folder) of every joint-weights folder under Settings.lora_path, after the 'none' choice."""
         root = Path(self.settings.lora_path).expanduser() if self.settings.lora_path else None
         choices = [(NO_WEIGHTS_LABEL, "")]
-        for folder in workflow.find_joint_weights(self.settings.lora_path):
+        for folder in find_joint_weights(self.settings.lora_path):
             label = (
                 str(folder.relative_to(root.parent)) if root is not None and root.is_dir() else str(folder)
             )

@@ -193,6 +193,13 @@ class JointPatch:
         self._expanded.clear()
         self.track_loras()
 
+    def park(self) -> None:
+        """Leave the patch inert for any batch: joint layers skipped, every adapter masked off (stock output)."""
+        self.set_pairing(None)
+        for name in self.lora_names:
+            # One False entry expands to every entry of whatever batch comes next.
+            self.set_lora_mask(name, [False])
+
     # -- saving and loading ----------------------------------------------------------------------------
 
     def joint_parameters(self) -> Iterator[nn.Parameter]:

@@ -2,10 +2,10 @@
 
 SVD with a LoRA (``flow_lora``, trained by ``python -m core.training.svd_flow_lora``) generates a *flow video*
 instead of a video: T frames, each an RGB image that encodes the flow from the previous frame
-(:mod:`core.flow.encoding`: signed square root per component, frame 0 the zero flow, frame t the flow
-t-1 -> t on frame t-1's grid, like :func:`core.trajectory.sparse_flow`). Conditioning is stock SVD's, from
-the first RGB frame. The VAE decodes the latents to images in [-1,1], and :func:`core.flow.encoding.decode_flow`
-turns those into flow in px.
+(:mod:`core.flow.encoding`: signed square root per component; :mod:`core.flow`'s flow-video layout: frame
+0 the zero flow, frame t+1 the flow t -> t+1 on frame t's grid, like :func:`core.trajectory.sparse_flow`).
+Conditioning is stock SVD's, from the first RGB frame. The VAE decodes the latents to images in [-1,1],
+and :func:`core.flow.encoding.decode_flow` turns those into flow in px.
 
     pipe = SVDFlowPipeline(**load_components("svd", model))
     pipe.load_flow_lora("runs/flow")                       # LoRA + flow_encoding.json (the scale)
@@ -127,8 +127,9 @@ class SVDFlowPipeline(SVDPipelineBase):
         """Load ``flow_lora.safetensors`` from ``folder`` into the UNet (new adapter, or onto an existing
         ``flow_lora``) and its ``flow_encoding.json`` as this pipeline's scale; return the encoding.
 
-        The UNet is changed in place: a UNet shared with other pipelines (``core.models.load_pipeline``
-        caches one per model) carries the adapter there too (``core.lora.set_lora_enabled`` switches it).
+        The UNet is changed in place. For a UNet shared with other pipelines (``core.models.load_pipeline``
+        caches one per model) attach the adapter per run instead: ``core.models.state.attached(pipe.unet,
+        LoraWeights(folder, FLOW_ADAPTER_NAME))``, with ``pipe.flow_encoding = FlowEncoding.load(folder)``.
         """
         from core.lora import load_lora
 

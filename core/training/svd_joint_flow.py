@@ -20,7 +20,7 @@ SVD itself stays frozen.
 Per clip of ``--num_frames`` frames:
 
 - x: the clip's VAE latents; y: the latents of its flow video (DIS flow between consecutive frames, ``--flow_method``,
-  laid out with frame 0 zero and frame t the flow t-1 -> t, encoded as images at ``--flow_scale_px``:
+  a flow video in :mod:`core.flow`'s layout (frame 0 zero, frame t+1 the flow t -> t+1), encoded as images at ``--flow_scale_px``:
   :func:`core.training.svd_flow_lora.collate_clips_with_flow` and the pipeline's ``encode_flow_video``);
 - both get the clip's first frame as stock SVD conditioning (CLIP embedding and noise-augmented VAE latents on
   every frame, :func:`~core.training.svd_base.encode_conditioning_frames`), the same added time ids ``[fps - 1,
@@ -37,7 +37,8 @@ Saved (every checkpoint and the final ``--output_dir``): ``JointPatch.save`` (``
 ``xy_lora``/``yx_lora``/``y_lora.safetensors``) and ``flow_encoding.json``, so the folder is a model for the app::
 
     KINEMA_SVD_JOINT_FLOW_MODEL=runs/joint_flow python -m apps drag     # or --svd-joint-flow-model
-    pipe = core.pipelines.svd_joint_flow.load_svd_joint_flow(settings)  # in code
+    pipe = core.models.load_svd_joint_flow(settings)                    # in code; it runs inside
+    with core.models.state.attached(pipe.unet, pipe.joint_weights): ...  # the patch's lifetime
 
 Validation (every ``--validation_steps`` and at the end, into ``OUTPUT_DIR/validation/step-N/``): tracks sampled
 from training clip ``--validation_clip``'s DIS flow (:func:`core.flow.tracks.sample_tracks`, ``--validation_tracks``
@@ -46,7 +47,7 @@ as the baseline, without them (free joint sampling), both with a CPU generator s
 ``sample.mp4`` (with tracks | without), ``flow.mp4`` (generated flow | the clip's DIS flow, colours saturated at
 the flow scale), ``sample.npz`` (``frames``, ``free_frames`` float32 (T,H,W,3) in [0,1] and ``flows_px``
 (T,H,W,2) as generated, ``truth`` uint8, ``tracks_norm`` (M,T,2)) and ``metrics.json`` (the settings, the
-number of tracks, and ObjMC in px, :func:`core.metrics.measure_objmc`, of the sample with tracks, of the free
+number of tracks, and ObjMC in px, :func:`core.eval.metrics.measure_objmc`, of the sample with tracks, of the free
 sample and of the real clip, the tracker's floor).
 """
 
@@ -277,7 +278,7 @@ def render_validation(
     """Render ``truth_uint8``'s (T,H,W,3) first frame with ``tracks_norm`` (M,T,2) and without; write
     ``sample.mp4``, ``flow.mp4``, ``sample.npz`` and ``metrics.json`` into ``folder`` (module docstring; ``flows_px``
     (T-1,H,W,2) is the clip's DIS flow, shown beside the generated one); return the metrics."""
-    from core.flow.encoding import flows_to_video
+    from core.flow import flows_to_video
     from core.flow.visualize import render_flow_video
     from core.imaging import unit_to_uint8
     from core.trajectory import tracks_to_px

@@ -77,7 +77,6 @@ def app(tmp_path_factory, weights_root):
     demo, client = _serve(settings)
     yield client, settings
     demo.close()
-    workflow.release_models()
 
 
 def generate(client: Client, prompt: str = "a red chair", **options):

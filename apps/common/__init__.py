@@ -1,0 +1,1 @@
+"""What the three apps share: run folders and the run record (`runs`), Gradio helpers (`gradio`)."""

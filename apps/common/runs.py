@@ -1,0 +1,119 @@
+"""Run folders and the one run-record format every app and CLI writes.
+
+A run is one job of an app (a drag video, a joint depth/image generation, a keyframe edit). Its outputs go
+to a run folder (:func:`new_run_folder`) or to paths the CLI user names, and beside them goes a run record:
+a JSON file that says what was run and is enough to run it again.
+
+Record layout (``format`` and ``version`` first, so a reader can refuse what it does not understand)::
+
+    {
+      "format": "kinema.run", "version": 1,
+      "app": "drag" | "joint_depth" | "keyframe",
+      "action": "cli" | "ui:<button>",         # how it was started
+      "command": ["python", "-m", ...] | null,   # the command line, for CLI runs
+      "arguments": {...},                        # the job's request: what redoes the run
+      "settings": {...},                         # model locations, device, dtype in force
+      "outputs": {"video_mp4": "video.mp4", ...},  # file names, relative to the record's folder
+      "timings_s": {"total": 1.234, ...}
+    }
+
+Each app's ``job`` module turns ``arguments`` back into its request (``request_from_record``), so a record
+read from disk redoes its run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import InputError
+
+RUN_FORMAT = "kinema.run"
+RUN_VERSION = 1
+APPS = ("drag", "joint_depth", "keyframe")
+
+
+def new_run_folder(output_dir: str | Path, app: str) -> Path:
+    """A new, empty folder ``output_dir/app/<YYYYmmdd-HHMMSS>`` (with ``-N`` appended when taken)."""
+    if app not in APPS:
+        raise ValueError(f"app must be one of {APPS}, got {app!r}")
+    base = Path(output_dir) / app
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        folder = base / (stamp if n == 0 else f"{stamp}-{n}")
+        try:
+            folder.mkdir(parents=True, exist_ok=False)
+            return folder
+        except FileExistsError:
+            continue
+    raise OSError(f"Could not create a new run folder under {base}.")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run: what was asked (``arguments``), with what (``settings``), what came out (``outputs``)."""
+
+    app: str
+    action: str
+    arguments: dict[str, Any]
+    settings: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    command: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.app not in APPS:
+            raise ValueError(f"app must be one of {APPS}, got {self.app!r}")
+        if self.action != "cli" and not self.action.startswith("ui:"):
+            raise ValueError(f"action must be 'cli' or 'ui:<name>', got {self.action!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        body = asdict(self)
+        body["timings_s"] = {k: round(float(v), 3) for k, v in self.timings_s.items()}
+        return {"format": RUN_FORMAT, "version": RUN_VERSION, **body}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def write(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(self.to_json())
+        return path
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "the run record") -> RunRecord:
+        if not isinstance(data, dict) or data.get("format") != RUN_FORMAT:
+            raise InputError(f'{source} is not a Kinema run record (no "format": "{RUN_FORMAT}").')
+        if data.get("version") != RUN_VERSION:
+            raise InputError(
+                f"{source} has run-record version {data.get('version')!r}; this Kinema reads version {RUN_VERSION}."
+            )
+        body = {k: v for k, v in data.items() if k not in ("format", "version")}
+        missing = {"app", "action", "arguments"} - body.keys()
+        unknown = body.keys() - {f for f in cls.__dataclass_fields__}
+        if missing or unknown:
+            raise InputError(
+                f"{source} is damaged: missing {sorted(missing) or 'nothing'}, unknown {sorted(unknown) or 'nothing'}."
+            )
+        if not isinstance(body["arguments"], dict):
+            raise InputError(f'{source} is damaged: "arguments" must be an object.')
+        try:
+            return cls(**body)
+        except ValueError as error:
+            raise InputError(f"{source} is damaged: {error}.") from error
+
+    @classmethod
+    def read(cls, path: str | Path) -> RunRecord:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise InputError(f"Cannot read the run record {path.name}: {error}.") from error
+        return cls.from_dict(data, source=path.name)
+
+    def output_paths(self, folder: str | Path) -> dict[str, Path]:
+        """The outputs as paths, for a record read from ``folder``."""
+        return {name: Path(folder) / file for name, file in self.outputs.items()}
