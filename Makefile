@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: demo test test-min bench lint format venv dev-venv browser screenshots
+.PHONY: demo test test-min bench bench-gpu lint format venv dev-venv browser screenshots
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,11 @@ screenshots: $(VENV)/.dev
 ## make bench: ratio benchmarks, one table, JSON in bench-results/
 bench: $(VENV)/.dev
 	HF_HUB_OFFLINE=1 $(PY) tests/benchmarks/run.py $(ARGS)
+
+## make bench-gpu: every app path at real size on a CUDA GPU (default and low-VRAM), one table and
+## bench-results/gpu_paths.json; without CUDA it says so and exits 0. Needs a CUDA torch in .venv.
+bench-gpu: $(VENV)/.dev
+	HF_HUB_OFFLINE=1 $(PY) tests/benchmarks/gpu_paths.py $(ARGS)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
