@@ -33,8 +33,8 @@ import streamlit as st  # noqa: E402
 
 from apps.common.runs import new_run_folder  # noqa: E402
 from apps.drag import backends, job, ui_canvas  # noqa: E402
+from apps.drag.overlay import colour_of, draw_trajectory_overlay, with_border  # noqa: E402
 from apps.drag.params import DragParams  # noqa: E402
-from apps.drag.ui_overlay import colour_of, draw_trajectory_overlay, with_border  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.engines.warp import preview_flow  # noqa: E402
 from core.errors import InputError, KinemaError, ModelNotAvailable  # noqa: E402

@@ -35,8 +35,8 @@ from PIL import Image
 from apps.common.runs import RunRecord
 from apps.drag import backends
 from apps.drag.backends import RenderProgress
+from apps.drag.overlay import draw_trajectory_overlay
 from apps.drag.params import DragParams
-from apps.drag.ui_overlay import draw_trajectory_overlay
 from core.config import Settings
 from core.errors import InputError
 from core.flow import flows_to_video, render_flow_video

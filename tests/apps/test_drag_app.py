@@ -22,7 +22,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from apps.common.runs import RunRecord
-from apps.drag import job, ui_canvas, ui_overlay
+from apps.drag import job, overlay, ui_canvas
 from apps.drag.params import DragParams
 from core.config import Settings
 from core.imaging import load_image, resize_to_multiple
@@ -394,9 +394,9 @@ def test_canvas_size_keeps_the_aspect_within_the_bounds():
 def test_overlay_draws_numbered_arrows_and_leaves_the_rest():
     image = np.full((200, 300, 3), 40, np.uint8)
     trajectories = Trajectories((Trajectory([[0.2, 0.5], [0.8, 0.5]]), Trajectory([[0.5, 0.2]])))
-    out = ui_overlay.draw_trajectory_overlay(image, trajectories)
+    out = overlay.draw_trajectory_overlay(image, trajectories)
     assert out.shape == image.shape and out.dtype == np.uint8
-    colour = np.array(ui_overlay.colour_of(0))
+    colour = np.array(overlay.colour_of(0))
 
     def closest(pixels: np.ndarray) -> float:  # anti-aliased lines: the best-matching pixel's distance
         return float(np.abs(pixels.reshape(-1, 3).astype(int) - colour).sum(axis=1).min())
@@ -404,7 +404,7 @@ def test_overlay_draws_numbered_arrows_and_leaves_the_rest():
     assert closest(out[98:102, 100]) < 30  # on the track
     assert closest(out[92:96, 225:235]) < 30  # the arrow head's flank near its end, off the line itself
     ring = out[40 - 8 : 40 + 9, 150 - 8 : 150 + 9].reshape(-1, 3).astype(int)
-    assert np.abs(ring - ui_overlay.ANCHOR_RGB).sum(axis=1).min() < 30  # the anchor
+    assert np.abs(ring - overlay.ANCHOR_RGB).sum(axis=1).min() < 30  # the anchor
     np.testing.assert_array_equal(out[180:, :], image[180:, :])  # far away: untouched
     np.testing.assert_array_equal(image, 40)  # the input is not drawn on
 

@@ -1,4 +1,5 @@
-"""Pictures the drag app shows beside the canvas: the trajectories as numbered arrows over the image."""
+"""Pictures of the trajectories as numbered arrows over the image: beside the drag app's canvas, and the
+first panel of the job's side-by-side video."""
 
 from __future__ import annotations
 
