@@ -23,6 +23,7 @@ video (`estimate_video_motion`) and can be reused for every new edit.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,8 @@ from core.flow import compose_flow, estimate_video_flow, occlusion_mask, warp_fi
 ProgressCallback = Callable[[int, int], None]
 # Weight kept by an invalid side, so a pixel invalid on both sides falls back to the time blend.
 _INVALID_WEIGHT = 1e-3
+# Keyframe gaps filled at once: each holds its frames' float warps until it is handed out.
+_GAP_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,12 @@ def estimate_video_motion(
         `adaptive_keyframes`) to estimate flow once per video.
     """
     check_frames(frames_uint8)
-    forward = estimate_video_flow(frames_uint8, method, progress)
-    backward = estimate_video_flow(frames_uint8[::-1], method, progress)[::-1].copy()
+    # The two directions are independent: estimate them at once (each thread has its own estimator;
+    # OpenCV releases the GIL). RAFT already fills the device (or the cores) on its own.
+    with ThreadPoolExecutor(max_workers=1 if method == "raft" else 2) as pool:
+        forward_job = pool.submit(estimate_video_flow, frames_uint8, method, progress)
+        backward_job = pool.submit(estimate_video_flow, frames_uint8[::-1], method, progress)
+        forward, backward = forward_job.result(), backward_job.result()[::-1].copy()
     steps = range(forward.shape[0])
     occluded_forward = np.stack([occlusion_mask(forward[t], backward[t]) for t in steps])
     occluded_backward = np.stack([occlusion_mask(backward[t], forward[t]) for t in steps])
@@ -193,18 +200,6 @@ def interpolate_flow(
         motion = estimate_video_motion(frames_uint8, method, progress)
     _check_motion(motion, frames_uint8)
 
-    out = np.empty_like(frames_uint8)
-    bar = tqdm(total=n_frames, desc="inbetweening (flow)", disable=not progress)
-    done = 0
-
-    def emit(t: int, frame_uint8: np.ndarray) -> None:
-        nonlocal done
-        out[t] = frame_uint8
-        done += 1
-        bar.update(1)
-        if callback is not None:
-            callback(done, n_frames)
-
     def confidence(t: int, warped_original: np.ndarray, valid: np.ndarray) -> np.ndarray:
         if photometric_sigma is None:
             return valid
@@ -213,11 +208,13 @@ def interpolate_flow(
         error = (diff[..., 0] + diff[..., 1] + diff[..., 2]) / np.float32(3 * photometric_sigma)
         return valid * np.exp(-np.square(error))
 
-    bounds = [None, *range(len(keys)), None]  # keyframe slot on each side of every gap
-    for left, right in zip(bounds, bounds[1:]):
+    def gap(left: int | None, right: int | None) -> list[tuple[int, np.ndarray]]:
+        """The frames from keyframe slot `left` (None: the video's start) up to before slot `right`
+        (None: its end), left's keyframe included, as (t, frame uint8) in order."""
         a = None if left is None else keys[left]
         b = None if right is None else keys[right]
         first, last = (0 if a is None else a + 1), (n_frames - 1 if b is None else b - 1)
+        done: list[tuple[int, np.ndarray]] = []
         from_b: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if b is not None:
             steps_b = (
@@ -227,7 +224,7 @@ def interpolate_flow(
             for t, warped, warped_original, valid in chain:
                 from_b[t] = (warped, confidence(t, warped_original, valid))
         if a is not None:
-            emit(a, edited_keyframes_uint8[left])
+            done.append((a, edited_keyframes_uint8[left]))
             steps_a = (
                 (t, motion.backward_px[t - 1], motion.occluded_backward[t - 1])
                 for t in range(a + 1, last + 1)
@@ -235,7 +232,7 @@ def interpolate_flow(
             chain = _propagate(edited_keyframes_uint8[left], frames_uint8[a], steps_a, occlusion_aware)
             for t, warped_a, warped_original, valid in chain:
                 if b is None:
-                    emit(t, np.clip(np.rint(warped_a), 0, 255).astype(np.uint8))
+                    done.append((t, np.clip(np.rint(warped_a), 0, 255).astype(np.uint8)))
                     continue
                 warped_b, conf_b = from_b.pop(t)
                 conf_a = confidence(t, warped_original, valid)
@@ -244,10 +241,27 @@ def interpolate_flow(
                 weight_b = (1.0 - time_a) * (conf_b + _INVALID_WEIGHT)
                 share_a = (weight_a / (weight_a + weight_b))[..., None]
                 blend = warped_b + share_a * (warped_a - warped_b)
-                emit(t, np.clip(np.rint(blend), 0, 255).astype(np.uint8))
+                done.append((t, np.clip(np.rint(blend), 0, 255).astype(np.uint8)))
         for t in sorted(from_b):  # only before the first keyframe: B is the one side
-            emit(t, np.clip(np.rint(from_b[t][0]), 0, 255).astype(np.uint8))
-    bar.close()
+            done.append((t, np.clip(np.rint(from_b[t][0]), 0, 255).astype(np.uint8)))
+        return done
+
+    out = np.empty_like(frames_uint8)
+    bounds = [None, *range(len(keys)), None]  # keyframe slot on each side of every gap
+    done = 0
+    with (
+        tqdm(total=n_frames, desc="inbetweening (flow)", disable=not progress) as bar,
+        ThreadPoolExecutor(max_workers=_GAP_THREADS) as pool,
+    ):
+        # Gaps between keyframes are independent: fill them at once (numpy and OpenCV release the
+        # GIL on whole frames) and hand the frames out in order.
+        for frames_of_gap in pool.map(gap, bounds[:-1], bounds[1:]):
+            for t, frame_uint8 in frames_of_gap:
+                out[t] = frame_uint8
+                done += 1
+                bar.update(1)
+                if callback is not None:
+                    callback(done, n_frames)
     return out
 
 
