@@ -80,14 +80,17 @@ def estimate_video_motion(
     """
     check_frames(frames_uint8)
     # The two directions are independent: estimate them at once (each thread has its own estimator;
-    # OpenCV releases the GIL). RAFT already fills the device (or the cores) on its own.
+    # OpenCV releases the GIL), then test each against the other at once. RAFT already fills the
+    # device (or the cores) on its own.
     with ThreadPoolExecutor(max_workers=1 if method == "raft" else 2) as pool:
         forward_job = pool.submit(estimate_video_flow, frames_uint8, method, progress)
         backward_job = pool.submit(estimate_video_flow, frames_uint8[::-1], method, progress)
         forward, backward = forward_job.result(), backward_job.result()[::-1].copy()
-    steps = range(forward.shape[0])
-    occluded_forward = np.stack([occlusion_mask(forward[t], backward[t]) for t in steps])
-    occluded_backward = np.stack([occlusion_mask(backward[t], forward[t]) for t in steps])
+
+        def occlusions(flows_px: np.ndarray, reverse_px: np.ndarray) -> np.ndarray:
+            return np.stack([occlusion_mask(step, back) for step, back in zip(flows_px, reverse_px)])
+
+        occluded_forward, occluded_backward = pool.map(occlusions, (forward, backward), (backward, forward))
     return VideoMotion(forward, backward, occluded_forward, occluded_backward)
 
 
