@@ -39,6 +39,9 @@ bilinear upsampling on small images.
 `WarpResult.filled` says how much of each pixel is invented (1 = all fill): a diffusion refiner can
 regenerate those pixels more freely.
 
+`preview_video` is the same warp on a copy at most 384 px long, enlarged back: a live look at the
+clip (~85 ms for 14 frames at 576x1024 on 2 cores, against ~550 ms for `animate`), never the result.
+
 Nothing to animate (no trajectory that moves and no camera move, or an empty motion region) is an
 `InputError`, not a still video: the apps show its sentence, which says what to draw.
 """
@@ -311,15 +314,18 @@ def _render(
     return frame, np.maximum(stretch, outside.astype(np.float32))
 
 
+def _is_reach(radius_px: object) -> bool:
+    """Whether `radius_px` is a usable reach: a positive finite number (core.trajectory rejects the rest
+    with an InputError)."""
+    return isinstance(radius_px, int | float) and not isinstance(radius_px, bool) and 0 < radius_px < math.inf
+
+
 def _smallest_reach(radius_px: object, height: int, width: int) -> float:
     """The smallest reach of a track in px: `radius_px`, or core.trajectory's default 0.1 * min side.
 
     An invalid `radius_px` gives the default here; core.trajectory rejects it with an InputError.
     """
-    valid = (
-        isinstance(radius_px, int | float) and not isinstance(radius_px, bool) and 0 < radius_px < math.inf
-    )
-    return float(radius_px) if valid else 0.1 * min(height, width)
+    return float(radius_px) if _is_reach(radius_px) else 0.1 * min(height, width)
 
 
 def _grid_step(reach_px: float) -> int:
@@ -483,8 +489,8 @@ def preview_video(
             np.asarray(region_mask).astype(np.uint8), (small_w, small_h), interpolation=cv2.INTER_NEAREST
         )
         region_mask = small_mask.astype(bool)
-    if radius_px is not None and _smallest_reach(radius_px, height, width) == radius_px:
-        radius_px = radius_px * small_w / width  # a valid reach; an invalid one is core.trajectory's error
+    if _is_reach(radius_px):  # an invalid one is left for core.trajectory's error
+        radius_px = radius_px * small_w / width
     tracks_norm = trajectories.tracks_norm(num_frames, (width, height))
     frames_small, _, _ = _warp(small, tracks_norm, region_mask, camera, radius_px, None, with_flow=False)
 
