@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,8 +84,12 @@ def estimate_video_motion(
     # OpenCV releases the GIL), then test each against the other at once. RAFT already fills the
     # device (or the cores) on its own.
     with ThreadPoolExecutor(max_workers=1 if method == "raft" else 2) as pool:
-        forward_job = pool.submit(estimate_video_flow, frames_uint8, method, progress)
-        backward_job = pool.submit(estimate_video_flow, frames_uint8[::-1], method, progress)
+        # Each job runs in a copy of the caller's context: progress trackers that live in context
+        # variables (Gradio's track_tqdm) still see the tqdm bars the threads open.
+        forward_job = pool.submit(copy_context().run, estimate_video_flow, frames_uint8, method, progress)
+        backward_job = pool.submit(
+            copy_context().run, estimate_video_flow, frames_uint8[::-1], method, progress
+        )
         forward, backward = forward_job.result(), backward_job.result()[::-1].copy()
 
         def occlusions(flows_px: np.ndarray, reverse_px: np.ndarray) -> np.ndarray:

@@ -1,9 +1,12 @@
 """Flow-guided inbetweening against the originals it must reproduce, and the cross-fade baseline."""
 
+from contextvars import ContextVar, copy_context
+
 import cv2
 import numpy as np
 import pytest
 
+from core.engines import interpolate
 from core.engines.edit import apply_edit
 from core.engines.interpolate import VideoMotion, crossfade, estimate_video_motion, interpolate_flow
 from core.errors import InputError
@@ -122,6 +125,25 @@ def test_both_directions_are_the_serial_estimates(pan, pan_motion):
     """The two directions are estimated at once; each is exactly the one-direction estimate."""
     np.testing.assert_array_equal(pan_motion.forward_px, estimate_video_flow(pan))
     np.testing.assert_array_equal(pan_motion.backward_px, estimate_video_flow(pan[::-1])[::-1])
+
+
+def test_flow_threads_run_in_the_callers_context(pan, monkeypatch):
+    """Progress trackers that live in context variables (Gradio's track_tqdm) see the flow threads."""
+    tracker: ContextVar[str | None] = ContextVar("tracker", default=None)
+    seen = []
+
+    def spy(*args):
+        seen.append(tracker.get())
+        return estimate_video_flow(*args)
+
+    monkeypatch.setattr(interpolate, "estimate_video_flow", spy)
+
+    def caller():
+        tracker.set("progress of this request")
+        return estimate_video_motion(pan[:3])
+
+    copy_context().run(caller)
+    assert seen == ["progress of this request"] * 2
 
 
 def test_gaps_filled_at_once_are_each_gap_alone(pan, pan_motion):
