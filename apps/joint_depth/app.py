@@ -1,7 +1,7 @@
 """Joint-depth app (Gradio): prompt -> image + depth; image -> depth; depth -> image.
 
 Run: ``python -m apps.joint_depth.app --host 127.0.0.1 --port 7861`` (or ``python -m apps joint``); the
-Settings flags (``--sd-model``, ``--lora-path`` ...) and KINEMA_* variables choose models and limits. Tests
+Settings flags (``--sd-model``, ``--joint-weights`` ...) and KINEMA_* variables choose models and limits. Tests
 import `demo` (or call `build_demo`) and drive it with gradio_client.
 
 Three tabs share the settings column (joint weights, steps, guidance, seed, batch, point-cloud camera) and the
@@ -28,7 +28,7 @@ from typing import Any
 
 import gradio as gr
 
-from apps.gradio_common import serve, shows_errors
+from apps.common.gradio import serve, shows_errors
 from apps.joint_depth import examples, workflow
 from apps.joint_depth.workflow import JointRequest, LoadedModel
 from core.config import ENV_PREFIX, Settings
@@ -57,10 +57,10 @@ class Handlers:
     # -- models ----------------------------------------------------------------------------------------
 
     def weight_choices(self) -> list[tuple[str, str]]:
-        """(label, folder) of every joint-weights folder under Settings.lora_path, after the 'none' choice."""
-        root = Path(self.settings.lora_path).expanduser() if self.settings.lora_path else None
+        """(label, folder) of every joint-weights folder under Settings.joint_weights, after the 'none' choice."""
+        root = Path(self.settings.joint_weights).expanduser() if self.settings.joint_weights else None
         choices = [(NO_WEIGHTS_LABEL, "")]
-        for folder in workflow.find_joint_weights(self.settings.lora_path):
+        for folder in workflow.find_joint_weights(self.settings.joint_weights):
             label = (
                 str(folder.relative_to(root.parent)) if root is not None and root.is_dir() else str(folder)
             )
@@ -102,7 +102,7 @@ class Handlers:
         return self._banner(self._model_with_warning(weights))
 
     def list_weights(self):
-        """Search Settings.lora_path again for joint-weights folders (e.g. new checkpoints)."""
+        """Search Settings.joint_weights again for joint-weights folders (e.g. new checkpoints)."""
         return gr.update(choices=self.weight_choices())
 
     # -- runs ------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
   joint-weights folder means the untrained (zero-initialised) patch: stock SD images, meaningless depth.
   The SD weights stay loaded for the process (core.models caches them); switching joint weights removes the
   patch and applies a fresh one, so "none" after a folder really is the untrained patch again.
-- :func:`find_joint_weights`: the folders under ``Settings.lora_path`` that hold trained joint weights
+- :func:`find_joint_weights`: the folders under ``Settings.joint_weights`` that hold trained joint weights
   (``python -m core.training.joint_lora`` output folders and their ``checkpoint-N`` folders).
 - :class:`JointRequest`, :func:`prepare_image`, :func:`prepare_depth`, :func:`run`, :func:`write_results`:
   one run from checked parameters to files (image PNG, 16-bit depth PNG, depth colour map, PLY point cloud).
@@ -204,7 +204,7 @@ def load_model(settings: Settings, weights: str | None = "") -> LoadedModel:
         notices.append(
             "No joint weights: the joint layers are untrained (zero-initialised), so images are plain Stable "
             f"Diffusion's and the depth maps carry no meaning. Train them with `{TRAIN_COMMAND}` and pick the "
-            f"output folder (or set {ENV_PREFIX}LORA_PATH)."
+            f"output folder (or set {ENV_PREFIX}JOINT_WEIGHTS)."
         )
     sample_size = pipeline.unet.config.sample_size
     sample_size = sample_size if isinstance(sample_size, int) else sample_size[0]

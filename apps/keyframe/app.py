@@ -30,7 +30,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from apps.gradio_common import serve, shows_errors
+from apps.common.gradio import serve, shows_errors
 from apps.keyframe import workflow
 from apps.keyframe.sample import SAMPLE_VIDEO
 from apps.keyframe.workflow import EditRequest, InterpRequest, LoadedVideo

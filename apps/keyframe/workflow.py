@@ -580,12 +580,12 @@ def _svd_inbetween(
 
 
 def _use_interp_lora(unet, backend: str, settings: Settings) -> None:
-    """svd-lora with `settings.lora_path`: load the head-and-tail LoRA once, switch it on; else off."""
+    """svd-lora with `settings.svd_interp_lora`: load the head-and-tail LoRA once, switch it on; else off."""
     from core import lora
 
-    if backend == "svd-lora" and settings.lora_path:
+    if backend == "svd-lora" and settings.svd_interp_lora:
         if INTERP_LORA not in lora.list_loras(unet):
-            lora.load_lora(unet, settings.lora_path, name=INTERP_LORA)
+            lora.load_lora(unet, settings.svd_interp_lora, name=INTERP_LORA)
         lora.set_active_loras(unet, [INTERP_LORA])
         lora.set_lora_enabled(unet, True)
     else:
@@ -594,9 +594,9 @@ def _use_interp_lora(unet, backend: str, settings: Settings) -> None:
 
 def backend_notes(interp: InterpRequest, settings: Settings) -> list[str]:
     """Sentences a user should read before trusting a backend's output with these settings."""
-    if interp.backend == "svd-lora" and not settings.lora_path:
+    if interp.backend == "svd-lora" and not settings.svd_interp_lora:
         return [
-            f"svd-lora runs without a head-and-tail LoRA ({ENV_PREFIX}LORA_PATH is empty): stock SVD has "
+            f"svd-lora runs without a head-and-tail LoRA ({ENV_PREFIX}SVD_INTERP_LORA is empty): stock SVD has "
             "not learned what the tail keyframe means, so expect svd-trf-like or worse results."
         ]
     return []

@@ -629,12 +629,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--evaluate", action="store_true", help="print the depth consistency figure")
     parser.add_argument(
-        "--joint-weights",
-        default=None,
-        help="folder written by python -m core.training.joint_lora (default: --lora-path); without one the "
-        "patch is untrained and the figures only show that the path runs",
-    )
-    parser.add_argument(
         "--depth-model",
         default=None,
         help="transformers depth-estimation model (hub id or folder) for the joint-sample consistency rows",
@@ -651,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         settings = Settings.from_args(args)
-        weights = args.joint_weights or settings.lora_path or None
+        weights = settings.joint_weights or None  # --joint-weights / KINEMA_JOINT_WEIGHTS
         pipeline = JointSDPipeline.from_stock(load_pipeline("sd", settings), weights)
         pipeline.set_progress_bar_config(disable=True)
         estimator = None

@@ -26,7 +26,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from apps.gradio_common import launch_kwargs
+from apps.common.gradio import launch_kwargs
 from apps.joint_depth import examples, workflow
 from apps.joint_depth.app import NO_WEIGHTS_LABEL, SERVED_FOLDERS, build_demo
 from core.config import Settings
@@ -72,7 +72,7 @@ def _serve(settings: Settings) -> tuple:
 def app(tmp_path_factory, weights_root):
     out = tmp_path_factory.mktemp("joint_app")
     settings = Settings(
-        sd_model="tiny", device="cpu", output_dir=out / "outputs", lora_path=str(weights_root)
+        sd_model="tiny", device="cpu", output_dir=out / "outputs", joint_weights=str(weights_root)
     )
     demo, client = _serve(settings)
     yield client, settings

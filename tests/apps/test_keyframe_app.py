@@ -19,7 +19,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from apps.gradio_common import launch_kwargs
+from apps.common.gradio import launch_kwargs
 from apps.keyframe import app, workflow
 from apps.keyframe.sample import SAMPLE_VIDEO
 from core.config import Settings

@@ -23,7 +23,7 @@ PREFIX = "python -m apps.keyframe.cli: error: "
 
 @pytest.fixture(autouse=True)
 def offline_models(monkeypatch, tmp_path):
-    for name in ("SD_MODEL", "SVD_MODEL", "LORA_PATH", "MAX_FRAMES", "MAX_IMAGE_SIDE", "MAX_UPLOAD_MB"):
+    for name in ("SD_MODEL", "SVD_MODEL", "JOINT_WEIGHTS", "SVD_INTERP_LORA", "MAX_FRAMES", "MAX_IMAGE_SIDE", "MAX_UPLOAD_MB"):
         monkeypatch.delenv(f"KINEMA_{name}", raising=False)
     monkeypatch.setenv("KINEMA_SD_MODEL", "tiny")
     monkeypatch.setenv("KINEMA_DEVICE", "cpu")

@@ -321,7 +321,7 @@ def test_missing_svd_weights_name_the_setting(settings, sample_frames, tmp_path)
 def test_svd_lora_without_a_lora_says_so(settings):
     assert workflow.backend_notes(workflow.InterpRequest(backend="flow"), settings) == []
     (note,) = workflow.backend_notes(workflow.InterpRequest(backend="svd-lora"), settings)
-    assert "KINEMA_LORA_PATH is empty" in note
+    assert "KINEMA_SVD_INTERP_LORA is empty" in note
 
 
 @pytest.mark.slow
@@ -348,7 +348,7 @@ def test_svd_lora_weights_load_once_and_switch_with_the_backend(settings, tmp_pa
     lora.add_lora(trained, "trained", init=False)  # random LoRA weights: a visible change
     path = lora.save_lora(trained, "trained", tmp_path / "interp.safetensors")
     unet = tiny_svd_components()["unet"]  # a fresh UNet, not the process-wide cached one
-    with_lora = settings.replace(lora_path=str(path))
+    with_lora = settings.replace(svd_interp_lora=str(path))
 
     def run() -> torch.Tensor:
         generator = torch.Generator().manual_seed(0)
