@@ -20,8 +20,12 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from apps.common.gradio import launch_kwargs
-from apps.keyframe import app, workflow
+from apps.common.runs import RunRecord
+from apps.keyframe import app, job
+from apps.keyframe.backends import fit_image
+from apps.keyframe.keyframes import parse_indices
 from apps.keyframe.sample import SAMPLE_VIDEO
+from apps.keyframe.video import load_video
 from core.config import Settings
 from core.engines.edit import apply_edit
 from core.imaging import load_image
@@ -59,7 +63,7 @@ def client(url):
 @pytest.fixture(scope="module")
 def frames(settings):
     """The frames the app works on for the sample at WORKING_SIDE (the same code path)."""
-    return workflow.load_video(SAMPLE_VIDEO, settings, working_side=WORKING_SIDE).frames_uint8
+    return load_video(SAMPLE_VIDEO, settings, working_side=WORKING_SIDE).frames_uint8
 
 
 def load(client: Client, video=SAMPLE_VIDEO, **kwargs):
@@ -126,7 +130,7 @@ def test_keyframes_can_be_suggested_listed_and_toggled(client):
     keys_text, key_gallery, status = client.predict(
         "adaptive", 8, "flow", 4.0, "dis", api_name="/suggest_keyframes"
     )
-    indices = workflow.parse_indices(keys_text)
+    indices = parse_indices(keys_text)
     assert indices[0] == 0 and indices[-1] == 23 and len(indices) >= 3
     assert len(key_gallery) == len(indices) and "(threshold 4 px)" in status
 
@@ -144,7 +148,7 @@ def test_staged_filter_edit_then_flow_inbetween(client, frames, settings):
     preview, status = edit(client, "/edit_preview", backend="filter", filter="adjust", adjust_hue_deg=90.0)
     preview = load_image(preview)
     expected = apply_edit(frames[:1], "adjust", hue_deg=90.0)[0]
-    assert np.array_equal(preview, workflow.side_by_side(frames[:1], expected[None])[0])
+    assert np.array_equal(preview, job.side_by_side(frames[:1], expected[None])[0])
     assert status.startswith("Preview of keyframe 0 (original | edited)")
 
     # 2b. all keyframes: exactly the core filter, and far from the originals
@@ -167,7 +171,7 @@ def test_staged_filter_edit_then_flow_inbetween(client, frames, settings):
     key_gallery, status = client.predict(
         "0, 8, 16, 23", 16, handle_file(str(own_path)), api_name="/upload_edit"
     )
-    assert np.array_equal(gallery_images(key_gallery)[2], workflow.fit_image(own, (128, 128)))
+    assert np.array_equal(gallery_images(key_gallery)[2], fit_image(own, (128, 128)))
     assert status == "Keyframe 16 now uses your image (resized from 96x64 to 128x128)."
 
     # 3. inbetween with the flow backend
@@ -182,7 +186,10 @@ def test_staged_filter_edit_then_flow_inbetween(client, frames, settings):
     assert sorted(os.path.basename(p) for p in downloads) == [
         "keyframes.zip", "params.json", "result.gif", "result.mp4", "side_by_side.mp4",
     ]  # fmt: skip
-    params = json.loads(open(next(p for p in downloads if p.endswith(".json"))).read())
+    record_path = next(p for p in downloads if p.endswith(".json"))
+    record = json.loads(open(record_path).read())
+    assert (record["app"], record["action"], record["command"]) == ("keyframe", "ui:inbetween", None)
+    params = record["arguments"]
     assert [k["index"] for k in params["keyframes"]] == KEYS
     assert [k["edit"]["backend"] for k in params["keyframes"]] == ["filter", "filter", "upload", "filter"]
     assert params["keyframes"][0]["edit"]["params"]["levels"] == 4
@@ -192,10 +199,20 @@ def test_staged_filter_edit_then_flow_inbetween(client, frames, settings):
         assert len(archive.namelist()) == 8
     assert status.startswith("24 frames at 10 fps from 4 keyframes (flow)")
 
+    # the record redoes the run: the same keyframes (the cartoon batch, the re-edit, the upload) and frames
+    folder = settings.output_dir / status.split("files in ")[1].split(" of the output folder")[0]
+    record = RunRecord.read(folder / "params.json")
+    assert [k["edit"]["batch"] for k in record.arguments["keyframes"]] == [KEYS, [8], [16], KEYS]
+    request = job.request_from_record(record, folder)
+    again = job.run(request, settings, job.OutputFiles.in_folder(settings.output_dir / "again"))
+    assert np.array_equal(again.result_uint8[KEYS], final_keys)
+    assert again.record.arguments == record.arguments
+    assert np.array_equal(read_video(again.files.video_mp4).frames_uint8, video.frames_uint8)
+
 
 def test_sd_edit_with_per_keyframe_prompts(client, settings):
     load(client, working_side=64)  # tiny SD on CPU: small frames keep this quick
-    frames = workflow.load_video(SAMPLE_VIDEO, settings, working_side=64).frames_uint8
+    frames = load_video(SAMPLE_VIDEO, settings, working_side=64).frames_uint8
     controls = {"backend": "sd", "prompt": "snow", "strength": 0.5, "guidance": 1.0, "steps": 2, "seed": 1}
     key_gallery, status = edit(client, "/edit_all", keyframe_prompts="8: rain", **controls)
     edited = gallery_images(key_gallery)
