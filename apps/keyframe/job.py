@@ -179,6 +179,23 @@ def _edit(video: LoadedVideo, step: KeyframeEdit, settings: Settings) -> dict[in
     return {k: edited[step.batch.index(k)] for k in step.keys}
 
 
+def _load(request: KeyframeRequest, settings: Settings, tell: Callable[[str], None]) -> LoadedVideo:
+    video = load_video(
+        request.video,
+        settings,
+        start_s=request.start_s,
+        end_s=request.end_s,
+        working_side=request.working_side,
+    )
+    height, width = video.size_hw
+    tell(
+        f"Loaded {video.num_frames} frames of {width}x{height} at {video.fps:.3g} fps from {video.source_name}."
+    )
+    for notice in video.notices:
+        tell(notice)
+    return video
+
+
 def run(
     request: KeyframeRequest,
     settings: Settings,
@@ -204,23 +221,11 @@ def run(
         request.edit.check()  # bad filter parameters fail before any decoding
     timings: dict[str, float] = {}
 
-    started = time.perf_counter()
     if prepared is None:
+        started = time.perf_counter()
         report("reading frames", 0, 1)
-        video = load_video(
-            request.video,
-            settings,
-            start_s=request.start_s,
-            end_s=request.end_s,
-            working_side=request.working_side,
-        )
+        video = _load(request, settings, tell)
         timings["load"] = time.perf_counter() - started
-        height, width = video.size_hw
-        tell(
-            f"Loaded {video.num_frames} frames of {width}x{height} at {video.fps:.3g} fps from {video.source_name}."
-        )
-        for notice in video.notices:
-            tell(notice)
     else:
         video = prepared.video
     suggested = [Keyframe(i, reason) for i, reason in request.keyframe_reasons.items()]
@@ -239,14 +244,14 @@ def run(
         timings["edit"] = time.perf_counter() - started
     edited = np.stack([edited_by_key[i] for i in indices])
 
-    if interp.backend == "flow" and motion is None:
-        if prepared is not None and prepared.motion_method == interp.flow_method:
+    if interp.backend == "flow" and motion is None and prepared is not None:
+        if prepared.motion_method == interp.flow_method:
             motion = prepared.motion
-        if motion is None:
-            report("estimating motion", 0, 1)
-            started = time.perf_counter()
-            motion = motion_of(video.frames_uint8, interp.flow_method, progress=True)
-            timings["motion"] = time.perf_counter() - started
+    if interp.backend == "flow" and motion is None:
+        report("estimating motion", 0, 1)
+        started = time.perf_counter()
+        motion = motion_of(video.frames_uint8, interp.flow_method, progress=True)
+        timings["motion"] = time.perf_counter() - started
 
     started = time.perf_counter()
     result = inbetween(
@@ -272,10 +277,7 @@ def run(
         command=command,
         arguments=arguments,
         settings={
-            "sd_model": settings.sd_model,
-            "svd_model": settings.svd_model,
-            "svd_interp_lora": settings.svd_interp_lora,
-            "device": settings.device,
+            name: getattr(settings, name) for name in ("sd_model", "svd_model", "svd_interp_lora", "device")
         },
         outputs=_write(files, result, video.frames_uint8, fps, indices, edited),
         timings_s=timings,
