@@ -85,12 +85,6 @@ def weight_free_labels() -> list[str]:
     return [b.label for b in (*EDIT_BACKENDS.values(), *INTERP_BACKENDS.values()) if not b.needs_weights]
 
 
-def model_settings() -> list[str]:
-    """The Settings fields naming weights some backend runs, in registry order."""
-    names = [m for b in (*EDIT_BACKENDS.values(), *INTERP_BACKENDS.values()) for m in b.models]
-    return list(dict.fromkeys(names))
-
-
 @dataclass(frozen=True)
 class EditRequest:
     """How to edit keyframes.

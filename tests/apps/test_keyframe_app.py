@@ -13,6 +13,7 @@ import zipfile
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import gradio as gr
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
@@ -21,13 +22,14 @@ from PIL import Image
 
 from apps.common.gradio import launch_kwargs
 from apps.common.runs import RunRecord
-from apps.keyframe import app, job
-from apps.keyframe.backends import fit_image
+from apps.keyframe import app, cli, job
+from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS, fit_image
+from apps.keyframe.handlers import Handlers
 from apps.keyframe.keyframes import parse_indices
 from apps.keyframe.sample import SAMPLE_VIDEO
 from apps.keyframe.video import load_video
 from core.config import Settings
-from core.engines.edit import apply_edit
+from core.engines.edit import EDITS, apply_edit
 from core.imaging import load_image
 from core.video import read_video, write_video
 
@@ -298,3 +300,23 @@ def test_the_page_names_the_model_settings(settings):
     assert "SD: `tiny` (random test weights: outputs are noise; set KINEMA_SD_MODEL for real ones)" in summary
     assert "(KINEMA_SVD_MODEL)" in summary
     assert "200 MB upload; 2048 px longest side" in summary and "64 frames per part" in summary
+
+
+def test_the_backend_choices_of_the_app_and_the_cli_come_from_the_registries(settings):
+    demo = app.build_demo(settings)
+    radios = {c.elem_id: c for c in demo.blocks.values() if isinstance(c, gr.Radio)}
+    for elem_id, registry in (("kf-edit-backend", EDIT_BACKENDS), ("kf-interp-backend", INTERP_BACKENDS)):
+        assert [tuple(choice) for choice in radios[elem_id].choices] == [
+            (b.label, b.name) for b in registry.values()
+        ]
+    parser_choices = {a.dest: a.choices for a in cli.build_parser()._actions if a.choices}
+    assert list(parser_choices["interp"]) == list(INTERP_BACKENDS)
+    assert list(parser_choices["edit"]) == [*EDITS, "sd"]
+    # each backend's controls are shown by its options: flow method for flow, SVD settings for svd-*
+    for name, backend in INTERP_BACKENDS.items():
+        flow, svd = (update["visible"] for update in Handlers.show_interp_backend(name))
+        assert (flow, svd) == ("flow_method" in backend.options, "motion_bucket" in backend.options)
+    assert [u["visible"] for u in Handlers.show_edit_backend("sd")] == [False, True]
+    assert "Need no weights: Filter (no weights), Optical flow (no weights), Cross-fade (baseline)." in (
+        app.model_summary(settings)
+    )

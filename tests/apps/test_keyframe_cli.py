@@ -15,11 +15,11 @@ from PIL import Image
 
 from apps.common.runs import RunRecord
 from apps.keyframe import cli, job
-from apps.keyframe.video import load_video
 from apps.keyframe.sample import SAMPLE_VIDEO
+from apps.keyframe.video import load_video
 from core.config import Settings
-from core.errors import InputError
 from core.engines.edit import apply_edit
+from core.errors import InputError
 from core.video import read_video, write_video
 
 ROOT = Path(__file__).resolve().parents[2]
