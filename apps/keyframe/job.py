@@ -42,6 +42,7 @@ from core.engines.interpolate import VideoMotion
 from core.engines.keyframes import Keyframe
 from core.errors import InputError
 from core.imaging import load_image
+from core.video import write_video
 
 # stage text, done, total: a stage that reports once has total 1.
 Progress = Callable[[str, int, int], None]
@@ -296,8 +297,6 @@ def _write(
     edited_uint8: np.ndarray,
 ) -> dict[str, str]:
     """Write the videos and the zip asked for; their names by output."""
-    from core.video import write_video
-
     for path in files.paths():
         path.parent.mkdir(parents=True, exist_ok=True)
     write_video(files.video_mp4, result_uint8, fps)
