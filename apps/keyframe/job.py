@@ -51,7 +51,8 @@ Progress = Callable[[str, int, int], None]
 @dataclass(frozen=True)
 class KeyframeEdit:
     """How keyframes `keys` got their edit: `edit` run on the frames `batch` together (an SD edit depends
-    on the whole batch), or `image_uint8`, an uploaded (H,W,3) uint8 image used as the edit of keys[0]."""
+    on the whole batch), or `image_uint8`, an uploaded (H,W,3) uint8 image used as the edit of keys[0].
+    The edits of one request make disjoint sets of keyframes."""
 
     keys: tuple[int, ...]
     batch: tuple[int, ...]
@@ -174,6 +175,11 @@ def _edits_of(request: KeyframeRequest, indices: list[int]) -> tuple[KeyframeEdi
 def _edit(video: LoadedVideo, step: KeyframeEdit, settings: Settings) -> dict[int, np.ndarray]:
     if step.edit is None:
         return {step.keys[0]: fit_image(step.image_uint8, video.size_hw)}
+    if not set(step.keys) <= set(step.batch) or not all(0 <= i < video.num_frames for i in step.batch):
+        raise InputError(
+            f"An edit of keyframes {format_indices(step.keys)} names frames {format_indices(step.batch)} "
+            f"as its batch; they must include those keyframes and lie in 0..{video.num_frames - 1}."
+        )
     edited = edit_keyframes(
         video.frames_uint8[list(step.batch)], step.batch, step.edit, settings, progress=True
     )

@@ -143,10 +143,24 @@ def test_the_record_redoes_the_run(tmp_path, capsys, args):
     assert np.array_equal(read_video(files.video_mp4).frames_uint8, read_video(out).frames_uint8)
 
 
-def test_a_record_of_another_app_is_refused(tmp_path):
+def test_records_that_cannot_redo_a_keyframe_run_are_refused(tmp_path):
     record = RunRecord(app="drag", action="cli", arguments={})
     with pytest.raises(InputError, match="run record of the drag app"):
         job.request_from_record(record, tmp_path)
+    with pytest.raises(InputError, match="keyframe run record is damaged: KeyError"):
+        job.request_from_record(RunRecord(app="keyframe", action="cli", arguments={}), tmp_path)
+    out = tmp_path / "out.mp4"
+    argv = ["--video", str(SAMPLE_VIDEO), "--out", str(out), "--working-size", "64", "--keyframes", "0,23"]
+    assert cli.main([*argv, "--edit", "identity"]) == 0
+    data = RunRecord.read(out.with_suffix(".json")).to_dict()
+    data["arguments"]["keyframes"][1]["edit"]["batch"] = [0, 99]
+    request = job.request_from_record(RunRecord.from_dict(data), tmp_path)
+    with pytest.raises(
+        InputError, match=r"names frames 0, 99 as its batch; they must include those keyframes"
+    ):
+        job.run(
+            request, Settings.from_env(), job.OutputFiles(tmp_path / "again.mp4", tmp_path / "again.json")
+        )
 
 
 @pytest.fixture(scope="module")
