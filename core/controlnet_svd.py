@@ -60,8 +60,8 @@ def flow_condition(
 ) -> np.ndarray:
     """The ControlNet's input for trajectories: normalised sparse flow and its mask, per frame.
 
-    Channels 0-1 are ``core.trajectory.sparse_flow`` (frame-to-frame: frame t holds p_t - p_{t-1} at
-    p_{t-1}, Gaussian-spread with peak 1) divided by ``flow_scale_px``; channel 2 is
+    Channels 0-1 are ``core.trajectory.sparse_flow`` (a flow video, :mod:`core.flow`'s layout: frame t+1
+    holds p_{t+1} - p_t at p_t, Gaussian-spread with peak 1) divided by ``flow_scale_px``; channel 2 is
     ``sparse_flow_mask`` (where tracks are, anchors included, in [0,1]). Frame 0 is zero; no tracks
     (M = 0) give all zeros.
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from core.engines._frames import check_frames
+from core.checks import check_frames
 from core.errors import InputError
 
 # Lucas-Kanade window (px) and pyramid levels: a 21 px window on 4 levels follows up to ~80 px per frame.

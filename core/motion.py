@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from core.checks import check_flow_stack
 from core.errors import InputError
 from core.flow import estimate_video_flow
-from core.flow._checks import check_flow_stack
 from core.trajectory import Trajectories, dense_displacement
 
 SVD_WIDTH_PX = 1024
@@ -65,7 +65,9 @@ def motion_bucket_from_flow(flow_px: np.ndarray, fps: float) -> int:
     """SVD motion bucket of a clip from its frame-to-frame flow (see the module docstring).
 
     Args:
-        flow_px: (T,H,W,2) float flow between consecutive frames in px (or one (H,W,2) field).
+        flow_px: (T-1,H,W,2) float flows in px, entry t the motion from frame t to t+1 (`core.flow`'s
+            convention; a flow video's zero frame 0 would dilute the mean: `core.flow.video_to_flows`),
+            or one (H,W,2) field.
         fps: the clip's frame rate.
 
     Returns:
@@ -133,6 +135,6 @@ def suggest_motion_bucket(
     small_w = min(width, _SUGGEST_WIDTH_PX)
     small_h = max(1, round(height * small_w / width))
     displacement = dense_displacement(tracks, small_h, small_w, grid_step=1)
-    frame_to_frame = np.diff(displacement, axis=0)
+    frame_to_frame = np.diff(displacement, axis=0)  # entry t: frame t -> t+1 (on frame 0's grid)
     mean_px = float(np.mean(np.hypot(frame_to_frame[..., 0], frame_to_frame[..., 1]), dtype=np.float64))
     return bucket_from_svd_speed(svd_speed(mean_px, small_w, fps))

@@ -43,6 +43,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image, ImageSequence
 
+from core.checks import check_frames
 from core.errors import InputError
 from core.imaging import load_image, pil_to_rgb_uint8
 
@@ -365,17 +366,6 @@ def probe_video(path: str | Path, *, folder_fps: float = DEFAULT_FPS) -> VideoIn
 # -- writing -----------------------------------------------------------------------------------------
 
 
-def _check_frames(frames_uint8: np.ndarray) -> np.ndarray:
-    frames = np.asarray(frames_uint8)
-    if frames.dtype != np.uint8:
-        raise InputError(f"Video frames must be uint8 pixels, got dtype {frames.dtype}.")
-    if frames.ndim != 4 or frames.shape[3] != 3:
-        raise InputError(f"Video frames must have shape (T,H,W,3), got {frames.shape}.")
-    if 0 in frames.shape:
-        raise InputError(f"There are no frames to write (shape {frames.shape}).")
-    return frames
-
-
 def _write_mp4(path: Path, frames: np.ndarray, fps: float, crf: int) -> None:
     _, height, width, _ = frames.shape
     if height % 2 or width % 2:  # 4:2:0 chroma needs even sides: repeat the last row / column
@@ -417,7 +407,7 @@ def write_video(path: str | Path, frames_uint8: np.ndarray, fps: float, *, crf: 
     least 20 ms. Returns the path. Raises InputError for bad frames, fps or extension.
     """
     path = Path(path)
-    frames = _check_frames(frames_uint8)
+    frames = check_frames(frames_uint8, "Video frames")
     if not (isinstance(fps, int | float) and math.isfinite(fps) and fps > 0):
         raise InputError(f"The frame rate must be a positive number, got {fps!r}.")
     suffix = path.suffix.lower()

@@ -35,6 +35,13 @@ from core.errors import InputError, KinemaError, ModelNotAvailable  # noqa: E402
 from core.imaging import load_image, resize_to_multiple  # noqa: E402
 from core.motion import suggest_motion_bucket  # noqa: E402
 from core.trajectory import Trajectories  # noqa: E402
+from core.trajectory.canvas import (  # noqa: E402
+    ParsedCanvas,
+    canvas_objects,
+    mask_from_strokes,
+    objects_from_trajectories,
+    parse_objects,
+)
 
 log = logging.getLogger("kinema.drag")
 
@@ -164,7 +171,7 @@ def image_source(settings: Settings) -> tuple[str, bytes] | None:
     return upload.name, data
 
 
-def trajectory_list(parsed: ui_canvas.ParsedCanvas, image_wh: tuple[int, int]) -> None:
+def trajectory_list(parsed: ParsedCanvas, image_wh: tuple[int, int]) -> None:
     st.markdown("**Trajectories**")
     if not len(parsed.trajectories):
         st.caption("None yet: draw on the image.")
@@ -222,8 +229,8 @@ def motion_brush(image: np.ndarray, canvas_size: tuple[int, int], image_id: str)
             stroke_width=size,
             stroke_colour="rgba(52, 199, 89, 0.6)",
         )
-        objects = ui_canvas.canvas_objects(result.json_data)
-        mask = ui_canvas.mask_from_strokes(objects, canvas_size, image.shape[:2])
+        objects = canvas_objects(result.json_data)
+        mask = mask_from_strokes(objects, canvas_size, image.shape[:2])
         if mask is None:
             st.caption("Paint over the part of the image that may move.")
         return mask
@@ -358,15 +365,13 @@ def main() -> None:
     elif st.session_state.image_id != layout_id:
         # Same picture at another size or fit: redraw the same (normalised) trajectories on it.
         old = st.session_state.get("canvas_size", canvas_size)
-        kept = ui_canvas.parse_objects(st.session_state.canvas_objects, old).trajectories
-        remount_canvas(ui_canvas.objects_from_trajectories(kept, canvas_size))
+        kept = parse_objects(st.session_state.canvas_objects, old).trajectories
+        remount_canvas(objects_from_trajectories(kept, canvas_size))
         _clear_brush()
     st.session_state.image_id = layout_id
     st.session_state.canvas_size = canvas_size
     if st.session_state.pending_trajectories is not None:
-        remount_canvas(
-            ui_canvas.objects_from_trajectories(st.session_state.pending_trajectories, canvas_size)
-        )
+        remount_canvas(objects_from_trajectories(st.session_state.pending_trajectories, canvas_size))
         st.session_state.pending_trajectories = None
 
     draw_col, side_col = st.columns([3, 2])
@@ -383,9 +388,9 @@ def main() -> None:
             initial_objects=st.session_state.canvas_seed,
             key=f"canvas-{image_id}-{st.session_state.canvas_rev}",
         )
-        st.session_state.canvas_objects = ui_canvas.canvas_objects(result.json_data)
+        st.session_state.canvas_objects = canvas_objects(result.json_data)
         region_mask = motion_brush(image, canvas_size, image_id)
-    parsed = ui_canvas.parse_objects(st.session_state.canvas_objects, canvas_size)
+    parsed = parse_objects(st.session_state.canvas_objects, canvas_size)
     trajectories = parsed.trajectories
 
     with side_col:

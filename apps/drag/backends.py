@@ -32,6 +32,7 @@ import numpy as np
 from core.config import ENV_PREFIX, Settings
 from core.engines.warp import CAMERA_PRESETS, DEFAULT_FRAMES, WarpResult, animate
 from core.errors import InputError, ModelNotAvailable
+from core.flow import video_to_flows
 from core.imaging import unit_to_uint8
 from core.motion import motion_bucket_from_flow
 from core.trajectory import CameraMotion, Trajectories, tracks_to_px
@@ -404,6 +405,5 @@ def _run_model(
         )
     else:
         out = pipe(image_uint8, tracks_norm, num_frames=len(guide_uint8), **common)
-        # Its frame t holds the flow from t-1 to t (frame 0 zero); ours, entry t, from t to t+1.
-        flow_px = np.asarray(out.flows_px[0][1:], dtype=np.float32)
+        flow_px = video_to_flows(out.flows_px[0])
     return unit_to_uint8(np.asarray(out.frames[0])), flow_px

@@ -27,9 +27,8 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from core.engines._frames import check_frames
+from core.checks import check_frames, check_rgb_uint8
 from core.errors import InputError
-from core.flow._checks import check_rgb_uint8
 
 ParamKind = Literal["float", "int", "bool", "image"]
 

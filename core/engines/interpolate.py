@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from core.engines._frames import check_frames
+from core.checks import check_frames
 from core.errors import InputError
 from core.flow import compose_flow, estimate_video_flow, occlusion_mask, warp_field
 

@@ -14,10 +14,9 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from core.engines._frames import check_frames
+from core.checks import check_flow_stack, check_frames
 from core.errors import InputError
 from core.flow import estimate_video_flow
-from core.flow._checks import check_flow_stack
 
 Signal = Literal["flow", "appearance"]
 MODES = ("uniform", "adaptive", "manual")

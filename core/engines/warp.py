@@ -52,10 +52,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from core.checks import check_rgb_uint8
 from core.config import Settings
 from core.errors import InputError
 from core.flow import flow_to_color, warp_field
-from core.flow._checks import check_rgb_uint8
 from core.trajectory import CameraMotion, Trajectories, backward_flow, dense_displacement, tracks_to_px
 
 ProgressCallback = Callable[[int, int], None]

@@ -27,12 +27,11 @@ The scale
     sees +-32 px motions at 1024 px. `FlowEncoding` stores `scale_of_width` (scale_px / width) and
     gives `scale_px(width)` for any width; it is saved as `flow_encoding.json` next to a flow LoRA.
 
-The frame convention of a flow video
-    A T-frame clip has a T-frame flow video: frame 0 is zero and frame t holds the flow from frame
-    t-1 to frame t, on frame t-1's pixel grid. That is exactly `core.trajectory.sparse_flow`'s layout
-    (frame t holds p_t - p_{t-1} at p_{t-1}, frame 0 zero), so a user's sparse flow and a generated
-    flow video line up frame for frame. `flows_to_video` turns `core.flow.estimate_video_flow`'s
-    (T-1) pairs into that layout and `video_to_flows` back.
+The frames of a flow video
+    A model encodes and generates a T-frame clip's flow as a T-frame flow video (frame 0 zero, frame
+    t+1 the motion t -> t+1), the layout `core.flow` defines beside its flow-index convention, with
+    `core.flow.flows_to_video` / `video_to_flows` to convert. `core.trajectory.sparse_flow` has the
+    same layout, so a user's sparse flow and a generated flow video line up frame for frame.
 
 Round-trip errors: `python -m core.flow.encoding --report` prints the measured table.
 """
@@ -145,25 +144,6 @@ def uint8_error_bound_px(component_px: np.ndarray | float, scale_px: float) -> n
     scale_px = _check_scale(scale_px)
     level = np.sqrt(np.minimum(np.abs(np.asarray(component_px, dtype=np.float64)) / scale_px, 1.0))
     return scale_px * ((2.0 * level + 1.0 / 255.0) / 255.0 + 2.0**-21)
-
-
-def flows_to_video(flows_px: np.ndarray) -> np.ndarray:
-    """(T-1,H,W,2) flows (entry t: frame t -> t+1, as `estimate_video_flow` returns) -> (T,H,W,2)
-    flow video: frame 0 zero, frame t the flow from t-1 to t on frame t-1's grid (the layout of
-    `core.trajectory.sparse_flow`). float32 px."""
-    _check_channels(flows_px, 2, "flows_px")
-    if flows_px.ndim != 4:
-        raise InputError(f"flows_px must have shape (T-1,H,W,2), got {tuple(flows_px.shape)}.")
-    flows = np.asarray(flows_px, dtype=np.float32)
-    return np.concatenate([np.zeros_like(flows[:1]), flows])
-
-
-def video_to_flows(flow_video_px: np.ndarray) -> np.ndarray:
-    """(T,H,W,2) flow video (frame 0 zero) -> (T-1,H,W,2) flows, entry t from frame t to t+1."""
-    _check_channels(flow_video_px, 2, "flow_video_px")
-    if flow_video_px.ndim != 4 or flow_video_px.shape[0] < 2:
-        raise InputError(f"flow_video_px must have shape (T,H,W,2) with T >= 2, got {flow_video_px.shape}.")
-    return np.asarray(flow_video_px[1:], dtype=np.float32)
 
 
 @dataclass(frozen=True)

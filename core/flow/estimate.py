@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from core.checks import check_flow, check_rgb_uint8, check_same_hw
 from core.errors import InputError, ModelNotAvailable
-from core.flow._checks import check_flow, check_rgb_uint8, check_same_hw
 from core.flow.warp import warp_field
 
 METHODS = ("dis", "dis_ultrafast", "farneback", "raft")

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from core.checks import check_flow, check_same_hw
 from core.errors import InputError, ModelNotAvailable
-from core.flow._checks import check_flow, check_same_hw
 from core.flow.estimate import METHODS, estimate_flow
 from core.flow.ops import resize_flow
 from core.flow.warp import backward_warp

@@ -1,12 +1,12 @@
-"""Flow arithmetic: composition over frames and resizing with correctly scaled vectors."""
+"""Flow arithmetic: composition over frames, resizing with correctly scaled vectors, the flow-video layout."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
+from core.checks import check_flow, check_flow_stack, check_same_hw
 from core.errors import InputError
-from core.flow._checks import check_flow, check_flow_stack, check_same_hw
 from core.flow.warp import warp_field
 
 
@@ -50,6 +50,27 @@ def accumulate_flows(flows_px: np.ndarray) -> np.ndarray:
 def chain_flows(flows_px: np.ndarray) -> np.ndarray:
     """Compose a chain of consecutive flows (N,H,W,2) into the flow from frame 0 to frame N (H,W,2)."""
     return accumulate_flows(flows_px)[-1]
+
+
+def flows_to_video(flows_px: np.ndarray) -> np.ndarray:
+    """(T-1,H,W,2) flows, entry t the motion t -> t+1 (core.flow's convention) -> the (T,H,W,2) flow
+    video of the clip: frame 0 zero, frame t+1 = flows_px[t]. float32 px."""
+    shape = tuple(getattr(flows_px, "shape", ()))
+    if len(shape) != 4 or shape[3] != 2:
+        raise InputError(f"flows_px must have shape (T-1,H,W,2), got {shape or type(flows_px).__name__}.")
+    flows = np.asarray(flows_px, dtype=np.float32)
+    return np.concatenate([np.zeros_like(flows[:1]), flows])
+
+
+def video_to_flows(flow_video_px: np.ndarray) -> np.ndarray:
+    """(T,H,W,2) flow video (frame 0 zero, frame t+1 the motion t -> t+1) -> (T-1,H,W,2) flows, entry t
+    the motion t -> t+1 (core.flow's convention). float32 px."""
+    shape = tuple(getattr(flow_video_px, "shape", ()))
+    if len(shape) != 4 or shape[3] != 2 or shape[0] < 2:
+        raise InputError(
+            f"flow_video_px must have shape (T,H,W,2) with T >= 2, got {shape or type(flow_video_px).__name__}."
+        )
+    return np.asarray(flow_video_px[1:], dtype=np.float32)
 
 
 def resize_flow(flow_px: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.checks import check_flow_stack
 from core.errors import InputError
-from core.flow._checks import check_flow_stack
 from core.flow.estimate import estimate_video_flow, occlusion_mask
 from core.flow.ops import accumulate_flows
 from core.flow.warp import warp_field

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.checks import check_flow, check_flow_stack
 from core.errors import InputError
-from core.flow._checks import check_flow, check_flow_stack
 
 # (steps, start colour, end colour); within a ramp one channel changes by floor(255 * i / steps).
 _RAMPS = (

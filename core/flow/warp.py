@@ -16,8 +16,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from core.checks import check_flow, check_image_uint8, check_same_hw
 from core.errors import InputError
-from core.flow._checks import check_flow, check_image_uint8, check_same_hw
 
 _BORDERS = {
     "replicate": cv2.BORDER_REPLICATE,

@@ -2,10 +2,10 @@
 
 SVD with a LoRA (``flow_lora``, trained by ``python -m core.training.svd_flow_lora``) generates a *flow video*
 instead of a video: T frames, each an RGB image that encodes the flow from the previous frame
-(:mod:`core.flow.encoding`: signed square root per component, frame 0 the zero flow, frame t the flow
-t-1 -> t on frame t-1's grid, like :func:`core.trajectory.sparse_flow`). Conditioning is stock SVD's, from
-the first RGB frame. The VAE decodes the latents to images in [-1,1], and :func:`core.flow.encoding.decode_flow`
-turns those into flow in px.
+(:mod:`core.flow.encoding`: signed square root per component; :mod:`core.flow`'s flow-video layout: frame
+0 the zero flow, frame t+1 the flow t -> t+1 on frame t's grid, like :func:`core.trajectory.sparse_flow`).
+Conditioning is stock SVD's, from the first RGB frame. The VAE decodes the latents to images in [-1,1],
+and :func:`core.flow.encoding.decode_flow` turns those into flow in px.
 
     pipe = SVDFlowPipeline(**load_components("svd", model))
     pipe.load_flow_lora("runs/flow")                       # LoRA + flow_encoding.json (the scale)

@@ -18,8 +18,8 @@ core.training.svd_joint_flow``. One call denoises the pair together:
   flow's noise. So with a freshly patched UNet (zero-initialised joint layers and LoRAs: the video entries do
   not see the flow entries) and ``fix_first_frame=False`` the video is stock SVD's video for the same seed.
 - Conditioning on the user's tracks by replacement (the "known values" of joint sampling, as inpainting by
-  replacement does): the tracks give a flow video in the layout of :func:`core.trajectory.sparse_flow`
-  (frame t holds p_t - p_{t-1} at p_{t-1}, frame 0 zero). Known values are that flow near each track, at
+  replacement does): the tracks give a flow video (:mod:`core.flow`'s layout, as
+  :func:`core.trajectory.sparse_flow`: frame t+1 holds p_{t+1} - p_t at p_t, frame 0 zero). Known values are that flow near each track, at
   its full displacement: ``sparse_flow / sparse_flow_mask`` where the mask reaches :data:`SUPPORT_WEIGHT`
   (3.7 sigma from a lone track; zero flow beyond), which is exactly a lone track's displacement around it
   (DragNUWA's Gaussian fall-off is a conditioning signal, not the flow there); where the Gaussians of
@@ -42,7 +42,7 @@ Loading: :func:`load_svd_joint_flow` (``Settings.svd_joint_flow_model``, env ``K
     pipe = load_svd_joint_flow(settings)
     out = pipe(image_uint8, tracks_norm, output_type="np", generator=torch.Generator().manual_seed(0))
     out.frames[0]      # (T,H,W,3) float in [0,1]
-    out.flows_px[0]    # (T,H,W,2) float32 px, frame t: flow from t-1 to t
+    out.flows_px[0]    # (T,H,W,2) float32 px flow video, frame t+1: flow from t to t+1
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ class SVDJointFlowPipelineOutput(BaseOutput):
 
     ``frames``: the video as the stock SVD pipeline returns it: list of lists of PIL images ("pil"), (1,T,H,W,3)
     float [0,1] numpy ("np"), (1,T,3,H,W) float [0,1] torch ("pt"), or the (1,T,C,h,w) latents ("latent").
-    ``flows_px``: (1,T,H,W,2) float32 numpy, the generated flow video decoded to px (frame t: the flow from
-    frame t-1 to frame t on frame t-1's grid, frame 0 zero); None for "latent".
+    ``flows_px``: (1,T,H,W,2) float32 numpy, the generated flow video decoded to px (:mod:`core.flow`'s
+    flow-video layout: frame t+1 the flow from frame t to t+1 on frame t's grid, frame 0 zero); None for "latent".
     ``flow_latents``: (1,T,C,h,w) the flow video's denoised latents.
     """
 

@@ -9,7 +9,7 @@ the Panda-70M layout (``--data_layout webvid`` for WebVid's; see :mod:`core.data
 ``--num_frames`` frames:
 
 - the target is its *flow video*: DIS flow (``--flow_method``) between consecutive frames, laid out as
-  :func:`core.flow.encoding.flows_to_video` (frame 0 zero, frame t the flow t-1 -> t), encoded as RGB images
+  :func:`core.flow.flows_to_video` (frame 0 zero, frame t+1 the flow t -> t+1), encoded as RGB images
   (:mod:`core.flow.encoding`, components clipped at +-``--flow_scale_px`` at ``--width``) and then as SVD's
   VAE latents (:func:`core.pipelines.svd_flow.encode_flow_latents`);
 - the conditioning is the clip's first RGB frame, exactly as stock SVD and the :class:`SVDFlowPipeline` build it
@@ -98,8 +98,8 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def clip_flow_video(pixels_signed: torch.Tensor, method: str) -> np.ndarray:
-    """A clip (T,3,H,W) in [-1,1] -> its flow video (T,H,W,2) float32 px (frame 0 zero, frame t: t-1 -> t)."""
-    from core.flow.encoding import flows_to_video
+    """A clip (T,3,H,W) in [-1,1] -> its flow video (T,H,W,2) float32 px (frame 0 zero, frame t+1: t -> t+1)."""
+    from core.flow import flows_to_video
     from core.flow.estimate import estimate_video_flow
     from core.imaging import from_signed
 

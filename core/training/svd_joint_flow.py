@@ -20,7 +20,7 @@ SVD itself stays frozen.
 Per clip of ``--num_frames`` frames:
 
 - x: the clip's VAE latents; y: the latents of its flow video (DIS flow between consecutive frames, ``--flow_method``,
-  laid out with frame 0 zero and frame t the flow t-1 -> t, encoded as images at ``--flow_scale_px``:
+  a flow video in :mod:`core.flow`'s layout (frame 0 zero, frame t+1 the flow t -> t+1), encoded as images at ``--flow_scale_px``:
   :func:`core.training.svd_flow_lora.collate_clips_with_flow` and the pipeline's ``encode_flow_video``);
 - both get the clip's first frame as stock SVD conditioning (CLIP embedding and noise-augmented VAE latents on
   every frame, :func:`~core.training.svd_base.encode_conditioning_frames`), the same added time ids ``[fps - 1,
@@ -277,7 +277,7 @@ def render_validation(
     """Render ``truth_uint8``'s (T,H,W,3) first frame with ``tracks_norm`` (M,T,2) and without; write
     ``sample.mp4``, ``flow.mp4``, ``sample.npz`` and ``metrics.json`` into ``folder`` (module docstring; ``flows_px``
     (T-1,H,W,2) is the clip's DIS flow, shown beside the generated one); return the metrics."""
-    from core.flow.encoding import flows_to_video
+    from core.flow import flows_to_video
     from core.flow.visualize import render_flow_video
     from core.imaging import unit_to_uint8
     from core.trajectory import tracks_to_px

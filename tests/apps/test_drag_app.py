@@ -337,57 +337,10 @@ def test_motion_brush_moves_only_the_painted_region(app, canvas):
 # -- the UI helpers (no Streamlit) ------------------------------------------------------------------------
 
 
-def test_canvas_objects_from_trajectories_read_back_exactly():
-    wanted = Trajectories(
-        (
-            Trajectory([[0.1, 0.9], [0.4, 0.2], [0.95, 0.5]]),
-            Trajectory([[0.5, 0.5]]),
-            Trajectory([[0, 0], [1, 1]]),
-        )
-    )
-    for size in [(520, 520), (560, 350), (37, 91)]:
-        objects = ui_canvas.objects_from_trajectories(wanted, size)
-        parsed = ui_canvas.parse_objects(objects, size)
-        assert parsed.problems == () and parsed.clipped == () and parsed.object_index == (0, 1, 2)
-        for got, want in zip(parsed.trajectories, wanted):
-            np.testing.assert_allclose(got.points_norm, want.points_norm, atol=1e-12)
-
-
-def test_parse_objects_reports_a_bad_object_and_keeps_the_others_in_place():
-    objects = fixture_objects("mixed")
-    objects.insert(1, {"type": "Rect", "left": 10, "top": 10, "width": 5, "height": 5})
-    parsed = ui_canvas.parse_objects(objects, (600, 400))
-    assert parsed.object_index == (0, 2, 3, 4)
-    assert len(parsed.problems) == 1 and parsed.problems[0].startswith("Shape 2 was left out:")
-    expected = json.loads((FIXTURES / "mixed.json").read_text())["expected_canvas_px"]
-    for got, want in zip(parsed.trajectories, expected):
-        # Lines and the point exactly; the freehand stroke's curve samples include every command end.
-        np.testing.assert_allclose(got.points_norm[[0, -1]] * [600, 400], np.array(want)[[0, -1]], atol=1e-6)
-        if len(want) <= 2:
-            np.testing.assert_allclose(got.points_norm * [600, 400], want, atol=1e-6)
-
-
 def test_canvas_size_keeps_the_aspect_within_the_bounds():
     assert ui_canvas.canvas_size_for((320, 512), 560, 520) == (560, 350)
     assert ui_canvas.canvas_size_for((512, 256), 560, 520) == (260, 520)
     assert ui_canvas.canvas_size_for((1024, 1024), 560, 520) == (520, 520)
-
-
-def test_mask_from_strokes_covers_the_stroke_and_nothing_far_from_it():
-    line = fixture_objects("line")[0]  # (120, 80) -> (360, 240), 20 px wide, on a 600 x 400 canvas
-    mask = ui_canvas.mask_from_strokes([line], (600, 400), (200, 300))  # half size
-    assert mask.shape == (200, 300)
-    for t in np.linspace(0, 1, 11):
-        x, y = (1 - t) * np.array([60, 40]) + t * np.array([180, 120])
-        assert mask[round(y), round(x)]
-    assert not mask[150:, :].any() and not mask[:, 220:].any()
-    rows, cols = np.nonzero(mask)
-    # Distance of every painted pixel to the segment is at most half the (scaled) 10 px width + 1.
-    p = np.stack([cols, rows], axis=1) + 0.5
-    a, b = np.array([60.0, 40.0]), np.array([180.0, 120.0])
-    t = np.clip(((p - a) @ (b - a)) / ((b - a) @ (b - a)), 0, 1)
-    assert np.linalg.norm(p - (a + t[:, None] * (b - a)), axis=1).max() <= 6.5
-    assert ui_canvas.mask_from_strokes([], (600, 400), (200, 300)) is None
 
 
 def test_overlay_draws_numbered_arrows_and_leaves_the_rest():

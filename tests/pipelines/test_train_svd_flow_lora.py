@@ -32,7 +32,8 @@ from training_script import (
     bad_flags_error,
 )
 
-from core.flow.encoding import FLOW_ENCODING_FILE, FlowEncoding, flows_to_video
+from core.flow import flows_to_video
+from core.flow.encoding import FLOW_ENCODING_FILE, FlowEncoding
 from core.flow.estimate import estimate_video_flow
 from core.imaging import from_signed
 from core.pipelines.svd_flow import FLOW_ADAPTER_NAME, SVDFlowPipeline

@@ -1,4 +1,4 @@
-"""core.flow.encoding: flow <-> RGB image encoding, its measured round-trip errors, the frame convention."""
+"""core.flow.encoding: flow <-> RGB image encoding and its measured round-trip errors."""
 
 import json
 
@@ -14,14 +14,11 @@ from core.flow.encoding import (
     decode_flow_uint8,
     encode_flow,
     encode_flow_uint8,
-    flows_to_video,
     format_report,
     main,
     round_trip_report,
     uint8_error_bound_px,
-    video_to_flows,
 )
-from core.trajectory import sparse_flow
 
 SCALES = (8.0, 16.0, 32.0)
 
@@ -138,35 +135,6 @@ def test_bad_shapes_and_values_are_refused():
         encode_flow(np.full((2, 2, 2), np.inf, np.float32), 8.0)
     with pytest.raises(InputError, match="numpy array or torch tensor"):
         encode_flow([[0.0, 0.0]], 8.0)
-
-
-# --- frame convention ------------------------------------------------------------------------------
-
-
-def test_flow_video_lines_up_with_sparse_flow_of_the_same_motion():
-    """A point moving by known steps: the dense flow video and sparse_flow agree at the point."""
-    height, width, num_frames = 24, 32, 5
-    positions_px = np.array([[10.0, 8.0], [12.0, 9.0], [15.0, 9.0], [15.0, 13.0], [11.0, 14.0]])
-    steps_px = np.diff(positions_px, axis=0)  # step t: frame t -> t+1
-    # estimate_video_flow's layout: entry t is the flow from frame t to frame t+1.
-    flows = np.broadcast_to(steps_px[:, None, None, :], (num_frames - 1, height, width, 2)).astype(np.float32)
-    video = flows_to_video(flows)
-    tracks_norm = ((positions_px + 0.5) / [width, height])[None]  # pixel centres
-    sparse = sparse_flow(tracks_norm, height, width, sigma_px=2.0)
-    assert video.shape == sparse.shape == (num_frames, height, width, 2)
-    assert np.all(video[0] == 0) and np.all(sparse[0] == 0)
-    for t in range(1, num_frames):
-        x, y = positions_px[t - 1].astype(int)  # frame t lives on frame t-1's grid
-        np.testing.assert_allclose(sparse[t, y, x], video[t, y, x], atol=1e-6)
-        np.testing.assert_array_equal(video[t, y, x], positions_px[t] - positions_px[t - 1])
-    np.testing.assert_array_equal(video_to_flows(video), flows)
-
-
-def test_flow_video_shape_checks():
-    with pytest.raises(InputError, match=r"\(T-1,H,W,2\)"):
-        flows_to_video(np.zeros((4, 4, 2), np.float32))
-    with pytest.raises(InputError, match="T >= 2"):
-        video_to_flows(np.zeros((1, 4, 4, 2), np.float32))
 
 
 # --- scale record ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""core.trajectory data model: validation, clicks, PCHIP resampling by arc length, JSON round trip."""
+"""core.trajectory.model: validation, clicks, PCHIP resampling by arc length, JSON round trip."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""core.trajectory.from_canvas_json against canvas JSON as streamlit-drawable-canvas emits it.
+"""core.trajectory.canvas against canvas JSON as streamlit-drawable-canvas emits it: reading, writing, strokes.
 
 The Fabric 7.4 fixtures were written by the component's own bundle (tests/fixtures/canvas/
 generate_fixtures.mjs) together with the points Fabric renders; fabric44_handwritten.json is the
@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from core.errors import InputError
-from core.trajectory import Trajectories, from_canvas_json
+from core.trajectory import Trajectories, Trajectory, from_canvas_json
+from core.trajectory.canvas import mask_from_strokes, objects_from_trajectories, parse_objects
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "canvas"
 ALL_FIXTURES = sorted(p.name for p in FIXTURES.glob("*.json"))
@@ -173,3 +174,65 @@ def test_malformed_or_foreign_objects_raise_input_error(json_data):
 def test_bad_sizes_raise_input_error(size, rect):
     with pytest.raises(InputError):
         from_canvas_json(_load("line.json")["json_data"], size, image_rect=rect)
+
+
+# -- object by object, and back to objects ---------------------------------------------------------
+
+
+def test_canvas_objects_from_trajectories_read_back_exactly():
+    wanted = Trajectories(
+        (
+            Trajectory([[0.1, 0.9], [0.4, 0.2], [0.95, 0.5]]),
+            Trajectory([[0.5, 0.5]]),
+            Trajectory([[0, 0], [1, 1]]),
+        )
+    )
+    for size in [(520, 520), (560, 350), (37, 91)]:
+        objects = objects_from_trajectories(wanted, size)
+        parsed = parse_objects(objects, size)
+        assert parsed.problems == () and parsed.clipped == () and parsed.object_index == (0, 1, 2)
+        for got, want in zip(parsed.trajectories, wanted):
+            np.testing.assert_allclose(got.points_norm, want.points_norm, atol=1e-12)
+
+
+def test_parse_objects_reports_a_bad_object_and_keeps_the_others_in_place():
+    objects = _load("mixed.json")["json_data"]["objects"]
+    objects.insert(1, {"type": "Rect", "left": 10, "top": 10, "width": 5, "height": 5})
+    parsed = parse_objects(objects, (600, 400))
+    assert parsed.object_index == (0, 2, 3, 4)
+    assert len(parsed.problems) == 1 and parsed.problems[0].startswith("Shape 2 was left out:")
+    expected = _load("mixed.json")["expected_canvas_px"]
+    for got, want in zip(parsed.trajectories, expected):
+        # Lines and the point exactly; the freehand stroke's curve samples include every command end.
+        np.testing.assert_allclose(got.points_norm[[0, -1]] * [600, 400], np.array(want)[[0, -1]], atol=1e-6)
+        if len(want) <= 2:
+            np.testing.assert_allclose(got.points_norm * [600, 400], want, atol=1e-6)
+
+
+def test_parse_objects_marks_the_objects_that_left_the_image():
+    inside, outside = objects_from_trajectories(
+        Trajectories((Trajectory([[0.2, 0.2], [0.8, 0.5]]), Trajectory([[0.5, 0.5], [0.9, 0.5]]))), (600, 400)
+    )
+    outside["left"] += 150  # drag the second line 150 px to the right: its end leaves the canvas
+    parsed = parse_objects([inside, outside], (600, 400))
+    assert parsed.clipped == (1,) and parsed.problems == ()
+    np.testing.assert_allclose(parsed.trajectories[1].points_norm, [[0.75, 0.5], [1.0, 0.5]], atol=1e-12)
+
+
+def test_mask_from_strokes_covers_the_stroke_and_nothing_far_from_it():
+    line = _load("line.json")["json_data"]["objects"][
+        0
+    ]  # (120, 80) -> (360, 240), 20 px wide, on a 600 x 400 canvas
+    mask = mask_from_strokes([line], (600, 400), (200, 300))  # half size
+    assert mask.shape == (200, 300)
+    for t in np.linspace(0, 1, 11):
+        x, y = (1 - t) * np.array([60, 40]) + t * np.array([180, 120])
+        assert mask[round(y), round(x)]
+    assert not mask[150:, :].any() and not mask[:, 220:].any()
+    rows, cols = np.nonzero(mask)
+    # Distance of every painted pixel to the segment is at most half the (scaled) 10 px width + 1.
+    p = np.stack([cols, rows], axis=1) + 0.5
+    a, b = np.array([60.0, 40.0]), np.array([180.0, 120.0])
+    t = np.clip(((p - a) @ (b - a)) / ((b - a) @ (b - a)), 0, 1)
+    assert np.linalg.norm(p - (a + t[:, None] * (b - a)), axis=1).max() <= 6.5
+    assert mask_from_strokes([], (600, 400), (200, 300)) is None

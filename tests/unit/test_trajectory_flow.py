@@ -1,4 +1,4 @@
-"""core.trajectory flow maps: sparse DragNUWA-style maps, dense forward fields and backward warp maps."""
+"""core.trajectory.flow: sparse DragNUWA-style maps, dense forward fields and backward warp maps (camera included)."""
 
 import cv2
 import numpy as np
@@ -242,13 +242,6 @@ def test_dense_fields_reject_bad_input(kwargs):
     for fn in (dense_displacement, backward_flow):
         with pytest.raises(InputError):
             fn(tracks, 16, 16, **kwargs)
-
-
-def test_camera_motion_rejects_bad_values():
-    with pytest.raises(InputError):
-        CameraMotion(zoom=0)
-    with pytest.raises(InputError):
-        CameraMotion(pan_x=float("nan"))
 
 
 # --------------------------------------------------------------------------------------- real photo

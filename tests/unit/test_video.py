@@ -324,7 +324,7 @@ def test_write_rejects_bad_input(tmp_path) -> None:
         write_video(tmp_path / "a.mp4", frames.astype(np.float32), 8)
     with pytest.raises(InputError, match=r"\(T,H,W,3\)"):
         write_video(tmp_path / "a.mp4", frames[0], 8)
-    with pytest.raises(InputError, match="no frames"):
+    with pytest.raises(InputError, match="at least one frame"):
         write_video(tmp_path / "a.mp4", frames[:0], 8)
     with pytest.raises(InputError, match="frame rate"):
         write_video(tmp_path / "a.mp4", frames, 0)

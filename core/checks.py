@@ -1,6 +1,14 @@
-"""Input validation shared by the flow modules: every check raises InputError with one sentence."""
+"""Argument checks shared across core: each returns its (checked) input or raises InputError with one sentence.
+
+Images, frame stacks, flow fields and sizes are checked here once, so every module that takes them
+reports a bad one with the same sentence; `name` is how the sentence calls the argument. Checks specific to one
+module (a pipeline's options, a trajectory file) stay with that module.
+"""
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +34,21 @@ def check_rgb_uint8(image_uint8: np.ndarray, name: str = "frame") -> np.ndarray:
     if image_uint8.shape[2] != 3:
         raise InputError(f"{name} must have 3 colour channels (H,W,3), got shape {image_uint8.shape}.")
     return image_uint8
+
+
+def check_frames(frames_uint8: np.ndarray, name: str = "frames") -> np.ndarray:
+    """Require a non-empty uint8 RGB stack (T,H,W,3), T >= 1; return it unchanged."""
+    if not isinstance(frames_uint8, np.ndarray):
+        raise InputError(
+            f"{name} must be a numpy array of shape (T,H,W,3), got {type(frames_uint8).__name__}."
+        )
+    if frames_uint8.ndim != 4 or frames_uint8.shape[3] != 3:
+        raise InputError(f"{name} must have shape (T,H,W,3) with RGB channels, got {frames_uint8.shape}.")
+    if frames_uint8.dtype != np.uint8:
+        raise InputError(f"{name} must be uint8 pixels in [0,255], got dtype {frames_uint8.dtype}.")
+    if frames_uint8.size == 0:
+        raise InputError(f"{name} must hold at least one frame with pixels, got shape {frames_uint8.shape}.")
+    return frames_uint8
 
 
 def check_flow(flow_px: np.ndarray, name: str = "flow") -> np.ndarray:
@@ -64,3 +87,14 @@ def check_same_hw(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> Non
             f"{name_a} is {a.shape[1]}x{a.shape[0]} but {name_b} is {b.shape[1]}x{b.shape[0]} "
             "(width x height); they must match."
         )
+
+
+def check_size(size: Any, name: str) -> tuple[float, float]:
+    """Require a (width, height) pair of finite positive numbers (px); return it as floats."""
+    try:
+        width, height = (float(v) for v in size)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"{name} must be (width, height), got {size!r}.") from err
+    if not (math.isfinite(width) and math.isfinite(height) and width > 0 and height > 0):
+        raise InputError(f"{name} must be positive (width, height), got {size!r}.")
+    return width, height
