@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-from core.data.synthetic import focal_from_fov
 from core.errors import InputError
 
 DEFAULT_NEAR = 1.0
@@ -47,6 +46,14 @@ _FORMAT = "format binary_little_endian 1.0"
 _COMMENT = (
     "comment Kinema point cloud: x right, y up, z towards the viewer; camera at the origin looking down -z"
 )
+
+
+def focal_from_fov(width: int, fov_deg: float) -> float:
+    """Focal length in pixels of the pinhole camera above with horizontal field of view `fov_deg`.
+
+    The one definition of the camera model: :mod:`core.data.synthetic` renders its scenes with it.
+    """
+    return 0.5 * width / math.tan(math.radians(fov_deg) / 2)
 
 
 @dataclass(frozen=True)

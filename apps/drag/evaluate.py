@@ -1,29 +1,28 @@
-"""Control fidelity of drag-to-video: `python -m apps.drag.evaluate --backends warp svd ...` prints ObjMC tables.
+"""Control fidelity of drag-to-video: `python -m apps.drag.evaluate --backends warp svd ...` prints an ObjMC table.
 
-ObjMC (`core.metrics`): each requested trajectory's start point is re-tracked through the generated video
-(pyramidal Lucas-Kanade, frame to frame) and its distance to the requested position is averaged, per
-frame and over frames 1..T-1. Inputs: real photos shipped with scikit-image (a dev dependency, imported
-only here), astronaut and coffee, each scaled to multiples of 64 (long side --max-side) with four drags
-and one anchor placed on textured points (LK needs texture to lock on).
+ObjMC (`core.eval.metrics`): each requested trajectory's start point is re-tracked through the generated
+video (pyramidal Lucas-Kanade, frame to frame) and its distance to the requested position is averaged, per
+frame and over frames 1..T-1. Inputs (`core.eval.fixtures`): real photos shipped with scikit-image,
+astronaut and coffee, each scaled to multiples of 64 (long side --max-side) with four drags and one anchor
+placed on textured points (LK needs texture to lock on).
 
 Every backend of `apps.drag.backends` runs on the same photos and drags (default: every backend whose
 weights are configured; one that fails to load is then skipped with its reason, while a backend named
-in --backends must load). Each gets its per-photo and per-frame tables; one summary table closes the
-run: a row per backend, ObjMC per photo, their mean and the seconds. A model set to 'tiny' (offline
-random weights) runs every code path with meaningless numbers, and the output says so; real weights
-on a GPU give the comparison, at SVD's frame size with `--size 1024x576`. Target for the warp backend:
-ObjMC < 1.5 px (printed, asserted in tests/unit/test_metrics.py).
+in --backends must load). One table: per backend and photo a row per trajectory (its distance per frame,
+its ObjMC, how far it was dragged, whether the tracker stayed sure of it) and a mean row (the photo's
+ObjMC and seconds), then per backend its mean over the photos. A model set to 'tiny' (offline random
+weights) runs every code path with meaningless numbers, and the output says so; real weights on a GPU
+give the comparison, at SVD's frame size with `--size 1024x576`. Target for the warp backend: ObjMC <
+1.5 px (printed, asserted in tests/unit/test_eval_metrics.py). This evaluation lives with the app, not in
+`core.eval`, because it renders through the app's backend registry (`apps.drag.backends`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 
-import cv2
 import numpy as np
 
 from apps.drag.backends import BACKENDS, available_backends, load, render
@@ -31,60 +30,10 @@ from apps.drag.cli import TqdmProgress
 from core.config import Settings
 from core.engines.warp import DEFAULT_FRAMES
 from core.errors import InputError, ModelNotAvailable
-from core.imaging import resize_to_multiple
-from core.metrics import LK_LEVELS, LK_WINDOW_PX, ObjMC, measure_objmc
+from core.eval import report
+from core.eval.fixtures import DRAG_REQUESTS, WARP_TARGET_PX, drag_photo, drag_requests
+from core.eval.metrics import LK_LEVELS, LK_WINDOW_PX, measure_objmc
 from core.models import TINY
-from core.trajectory import Trajectories, Trajectory
-
-WARP_TARGET_PX = 1.5
-
-# Normalised to the evaluation frame: four drags (polylines) and an anchor per photo.
-REQUESTS: dict[str, tuple[list[list[float]], ...]] = {
-    "astronaut": (
-        [[0.42, 0.22], [0.50, 0.20], [0.55, 0.26]],  # hair, up and right
-        [[0.32, 0.84], [0.26, 0.78], [0.22, 0.70]],  # badge, up and left
-        [[0.72, 0.48], [0.80, 0.44]],  # rocket, right
-        [[0.20, 0.40], [0.14, 0.30]],  # flag, up
-        [[0.90, 0.88]],  # helmet, pinned
-    ),
-    "coffee": (
-        [[0.34, 0.30], [0.44, 0.26], [0.50, 0.30]],  # cup rim
-        [[0.55, 0.70], [0.62, 0.62]],  # spoon
-        [[0.10, 0.80], [0.18, 0.86]],  # table grain
-        [[0.85, 0.20], [0.78, 0.32]],  # table, top right
-        [[0.86, 0.80]],  # saucer, pinned
-    ),
-}
-
-
-def requests(photo: str) -> Trajectories:
-    """The evaluation trajectories of a photo (one of REQUESTS)."""
-    if photo not in REQUESTS:
-        raise InputError(f"Unknown photo {photo!r}; choose one of {', '.join(REQUESTS)}.")
-    return Trajectories(tuple(Trajectory(points) for points in REQUESTS[photo]))
-
-
-def evaluation_image(photo: str, max_side_px: int, size: tuple[int, int] | None = None) -> np.ndarray:
-    """The photo as (H,W,3) uint8, centre-cropped to the frame's aspect.
-
-    Without `size`: sides multiples of 64 and long side <= max_side_px, never enlarged. With
-    `size` (width, height), e.g. SVD's 1024x576: exactly that size, enlarged (bicubic) if need be.
-    """
-    from core.flow.evaluate import load_photo
-
-    image = load_photo(photo)
-    if size is None:
-        return resize_to_multiple(image, multiple=64, max_side=max_side_px, mode="crop")[0]
-    width, height = size
-    source_h, source_w = image.shape[:2]
-    crop_w, crop_h = (
-        min(source_w, round(source_h * width / height)),
-        min(source_h, round(source_w * height / width)),
-    )
-    top, left = (source_h - crop_h) // 2, (source_w - crop_w) // 2
-    crop = image[top : top + crop_h, left : left + crop_w]
-    shrinking = width * height < crop_w * crop_h
-    return cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -108,11 +57,11 @@ def evaluate_photo(
     **render_options,
 ) -> dict:
     """Generate one photo's video with `backend` and score it: {"objmc": ObjMC, ...}."""
-    image = evaluation_image(photo, max_side_px, size)
+    image = drag_photo(photo, max_side_px, size)
     started = time.perf_counter()
     with TqdmProgress(disable=quiet) as progress:
         video = render(
-            backend, image, requests(photo), settings=settings, progress=progress, **render_options
+            backend, image, drag_requests(photo), settings=settings, progress=progress, **render_options
         )
     seconds = time.perf_counter() - started
     score, tracks = measure_objmc(video.frames_uint8, video.warp.tracks_px)
@@ -126,62 +75,46 @@ def evaluate_photo(
     }
 
 
-def _photo_table(photo: str, result: dict) -> str:
-    score: ObjMC = result["objmc"]
-    height, width = result["size_hw"]
-    names = [f"{'anchor' if move == 0 else 'drag'}{i + 1}" for i, move in enumerate(result["moves_px"])]
-    lines = [
-        f"{photo} ({width}x{height}, {result['seconds']:.1f} s)",
-        f"{'frame':>7} " + " ".join(f"{n:>8}" for n in names) + f" {'mean':>8}",
+def objmc_table(results: dict[str, dict[str, dict]]) -> str:
+    """The one table of the run: {backend: {photo: evaluate_photo(...)}} -> text (see the module docstring)."""
+    num_frames = next(iter(next(iter(results.values())).values()))["objmc"].distances_px.shape[1]
+    columns = [
+        ("backend", f"<{max(map(len, results))}"),
+        ("photo", "<10"),
+        ("track", "<8"),
+        *((f"{t}", ">8.3f") for t in range(1, num_frames)),
+        ("ObjMC", ">8.3f"),
+        ("moved", ">8.1f"),
+        ("seconds", ">8.1f"),
+        ("tracker", "<7"),
     ]
-    for t in range(1, score.distances_px.shape[1]):
-        cells = " ".join(f"{d:>8.3f}" for d in score.distances_px[:, t])
-        lines.append(f"{t:>7} {cells} {score.per_frame_px[t]:>8.3f}")
-    lines.append(
-        f"{'ObjMC':>7} " + " ".join(f"{d:>8.3f}" for d in score.per_track_px) + f" {score.mean_px:>8.3f}"
-    )
-    lines.append(f"{'moved':>7} " + " ".join(f"{m:>8.1f}" for m in result["moves_px"]))
-    lost = [n for n, ok in zip(names, result["reliable"]) if not ok]
-    if lost:
-        lines.append(f"  tracker unsure (forward-backward > 1 px) for: {', '.join(lost)}")
-    return "\n".join(lines)
-
-
-def _summary_table(results: dict[str, dict]) -> str:
-    photos = list(results)
-    per_frame = np.stack([results[p]["objmc"].per_frame_px for p in photos])
-    lines = [
-        "per-frame ObjMC (px), mean over trajectories",
-        f"{'frame':>7} " + " ".join(f"{p:>10}" for p in photos) + f" {'mean':>10}",
-    ]
-    for t in range(1, per_frame.shape[1]):
-        lines.append(
-            f"{t:>7} "
-            + " ".join(f"{v:>10.3f}" for v in per_frame[:, t])
-            + f" {per_frame[:, t].mean():>10.3f}"
-        )
-    overall = [results[p]["objmc"].mean_px for p in photos]
-    lines.append(f"{'ObjMC':>7} " + " ".join(f"{v:>10.3f}" for v in overall) + f" {np.mean(overall):>10.3f}")
-    return "\n".join(lines)
-
-
-def _backend_table(results: dict[str, dict[str, dict]]) -> str:
-    """One row per backend: ObjMC (px) per photo, their mean, and the seconds of all its renders."""
-    photos = list(next(iter(results.values())))
-    width = max(len(name) for name in results) + 2
-    lines = [
-        "ObjMC (px) per backend",
-        f"{'backend':<{width}}" + " ".join(f"{p:>10}" for p in photos) + f" {'mean':>10} {'seconds':>8}",
-    ]
+    rows, summary = [], []
     for name, by_photo in results.items():
-        scores = [by_photo[p]["objmc"].mean_px for p in photos]
-        seconds = sum(by_photo[p]["seconds"] for p in photos)
-        lines.append(
-            f"{name:<{width}}"
-            + " ".join(f"{v:>10.3f}" for v in scores)
-            + f" {np.mean(scores):>10.3f} {seconds:>8.1f}"
-        )
-    return "\n".join(lines)
+        for photo, result in by_photo.items():
+            score = result["objmc"]
+            for i, (move, sure) in enumerate(zip(result["moves_px"], result["reliable"])):
+                track = f"{'anchor' if move == 0 else 'drag'}{i + 1}"
+                distances = score.distances_px[i, 1:]
+                rows.append(
+                    [
+                        name,
+                        photo,
+                        track,
+                        *distances,
+                        score.per_track_px[i],
+                        move,
+                        None,
+                        "ok" if sure else "unsure",
+                    ]
+                )
+            rows.append(
+                [name, photo, "mean", *score.per_frame_px[1:], score.mean_px, None, result["seconds"], None]
+            )
+        per_frame = np.mean([r["objmc"].per_frame_px[1:] for r in by_photo.values()], axis=0)
+        overall = np.mean([r["objmc"].mean_px for r in by_photo.values()])
+        seconds = sum(r["seconds"] for r in by_photo.values())
+        summary.append([name, "all", "mean", *per_frame, overall, None, seconds, None])
+    return report.table(columns, rows, summary)
 
 
 def _models(name: str, settings: Settings) -> dict[str, str]:
@@ -190,7 +123,7 @@ def _models(name: str, settings: Settings) -> dict[str, str]:
 
 
 def _describe(name: str, settings: Settings, args: argparse.Namespace) -> str:
-    """What a backend ran with, for its table's header."""
+    """What a backend ran with, for the lines above the table."""
     backend = BACKENDS[name]
     parts = [f"{field} {value}" for field, value in _models(name, settings).items()]
     if backend.default_strength is not None:
@@ -203,9 +136,7 @@ def _describe(name: str, settings: Settings, args: argparse.Namespace) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m apps.drag.evaluate", description=__doc__.split("\n\n")[0], allow_abbrev=False
-    )
+    parser = report.parser("drag_objmc", __doc__.split("\n\n")[0], prog="python -m apps.drag.evaluate")
     parser.add_argument(
         "--backends",
         "--backend",
@@ -214,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the engines to score (default: every backend whose weights are configured)",
     )
-    parser.add_argument("--photos", nargs="+", choices=list(REQUESTS), default=list(REQUESTS))
+    parser.add_argument("--photos", nargs="+", choices=list(DRAG_REQUESTS), default=list(DRAG_REQUESTS))
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames per video (14)")
     parser.add_argument("--max-side", type=int, default=512, help="long side of the video in px (512)")
     parser.add_argument(
@@ -229,7 +160,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--steps", type=int, default=25, help="SVD backends: denoising steps (25)")
     parser.add_argument("--seed", type=int, default=0, help="SVD backends: random seed (0)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     Settings.add_arguments(parser)
     return parser
@@ -272,29 +202,31 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no backend could run: " + " ".join(skipped.values()), file=sys.stderr)
         return 2
 
-    for name, by_photo in results.items():
-        print(
-            f"\nObjMC (px, lower is better) of the {name} backend{_describe(name, settings, args)}: "
-            f"{args.frames} frames; tracker pyramidal LK ({LK_WINDOW_PX} px window, {LK_LEVELS} levels), "
-            "frame 0 excluded."
-        )
-        for photo, result in by_photo.items():
-            print("\n" + _photo_table(photo, result))
-        print("\n" + _summary_table(by_photo))
+    sizes = {photo: r["size_hw"] for by_photo in results.values() for photo, r in by_photo.items()}
+    print(
+        f"\nObjMC (px, lower is better): {args.frames} frames; tracker pyramidal LK ({LK_WINDOW_PX} px window, "
+        f"{LK_LEVELS} levels), frame 0 excluded; columns 1..{args.frames - 1}: distance of the tracked to the "
+        "requested point in that frame; tracker 'unsure': the forward-backward check missed by > 1 px.\nPhotos: "
+        + ", ".join(f"{photo} {w}x{h}" for photo, (h, w) in sizes.items())
+        + "."
+    )
+    for name in results:
+        print(f"{name} backend{_describe(name, settings, args)}")
+    print("\n" + objmc_table(results))
     tiny = [name for name in results if TINY in _models(name, settings).values()]
-    print()
     if tiny:
         print(
             f"NOTE: {', '.join(tiny)} ran '{TINY}' random weights: those rows show that the code runs, "
             "their numbers mean nothing."
         )
-    print(_backend_table(results))
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")
     if "warp" in results:
         print(f"target (warp): ObjMC < {WARP_TARGET_PX} px")
-    if args.json is not None:
-        payload = {
+    report.write_json(
+        args.json,
+        {
+            "evaluation": "drag_objmc",
             "frames": args.frames,
             "backends": {
                 name: {
@@ -316,8 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                 for name, by_photo in results.items()
             },
             "skipped": skipped,
-        }
-        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        },
+    )
     return 0
 
 

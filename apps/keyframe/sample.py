@@ -1,7 +1,7 @@
 """The sample clip of the keyframe app: ``python -m apps.keyframe.sample`` rewrites assets/video/sample.mp4.
 
 A slow camera zoom into scikit-image's astronaut photo (NASA, public domain), made with
-`core.engines.evaluate_interpolation.camera_clip`: 24 frames of 320x320 at 10 fps (2.4 s), H.264.
+`core.eval.fixtures.camera_clip`: 24 frames of 320x320 at 10 fps (2.4 s), H.264.
 scikit-image is a dev dependency; only this rebuild needs it, the app reads the committed file.
 """
 
@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.engines.evaluate_interpolation import camera_clip
-from core.flow.evaluate import load_photo
+from core.eval.fixtures import camera_clip, load_photo
 from core.video import write_video
 
 SAMPLE_VIDEO = Path(__file__).resolve().parents[2] / "assets" / "video" / "sample.mp4"

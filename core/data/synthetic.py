@@ -35,6 +35,7 @@ import numpy as np
 
 from core.errors import InputError
 from core.imaging import save_png16
+from core.pointcloud import focal_from_fov
 from core.video import write_video
 
 # Named colours (RGB in [0,1]) so captions can name what is drawn.
@@ -117,11 +118,6 @@ class ImageScene:
     caption: str
     focal_px: float
     spec: ImageSceneSpec
-
-
-def focal_from_fov(width: int, fov_deg: float) -> float:
-    """Focal length in pixels of a pinhole camera with horizontal field of view `fov_deg`."""
-    return 0.5 * width / math.tan(math.radians(fov_deg) / 2)
 
 
 def camera_rays(size: tuple[int, int], fov_deg: float, pitch_deg: float = 0.0) -> np.ndarray:

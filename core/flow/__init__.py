@@ -16,7 +16,7 @@ The flow-index convention (one for all of core)
       zero (`core.trajectory.dense_displacement`, `backward_flow`; `accumulate_flows` gives the
       same from flows without the zero frame: its entry t is frame 0 -> t+1).
 
-Accuracy against known flow: `python -m core.flow.evaluate` (see core/flow/evaluate.py).
+Accuracy against known flow: `python -m core.eval.flow` (see core/eval/flow.py).
 """
 
 from core.flow.estimate import METHODS, estimate_flow, estimate_video_flow, occlusion_mask

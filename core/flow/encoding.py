@@ -33,12 +33,11 @@ The frames of a flow video
     `core.flow.flows_to_video` / `video_to_flows` to convert. `core.trajectory.sparse_flow` has the
     same layout, so a user's sparse flow and a generated flow video line up frame for frame.
 
-Round-trip errors: `python -m core.flow.encoding --report` prints the measured table.
+Round-trip errors: `python -m core.eval.flow_encoding` prints the measured table.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from dataclasses import dataclass
@@ -55,7 +54,6 @@ ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 ENCODING_NAME = "signed-sqrt-v1"
 FLOW_ENCODING_FILE = "flow_encoding.json"
-REPORT_SCALES_PX = (8.0, 16.0, 32.0)
 
 
 def _check_scale(scale_px: float) -> float:
@@ -200,67 +198,3 @@ class FlowEncoding:
         if not isinstance(record, dict) or record.get("encoding") != ENCODING_NAME:
             raise InputError(f"{path} is not a {ENCODING_NAME} flow encoding.")
         return cls(record.get("scale_of_width"))
-
-
-# -- measured round-trip errors --------------------------------------------------------------------
-
-
-def round_trip_report(scales_px: tuple[float, ...] = REPORT_SCALES_PX, samples: int = 200_001) -> list[dict]:
-    """Measured round-trip errors (px) of the float and uint8 paths at each scale.
-
-    Each row: scale_px; float_max (encode -> decode, over components uniform in [-scale, scale]);
-    uint8_max, uint8_mean and uint8_bound (the analytic `uint8_error_bound_px` at full scale);
-    uint8_max_small (max error over |d| <= 1 px) against its bound uint8_bound_small.
-    """
-    rows = []
-    for scale in scales_px:
-        components = np.linspace(-scale, scale, samples, dtype=np.float32)
-        flows = np.stack([components, components[::-1]], axis=-1)[None]  # (1,N,2)
-        float_err = np.abs(decode_flow(encode_flow(flows, scale), scale) - flows)
-        uint8_err = np.abs(decode_flow_uint8(encode_flow_uint8(flows, scale), scale) - flows)
-        small = np.abs(flows) <= 1.0
-        rows.append(
-            {
-                "scale_px": float(scale),
-                "float_max": float(float_err.max()),
-                "uint8_max": float(uint8_err.max()),
-                "uint8_mean": float(uint8_err.mean()),
-                "uint8_bound": float(uint8_error_bound_px(scale, scale)),
-                "uint8_max_small": float(uint8_err[small].max()),
-                "uint8_bound_small": float(uint8_error_bound_px(1.0, scale)),
-            }
-        )
-    return rows
-
-
-def format_report(rows: list[dict]) -> str:
-    """The report as a text table."""
-    header = (
-        f"{'scale px':>8} {'float max':>10} {'uint8 max':>10} {'uint8 mean':>10} {'bound':>8} "
-        f"{'max |d|<=1':>10} {'bound':>8}"
-    )
-    lines = [f"Flow encoding {ENCODING_NAME}: round-trip error (px)", header]
-    for r in rows:
-        lines.append(
-            f"{r['scale_px']:>8.1f} {r['float_max']:>10.2e} {r['uint8_max']:>10.4f} {r['uint8_mean']:>10.4f} "
-            f"{r['uint8_bound']:>8.4f} {r['uint8_max_small']:>10.5f} {r['uint8_bound_small']:>8.5f}"
-        )
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--report", action="store_true", help="print the round-trip error table")
-    parser.add_argument(
-        "--scales", type=float, nargs="+", default=list(REPORT_SCALES_PX), help="scales in px to measure"
-    )
-    args = parser.parse_args(argv)
-    if not args.report:
-        parser.print_help()
-        return 0
-    print(format_report(round_trip_report(tuple(args.scales))))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,20 +13,13 @@
   ``StableDiffusionControlNetImg2ImgPipeline`` over the same components, with the same shared noise and
   cross-frame attention.
 
-The consistency figure (:func:`warp_errors`): the flow between consecutive *original* keyframes carries
-edited keyframe i onto keyframe i+1, and the mean absolute difference (0..255 levels, all channels) to edited
-keyframe i+1 is taken over the pixels the forward-backward check trusts. Lower is more consistent; the
-original keyframes' own figure is the floor set by flow and interpolation error.
-``python -m core.pipelines.keyframe_edit --evaluate`` prints it for joint editing against editing each
-keyframe alone on a camera pan over a real photo (``--sd-model tiny`` runs offline with random weights:
-the numbers then only show that the path runs).
+How consistent the edited keyframes are (warp error along the original flow, for joint editing against
+editing each keyframe alone): ``python -m core.eval.keyframe_edit``.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +38,6 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from core.errors import InputError
-from core.flow import estimate_flow, occlusion_mask, warp_field
 from core.imaging import pil_to_rgb_uint8, to_unit, unit_to_uint8
 from core.patches.cross_frame import CrossFrameMode, check_cross_frame, cross_frame_attention
 
@@ -371,178 +363,3 @@ def canny_conditions(
         for frame in keyframes_uint8
     ]
     return np.repeat(np.stack(edges)[..., None], 3, axis=3)
-
-
-# -- the consistency figure --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class KeyframeFlows:
-    """How consecutive original keyframes map onto each other.
-
-    ``flows_back_px``: float32 (K-1,H,W,2), entry i the flow from keyframe i+1 to keyframe i in pixels:
-    keyframe i+1 at p shows what keyframe i shows at p + flow(p). ``valid``: bool (K-1,H,W), True where that
-    match passes the forward-backward check (not occluded, inside the frame).
-    """
-
-    flows_back_px: np.ndarray
-    valid: np.ndarray
-
-
-def keyframe_flows(keyframes_uint8: np.ndarray, method: str = "dis") -> KeyframeFlows:
-    """Flows between consecutive keyframes (K,H,W,3) uint8, K >= 2, with core.flow's ``method``."""
-    keyframes_uint8 = _as_frames_uint8(keyframes_uint8, "keyframes")
-    if keyframes_uint8.shape[0] < 2:
-        raise InputError("The consistency figure needs at least 2 keyframes.")
-    backs, valids = [], []
-    for before, after in zip(keyframes_uint8[:-1], keyframes_uint8[1:]):
-        back = estimate_flow(after, before, method)
-        forward = estimate_flow(before, after, method)
-        backs.append(back)
-        valids.append(~occlusion_mask(back, forward))
-    return KeyframeFlows(np.stack(backs), np.stack(valids))
-
-
-def warp_errors(edited_uint8: np.ndarray, flows: KeyframeFlows) -> np.ndarray:
-    """Per consecutive pair, the mean |edited[i+1] - edited[i] warped along the flow| over valid pixels.
-
-    ``edited_uint8``: (K,H,W,3) uint8, the edited keyframes (or the originals, for the floor). Returns
-    float64 (K-1,) in grey levels 0..255 (mean over valid pixels and the 3 channels); the consistency
-    figure is its mean. A pair without valid pixels gives NaN.
-    """
-    edited_uint8 = _as_frames_uint8(edited_uint8, "edited keyframes")
-    expected = (flows.flows_back_px.shape[0] + 1, *flows.flows_back_px.shape[1:3])
-    if edited_uint8.shape[:3] != expected:
-        raise InputError(
-            f"The edited keyframes are {edited_uint8.shape[:3]} (K,H,W) but the flows are for {expected}."
-        )
-    errors = np.empty(len(flows.flows_back_px))
-    for i, (flow, valid) in enumerate(zip(flows.flows_back_px, flows.valid)):
-        # Bilinear in float (no rounding back to uint8), as backward_warp would sample the pixels.
-        carried = warp_field(edited_uint8[i].astype(np.float32), flow).astype(np.float64)
-        difference = np.abs(edited_uint8[i + 1].astype(np.float64) - carried)
-        errors[i] = difference[valid].mean() if valid.any() else math.nan
-    return errors
-
-
-def evaluation_clip(size: int = 512, count: int = 4, spacing: int = 4) -> np.ndarray:
-    """``count`` keyframes, ``spacing`` frames apart, of a pan over the astronaut photo: (K,S,S,3) uint8.
-
-    The pan (core.engines.evaluate_interpolation.camera_clip) moves (2.5, 1.25) px per frame.
-    """
-    from core.engines.evaluate_interpolation import camera_clip
-    from core.flow.evaluate import load_photo
-
-    clip = camera_clip(load_photo("astronaut"), "pan", size, (count - 1) * spacing + 1)
-    return np.ascontiguousarray(clip[::spacing])
-
-
-def evaluate_consistency(
-    pipeline: KeyframeEditPipeline,
-    keyframes_uint8: np.ndarray,
-    prompt: str,
-    *,
-    strength: float = 0.6,
-    guidance_scale: float = 7.5,
-    num_inference_steps: int = 30,
-    seed: int = 0,
-    anchor_index: int = 0,
-    flow_method: str = "dis",
-) -> dict[str, dict[str, Any]]:
-    """Consistency figure (mean warp error, grey levels) of each way to edit ``keyframes_uint8``.
-
-    Ways: "original" (no edit: the floor), "alone" (one call per keyframe with the same seed, what stock
-    img2img gives), and one batched call per cross-frame mode ("none", "anchor", "all"). Returns
-    ``{way: {"figure": float, "per_pair": list[float], "seconds": float, "edited": uint8 (K,H,W,3)}}``.
-    """
-    flows = keyframe_flows(keyframes_uint8, flow_method)
-    settings = {
-        "strength": strength,
-        "guidance_scale": guidance_scale,
-        "num_inference_steps": num_inference_steps,
-        "seed": seed,
-        "anchor_index": anchor_index,
-    }
-
-    def alone() -> np.ndarray:
-        return np.concatenate(
-            [
-                pipeline(prompt, frame[None], cross_frame="none", **{**settings, "anchor_index": 0}).images
-                for frame in keyframes_uint8
-            ]
-        )
-
-    runs: dict[str, Callable[[], np.ndarray]] = {"original": lambda: keyframes_uint8, "alone": alone}
-    for mode in ("none", "anchor", "all"):
-        runs[mode] = lambda mode=mode: pipeline(prompt, keyframes_uint8, cross_frame=mode, **settings).images
-    results = {}
-    for way, run in runs.items():
-        start = time.perf_counter()
-        edited = run()
-        seconds = time.perf_counter() - start
-        per_pair = warp_errors(edited, flows)
-        results[way] = {
-            "figure": float(per_pair.mean()),
-            "per_pair": per_pair.tolist(),
-            "seconds": seconds,
-            "edited": edited,
-        }
-    return results
-
-
-def main(argv: list[str] | None = None) -> int:
-    from core.config import Settings
-    from core.models import load_pipeline
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--evaluate", action="store_true", help="print the consistency figure of each way to edit"
-    )
-    parser.add_argument("--prompt", default="a watercolour painting of an astronaut", help="the edit")
-    parser.add_argument("--size", type=int, default=512, help="keyframe side in px (a multiple of 8)")
-    parser.add_argument("--keyframes", type=int, default=4, help="number of keyframes")
-    parser.add_argument("--spacing", type=int, default=4, help="frames between keyframes in the pan")
-    parser.add_argument("--strength", type=float, default=0.6, help="img2img strength in (0, 1]")
-    parser.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
-    parser.add_argument("--steps", type=int, default=30, help="inference steps of the full schedule")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--anchor", type=int, default=0, help="anchor keyframe for cross_frame='anchor'")
-    parser.add_argument("--flow", default="dis", help="flow estimator (core.flow.METHODS)")
-    Settings.add_arguments(parser)
-    args = parser.parse_args(argv)
-    if not args.evaluate:
-        parser.print_help()
-        return 2
-
-    settings = Settings.from_args(args)
-    pipeline = load_pipeline("sd", settings, pipeline_cls=KeyframeEditPipeline)
-    pipeline.set_progress_bar_config(disable=True)
-    keyframes_uint8 = evaluation_clip(args.size, args.keyframes, args.spacing)
-    results = evaluate_consistency(
-        pipeline,
-        keyframes_uint8,
-        args.prompt,
-        strength=args.strength,
-        guidance_scale=args.guidance,
-        num_inference_steps=args.steps,
-        seed=args.seed,
-        anchor_index=args.anchor,
-        flow_method=args.flow,
-    )
-    print(
-        f"Warp error between consecutive edited keyframes along the original flow ({args.flow}), grey levels "
-        f"0..255, lower is more consistent.\nModel {settings.sd_model}, {args.keyframes} keyframes of "
-        f"{args.size}x{args.size} ({args.spacing} frames apart in a pan over the astronaut photo), "
-        f"prompt {args.prompt!r}, strength {args.strength}, guidance {args.guidance}, {args.steps} steps, "
-        f"seed {args.seed}."
-    )
-    header = f"{'way':<10} {'figure':>8}  {'per pair':<30} {'seconds':>8}"
-    print(header + "\n" + "-" * len(header))
-    for way, result in results.items():
-        pairs = " ".join(f"{e:.2f}" for e in result["per_pair"])
-        print(f"{way:<10} {result['figure']:>8.2f}  {pairs:<30} {result['seconds']:>8.2f}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

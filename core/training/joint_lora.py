@@ -28,7 +28,7 @@ Saved weights (every checkpoint and the final ``--output_dir``): ``joint_layers.
 Validation (every ``--validation_steps`` and at the end, into ``OUTPUT_DIR/validation/step-N/``): joint samples
 for the validation prompts (``sample_K.png``, ``depth_K.png`` 16-bit, ``depth_K_color.png``, and the exact
 arrays in ``sample_K.npz``), and the depth consistency figure on ``--validation_scenes`` synthetic scenes with
-exact depth (:func:`core.pipelines.joint_sd.evaluate_depth_consistency`) in ``metrics.json``.
+exact depth (:func:`core.eval.joint_depth.evaluate_depth_consistency`) in ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -245,13 +245,14 @@ def validation_samples(
 
     Writes ``sample_K.png``, ``depth_K.png`` (16-bit disparity), ``depth_K_color.png``, ``sample_K.npz``
     (``image`` float32 (H,W,3) in [0,1], ``depth`` float32 (H,W)) and ``metrics.json`` (prompts, seeds,
-    settings, and per row of :func:`~core.pipelines.joint_sd.evaluate_depth_consistency` its AbsRel and
+    settings, and per row of :func:`~core.eval.joint_depth.evaluate_depth_consistency` its AbsRel and
     delta1). Returns the metrics.
     """
     import PIL.Image
 
+    from core.eval.joint_depth import evaluate_depth_consistency
     from core.imaging import colorize_depth, save_png16, unit_to_uint8
-    from core.pipelines.joint_sd import JointSDPipeline, evaluate_depth_consistency
+    from core.pipelines.joint_sd import JointSDPipeline
 
     pipe = JointSDPipeline(
         vae=vae,

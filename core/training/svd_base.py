@@ -472,8 +472,8 @@ class ValidationSampling:
 
 
 def objmc_px(frames_uint8: np.ndarray, tracks_px: np.ndarray) -> float | None:
-    """ObjMC in px (:func:`core.metrics.measure_objmc`) of a video (T,H,W,3) uint8 against requested tracks
+    """ObjMC in px (:func:`core.eval.metrics.measure_objmc`) of a video (T,H,W,3) uint8 against requested tracks
     (M,T,2) px; None without tracks."""
-    from core.metrics import measure_objmc
+    from core.eval.metrics import measure_objmc
 
     return measure_objmc(frames_uint8, tracks_px)[0].mean_px if len(tracks_px) else None

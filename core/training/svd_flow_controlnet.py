@@ -50,7 +50,7 @@ renders training clip ``--validation_clip`` from its first frame and its sampled
 seeded ``--seed``; stock SVD renders the same first frame with the same noise (no flow condition):
 ``sample.mp4`` (ControlNet | stock side by side), ``sample.npz`` (``frames`` and ``stock_frames`` float32
 (T,H,W,3) in [0,1] as generated, ``image`` and ``truth`` uint8, ``tracks_norm`` (M,T,2)) and ``metrics.json``
-(the settings, the number of tracks and ObjMC in px, :func:`core.metrics.measure_objmc`, of the ControlNet
+(the settings, the number of tracks and ObjMC in px, :func:`core.eval.metrics.measure_objmc`, of the ControlNet
 sample, of stock SVD and of the real clip, the tracker's floor, against the requested tracks).
 """
 

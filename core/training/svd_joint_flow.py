@@ -46,7 +46,7 @@ as the baseline, without them (free joint sampling), both with a CPU generator s
 ``sample.mp4`` (with tracks | without), ``flow.mp4`` (generated flow | the clip's DIS flow, colours saturated at
 the flow scale), ``sample.npz`` (``frames``, ``free_frames`` float32 (T,H,W,3) in [0,1] and ``flows_px``
 (T,H,W,2) as generated, ``truth`` uint8, ``tracks_norm`` (M,T,2)) and ``metrics.json`` (the settings, the
-number of tracks, and ObjMC in px, :func:`core.metrics.measure_objmc`, of the sample with tracks, of the free
+number of tracks, and ObjMC in px, :func:`core.eval.metrics.measure_objmc`, of the sample with tracks, of the free
 sample and of the real clip, the tracker's floor).
 """
 

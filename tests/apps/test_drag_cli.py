@@ -1,9 +1,8 @@
-"""python -m apps.drag.cli and python -m apps.drag.evaluate: end to end on the warp backend, bad input, and
-every backend on the tiny (random-weight) models."""
+"""python -m apps.drag.cli: end to end on the warp backend, bad input, and every backend on the tiny
+(random-weight) models. The evaluation, python -m apps.drag.evaluate: tests/apps/test_drag_evaluate.py."""
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from apps.drag import backends, cli, evaluate
-from core.flow.evaluate import load_photo
+from apps.drag import backends, cli
+from core.eval.fixtures import load_photo
+from core.eval.metrics import measure_objmc
 from core.imaging import apply_resize, plan_resize
-from core.metrics import measure_objmc
 from core.trajectory import Trajectories, Trajectory, tracks_to_px
 from core.video import read_video
 
@@ -29,18 +28,6 @@ TRAJECTORIES = Trajectories(
         Trajectory([[0.86, 0.80]]),
     )
 )
-TINY_ENV = {
-    "KINEMA_SVD_MODEL": "tiny",
-    "KINEMA_SVD_CONTROLNET_MODEL": "tiny",
-    "KINEMA_SVD_JOINT_FLOW_MODEL": "tiny",
-    "KINEMA_DEVICE": "cpu",
-}
-
-
-@pytest.fixture
-def tiny_env(monkeypatch):
-    for name, value in TINY_ENV.items():
-        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture(scope="module")
@@ -181,31 +168,6 @@ def test_the_module_itself_exits_2_without_a_traceback(inputs, tmp_path):
     )
 
 
-def test_evaluate_prints_the_objmc_table_of_the_warp_backend(capsys, tmp_path, monkeypatch):
-    # By default every offered backend runs; one whose weights are missing is skipped with its reason.
-    monkeypatch.setenv("KINEMA_SVD_MODEL", str(tmp_path / "no-svd-here"))
-    for name in ("KINEMA_SVD_CONTROLNET_MODEL", "KINEMA_SVD_JOINT_FLOW_MODEL"):
-        monkeypatch.delenv(name, raising=False)
-    code = evaluate.main(
-        ["--quiet", "--max-side", "256", "--frames", "6", "--json", str(tmp_path / "objmc.json")]
-    )
-    stdout = capsys.readouterr().out
-    assert code == 0
-    assert re.search(r"^skipped svd: .*no-svd-here.*KINEMA_SVD_MODEL", stdout, re.MULTILINE)
-    assert "of the svd backend" not in stdout and "NOTE" not in stdout
-    for photo in evaluate.REQUESTS:
-        assert re.search(rf"^{photo} \(\d+x\d+", stdout, re.MULTILINE)
-    overall = re.findall(r"^\s+ObjMC\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", stdout, re.MULTILINE)
-    assert len(overall) == 1 and float(overall[0][2]) < evaluate.WARP_TARGET_PX
-    numbers = json.loads((tmp_path / "objmc.json").read_text())
-    assert list(numbers["backends"]) == ["warp"] and list(numbers["skipped"]) == ["svd"]
-    photos = numbers["backends"]["warp"]["photos"]
-    assert set(photos) == set(evaluate.REQUESTS)
-    assert float(overall[0][0]) == pytest.approx(photos["astronaut"]["objmc_px"], abs=5e-4)
-    (row,) = [line.split() for line in stdout.splitlines() if line.startswith("warp ")]
-    assert float(row[3]) == pytest.approx(float(overall[0][2]), abs=1e-3)  # the backend table's mean
-
-
 @pytest.mark.parametrize("backend", list(backends.BACKENDS))
 def test_every_backend_writes_a_playable_video_and_its_parameters(
     inputs, tmp_path, capsys, tiny_env, backend
@@ -247,34 +209,6 @@ def test_a_backend_without_configured_weights_exits_2_naming_its_setting(
     assert f"(or {setting.flag})" in line
 
 
-def test_evaluate_prints_one_table_with_a_row_per_backend(capsys, tmp_path, tiny_env):
-    code = evaluate.main(
-        ["--backends", *backends.BACKENDS, "--photos", "coffee", "--size", "64x64", "--frames", "3",
-         "--steps", "2", "--quiet", "--json", str(tmp_path / "objmc.json")]
-    )  # fmt: skip
-    stdout = capsys.readouterr().out
-    assert code == 0
-    for name in backends.BACKENDS:
-        assert f"of the {name} backend" in stdout
-    assert "of the svd-controlnet backend, svd_model tiny, svd_controlnet_model tiny, strength 1.0" in stdout
-    assert "NOTE: svd, svd-controlnet, svd-joint-flow ran 'tiny' random weights" in stdout
-    table = stdout[stdout.index("ObjMC (px) per backend") :].splitlines()
-    assert table[1].split() == ["backend", "coffee", "mean", "seconds"]
-    rows = [line.split() for line in table[2:6]]
-    assert [row[0] for row in rows] == list(backends.BACKENDS)
-    numbers = json.loads((tmp_path / "objmc.json").read_text())
-    assert list(numbers["backends"]) == list(backends.BACKENDS) and numbers["skipped"] == {}
-    for row in rows:
-        result = numbers["backends"][row[0]]
-        assert float(row[1]) == float(row[2]) == pytest.approx(result["objmc_px"], abs=5e-4)
-        assert result["photos"]["coffee"]["objmc_px"] == pytest.approx(result["objmc_px"])
-    assert numbers["backends"]["svd-joint-flow"]["models"] == {
-        "svd_model": "tiny",
-        "svd_joint_flow_model": "tiny",
-    }
-    assert float(rows[0][1]) < evaluate.WARP_TARGET_PX
-
-
 def test_region_mask_and_camera_flags(inputs, tmp_path, capsys):
     """A motion brush on the left half: the second drag (from x = 0.55, outside the brush) moves
     nothing, and the right quarter, which the brushed content does not reach, stays still; without
@@ -310,13 +244,3 @@ def test_region_mask_and_camera_flags(inputs, tmp_path, capsys):
     assert code == 0, stderr
     record = json.loads(out.with_name("zoom.params.json").read_text())
     assert record["arguments"]["camera"] == "zoom_in" and record["motion_bucket_id"] > 1
-
-
-def test_evaluation_frames_of_a_given_size_keep_the_photo_undistorted():
-    coffee = load_photo("coffee")  # 400x600
-    wide = evaluate.evaluation_image("coffee", 512, (1024, 576))
-    assert wide.shape == (576, 1024, 3)
-    # The 16:9 centre crop (600x338 of the 600x400 photo), enlarged.
-    reference = cv2.resize(coffee[31:369], (1024, 576), interpolation=cv2.INTER_CUBIC)
-    assert np.abs(wide.astype(float) - reference).mean() < 1.0
-    assert evaluate.evaluation_image("coffee", 512).shape == (320, 512, 3)  # default: multiples of 64

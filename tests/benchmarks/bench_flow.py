@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from harness import Row, median_seconds
 
+from core.eval.fixtures import load_photo
+from core.eval.flow import synthetic_case
 from core.flow import backward_warp, estimate_flow, forward_splat
-from core.flow.evaluate import load_photo, synthetic_case
 
 SIZE_PX = 512
 

@@ -15,10 +15,9 @@ from __future__ import annotations
 import numpy as np
 from harness import Row, median_seconds
 
-from core.engines.evaluate_interpolation import camera_clip
 from core.engines.interpolate import crossfade, estimate_video_motion, interpolate_flow
 from core.engines.keyframes import uniform_keyframes
-from core.flow.evaluate import load_photo
+from core.eval.fixtures import camera_clip, load_photo
 
 SIZE_PX = 512
 N_FRAMES = 17

@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 from harness import Row, median_seconds
 
+from core.eval.fixtures import load_photo
 from core.flow import backward_warp
-from core.flow.evaluate import load_photo
 from core.trajectory import Trajectories, Trajectory, backward_flow
 
 HEIGHT, WIDTH, FRAMES = 576, 1024, 14

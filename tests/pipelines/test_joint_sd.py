@@ -11,11 +11,10 @@ from diffusers import StableDiffusionPipeline
 from core.data.synthetic import disparity_of, make_image_scene
 from core.errors import InputError
 from core.imaging import to_signed
-from core.metrics import ssi_absrel_delta1
-from core.models import clear_cache, tiny_sd_components
+from core.models import tiny_sd_components
 from core.patches.joint import apply_joint_patch
 from core.pipelines import joint_sd
-from core.pipelines.joint_sd import JointSDPipeline, evaluate_depth_consistency
+from core.pipelines.joint_sd import JointSDPipeline
 
 PROMPTS = ["a red sphere on a checkered floor", "a blue cube"]
 STEPS = 3
@@ -280,59 +279,3 @@ def test_bad_inputs_raise_input_errors(pipe, scene_image, tmp_path):
         stock_unet(PROMPTS[0], num_inference_steps=STEPS)
     with pytest.raises(InputError, match="joint_layers.safetensors"):
         stock_unet.load_joint_weights(tmp_path)
-
-
-def test_evaluate_depth_consistency_rows(pipe):
-    size = 32
-    truth = {}
-
-    def estimator(image_uint8):  # a perfect estimator on the scenes, a flat guess elsewhere
-        return truth.get(image_uint8.tobytes(), np.ones(image_uint8.shape[:2], np.float32))
-
-    for i in range(2):
-        scene = make_image_scene((size, size), seed=10 + i)
-        truth[scene.image_uint8.tobytes()] = disparity_of(scene.depth)
-    results = evaluate_depth_consistency(
-        pipe, samples=2, size=size, num_inference_steps=2, seed=10, estimator=estimator
-    )
-    assert list(results) == [
-        "image_to_depth vs truth",
-        "flat map vs truth",
-        "joint: depth vs estimator",
-        "estimator vs truth",
-    ]
-    assert results["estimator vs truth"]["absrel"] < 1e-6 and results["estimator vs truth"]["delta1"] == 1.0
-    scene = make_image_scene((size, size), seed=10)
-    flat = ssi_absrel_delta1(np.full((size, size), 0.5), disparity_of(scene.depth))
-    assert results["flat map vs truth"]["per_sample"][0] == pytest.approx(flat)
-    generated = pipe(scene.caption, image=scene.image_uint8, num_inference_steps=2, seed=10).depth[0]
-    expected = ssi_absrel_delta1(generated, disparity_of(scene.depth))
-    assert results["image_to_depth vs truth"]["per_sample"][0] == pytest.approx(expected)
-    for row in results.values():
-        assert 0 <= row["absrel"] and 0 <= row["delta1"] <= 1
-
-
-def test_evaluate_command_prints_the_table(capsys):
-    clear_cache()  # the command patches the cached tiny UNet: keep it away from other tests' pipelines
-    try:
-        code = joint_sd.main(
-            [
-                "--evaluate",
-                "--sd-model",
-                "tiny",
-                "--samples",
-                "1",
-                "--size",
-                "32",
-                "--steps",
-                "1",
-                "--device",
-                "cpu",
-            ]
-        )
-    finally:
-        clear_cache()
-    printed = capsys.readouterr().out
-    assert code == 0
-    assert "image_to_depth vs truth" in printed and "flat map vs truth" in printed
-    assert joint_sd.main([]) == 2

@@ -1,9 +1,9 @@
-"""Consistent keyframe editing on the tiny SD model: cross-frame attention, shared noise, ControlNet, the
-consistency figure. Run with -s to see the figure table (test_evaluation_prints_the_consistency_figure)."""
+"""Consistent keyframe editing on the tiny SD model: cross-frame attention, shared noise, ControlNet.
+
+Its consistency figure: tests/pipelines/test_eval_keyframe_edit.py."""
 
 import copy
 import functools
-import re
 
 import numpy as np
 import PIL.Image
@@ -13,7 +13,7 @@ from diffusers import ControlNetModel, StableDiffusionImg2ImgPipeline
 
 from core.config import Settings
 from core.errors import InputError
-from core.flow.evaluate import load_photo
+from core.eval.fixtures import pan_keyframes
 from core.imaging import to_unit
 from core.models import load_pipeline, tiny_sd_components
 from core.patches.cross_frame import (
@@ -21,15 +21,7 @@ from core.patches.cross_frame import (
     cross_frame_attention,
     cross_frame_groups,
 )
-from core.pipelines import keyframe_edit
-from core.pipelines.keyframe_edit import (
-    KeyframeEditPipeline,
-    KeyframeFlows,
-    canny_conditions,
-    evaluation_clip,
-    keyframe_flows,
-    warp_errors,
-)
+from core.pipelines.keyframe_edit import KeyframeEditPipeline, canny_conditions
 
 TIMESTEP = torch.tensor([500])
 SIZE = 32  # keyframe side for pipeline tests (latents 16x16 with the tiny VAE's factor 2)
@@ -77,7 +69,7 @@ def pipe() -> KeyframeEditPipeline:
 @pytest.fixture(scope="module")
 def keyframes() -> np.ndarray:
     """3 keyframes of a pan over the astronaut photo, uint8 (3,32,32,3)."""
-    return evaluation_clip(SIZE, count=3, spacing=4)
+    return pan_keyframes(SIZE, count=3, spacing=4)
 
 
 def tiny_controlnet(pipe) -> ControlNetModel:
@@ -385,65 +377,3 @@ def test_canny_conditions_mark_the_edge_of_a_step():
     assert set(np.unique(edges)) == {0, 255}
     assert set(np.nonzero(edges[0, :, :, 0])[1]) <= {15, 16}
     assert np.all(edges[..., 0] == edges[..., 2])
-
-
-# -- the consistency figure ------------------------------------------------------------------------
-
-
-def shifted_texture(count: int, shift_px: int, size: int = 48, seed: int = 0) -> np.ndarray:
-    """Frames of a camera moving right by shift_px per frame over a texture with values in [30, 200]."""
-    rng = np.random.default_rng(seed)
-    texture = rng.integers(30, 201, (size, size + count * shift_px, 3)).astype(np.uint8)
-    return np.stack([texture[:, k * shift_px : k * shift_px + size] for k in range(count)])
-
-
-def test_warp_error_is_exact_on_a_known_motion():
-    frames = shifted_texture(4, shift_px=3)
-    # Keyframe k+1 at p shows keyframe k at p + (3, 0); the last 3 columns come from outside keyframe k.
-    flows = np.zeros((3, 48, 48, 2), np.float32)
-    flows[..., 0] = 3.0
-    valid = np.ones((3, 48, 48), bool)
-    valid[:, :, -3:] = False
-    known = KeyframeFlows(flows, valid)
-    np.testing.assert_array_equal(warp_errors(frames, known), [0.0, 0.0, 0.0])  # the identity edit
-
-    edited = frames.copy()
-    edited[[1, 3]] += 20  # brighter every other keyframe: off by 20 levels everywhere
-    np.testing.assert_array_equal(warp_errors(edited, known), [20.0, 20.0, 20.0])
-    edited[2, :, :, 0] += 10  # one channel of keyframe 2 moves 10 levels closer to its neighbours
-    np.testing.assert_allclose(warp_errors(edited, known), [20.0, 20.0 - 10 / 3, 20.0 - 10 / 3])
-    with pytest.raises(InputError, match="flows are for"):
-        warp_errors(edited[:3], known)
-
-
-def test_estimated_flows_recover_a_known_pan_of_a_photo():
-    photo = load_photo("astronaut", 256)
-    frames = np.stack([photo[40:104, 60 + 3 * k : 124 + 3 * k] for k in range(3)])  # 3 px to the right
-    flows = keyframe_flows(frames)
-    assert flows.flows_back_px.shape == (2, 64, 64, 2) and flows.valid.shape == (2, 64, 64)
-    inner = flows.flows_back_px[:, 8:-8, 8:-12].mean(axis=(1, 2))
-    np.testing.assert_allclose(inner, [[3, 0]] * 2, atol=0.05)
-    assert (
-        not flows.valid[:, :, -3:].any() and flows.valid.mean() > 0.85
-    )  # the columns that enter are occluded
-    assert warp_errors(frames, flows).max() < 1.0  # identity edit: only flow and interpolation error remain
-    assert warp_errors(frames[[1, 0, 2]], flows).min() > 20.0  # keyframes that do not follow the motion
-
-
-def test_evaluation_prints_the_consistency_figure(capsys):
-    code = keyframe_edit.main(
-        ["--evaluate", "--sd-model", "tiny", "--device", "cpu", "--size", "64", "--keyframes", "3"]
-        + ["--steps", "2", "--strength", "1.0", "--seed", "0"]
-    )
-    printed = capsys.readouterr().out
-    with capsys.disabled():
-        print("\n" + printed)
-    assert code == 0
-    figures = {m[1]: float(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+\.\d\d)\s", printed, re.MULTILINE)}
-    assert set(figures) == {"original", "alone", "none", "anchor", "all"}
-    # The identity edit's figure is the warp error of the original keyframes themselves.
-    clip = evaluation_clip(64, count=3, spacing=4)
-    assert figures["original"] == pytest.approx(warp_errors(clip, keyframe_flows(clip)).mean(), abs=0.006)
-    # A batch without cross-frame attention edits each keyframe as a call of its own would (shared noise).
-    assert figures["none"] == pytest.approx(figures["alone"], abs=0.02)
-    assert all(np.isfinite(v) for v in figures.values())

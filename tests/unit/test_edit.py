@@ -6,7 +6,7 @@ import pytest
 
 from core.engines.edit import EDITS, apply_edit, resolve_params
 from core.errors import InputError
-from core.flow.evaluate import load_photo
+from core.eval.fixtures import load_photo
 
 
 def small(name: str, size: tuple[int, int] = (128, 128)) -> np.ndarray:

@@ -1,6 +1,6 @@
 """core.flow.estimate: estimators measured against known flow on real photos (256 px), video, occlusion.
 
-Full-size figures: tests/unit/test_flow_evaluate.py (slow) and `python -m core.flow.evaluate`.
+Full-size figures: tests/unit/test_eval_flow.py (slow) and `python -m core.eval.flow`.
 """
 
 import sys
@@ -12,13 +12,15 @@ import pytest
 import torch
 
 from core.errors import InputError, ModelNotAvailable
+from core.eval.fixtures import PHOTOS, load_photo
+from core.eval.flow import motorcycle_case, synthetic_case
+from core.eval.metrics import endpoint_error
 from core.flow import estimate_flow, estimate_video_flow, occlusion_mask
 from core.flow.estimate import _load_raft
-from core.flow.evaluate import PHOTOS, endpoint_error, load_photo, motorcycle_case, synthetic_case
 
 SIZE_PX = 256
 # Upper bounds on EPE (px) at 256 px, about twice the worst of the three photos measured with
-# `python -m core.flow.evaluate --max-side 256`.
+# `python -m core.eval.flow --max-side 256`.
 BOUNDS = {
     "dis": {
         "shift_int": 0.5,

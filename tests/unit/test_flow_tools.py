@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from core.errors import InputError
+from core.eval.fixtures import load_photo
 from core.flow import (
     accumulate_flows,
     chain_flows,
@@ -15,7 +16,6 @@ from core.flow import (
     render_flow_video,
     resize_flow,
 )
-from core.flow.evaluate import load_photo
 
 
 def _constant_flow(h, w, dx, dy):

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from core.engines.edit import apply_edit
-from core.engines.evaluate_interpolation import camera_clip, held_out_scores, psnr_db
 from core.engines.interpolate import VideoMotion, crossfade, estimate_video_motion, interpolate_flow
 from core.errors import InputError
-from core.flow.evaluate import load_photo
+from core.eval.fixtures import camera_clip, load_photo
+from core.eval.metrics import held_out_scores, psnr_db
 
 N_FRAMES = 17
 TIME_ONLY = {"occlusion_aware": False, "photometric_sigma": None}

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from core.engines.evaluate_interpolation import camera_clip
 from core.engines.keyframes import (
     Keyframe,
     adaptive_keyframes,
@@ -12,7 +11,7 @@ from core.engines.keyframes import (
     uniform_keyframes,
 )
 from core.errors import InputError
-from core.flow.evaluate import load_photo
+from core.eval.fixtures import camera_clip, load_photo
 
 STILL_FRAMES = 9  # frames 0..8 identical, then a pan of 16 steps
 

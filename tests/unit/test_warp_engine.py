@@ -7,8 +7,8 @@ import pytest
 from core.config import Settings
 from core.engines.warp import CAMERA_PRESETS, animate, preview_flow
 from core.errors import InputError
+from core.eval.fixtures import load_photo
 from core.flow import backward_warp, flow_to_color
-from core.flow.evaluate import load_photo
 from core.trajectory import CameraMotion, Trajectories, Trajectory, tracks_to_px
 
 SIZE = 256

@@ -1,4 +1,4 @@
-"""Accuracy of the flow estimators against known flow: `python -m core.flow.evaluate` prints an EPE table.
+"""Accuracy of the flow estimators against known flow: `python -m core.eval.flow` prints an EPE table.
 
 Two kinds of ground truth, both offline (the images ship with scikit-image, a dev dependency):
 - Known motions of real photos (astronaut, coffee, chelsea): frame b is made from frame a with
@@ -7,13 +7,13 @@ Two kinds of ground truth, both offline (the images ship with scikit-image, a de
 - Middlebury 2014 "motorcycle" (a real stereo pair): the flow left -> right is (-disparity, 0) where
   the disparity is known.
 
-EPE (end-point error) is the mean Euclidean distance in px between estimated and true flow over valid
-pixels: away from the border and with p + flow(p) inside the other frame.
+EPE (`core.eval.metrics.endpoint_error`) is the mean Euclidean distance in px between estimated and true
+flow over valid pixels: away from the border and with p + flow(p) inside the other frame. Flow is a -> b
+(t -> t+1), the convention of `core.flow`.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,13 +21,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from core.checks import check_flow, check_same_hw
 from core.errors import InputError, ModelNotAvailable
-from core.flow.estimate import METHODS, estimate_flow
-from core.flow.ops import resize_flow
-from core.flow.warp import backward_warp
+from core.eval import report
+from core.eval.fixtures import PHOTOS, load_photo
+from core.eval.metrics import endpoint_error
+from core.flow import METHODS, backward_warp, estimate_flow, resize_flow
 
-PHOTOS = ("astronaut", "coffee", "chelsea")
 MOTIONS = ("shift_int", "shift_subpx", "zoom", "rotation", "bump", "smooth_random")
 BORDER_MARGIN_PX = 16
 
@@ -41,35 +40,6 @@ class FlowCase:
     frame_b_uint8: np.ndarray
     flow_px: np.ndarray
     valid: np.ndarray  # (H,W) bool: pixels where the truth is known and inside both frames
-
-
-def endpoint_error(
-    flow_est_px: np.ndarray, flow_true_px: np.ndarray, valid: np.ndarray | None = None
-) -> float:
-    """Mean end-point error in px: mean over `valid` pixels of |flow_est - flow_true|."""
-    flow_est_px = check_flow(flow_est_px, "estimated flow")
-    flow_true_px = check_flow(flow_true_px, "true flow")
-    check_same_hw(flow_est_px, flow_true_px, "estimated flow", "true flow")
-    errors = np.linalg.norm(flow_est_px - flow_true_px, axis=2)
-    if valid is None:
-        return float(errors.mean())
-    if valid.shape != errors.shape or not valid.any():
-        raise InputError(f"valid must be a non-empty (H,W) bool mask of shape {errors.shape}.")
-    return float(errors[valid].mean())
-
-
-def load_photo(name: str, max_side_px: int | None = None) -> np.ndarray:
-    """A scikit-image sample photo (one of PHOTOS) as (H,W,3) uint8, optionally shrunk to `max_side_px`."""
-    import skimage.data
-
-    if name not in PHOTOS:
-        raise InputError(f"Unknown photo {name!r}; choose one of {', '.join(PHOTOS)}.")
-    image = getattr(skimage.data, name)()
-    if max_side_px is not None and max(image.shape[:2]) > max_side_px:
-        scale = max_side_px / max(image.shape[:2])
-        size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(image)
 
 
 BackwardMap = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -180,7 +150,7 @@ def all_cases(max_side_px: int | None = None) -> list[FlowCase]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = report.parser("flow", __doc__.splitlines()[0])
     parser.add_argument(
         "--methods", nargs="+", default=list(METHODS), choices=METHODS, help="estimators to compare"
     )
@@ -188,30 +158,49 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     cases = all_cases(args.max_side)
-    methods, table, seconds = [], {}, {}
+    epe, seconds, skipped = {}, {}, {}
     for method in args.methods:
         try:
             start = time.perf_counter()
-            table[method] = [
+            epe[method] = [
                 endpoint_error(estimate_flow(c.frame_a_uint8, c.frame_b_uint8, method), c.flow_px, c.valid)
                 for c in cases
             ]
             seconds[method] = (time.perf_counter() - start) / len(cases)
-            methods.append(method)
         except ModelNotAvailable as err:
+            skipped[method] = str(err)
             print(f"{method}: skipped: {err}")
+    synthetic = [i for i, c in enumerate(cases) if c.name != "motorcycle"]
+    mean_synthetic = {m: float(np.mean([errors[i] for i in synthetic])) for m, errors in epe.items()}
+    speeds = [float(np.linalg.norm(c.flow_px, axis=2)[c.valid].mean()) for c in cases]
 
     print(f"\nEnd-point error (px, lower is better); sizes: {args.max_side or 'full'}")
-    print(f"{'case':<28} {'|true| mean':>11} " + " ".join(f"{m:>13}" for m in methods))
-    synthetic = [i for i, c in enumerate(cases) if c.name != "motorcycle"]
-    for i, case in enumerate(cases):
-        speed = float(np.linalg.norm(case.flow_px, axis=2)[case.valid].mean())
-        print(f"{case.name:<28} {speed:>11.2f} " + " ".join(f"{table[m][i]:>13.3f}" for m in methods))
-    print(
-        f"{'mean (synthetic)':<28} {'':>11} "
-        + " ".join(f"{np.mean([table[m][i] for i in synthetic]):>13.3f}" for m in methods)
+    columns = [("case", "<28"), ("|true| mean", ">11.2f")] + [(m, ">13.3f") for m in epe]
+    rows = [
+        [case.name, speed, *(epe[m][i] for m in epe)] for i, (case, speed) in enumerate(zip(cases, speeds))
+    ]
+    summary = [
+        ["mean (synthetic)", None, *mean_synthetic.values()],
+        ["seconds / pair", None, *seconds.values()],
+    ]
+    print(report.table(columns, rows, summary))
+    report.write_json(
+        args.json,
+        {
+            "evaluation": "flow",
+            "max_side_px": args.max_side,
+            "true_mean_px": {case.name: speed for case, speed in zip(cases, speeds)},
+            "methods": {
+                m: {
+                    "epe_px": dict(zip((c.name for c in cases), epe[m])),
+                    "mean_synthetic_px": mean_synthetic[m],
+                    "seconds_per_pair": seconds[m],
+                }
+                for m in epe
+            },
+            "skipped": skipped,
+        },
     )
-    print(f"{'seconds / pair':<28} {'':>11} " + " ".join(f"{seconds[m]:>13.3f}" for m in methods))
     return 0
 
 

@@ -1,26 +1,33 @@
-"""Metrics of generated videos. Control fidelity: ObjMC, by re-tracking requested points.
+"""Evaluation metrics: pure functions of arrays, no fixtures, no argparse (production code may import them).
 
-ObjMC (object motion control, as DragAnything reports it): follow each trajectory's start point through
-the generated video with a point tracker and measure how far the tracked point is from the position
-the user asked for, frame by frame. We track with OpenCV's pyramidal Lucas-Kanade
-(`cv2.calcOpticalFlowPyrLK`) from frame to frame (DragAnything uses Co-Tracker; LK needs no weights and
-is accurate to a fraction of a pixel on textured points that move smoothly). Errors are Euclidean
-distances in pixels of the video as given; frame 0, where tracked and requested positions coincide by
-construction, is left out of the means.
-
-Coordinates are pixel centres, x right and y down, as `core.engines.warp.WarpResult.tracks_px` and
-OpenCV use them: pixel (0, 0) is at (0, 0).
+- Drag control fidelity, ObjMC (object motion control, as DragAnything reports it): follow each
+  trajectory's start point through the generated video with a point tracker and measure how far the
+  tracked point is from the position the user asked for, frame by frame. We track with OpenCV's pyramidal
+  Lucas-Kanade (`cv2.calcOpticalFlowPyrLK`) from frame to frame (DragAnything uses Co-Tracker; LK needs no
+  weights and is accurate to a fraction of a pixel on textured points that move smoothly). Errors are
+  Euclidean distances in pixels of the video as given; frame 0, where tracked and requested positions
+  coincide by construction, is left out of the means. Coordinates are pixel centres, x right and y down,
+  as `core.engines.warp.WarpResult.tracks_px` and OpenCV use them: pixel (0, 0) is at (0, 0).
+- Depth: scale-and-shift-invariant AbsRel and delta1 of two disparity maps (`ssi_absrel_delta1`).
+- Flow: end-point error against a known flow (`endpoint_error`).
+- Frames: PSNR, SSIM and their means over held-out frames (`held_out_scores`); scikit-image (a dev
+  dependency) is imported only inside these functions.
+- Keyframe edit consistency (`warp_errors`): the flow between consecutive *original* keyframes carries
+  edited keyframe i onto keyframe i+1, and the mean absolute difference (0..255 levels, all channels) to
+  edited keyframe i+1 is taken over the pixels the forward-backward check trusts (`keyframe_flows`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from core.checks import check_frames
+from core.checks import check_flow, check_frames, check_same_hw
 from core.errors import InputError
+from core.flow import estimate_flow, occlusion_mask, warp_field
 
 # Lucas-Kanade window (px) and pyramid levels: a 21 px window on 4 levels follows up to ~80 px per frame.
 LK_WINDOW_PX = 21
@@ -231,3 +238,105 @@ def ssi_absrel_delta1(
     absrel = float(np.mean(np.abs(ratio - 1.0)))
     delta1 = float(np.mean(np.maximum(ratio, 1.0 / ratio) < DELTA1_THRESHOLD))
     return absrel, delta1
+
+
+# -- flow: end-point error ---------------------------------------------------------------------------
+
+
+def endpoint_error(
+    flow_est_px: np.ndarray, flow_true_px: np.ndarray, valid: np.ndarray | None = None
+) -> float:
+    """Mean end-point error in px: mean over `valid` pixels of |flow_est - flow_true|."""
+    flow_est_px = check_flow(flow_est_px, "estimated flow")
+    flow_true_px = check_flow(flow_true_px, "true flow")
+    check_same_hw(flow_est_px, flow_true_px, "estimated flow", "true flow")
+    errors = np.linalg.norm(flow_est_px - flow_true_px, axis=2)
+    if valid is None:
+        return float(errors.mean())
+    if valid.shape != errors.shape or not valid.any():
+        raise InputError(f"valid must be a non-empty (H,W) bool mask of shape {errors.shape}.")
+    return float(errors[valid].mean())
+
+
+# -- frames: PSNR and SSIM of held-out frames --------------------------------------------------------
+
+
+def psnr_db(a_uint8: np.ndarray, b_uint8: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB of two uint8 images of the same shape (inf when equal)."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    return float(peak_signal_noise_ratio(a_uint8, b_uint8, data_range=255))
+
+
+def ssim(a_uint8: np.ndarray, b_uint8: np.ndarray) -> float:
+    """Structural similarity in [-1, 1] of two uint8 RGB images (H,W,3) (1 when equal).
+
+    Wang et al. 2004, scikit-image's `structural_similarity`: 7x7 window, per colour channel.
+    """
+    from skimage.metrics import structural_similarity
+
+    return float(structural_similarity(a_uint8, b_uint8, data_range=255, channel_axis=2))
+
+
+def held_out_scores(
+    video_uint8: np.ndarray, original_uint8: np.ndarray, keyframe_indices: list[int]
+) -> tuple[float, float]:
+    """Mean PSNR (dB) and mean SSIM over the frames that are not keyframes."""
+    held_out = [t for t in range(original_uint8.shape[0]) if t not in set(keyframe_indices)]
+    if not held_out:
+        raise InputError("Every frame is a keyframe; nothing is held out to score.")
+    psnrs = [psnr_db(video_uint8[t], original_uint8[t]) for t in held_out]
+    ssims = [ssim(video_uint8[t], original_uint8[t]) for t in held_out]
+    return float(np.mean(psnrs)), float(np.mean(ssims))
+
+
+# -- keyframe edit consistency: warp error along the original flow -----------------------------------
+
+
+@dataclass(frozen=True)
+class KeyframeFlows:
+    """How consecutive original keyframes map onto each other.
+
+    ``flows_back_px``: float32 (K-1,H,W,2), entry i the flow from keyframe i+1 to keyframe i in pixels:
+    keyframe i+1 at p shows what keyframe i shows at p + flow(p). ``valid``: bool (K-1,H,W), True where that
+    match passes the forward-backward check (not occluded, inside the frame).
+    """
+
+    flows_back_px: np.ndarray
+    valid: np.ndarray
+
+
+def keyframe_flows(keyframes_uint8: np.ndarray, method: str = "dis") -> KeyframeFlows:
+    """Flows between consecutive keyframes (K,H,W,3) uint8, K >= 2, with core.flow's ``method``."""
+    keyframes_uint8 = check_frames(keyframes_uint8, "keyframes")
+    if keyframes_uint8.shape[0] < 2:
+        raise InputError("The consistency figure needs at least 2 keyframes.")
+    backs, valids = [], []
+    for before, after in zip(keyframes_uint8[:-1], keyframes_uint8[1:]):
+        back = estimate_flow(after, before, method)
+        forward = estimate_flow(before, after, method)
+        backs.append(back)
+        valids.append(~occlusion_mask(back, forward))
+    return KeyframeFlows(np.stack(backs), np.stack(valids))
+
+
+def warp_errors(edited_uint8: np.ndarray, flows: KeyframeFlows) -> np.ndarray:
+    """Per consecutive pair, the mean |edited[i+1] - edited[i] warped along the flow| over valid pixels.
+
+    ``edited_uint8``: (K,H,W,3) uint8, the edited keyframes (or the originals, for the floor). Returns
+    float64 (K-1,) in grey levels 0..255 (mean over valid pixels and the 3 channels); the consistency
+    figure is its mean. A pair without valid pixels gives NaN.
+    """
+    edited_uint8 = check_frames(edited_uint8, "edited keyframes")
+    expected = (flows.flows_back_px.shape[0] + 1, *flows.flows_back_px.shape[1:3])
+    if edited_uint8.shape[:3] != expected:
+        raise InputError(
+            f"The edited keyframes are {edited_uint8.shape[:3]} (K,H,W) but the flows are for {expected}."
+        )
+    errors = np.empty(len(flows.flows_back_px))
+    for i, (flow, valid) in enumerate(zip(flows.flows_back_px, flows.valid)):
+        # Bilinear in float (no rounding back to uint8), as backward_warp would sample the pixels.
+        carried = warp_field(edited_uint8[i].astype(np.float32), flow).astype(np.float64)
+        difference = np.abs(edited_uint8[i + 1].astype(np.float64) - carried)
+        errors[i] = difference[valid].mean() if valid.any() else math.nan
+    return errors

@@ -1,19 +1,14 @@
-"""core.flow.evaluate: the ground truth is right, and the full-size EPE figures (slow)."""
+"""core.eval.flow: the ground truth is right, the command's table and JSON, and the full-size EPE figures (slow)."""
+
+import json
 
 import numpy as np
 import pytest
 
-from core.errors import InputError
+from core.eval.fixtures import load_photo
+from core.eval.flow import MOTIONS, all_cases, main, motorcycle_case, synthetic_case
+from core.eval.metrics import endpoint_error
 from core.flow import backward_warp, estimate_flow
-from core.flow.evaluate import (
-    MOTIONS,
-    all_cases,
-    endpoint_error,
-    load_photo,
-    main,
-    motorcycle_case,
-    synthetic_case,
-)
 
 
 def _photometric_error(case, sign):
@@ -51,29 +46,34 @@ def test_motorcycle_truth_is_minus_disparity(scale):
     assert _photometric_error(case, -1) > 3 * _photometric_error(case, +1)
 
 
-def test_endpoint_error_values_and_mask():
-    truth = np.zeros((2, 2, 2), np.float32)
-    estimate = truth.copy()
-    estimate[0, 0] = (3, 4)
-    assert endpoint_error(estimate, truth) == pytest.approx(1.25)
-    valid = np.array([[True, True], [False, False]])
-    assert endpoint_error(estimate, truth, valid) == pytest.approx(2.5)
-    with pytest.raises(InputError):
-        endpoint_error(estimate, truth, np.zeros((2, 2), bool))
-    with pytest.raises(InputError):
-        load_photo("lena")
-
-
-def test_evaluate_command_prints_a_table(capsys):
-    assert main(["--methods", "dis", "--max-side", "128"]) == 0
+def test_command_prints_one_table_and_writes_its_numbers(capsys, tmp_path):
+    path = tmp_path / "flow.json"
+    assert main(["--methods", "dis", "farneback", "--max-side", "128", "--json", str(path)]) == 0
     out = capsys.readouterr().out
-    for row in ("astronaut/shift_int", "chelsea/smooth_random", "motorcycle", "mean (synthetic)"):
-        assert row in out
+    numbers = json.loads(path.read_text())
+    assert list(numbers["methods"]) == ["dis", "farneback"] and numbers["max_side_px"] == 128
+    lines = out.splitlines()
+    header = lines.index(next(line for line in lines if line.startswith("case ")))
+    assert lines[header].split()[-2:] == ["dis", "farneback"]
+    rows = {line[:28].strip(): line[28:].split() for line in lines[header + 2 :] if line[:1].isalpha()}
+    names = list(numbers["true_mean_px"])
+    assert names[0] == "astronaut/shift_int" and names[-1] == "motorcycle" and len(names) == 19
+    for name in names:  # every printed cell is the JSON number, rounded as printed
+        speed, dis, farneback = (float(cell) for cell in rows[name])
+        assert speed == pytest.approx(numbers["true_mean_px"][name], abs=0.005)
+        assert dis == pytest.approx(numbers["methods"]["dis"]["epe_px"][name], abs=5e-4)
+        assert farneback == pytest.approx(numbers["methods"]["farneback"]["epe_px"][name], abs=5e-4)
+    synthetic = [v for k, v in numbers["methods"]["dis"]["epe_px"].items() if k != "motorcycle"]
+    assert numbers["methods"]["dis"]["mean_synthetic_px"] == pytest.approx(np.mean(synthetic))
+    assert float(rows["mean (synthetic)"][0]) == pytest.approx(np.mean(synthetic), abs=5e-4)
+    assert (
+        numbers["methods"]["dis"]["mean_synthetic_px"] < numbers["methods"]["farneback"]["mean_synthetic_px"]
+    )
 
 
 @pytest.mark.slow
 def test_full_size_epe():
-    """Full-size photos and motorcycle at 741x500; figures as in `python -m core.flow.evaluate`."""
+    """Full-size photos and motorcycle at 741x500; figures as in `python -m core.eval.flow`."""
     cases = all_cases()
     epe = {
         (method, case.name): endpoint_error(
