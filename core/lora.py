@@ -87,6 +87,11 @@ def active_loras(model: torch.nn.Module) -> list[str]:
     return [name for name in list_loras(model) if name in active]
 
 
+def lora_enabled(model: torch.nn.Module) -> bool:
+    """Whether adapters are switched on (:func:`set_lora_enabled`); True for a model without adapters."""
+    return all(not layer.disable_adapters for layer in _lora_layers(model))
+
+
 def lora_modules(model: torch.nn.Module, name: str) -> list[str]:
     """Dotted paths of the modules that carry adapter ``name``."""
     _require(model, name)
@@ -291,7 +296,7 @@ def _inject(model: torch.nn.Module, name: str, config: LoraConfig) -> None:
     A failed injection leaves the model as it was, ``requires_grad`` flags included.
     """
     active = active_loras(model)
-    enabled = all(not layer.disable_adapters for layer in _lora_layers(model))
+    enabled = lora_enabled(model)
     flags = _requires_grad(model)
     try:
         with warnings.catch_warnings():

@@ -69,22 +69,6 @@ def working_image(data: bytes, max_side: int, working_side: int, mode: str) -> n
     return image
 
 
-@st.cache_resource(show_spinner=False)
-def backend_pipeline(name: str, weights: tuple[tuple[str, str], ...], device: str, dtype: str, offload: str):
-    """A backend's pipeline, loaded once per process per weights (ModelNotAvailable is not cached).
-
-    `weights`: the (Settings field, value) pairs of the model settings, so a changed model reloads.
-    """
-    settings = Settings.from_env(**dict(weights), device=device, dtype=dtype, offload=offload)
-    return backends.load(name, settings)
-
-
-def model_settings(settings: Settings) -> tuple[tuple[str, str], ...]:
-    """The settings naming weights (every backend's `models`), as a hashable cache key."""
-    names = sorted({name for b in backends.BACKENDS.values() for name in b.models})
-    return tuple((name, getattr(settings, name)) for name in names)
-
-
 # -- state helpers -------------------------------------------------------------------------------------
 
 
@@ -428,9 +412,7 @@ def main() -> None:
     if backend != "warp":
         try:
             with st.spinner(f"Loading {offered[backend]} (once per process)..."):
-                pipe = backend_pipeline(
-                    backend, model_settings(settings), settings.device, settings.dtype, settings.offload
-                )
+                pipe = backends.load(backend, settings)  # core.models caches the weights
         except ModelNotAvailable as err:
             blocked = str(err)
             st.error(f"{blocked} The warp backend works without weights.")

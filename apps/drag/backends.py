@@ -18,7 +18,7 @@ its progress events.
 A backend is listed (`available`) when its weights are configured in `Settings`: the warp needs none,
 SVD's default hub id counts as configured (a missing model is reported by the loader with the
 setting to change), the trained backends need their own setting. `require` turns "not configured"
-into a ModelNotAvailable naming the env var and the flag; `load` builds the pipeline (the heavy part;
+into core.models' missing-weights error naming the env var and the flag; `load` builds the pipeline (the heavy part;
 the app caches it).
 """
 
@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.config import ENV_PREFIX, Settings
+from core.config import Settings
 from core.engines.warp import CAMERA_PRESETS, DEFAULT_FRAMES, WarpResult, animate
-from core.errors import InputError, ModelNotAvailable
+from core.errors import InputError
 from core.flow import video_to_flows
 from core.imaging import unit_to_uint8
 from core.motion import motion_bucket_from_flow
@@ -93,14 +93,6 @@ class Backend:
         """Whether its weights are configured (not whether they load: `load` reports that)."""
         return self.setting is None or bool(getattr(settings, self.setting))
 
-    @property
-    def env_var(self) -> str | None:
-        return None if self.setting is None else ENV_PREFIX + self.setting.upper()
-
-    @property
-    def flag(self) -> str | None:
-        return None if self.setting is None else "--" + self.setting.replace("_", "-")
-
 
 BACKENDS: dict[str, Backend] = {
     backend.name: backend
@@ -142,10 +134,9 @@ def require(name: str, settings: Settings) -> Backend:
     weights are not configured; InputError for an unknown name."""
     backend = backend_of(name)
     if not backend.available(settings):
-        raise ModelNotAvailable(
-            f"The {backend.name} backend has no weights configured: set {backend.env_var} "
-            f"(or {backend.flag}) to its weights folder, or to 'tiny' for offline random test weights."
-        )
+        from core.models import missing_weights
+
+        raise missing_weights(backend.setting, "", f"the {backend.name} backend needs them")
     return backend
 
 
@@ -156,11 +147,10 @@ def load(name: str, settings: Settings):
     if name == "warp":
         return None
     # Imported here so that the warp backend never loads diffusers.
-    if name == "svd-joint-flow":
-        from core.pipelines.svd_joint_flow import load_svd_joint_flow
+    from core.models import load_pipeline, load_svd_controlnet, load_svd_joint_flow
 
+    if name == "svd-joint-flow":
         return load_svd_joint_flow(settings)
-    from core.models import load_pipeline, load_svd_controlnet
     from core.pipelines.svd_trajectory import SVDTrajectoryPipeline
 
     # A new pipeline object over the cached SVD modules, so registering a ControlNet on it leaves the
@@ -270,22 +260,26 @@ def render(
     if backend.name != "warp":
         if pipeline is None:
             pipeline = load(backend.name, settings)
+        from core.models.state import attached
+
         height, width = image_uint8.shape[:2]
-        frames, generated_flow_px = _run_model(
-            backend.name,
-            pipeline,
-            image_uint8,
-            warp.frames_uint8,
-            condition_tracks_norm(trajectories, camera_motion, num_frames, (width, height)),
-            strength=strength,
-            controlnet_scale=controlnet_scale,
-            num_inference_steps=num_inference_steps,
-            fps=fps,
-            motion_bucket_id=int(motion_bucket_id),
-            noise_aug_strength=noise_aug_strength,
-            seed=seed,
-            report=report,
-        )
+        # The cached SVD UNet is shared: hold it for this run, with the joint-flow patch for that backend.
+        with attached(pipeline.unet, *([pipeline.joint_weights] if backend.name == "svd-joint-flow" else [])):
+            frames, generated_flow_px = _run_model(
+                backend.name,
+                pipeline,
+                image_uint8,
+                warp.frames_uint8,
+                condition_tracks_norm(trajectories, camera_motion, num_frames, (width, height)),
+                strength=strength,
+                controlnet_scale=controlnet_scale,
+                num_inference_steps=num_inference_steps,
+                fps=fps,
+                motion_bucket_id=int(motion_bucket_id),
+                noise_aug_strength=noise_aug_strength,
+                seed=seed,
+                report=report,
+            )
         if generated_flow_px is not None:
             flow_px = generated_flow_px
     return DragVideo(frames, warp, flow_px, int(motion_bucket_id), strength, controlnet_scale)

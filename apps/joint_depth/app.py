@@ -33,6 +33,7 @@ from apps.joint_depth import examples, job
 from apps.joint_depth.job import JointRequest, LoadedModel
 from core.config import ENV_PREFIX, Settings
 from core.errors import InputError
+from core.models import find_joint_weights
 from core.pointcloud import DEFAULT_FAR, DEFAULT_FOV_DEG, DEFAULT_MAX_POINTS, DEFAULT_NEAR
 
 GPU = "gpu"  # concurrency_id shared by the model-running events
@@ -60,7 +61,7 @@ class Handlers:
         """(label, folder) of every joint-weights folder under Settings.joint_weights, after the 'none' choice."""
         root = Path(self.settings.joint_weights).expanduser() if self.settings.joint_weights else None
         choices = [(NO_WEIGHTS_LABEL, "")]
-        for folder in job.find_joint_weights(self.settings.joint_weights):
+        for folder in find_joint_weights(self.settings.joint_weights):
             label = (
                 str(folder.relative_to(root.parent)) if root is not None and root.is_dir() else str(folder)
             )

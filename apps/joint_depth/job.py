@@ -1,14 +1,14 @@
 """The joint-depth job, UI-free, shared by the app and the CLI: models (with the tiny fallback), joint-weight
 folders, one run from request to files and its run record.
 
-- :func:`load_model`: the configured SD weights with the joint patch and the chosen joint-weights folder. Missing
-  SD weights (ModelNotAvailable) fall back to the ``tiny`` preset with a notice naming KINEMA_SD_MODEL; no
-  joint-weights folder means the untrained (zero-initialised) patch: stock SD images, meaningless depth.
-  The SD weights stay loaded for the process (core.models caches them); switching joint weights removes the
-  patch and applies a fresh one, so "none" after a folder really is the untrained patch again.
-- :func:`find_joint_weights`: the folders under ``Settings.joint_weights`` that hold trained joint weights
-  (``python -m core.training.joint_lora`` output folders and their ``checkpoint-N`` folders);
-  :func:`default_weights` the one used unless another is chosen.
+- :func:`load_model`: the joint pipeline over the configured SD weights and the chosen joint-weights folder.
+  Missing SD weights (ModelNotAvailable) fall back to the ``tiny`` preset with a notice naming KINEMA_SD_MODEL;
+  no joint-weights folder means the untrained (zero-initialised) patch: stock SD images, meaningless depth.
+  The SD weights stay loaded for the process (core.models caches them); :func:`run` attaches the joint patch
+  with the chosen weights for the call only (core.models.state), so concurrent requests with other weights,
+  and "none" after a folder, see exactly their own patch.
+- Joint-weight folders: ``core.models.find_joint_weights`` (under ``Settings.joint_weights``) and
+  ``core.models.joint_weights_folder``; :func:`default_weights` the one used unless another is chosen.
 - :class:`JointRequest`, :func:`prepare_image`, :func:`prepare_depth`, :func:`run`, :func:`write_results`:
   one run from checked parameters to files (image PNG, 16-bit depth PNG, depth colour map, PLY point cloud).
 - :func:`run_job`: all of it for a request (model, input, run, files) plus the run record ``params.json``
@@ -22,17 +22,13 @@ it; an uploaded depth map is read the same way (near = bright) and normalised as
 from __future__ import annotations
 
 import math
-import re
-import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
-from diffusers import StableDiffusionPipeline
 
 from apps.common.runs import RunRecord, new_run_folder
 from core.config import ENV_PREFIX, Settings
@@ -46,9 +42,10 @@ from core.imaging import (
     save_png16,
     signed_to_unit,
 )
-from core.models import TINY, load_pipeline
-from core.patches.joint import JOINT_FILE, JointPatch
-from core.pipelines.joint_sd import MODES, JointSDPipeline, joint_patch_of
+from core.models import TINY, check_joint_weights, find_joint_weights, joint_weights_folder, load_pipeline
+from core.models.loading import JOINT_TRAIN_COMMAND
+from core.models.state import JointWeights, attached
+from core.pipelines.joint_sd import MODES, JointSDPipeline
 from core.pointcloud import (
     DEFAULT_FAR,
     DEFAULT_FOV_DEG,
@@ -66,34 +63,6 @@ MAX_GUIDANCE = 30.0
 MAX_BATCH = 8
 MAX_SEED = 2**32 - 1
 MAX_POINTS = 1_000_000
-TRAIN_COMMAND = "python -m core.training.joint_lora"
-
-
-# -- joint-weight folders --------------------------------------------------------------------------------
-
-
-def _natural_key(path: Path) -> list:
-    """Sort key that orders checkpoint-900 before checkpoint-1000."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
-
-
-def find_joint_weights(root: str | Path) -> list[Path]:
-    """Folders holding trained joint weights (``joint_layers.safetensors``): ``root`` itself, then its
-    sub-folders and their sub-folders (a training run and its ``checkpoint-N`` folders), in natural order.
-
-    ``root`` may also be the ``joint_layers.safetensors`` file itself; an empty or missing root gives [].
-    """
-    if not str(root):
-        return []
-    root = Path(root).expanduser()
-    if root.is_file():
-        return [root.parent] if root.name == JOINT_FILE else []
-    if not root.is_dir():
-        return []
-    found = [root] if (root / JOINT_FILE).is_file() else []
-    for pattern in (f"*/{JOINT_FILE}", f"*/*/{JOINT_FILE}"):
-        found += sorted((file.parent for file in root.glob(pattern)), key=_natural_key)
-    return found
 
 
 def default_weights(settings: Settings) -> str:
@@ -121,90 +90,30 @@ class LoadedModel:
     notices: list[str] = field(default_factory=list)
 
 
-_LOCK = threading.Lock()
-# settings -> (stock pipeline over the cached components, the SD model it runs, the fallback notice or "")
-_STOCK: dict[tuple, tuple[StableDiffusionPipeline, str, str]] = {}
-# The joint-weights folder ("" = untrained) each live patch was given here. Keyed by the patch, not by the
-# settings: settings that fall back to the same cached tiny UNet share its one patch.
-_WEIGHTS_OF_PATCH: weakref.WeakKeyDictionary[JointPatch, str] = weakref.WeakKeyDictionary()
-
-
-def _stock(settings: Settings) -> tuple[StableDiffusionPipeline, str, str]:
-    key = (settings.sd_model, settings.resolved_device(), str(settings.resolved_dtype()), settings.offload)
-    if key not in _STOCK:
-        try:
-            _STOCK[key] = (load_pipeline("sd", settings), settings.sd_model, "")
-        except ModelNotAvailable as err:
-            fallback = (
-                f"{err} Running on the '{TINY}' preset instead: random weights, so images and depth maps "
-                "are noise."
-            )
-            _STOCK[key] = (load_pipeline("sd", settings.replace(sd_model=TINY)), TINY, fallback)
-    return _STOCK[key]
-
-
-def _joint_pipeline(stock: StableDiffusionPipeline, folder: str) -> JointSDPipeline:
-    """A joint pipeline over ``stock`` whose patch holds ``folder``'s weights ("" = untrained).
-
-    A patch holding anything else (or unknown weights) is removed and a fresh one applied, so switching back
-    to "" really gives the zero-initialised patch again.
-    """
-    patch = joint_patch_of(stock.unet)
-    if patch is not None and _WEIGHTS_OF_PATCH.get(patch) == folder:
-        return JointSDPipeline.from_stock(stock)  # keeps the patch as it is
-    if patch is not None:
-        patch.remove()
+def _pipeline(settings: Settings) -> tuple[JointSDPipeline, str, str]:
+    """The joint pipeline over the cached SD modules (no patch: :func:`run` attaches it), the SD model it runs,
+    and the fallback notice ("" when the configured weights load)."""
     try:
-        pipeline = JointSDPipeline.from_stock(stock, folder or None)
-    except InputError:
-        # A folder that failed half way must not leave half-loaded weights behind.
-        leftover = joint_patch_of(stock.unet)
-        if leftover is not None:
-            leftover.remove()
-        raise
-    _WEIGHTS_OF_PATCH[pipeline.joint_patch] = folder
-    return pipeline
-
-
-def release_models() -> None:
-    """Remove the joint patches this module applied and forget its pipelines (tests; switching models).
-
-    The SD weights stay in core.models' cache (``core.models.clear_cache`` forgets those).
-    """
-    with _LOCK:
-        for stock, _, _ in _STOCK.values():
-            patch = joint_patch_of(stock.unet)
-            if patch is not None and patch in _WEIGHTS_OF_PATCH:
-                patch.remove()
-        _STOCK.clear()
-
-
-def check_weights_folder(weights: str | None) -> str:
-    """A joint-weights choice -> the folder as a string ("" for none). Raises InputError for a bad folder."""
-    weights = (weights or "").strip()
-    if not weights:
-        return ""
-    folder = Path(weights).expanduser()
-    if folder.is_file() and folder.name == JOINT_FILE:
-        folder = folder.parent
-    if not (folder / JOINT_FILE).is_file():
-        raise InputError(
-            f"The joint-weights folder {weights} holds no {JOINT_FILE}: pick a folder written by "
-            f"{TRAIN_COMMAND} (its output folder or a checkpoint-N folder), or none."
+        return load_pipeline("sd", settings, pipeline_cls=JointSDPipeline), settings.sd_model, ""
+    except ModelNotAvailable as err:
+        fallback = f"{err} Running on the '{TINY}' preset instead: random weights, so images and depth maps are noise."
+        return (
+            load_pipeline("sd", settings.replace(sd_model=TINY), pipeline_cls=JointSDPipeline),
+            TINY,
+            fallback,
         )
-    return str(folder)
 
 
 def load_model(settings: Settings, weights: str | None = "") -> LoadedModel:
     """The joint pipeline for ``settings`` with the joint-weights folder ``weights`` ("" or None: untrained).
 
     Falls back to the tiny preset when the SD weights are missing; raises InputError for a joint-weights
-    folder that does not load (nothing of it stays loaded).
+    folder that does not load onto the model (checked once per process; nothing of it stays loaded).
     """
-    folder = check_weights_folder(weights)
-    with _LOCK:
-        stock, sd_model, fallback = _stock(settings)
-        pipeline = _joint_pipeline(stock, folder)
+    folder = joint_weights_folder(weights)
+    pipeline, sd_model, fallback = _pipeline(settings)
+    if folder:
+        check_joint_weights(folder, "sd", sd_model, settings.resolved_dtype())
     notices = [fallback] if fallback else []
     if sd_model == TINY and not fallback:
         notices.append(
@@ -214,7 +123,7 @@ def load_model(settings: Settings, weights: str | None = "") -> LoadedModel:
     if not folder:
         notices.append(
             "No joint weights: the joint layers are untrained (zero-initialised), so images are plain Stable "
-            f"Diffusion's and the depth maps carry no meaning. Train them with `{TRAIN_COMMAND}` and pick the "
+            f"Diffusion's and the depth maps carry no meaning. Train them with `{JOINT_TRAIN_COMMAND}` and pick the "
             f"output folder (or set {ENV_PREFIX}JOINT_WEIGHTS)."
         )
     sample_size = pipeline.unet.config.sample_size
@@ -346,20 +255,21 @@ def run(
     if request.mode != "joint" and given is None:
         raise InputError(f"Mode {request.mode} needs its input: upload an image or a depth map first.")
     size = {} if request.mode != "joint" else {"height": request.height, "width": request.width}
-    out = model.pipeline(
-        request.prompt,
-        image=image_uint8 if request.mode == "image_to_depth" else None,
-        depth=depth_unit if request.mode == "depth_to_image" else None,
-        mode=request.mode,
-        negative_prompt=request.negative_prompt or None,
-        num_inference_steps=request.steps,
-        guidance_scale=request.guidance,
-        num_images_per_prompt=request.batch,
-        seed=request.seed,
-        normalize_given_depth=False,  # prepare_depth normalised it already; the files keep that map
-        output_type="uint8",
-        **size,
-    )
+    with attached(model.pipeline.unet, JointWeights(model.weights)):
+        out = model.pipeline(
+            request.prompt,
+            image=image_uint8 if request.mode == "image_to_depth" else None,
+            depth=depth_unit if request.mode == "depth_to_image" else None,
+            mode=request.mode,
+            negative_prompt=request.negative_prompt or None,
+            num_inference_steps=request.steps,
+            guidance_scale=request.guidance,
+            num_images_per_prompt=request.batch,
+            seed=request.seed,
+            normalize_given_depth=False,  # prepare_depth normalised it already; the files keep that map
+            output_type="uint8",
+            **size,
+        )
     images, depth = out.images, out.depth
     if request.mode == "image_to_depth":
         images = np.repeat(image_uint8[None], request.batch, axis=0)

@@ -160,6 +160,7 @@ def edit_keyframes(
 
     # Imported here: diffusers' pipelines take seconds to import and the weight-free path needs none.
     from core.models import load_pipeline
+    from core.models.state import attached
     from core.pipelines.keyframe_edit import KeyframeEditPipeline
 
     pipe = load_pipeline("sd", settings, pipeline_cls=KeyframeEditPipeline)
@@ -167,16 +168,17 @@ def edit_keyframes(
     # The VAE needs sides divisible by 8: pad by repeating edges, edit, cut the padding off again.
     padded, resize = resize_to_multiple(keyframes_uint8, multiple=8, mode="pad")
     prompts = [request.keyframe_prompts.get(int(i), request.prompt) for i in keyframe_indices]
-    edited = pipe(
-        keyframes=padded,
-        prompts=prompts,
-        negative_prompt=request.negative_prompt or None,
-        strength=float(request.strength),
-        guidance_scale=float(request.guidance),
-        num_inference_steps=int(request.steps),
-        seed=int(request.seed),
-        output_type="uint8",
-    ).images
+    with attached(pipe.unet):  # the cached SD UNet is shared: its cross-frame attention is this run's alone
+        edited = pipe(
+            keyframes=padded,
+            prompts=prompts,
+            negative_prompt=request.negative_prompt or None,
+            strength=float(request.strength),
+            guidance_scale=float(request.guidance),
+            num_inference_steps=int(request.steps),
+            seed=int(request.seed),
+            output_type="uint8",
+        ).images
     return undo_resize(edited, resize)
 
 
@@ -301,49 +303,43 @@ def _svd_inbetween(
             "keyframes (the flow backend also extends past the first and last keyframe)."
         )
     from core.models import load_pipeline
+    from core.models.state import LoraWeights, attached
     from core.pipelines.svd_interpolate import SVDInterpolatePipeline, interpolate_keyframes
 
     pipe = load_pipeline("svd", settings, pipeline_cls=SVDInterpolatePipeline)
-    _use_interp_lora(pipe.unet, request.backend, settings)
+    # svd-lora with a head-and-tail LoRA carries it for this job only; svd-trf runs the stock weights.
+    interp_lora = (
+        (LoraWeights(settings.svd_interp_lora, INTERP_LORA),)
+        if request.backend == "svd-lora" and settings.svd_interp_lora
+        else ()
+    )
     pipe.set_progress_bar_config(disable=not progress, desc=f"inbetweening ({request.backend})")
     # SVD halves the latents three times: pad the sides to multiples of 64 (edges repeated), cut after.
     padded, resize = resize_to_multiple(edited_uint8, multiple=SVD_SIDE_MULTIPLE, mode="pad")
     out = np.empty_like(frames_uint8)
     out[indices] = edited_uint8
     done = len(indices)
-    for segment, (a, b) in enumerate(zip(indices, indices[1:])):
-        if b - a < 2:
-            continue
-        # Two keyframes per call: gaps differ, and the chain's seed rule (seed + segment) is kept.
-        video = interpolate_keyframes(
-            pipe,
-            padded[segment : segment + 2],
-            frames_between=b - a - 1,
-            mode=request.backend,
-            seed=request.seed + segment,
-            num_inference_steps=request.steps,
-            motion_bucket_id=request.motion_bucket,
-            fps=max(1, round(fps)),
-            decode_chunk_size=request.decode_chunk_size,
-        )
-        out[a + 1 : b] = undo_resize(video[1:-1], resize)
-        done += b - a - 1
-        if callback is not None:
-            callback(done, n_frames)
+    with attached(pipe.unet, *interp_lora):
+        for segment, (a, b) in enumerate(zip(indices, indices[1:])):
+            if b - a < 2:
+                continue
+            # Two keyframes per call: gaps differ, and the chain's seed rule (seed + segment) is kept.
+            video = interpolate_keyframes(
+                pipe,
+                padded[segment : segment + 2],
+                frames_between=b - a - 1,
+                mode=request.backend,
+                seed=request.seed + segment,
+                num_inference_steps=request.steps,
+                motion_bucket_id=request.motion_bucket,
+                fps=max(1, round(fps)),
+                decode_chunk_size=request.decode_chunk_size,
+            )
+            out[a + 1 : b] = undo_resize(video[1:-1], resize)
+            done += b - a - 1
+            if callback is not None:
+                callback(done, n_frames)
     return out
-
-
-def _use_interp_lora(unet, backend: str, settings: Settings) -> None:
-    """svd-lora with `settings.svd_interp_lora`: load the head-and-tail LoRA once, switch it on; else off."""
-    from core import lora
-
-    if backend == "svd-lora" and settings.svd_interp_lora:
-        if INTERP_LORA not in lora.list_loras(unet):
-            lora.load_lora(unet, settings.svd_interp_lora, name=INTERP_LORA)
-        lora.set_active_loras(unet, [INTERP_LORA])
-        lora.set_lora_enabled(unet, True)
-    else:
-        lora.set_lora_enabled(unet, False)  # the cached UNet is shared: svd-trf runs the stock weights
 
 
 def backend_notes(interp: InterpRequest, settings: Settings) -> list[str]:

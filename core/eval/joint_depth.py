@@ -23,6 +23,7 @@ from core.errors import KinemaError
 from core.eval import report
 from core.eval.metrics import ssi_absrel_delta1
 from core.models import load_pipeline
+from core.models.state import JointWeights, attached
 from core.pipelines.joint_sd import JointSDPipeline
 
 # image uint8 (H,W,3) -> disparity float (H,W), larger = nearer (core.data.precompute_depth.DepthEstimator).
@@ -118,22 +119,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_args(args)
         weights = settings.joint_weights or None  # --joint-weights / KINEMA_JOINT_WEIGHTS
-        pipeline = JointSDPipeline.from_stock(load_pipeline("sd", settings), weights)
+        pipeline = load_pipeline("sd", settings, pipeline_cls=JointSDPipeline)
         pipeline.set_progress_bar_config(disable=True)
         estimator = None
         if args.depth_model:
             from core.data.precompute_depth import load_depth_estimator
 
             estimator = load_depth_estimator(args.depth_model, settings.device)
-        results = evaluate_depth_consistency(
-            pipeline,
-            samples=args.samples,
-            size=args.size,
-            num_inference_steps=args.steps,
-            guidance_scale=args.guidance,
-            seed=args.seed,
-            estimator=estimator,
-        )
+        with attached(pipeline.unet, JointWeights(weights or "")):
+            results = evaluate_depth_consistency(
+                pipeline,
+                samples=args.samples,
+                size=args.size,
+                num_inference_steps=args.steps,
+                guidance_scale=args.guidance,
+                seed=args.seed,
+                estimator=estimator,
+            )
     except KinemaError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

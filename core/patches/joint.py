@@ -193,6 +193,13 @@ class JointPatch:
         self._expanded.clear()
         self._track_loras()
 
+    def park(self) -> None:
+        """Leave the patch inert for any batch: joint layers skipped, every adapter masked off (stock output)."""
+        self.set_pairing(None)
+        for name in self.lora_names:
+            # One False entry expands to every entry of whatever batch comes next.
+            self.set_lora_mask(name, [False])
+
     # -- saving and loading ----------------------------------------------------------------------------
 
     def joint_parameters(self) -> Iterator[nn.Parameter]:
@@ -368,7 +375,7 @@ def apply_joint_patch(
     until the joint layers or adapters change. Raises InputError for a UNet already patched, one without
     transformer blocks, or blocks whose ``attn1`` is not a self-attention.
     """
-    if getattr(unet, _PATCH_ATTR, None) is not None:
+    if joint_patch_of(unet) is not None:
         raise InputError("This UNet already carries the joint patch: remove it first (remove_joint_patch).")
     if (
         isinstance(modalities, bool)
@@ -407,9 +414,14 @@ def apply_joint_patch(
     return patch
 
 
+def joint_patch_of(unet: nn.Module) -> JointPatch | None:
+    """The joint patch ``unet`` carries, or None."""
+    return getattr(unet, _PATCH_ATTR, None)
+
+
 def remove_joint_patch(unet: nn.Module) -> None:
     """Restore ``unet``'s stock structure and forward (see :meth:`JointPatch.remove`)."""
-    patch = getattr(unet, _PATCH_ATTR, None)
+    patch = joint_patch_of(unet)
     if patch is None:
         raise InputError("This UNet carries no joint patch to remove.")
     patch.remove()

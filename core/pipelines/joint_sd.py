@@ -49,8 +49,7 @@ from diffusers.utils import BaseOutput
 from core.data.image_depth import normalize_disparity
 from core.errors import InputError
 from core.imaging import pil_to_rgb_uint8, signed_to_unit, to_signed, unit_to_signed, unit_to_uint8
-from core.patches import joint
-from core.patches.joint import JointPatch, apply_joint_patch
+from core.patches.joint import JointPatch, apply_joint_patch, joint_patch_of
 
 Mode = Literal["joint", "image_to_depth", "depth_to_image"]
 MODES: tuple[str, ...] = ("joint", "image_to_depth", "depth_to_image")
@@ -75,19 +74,6 @@ class JointSDOutput(BaseOutput):
     images: Any
     depth: Any
     nsfw_content_detected: list[bool] | None
-
-
-def joint_patch_of(unet: torch.nn.Module) -> JointPatch | None:
-    """The joint patch ``unet`` carries, or None."""
-    return getattr(unet, joint._PATCH_ATTR, None)
-
-
-def park(patch: JointPatch) -> None:
-    """Leave ``patch`` inert for any batch: joint layers skipped, every adapter masked off (stock output)."""
-    patch.set_pairing(None)
-    for name in patch.lora_names:
-        # One False entry expands to every entry of whatever batch comes next.
-        patch.set_lora_mask(name, [False])
 
 
 class JointSDPipeline(StableDiffusionPipeline):
@@ -132,7 +118,7 @@ class JointSDPipeline(StableDiffusionPipeline):
         """
         patch = self._ensure_patch()
         patch.load(folder)
-        park(patch)
+        patch.park()
         return patch
 
     @property
@@ -148,7 +134,7 @@ class JointSDPipeline(StableDiffusionPipeline):
             raise InputError(
                 f"The UNet carries a joint patch for {patch.modalities} modalities; this needs 2."
             )
-        park(patch)
+        patch.park()
         return patch
 
     # -- inputs ----------------------------------------------------------------------------------------
@@ -451,7 +437,7 @@ class JointSDPipeline(StableDiffusionPipeline):
                     if i == len(timesteps) - 1 or ((i + 1) > warmup and (i + 1) % self.scheduler.order == 0):
                         progress_bar.update()
         finally:
-            park(patch)
+            patch.park()
 
         # 9. Decode: images as the stock pipeline does, depth to one float32 map
         image_latents, depth_latents = latents.chunk(2)

@@ -127,8 +127,9 @@ class SVDFlowPipeline(SVDPipelineBase):
         """Load ``flow_lora.safetensors`` from ``folder`` into the UNet (new adapter, or onto an existing
         ``flow_lora``) and its ``flow_encoding.json`` as this pipeline's scale; return the encoding.
 
-        The UNet is changed in place: a UNet shared with other pipelines (``core.models.load_pipeline``
-        caches one per model) carries the adapter there too (``core.lora.set_lora_enabled`` switches it).
+        The UNet is changed in place. For a UNet shared with other pipelines (``core.models.load_pipeline``
+        caches one per model) attach the adapter per run instead: ``core.models.state.attached(pipe.unet,
+        LoraWeights(folder, FLOW_ADAPTER_NAME))``, with ``pipe.flow_encoding = FlowEncoding.load(folder)``.
         """
         from core.lora import load_lora
 

@@ -37,10 +37,12 @@ core.training.svd_joint_flow``. One call denoises the pair together:
 - Cost: one UNet call per step over twice stock SVD's batch (4 entries with guidance), one VAE encode of the
   known flow video and two VAE decodes (video and flow).
 
-Loading: :func:`load_svd_joint_flow` (``Settings.svd_joint_flow_model``, env ``KINEMA_SVD_JOINT_FLOW_MODEL``).
+Loading: :func:`core.models.load_svd_joint_flow` (``Settings.svd_joint_flow_model``, env
+``KINEMA_SVD_JOINT_FLOW_MODEL``) over the cached SVD; the patch is on the shared UNet only while it runs:
 
     pipe = load_svd_joint_flow(settings)
-    out = pipe(image_uint8, tracks_norm, output_type="np", generator=torch.Generator().manual_seed(0))
+    with core.models.state.attached(pipe.unet, pipe.joint_weights):
+        out = pipe(image_uint8, tracks_norm, output_type="np", generator=torch.Generator().manual_seed(0))
     out.frames[0]      # (T,H,W,3) float in [0,1]
     out.flows_px[0]    # (T,H,W,2) float32 px flow video, frame t+1: flow from t to t+1
 """
@@ -49,19 +51,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from diffusers.utils import BaseOutput
 
-from core.config import ENV_PREFIX, Settings
-from core.errors import InputError, ModelNotAvailable
-from core.flow.encoding import FLOW_ENCODING_FILE, FlowEncoding, decode_flow
-from core.models import TINY, load_pipeline
-from core.patches.joint import JOINT_FILE, apply_joint_patch, remove_joint_patch
-from core.pipelines.joint_sd import joint_patch_of, park
+from core.errors import InputError
+from core.flow.encoding import FlowEncoding, decode_flow
+from core.models.state import JointWeights
+from core.patches.joint import joint_patch_of
 from core.pipelines.svd_common import (
     ImageInput,
     SVDPipelineBase,
@@ -79,9 +78,6 @@ KNOWN_MASK_THRESHOLD = 0.5
 # The tracks' displacement is written where their summed Gaussian weight reaches this (3.7 sigma from a lone
 # track), zero flow beyond: the VAE encoder sees that neighbourhood when it encodes the known cells.
 SUPPORT_WEIGHT = 1e-3
-# The rank of the joint and flow LoRAs of the fresh patch that the "tiny" setting loads (zero-initialised).
-FRESH_LORA_RANK = 4
-_SETTING = "svd_joint_flow_model"
 
 
 @dataclass
@@ -142,15 +138,16 @@ class SVDJointFlowPipeline(SVDPipelineBase):
     r"""Stable Video Diffusion generating a video and its flow together (experimental; module docstring).
 
     Components: stock SVD's (``vae``, ``image_encoder``, ``unet``, ``scheduler``, ``feature_extractor``), the
-    UNet carrying a two-modality joint patch (:func:`core.patches.joint.apply_joint_patch`; build with
-    :func:`load_svd_joint_flow`). ``flow_encoding`` (a :class:`~core.flow.encoding.FlowEncoding`, attribute)
-    is the flow scale the patch was trained with; ``core.pipelines.svd_flow.DEFAULT_FLOW_ENCODING`` (16 px at
-    512 px width) until a model sets it.
-    Between calls the patch is parked (no pairing, adapters masked off), so pipelines sharing the UNet compute
-    stock SVD.
+    UNet carrying a two-modality joint patch (:func:`core.patches.joint.apply_joint_patch`). Attributes set by
+    :func:`core.models.load_svd_joint_flow`: ``flow_encoding`` (a :class:`~core.flow.encoding.FlowEncoding`), the
+    flow scale the patch was trained with, ``core.pipelines.svd_flow.DEFAULT_FLOW_ENCODING`` (16 px at 512 px
+    width) until a model sets it; ``joint_weights``, the patch to attach to the shared UNet around a call
+    (:func:`core.models.state.attached`), None for a pipeline whose UNet carries its patch itself (training).
+    Between calls the patch is parked (no pairing, adapters masked off).
     """
 
     flow_encoding: FlowEncoding = DEFAULT_FLOW_ENCODING
+    joint_weights: JointWeights | None = None
 
     @staticmethod
     def check_inputs(
@@ -281,7 +278,9 @@ class SVDJointFlowPipeline(SVDPipelineBase):
         patch = joint_patch_of(self.unet)
         if patch is None or patch.modalities != 2:
             raise InputError(
-                "The UNet carries no two-modality joint patch: load the pipeline with load_svd_joint_flow."
+                "The UNet carries no two-modality joint patch: load the pipeline with "
+                "core.models.load_svd_joint_flow and call it inside core.models.state.attached(pipe.unet, "
+                "pipe.joint_weights)."
             )
         height, width = image_size_hw(image)
         if num_frames is None:
@@ -346,7 +345,7 @@ class SVDJointFlowPipeline(SVDPipelineBase):
                 tensor_inputs,
             )
         finally:
-            park(patch)
+            patch.park()
 
         # 9. Decode the video as stock SVD does, and the flow to px
         video_latents, flow_latents = latents.chunk(2)
@@ -358,59 +357,3 @@ class SVDJointFlowPipeline(SVDPipelineBase):
         if not return_dict:
             return frames, flows_px
         return SVDJointFlowPipelineOutput(frames=frames, flows_px=flows_px, flow_latents=flow_latents)
-
-
-# -- loading ----------------------------------------------------------------------------------------------
-
-
-def _not_available(source: str, why: str) -> ModelNotAvailable:
-    return ModelNotAvailable(
-        f"Joint video+flow weights '{source}' are not available ({why}): set {ENV_PREFIX}{_SETTING.upper()} "
-        f"(or --{_SETTING.replace('_', '-')}) to a folder written by python -m core.training.svd_joint_flow, "
-        f"or to '{TINY}' for an untrained patch on the configured SVD."
-    )
-
-
-def load_svd_joint_flow(settings: Settings | None = None) -> SVDJointFlowPipeline:
-    """The experimental joint video+flow pipeline of ``Settings.svd_joint_flow_model``.
-
-    SVD comes from ``Settings.svd_model`` through :func:`core.models.load_pipeline` (the cached modules,
-    device and offload mode every SVD pipeline shares). Its UNet gets a fresh two-modality joint patch, and:
-
-    - ``"tiny"``: nothing more: zero-initialised joint layers and LoRAs (rank :data:`FRESH_LORA_RANK`), so the
-      video is stock SVD's, at the default flow scale;
-    - a folder written by ``python -m core.training.svd_joint_flow``: ``JointPatch.load`` of its joint layers
-      and LoRAs, and its ``flow_encoding.json``.
-
-    The patch lives on the shared UNet, parked between calls (other SVD pipelines compute stock SVD, at the
-    small cost of the masked LoRA layers); each call of this loader replaces any earlier patch, so one process
-    runs one joint-flow model at a time. Raises ModelNotAvailable, naming KINEMA_SVD_JOINT_FLOW_MODEL, for an
-    empty setting, a missing folder, or a folder without (fitting) joint weights or flow encoding.
-    """
-    settings = settings or Settings.from_env()
-    source = getattr(settings, _SETTING)
-    if not source:
-        raise _not_available(source, "the setting is empty")
-    folder = None
-    if source != TINY:
-        folder = Path(source).expanduser()
-        if not folder.is_dir():
-            raise _not_available(source, "no such folder")
-        missing = [name for name in (JOINT_FILE, FLOW_ENCODING_FILE) if not (folder / name).is_file()]
-        if missing:
-            raise _not_available(source, f"no {' or '.join(missing)} in that folder")
-    pipe = load_pipeline("svd", settings, pipeline_cls=SVDJointFlowPipeline)
-    if joint_patch_of(pipe.unet) is not None:
-        remove_joint_patch(pipe.unet)
-    if folder is None:
-        patch = apply_joint_patch(pipe.unet, 2, joint_lora_rank=FRESH_LORA_RANK, y_lora_rank=FRESH_LORA_RANK)
-    else:
-        patch = apply_joint_patch(pipe.unet, 2)
-        try:
-            patch.load(folder)
-            pipe.flow_encoding = FlowEncoding.load(folder)
-        except InputError as err:
-            remove_joint_patch(pipe.unet)
-            raise _not_available(source, str(err).rstrip(".")) from err
-    park(patch)
-    return pipe

@@ -37,7 +37,8 @@ Saved (every checkpoint and the final ``--output_dir``): ``JointPatch.save`` (``
 ``xy_lora``/``yx_lora``/``y_lora.safetensors``) and ``flow_encoding.json``, so the folder is a model for the app::
 
     KINEMA_SVD_JOINT_FLOW_MODEL=runs/joint_flow python -m apps drag     # or --svd-joint-flow-model
-    pipe = core.pipelines.svd_joint_flow.load_svd_joint_flow(settings)  # in code
+    pipe = core.models.load_svd_joint_flow(settings)                    # in code; it runs inside
+    with core.models.state.attached(pipe.unet, pipe.joint_weights): ...  # the patch's lifetime
 
 Validation (every ``--validation_steps`` and at the end, into ``OUTPUT_DIR/validation/step-N/``): tracks sampled
 from training clip ``--validation_clip``'s DIS flow (:func:`core.flow.tracks.sample_tracks`, ``--validation_tracks``

@@ -59,12 +59,13 @@ def test_the_offered_backends_are_those_whose_weights_are_configured(environ, of
     settings = Settings.from_env(environ)
     assert [b.name for b in backends.available_backends(settings)] == offered
     for name in set(ALL) - set(offered):
-        backend = backends.BACKENDS[name]
+        setting = backends.BACKENDS[name].setting
         with pytest.raises(ModelNotAvailable) as caught:
             backends.require(name, settings)
-        assert backend.env_var in str(caught.value) and backend.flag in str(caught.value)
-    assert backends.BACKENDS["svd-controlnet"].env_var == "KINEMA_SVD_CONTROLNET_MODEL"
-    assert backends.BACKENDS["svd-joint-flow"].flag == "--svd-joint-flow-model"
+        assert f"(the {name} backend needs them)" in str(caught.value)
+        assert f"KINEMA_{setting.upper()} (or --{setting.replace('_', '-')})" in str(caught.value)
+    assert backends.BACKENDS["svd-controlnet"].setting == "svd_controlnet_model"
+    assert backends.BACKENDS["svd-joint-flow"].setting == "svd_joint_flow_model"
     assert [b.name for b in backends.BACKENDS.values() if b.experimental] == ["svd-joint-flow"]
 
 

@@ -79,7 +79,6 @@ def app(tmp_path_factory, weights_root):
     demo, client = _serve(settings)
     yield client, settings
     demo.close()
-    job.release_models()
 
 
 def generate(client: Client, prompt: str = "a red chair", **options):

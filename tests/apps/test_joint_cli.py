@@ -21,8 +21,6 @@ def offline(monkeypatch, tmp_path):
     for name in ("SD_MODEL", "JOINT_WEIGHTS", "MAX_IMAGE_SIDE"):
         monkeypatch.delenv(f"KINEMA_{name}", raising=False)
     monkeypatch.setenv("KINEMA_OUTPUT_DIR", str(tmp_path / "outputs"))
-    yield
-    job.release_models()
 
 
 @pytest.fixture(scope="module")

@@ -341,33 +341,24 @@ def test_svd_fills_each_gap_and_keeps_keyframes(settings, sample_frames):
     assert not np.array_equal(out[1], frames[1]) and seen == [(4, 4)]
 
 
-def test_svd_lora_weights_load_once_and_switch_with_the_backend(settings, tmp_path):
-    import torch
-
+def test_svd_lora_is_on_the_shared_unet_for_its_job_only(settings, sample_frames, tmp_path):
     from core import lora
-    from core.models import tiny_svd_components
+    from core.models import load_pipeline, tiny_svd_components
 
     trained = tiny_svd_components()["unet"]
     lora.add_lora(trained, "trained", init=False)  # random LoRA weights: a visible change
     path = lora.save_lora(trained, "trained", tmp_path / "interp.safetensors")
-    unet = tiny_svd_components()["unet"]  # a fresh UNet, not the process-wide cached one
-    with_lora = settings.replace(svd_interp_lora=str(path))
+    frames = kf_video.resize_frames(sample_frames[:3], (32, 32))
 
-    def run() -> torch.Tensor:
-        generator = torch.Generator().manual_seed(0)
-        sample = torch.randn(1, 2, 8, 8, 8, generator=generator)
-        with torch.no_grad():
-            return unet(sample, 10.0, torch.randn(1, 1, 32, generator=generator), torch.zeros(1, 3)).sample
+    def inbetween(weights: str) -> np.ndarray:
+        request = backends.InterpRequest(backend="svd-lora", steps=1, decode_chunk_size=2)
+        with_lora = settings.replace(svd_interp_lora=weights)
+        return backends.inbetween(frames, [0, 2], frames[[0, 2]], request, with_lora, fps=SAMPLE_FPS)
 
-    base = run()
-    backends._use_interp_lora(unet, "svd-lora", with_lora)
-    backends._use_interp_lora(unet, "svd-lora", with_lora)  # loaded once, then reused
-    assert lora.list_loras(unet) == [backends.INTERP_LORA] == lora.active_loras(unet)
-    assert (run() - base).abs().max() > 1e-3
-    backends._use_interp_lora(unet, "svd-trf", with_lora)
-    torch.testing.assert_close(run(), base, atol=1e-5, rtol=0)  # svd-trf: the stock weights again
-    backends._use_interp_lora(unet, "svd-lora", with_lora)
-    assert (run() - base).abs().max() > 1e-3
+    stock = inbetween("")  # no LoRA configured: the stock weights
+    assert np.abs(inbetween(str(path))[1].astype(int) - stock[1]).max() > 0
+    assert lora.list_loras(load_pipeline("svd", settings).unet) == []  # taken off the cached UNet again
+    np.testing.assert_array_equal(inbetween(""), stock)
 
 
 # -- outputs ---------------------------------------------------------------------------------------------

@@ -23,8 +23,8 @@ import torch
 from harness import Row, median_seconds
 
 from core import lora
-from core.models import full_architecture_random
 from core.patches.joint import apply_joint_patch
+from tests.support.full_architecture import full_architecture_random
 
 ROOT = Path(__file__).resolve().parents[2]
 LATENT_PX = 32

@@ -38,9 +38,10 @@ from PIL import Image
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from core.controlnet_svd import DEFAULT_FLOW_SCALE_PX, SVDFlowControlNet, flow_condition
-from core.models import full_architecture_random, tiny_svd_components
+from core.models import tiny_svd_components
 from core.pipelines.svd_interpolate import SVDInterpolatePipeline
 from core.pipelines.svd_trajectory import SVDTrajectoryPipeline
+from tests.support.full_architecture import full_architecture_random
 
 SIZES = {"tiny": {"pixels": 64, "frames": 4, "steps": 4}, "full": {"pixels": 64, "frames": 3, "steps": 3}}
 ROUNDS = 4

@@ -25,6 +25,7 @@ from core.controlnet_svd import (
 )
 from core.errors import InputError, ModelNotAvailable
 from core.pipelines.svd_trajectory import SVDTrajectoryPipeline
+from tests.support.full_architecture import full_architecture_random
 
 SIZE, FRAMES, LATENT = 32, 4, 16
 TINY = Settings.from_env({}, svd_model="tiny", svd_controlnet_model="tiny", device="cpu")
@@ -454,7 +455,7 @@ def test_missing_or_wrong_model_names_the_setting(tmp_path, components):
 @torch.no_grad()
 def test_svd_xt_controlnet_zero_init_is_stock():
     start = time.perf_counter()
-    unet = models.full_architecture_random("svd_xt", components=["unet"])["unet"]
+    unet = full_architecture_random("svd_xt", components=["unet"])["unet"]
     controlnet = SVDFlowControlNet.from_unet(unet).eval()
     count = sum(p.numel() for p in controlnet.parameters())
     print(f"SVDFlowControlNet on the SVD-XT UNet: {count:,} parameters (UNet {unet.num_parameters():,})")

@@ -10,7 +10,7 @@ from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
 from core import lora
 from core.errors import InputError
-from core.models import full_architecture_random, tiny_sd_components, tiny_svd_components
+from core.models import tiny_sd_components, tiny_svd_components
 from core.patches.joint import (
     JOINT_ATTN,
     JOINT_CONV,
@@ -20,6 +20,7 @@ from core.patches.joint import (
     pairing_from_layout,
     remove_joint_patch,
 )
+from tests.support.full_architecture import full_architecture_random
 
 TIMESTEP = torch.tensor([500])
 

@@ -1,4 +1,7 @@
-"""Model loading: tiny presets, the real from_pretrained path on saved folders, missing weights."""
+"""Model loading: tiny presets, the real from_pretrained path on saved folders, missing weights (one sentence
+shape for every model setting, the loaders and the drag backends)."""
+
+import re
 
 import numpy as np
 import pytest
@@ -8,6 +11,7 @@ from PIL import Image
 from core import models
 from core.config import Settings
 from core.errors import ModelNotAvailable
+from core.models.presets import PRESETS, build_preset, is_preset
 
 TINY = Settings.from_env({}, sd_model="tiny", svd_model="tiny", device="cpu")
 
@@ -117,3 +121,81 @@ def test_controlnet_is_optional_tiny_or_reported_missing(tmp_path):
     _assert_same_weights(tiny, reloaded)
     with pytest.raises(ModelNotAvailable, match="KINEMA_CONTROLNET_MODEL"):
         models.load_controlnet(TINY.replace(controlnet_model="nobody/no-controlnet"))
+
+
+def test_presets_are_found_by_name():
+    assert is_preset("tiny") and not is_preset("runwayml/stable-diffusion-v1-5") and list(PRESETS) == ["tiny"]
+    _assert_same_weights(build_preset("tiny", "svd")["unet"], models.tiny_svd_components()["unet"])
+    assert set(PRESETS["tiny"]) == {"sd", "svd", "controlnet", "svd_controlnet"}
+
+
+def _missing_weights_shape(setting: str) -> re.Pattern:
+    """The one sentence every missing model gets: what, why, the env variable and flag, where, and tiny."""
+    flag = "--" + setting.replace("_", "-")
+    return re.compile(
+        rf"^[A-Z][\w +-]* weights( '[^']*')? are not available \([^\n]+\): set KINEMA_{setting.upper()} "
+        rf"\(or {flag}\) to [^\n]+, or to 'tiny' for [^\n]+\.$"
+    )
+
+
+def _missing_svd_joint_flow(tmp_path):
+    models.load_svd_joint_flow(TINY.replace(svd_joint_flow_model=str(tmp_path / "none")))
+
+
+def _missing_svd_controlnet(tmp_path):
+    (tmp_path / "config.json").write_text('{"_class_name": "UNet2DConditionModel"}')
+    models.load_svd_controlnet(TINY.replace(svd_controlnet_model=str(tmp_path)))
+
+
+def _unconfigured_drag_backend(tmp_path):
+    from apps.drag import backends
+
+    backends.require("svd-controlnet", TINY.replace(svd_controlnet_model=""))
+
+
+@pytest.mark.parametrize(
+    ("setting", "load"),
+    [
+        (
+            "sd_model",
+            lambda tmp_path: models.load_pipeline("sd", TINY.replace(sd_model=str(tmp_path / "no"))),
+        ),
+        ("svd_model", lambda tmp_path: models.load_components("svd", "nobody/no-such-svd")),
+        (
+            "controlnet_model",
+            lambda tmp_path: models.load_controlnet(TINY.replace(controlnet_model="nobody/no")),
+        ),
+        ("svd_controlnet_model", _missing_svd_controlnet),
+        ("svd_joint_flow_model", _missing_svd_joint_flow),
+        ("svd_controlnet_model", _unconfigured_drag_backend),
+    ],
+)
+def test_every_missing_model_gets_the_same_sentence_and_the_offer_of_tiny(tmp_path, setting, load):
+    assert set(models.WEIGHT_SETTINGS) == {"sd_model", "svd_model", "controlnet_model",
+                                           "svd_controlnet_model", "svd_joint_flow_model"}  # fmt: skip
+    with pytest.raises(ModelNotAvailable) as info:
+        load(tmp_path)
+    assert _missing_weights_shape(setting).match(str(info.value)), str(info.value)
+
+
+def test_an_empty_setting_is_not_told_to_stay_empty():
+    named = str(models.missing_weights("svd_controlnet_model", "runs/cn", "no config.json in that folder"))
+    empty = str(models.missing_weights("svd_controlnet_model", "", "the setting is empty"))
+    assert named.startswith(
+        "Flow ControlNet weights 'runs/cn' are not available (no config.json in that folder)"
+    )
+    assert named.endswith(", or leave it empty to go without the ControlNet backend.")
+    assert empty.startswith("Flow ControlNet weights are not available (the setting is empty): set ")
+    assert empty.endswith("or to 'tiny' for offline random test weights.")
+
+
+def test_joint_weights_are_checked_against_the_cached_model_and_left_off_it(tmp_path):
+    from core.errors import InputError
+    from core.patches.joint import apply_joint_patch, joint_patch_of
+
+    apply_joint_patch(models.tiny_svd_components()["unet"], 2).save(tmp_path)
+    models.check_joint_weights(str(tmp_path), "svd", "tiny")  # saved from a tiny SVD UNet: fits
+    with pytest.raises(InputError, match="does not fit this UNet's joint layers"):
+        models.check_joint_weights(str(tmp_path), "sd", "tiny")
+    for kind in ("sd", "svd"):
+        assert joint_patch_of(models.load_pipeline(kind, TINY).unet) is None

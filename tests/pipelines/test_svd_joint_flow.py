@@ -1,8 +1,9 @@
 """SVDJointFlowPipeline on tiny SVD: stock equivalence of the video, the replacement at known flow cells, shapes,
 determinism, input checks and the loader.
 
-Sizes: 32x32 pixels (16x16 latents with the tiny VAE, factor 2), 4 frames, 2-3 steps. The loader patches the
-UNet that ``core.models`` caches for every tiny SVD pipeline; the module ends by clearing that cache.
+Sizes: 32x32 pixels (16x16 latents with the tiny VAE, factor 2), 4 frames, 2-3 steps. The pipelines run on the
+UNet that ``core.models`` caches for every tiny SVD pipeline, with the joint patch attached by
+``core.models.state.attached`` for the test only.
 """
 
 import numpy as np
@@ -16,14 +17,11 @@ from core import models
 from core.config import Settings
 from core.errors import InputError, ModelNotAvailable
 from core.flow.encoding import FlowEncoding
-from core.patches.joint import JOINT_CONV, apply_joint_patch
-from core.pipelines.joint_sd import joint_patch_of
+from core.models import load_svd_joint_flow
+from core.models.state import attached
+from core.patches.joint import JOINT_CONV, apply_joint_patch, joint_patch_of
 from core.pipelines.svd_flow import DEFAULT_FLOW_ENCODING
-from core.pipelines.svd_joint_flow import (
-    SVDJointFlowPipeline,
-    known_flow,
-    load_svd_joint_flow,
-)
+from core.pipelines.svd_joint_flow import SVDJointFlowPipeline, known_flow
 
 TINY = Settings.from_env({}, svd_model="tiny", svd_joint_flow_model="tiny", device="cpu")
 SIZE, FRAMES, FACTOR = 32, 4, 2
@@ -31,17 +29,12 @@ SIZE, FRAMES, FACTOR = 32, 4, 2
 TRACKS = np.array([[[0.5 + 2 * t / SIZE, 0.5] for t in range(FRAMES)], [[0.2, 0.2]] * FRAMES])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _fresh_model_cache_afterwards():
-    yield
-    models.clear_cache()  # later modules get a tiny SVD UNet without the joint patch
-
-
 @pytest.fixture
 def pipe():
     pipe = load_svd_joint_flow(TINY)
     pipe.set_progress_bar_config(disable=True)
-    return pipe
+    with attached(pipe.unet, pipe.joint_weights):
+        yield pipe
 
 
 @pytest.fixture(scope="module")
@@ -264,17 +257,20 @@ def test_loader_refuses_folders_without_fitting_weights(tmp_path):
 
 def test_loader_reads_a_saved_folder(tmp_path, image):
     trained = load_svd_joint_flow(TINY)
-    patch = joint_patch_of(trained.unet)
-    generator = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for param in patch.joint_parameters():
-            param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
-    patch.save(tmp_path)
+    trained.set_progress_bar_config(disable=True)
+    with attached(trained.unet, trained.joint_weights) as (patch,):
+        generator = torch.Generator().manual_seed(2)
+        with torch.no_grad():
+            for param in patch.joint_parameters():
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
+        patch.save(tmp_path)
+        expected = _run(trained, image)
     FlowEncoding.from_scale_px(4.0, SIZE).save(tmp_path, SIZE)
-    expected = _run(trained, image)
     loaded = load_svd_joint_flow(TINY.replace(svd_joint_flow_model=str(tmp_path)))
     assert loaded.flow_encoding.scale_px(SIZE) == pytest.approx(4.0)
+    assert joint_patch_of(loaded.unet) is None  # the patch is on the shared UNet only while a run holds it
     loaded.set_progress_bar_config(disable=True)
     loaded.flow_encoding = DEFAULT_FLOW_ENCODING  # the scale `expected` was made with
-    out = _run(loaded, image)
+    with attached(loaded.unet, loaded.joint_weights):
+        out = _run(loaded, image)
     assert np.array_equal(out.frames, expected.frames) and np.array_equal(out.flows_px, expected.flows_px)

@@ -37,9 +37,11 @@ from core.config import Settings
 from core.errors import InputError
 from core.flow.encoding import FlowEncoding
 from core.imaging import from_signed
+from core.models import load_svd_joint_flow
+from core.models.state import attached
 from core.patches.joint import JOINT_FILE
 from core.pipelines.svd_flow import FLOW_ADAPTER_NAME
-from core.pipelines.svd_joint_flow import SVDJointFlowPipeline, load_svd_joint_flow
+from core.pipelines.svd_joint_flow import SVDJointFlowPipeline
 from core.training import svd_joint_flow as joint_train
 
 STEPS = 12
@@ -72,12 +74,6 @@ SCRIPT = TrainingScript(
     _weights,
 )  # fmt: skip
 data_dir, full_run = module_fixtures(SCRIPT)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _fresh_model_cache_afterwards():
-    yield
-    models.clear_cache()  # the loader patched the cached tiny SVD UNet
 
 
 def test_loss_decreases(full_run):
@@ -124,13 +120,14 @@ def test_output_folder_loads_in_the_app_loader_and_reproduces_the_validation_sam
             Settings.from_env({}, svd_model="tiny", svd_joint_flow_model=source, device="cpu")
         )
         pipe.set_progress_bar_config(disable=True)
-        return pipe(
-            sample["truth"][0],
-            sample["tracks_norm"],
-            sigma_px=metrics["sigma_px"],
-            output_type="np",
-            **sampling_kwargs(metrics),
-        )
+        with attached(pipe.unet, pipe.joint_weights):
+            return pipe(
+                sample["truth"][0],
+                sample["tracks_norm"],
+                sigma_px=metrics["sigma_px"],
+                output_type="np",
+                **sampling_kwargs(metrics),
+            )
 
     untrained = render("tiny")
     trained = render(str(out))

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from core.models import full_architecture_random
+from tests.support.full_architecture import full_architecture_random
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,252 @@
+"""Model presets: named models built in code, with no download.
+
+- ``tiny``: deterministic random-weight tiny components at the sizes of diffusers' own pipeline tests
+  (:func:`tiny_sd_components`, :func:`tiny_svd_components`) and ControlNets shaped like them
+  (:func:`tiny_controlnet`, :func:`tiny_svd_controlnet`, zero-initialised outputs), for tests and for trying
+  the apps offline; their outputs are noise.
+- The offline CLIP tokenizer (:func:`offline_clip_tokenizer`): a byte-level vocabulary generated in code.
+
+A preset is a name a model setting can hold instead of a hub id or folder (``KINEMA_SD_MODEL=tiny``):
+:data:`PRESETS` maps each name to its builders by kind, and the loaders of :mod:`core.models.loading` call
+:func:`build_preset`. A new preset is one more entry there.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+ModelKind = Literal["sd", "svd"]
+TINY = "tiny"
+
+
+# -- the offline CLIP tokenizer --------------------------------------------------------------------
+
+
+def _byte_to_unicode() -> dict[int, str]:
+    """The reversible byte -> printable-character table of byte-level BPE vocabularies."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table, shifted = {}, 0
+    for b in range(256):
+        if b in keep:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + shifted)
+            shifted += 1
+    return table
+
+
+def write_offline_clip_tokenizer(folder: str | Path, model_max_length: int = 77) -> Path:
+    """Write a CLIP tokenizer (vocab.json, merges.txt, configs) that needs no download.
+
+    The vocabulary holds every byte symbol, alone and as a word ending (``</w>``), plus CLIP's start and
+    end tokens: 514 ids. With no merges every word is spelled out byte by byte, which is all tiny random
+    text encoders need. Returns the folder.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    symbols = list(_byte_to_unicode().values())
+    vocab = {s: i for i, s in enumerate(symbols)}
+    vocab.update({s + "</w>": i + len(symbols) for i, s in enumerate(symbols)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    config = {"tokenizer_class": "CLIPTokenizer", "model_max_length": model_max_length}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    return folder
+
+
+def offline_clip_tokenizer(model_max_length: int = 77):
+    """A ``CLIPTokenizer`` built from :func:`write_offline_clip_tokenizer` (vocabulary size 514)."""
+    from transformers import CLIPTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return CLIPTokenizer.from_pretrained(write_offline_clip_tokenizer(tmp, model_max_length))
+
+
+# -- tiny components (diffusers' own pipeline-test sizes) ------------------------------------------
+
+
+def clip_text_encoder(tokenizer, **sizes):
+    """A random-weight ``CLIPTextModel`` of ``sizes`` whose special tokens and length fit ``tokenizer``."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        max_position_embeddings=tokenizer.model_max_length,
+        **sizes,
+    )
+    return CLIPTextModel(config).eval()
+
+
+def tiny_sd_components(seed: int = 0) -> dict:
+    """Components of a tiny SD1.5-shaped pipeline (UNet 32/64 channels, VAE factor 2), deterministic by seed."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(
+            block_out_channels=(32, 64),
+            layers_per_block=2,
+            sample_size=32,
+            in_channels=4,
+            out_channels=4,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=32,
+        )
+        vae = AutoencoderKL(
+            block_out_channels=(32, 64),
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 2,
+            up_block_types=("UpDecoderBlock2D",) * 2,
+            latent_channels=4,
+            sample_size=64,
+        )
+        tokenizer = offline_clip_tokenizer()
+        text_encoder = clip_text_encoder(
+            tokenizer,
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=5,
+            vocab_size=1000,
+        )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,  # as SD1.5 ships it; img2img pipelines warn about and rewrite any other value
+    )
+    return {
+        "unet": unet.eval(),
+        "vae": vae.eval(),
+        "text_encoder": text_encoder,
+        "tokenizer": tokenizer,
+        "scheduler": scheduler,
+        "safety_checker": None,
+        "feature_extractor": None,
+        "image_encoder": None,
+        "requires_safety_checker": False,
+    }
+
+
+def svd_scheduler():
+    """The ``EulerDiscreteScheduler`` config SVD(-XT) ships with."""
+    from diffusers import EulerDiscreteScheduler
+
+    return EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        interpolation_type="linear",
+        num_train_timesteps=1000,
+        prediction_type="v_prediction",
+        sigma_max=700.0,
+        sigma_min=0.002,
+        steps_offset=1,
+        timestep_spacing="leading",
+        timestep_type="continuous",
+        use_karras_sigmas=True,
+    )
+
+
+def tiny_svd_components(seed: int = 0) -> dict:
+    """Components of a tiny SVD-shaped pipeline (spatio-temporal UNet 32/64, VAE factor 2), deterministic."""
+    from diffusers import AutoencoderKLTemporalDecoder, UNetSpatioTemporalConditionModel
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        unet = UNetSpatioTemporalConditionModel(
+            block_out_channels=(32, 64),
+            layers_per_block=2,
+            sample_size=32,
+            in_channels=8,
+            out_channels=4,
+            down_block_types=("CrossAttnDownBlockSpatioTemporal", "DownBlockSpatioTemporal"),
+            up_block_types=("UpBlockSpatioTemporal", "CrossAttnUpBlockSpatioTemporal"),
+            cross_attention_dim=32,
+            num_attention_heads=8,
+            projection_class_embeddings_input_dim=96,
+            addition_time_embed_dim=32,
+        )
+        vae = AutoencoderKLTemporalDecoder(
+            block_out_channels=(32, 64),
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * 2,
+            latent_channels=4,
+        )
+        image_encoder = CLIPVisionModelWithProjection(
+            CLIPVisionConfig(
+                hidden_size=32,
+                projection_dim=32,
+                num_hidden_layers=5,
+                num_attention_heads=4,
+                # diffusers' SVD pipeline feeds the image encoder 224x224 pixels.
+                image_size=224,
+                intermediate_size=37,
+                patch_size=16,
+            )
+        )
+    return {
+        "unet": unet.eval(),
+        "vae": vae.eval(),
+        "image_encoder": image_encoder.eval(),
+        "scheduler": svd_scheduler(),
+        "feature_extractor": CLIPImageProcessor(crop_size=224, size=224),
+    }
+
+
+def tiny_controlnet():
+    """A ControlNet shaped like the tiny SD UNet (zero-initialised outputs, like a fresh one)."""
+    from diffusers import ControlNetModel
+
+    return ControlNetModel.from_unet(tiny_sd_components()["unet"]).eval()
+
+
+def tiny_svd_controlnet():
+    """A flow ControlNet shaped like the tiny SVD UNet and VAE, zero convs: the tiny SVD pipeline's output
+    unchanged."""
+    from core.controlnet_svd import SVDFlowControlNet
+
+    tiny = tiny_svd_components()
+    vae_scale_factor = 2 ** (len(tiny["vae"].config.block_out_channels) - 1)
+    return SVDFlowControlNet.from_unet(tiny["unet"], vae_scale_factor=vae_scale_factor).eval()
+
+
+# -- presets by name -------------------------------------------------------------------------------
+
+PresetKind = Literal["sd", "svd", "controlnet", "svd_controlnet"]
+# preset name -> kind -> builder: the stock pipeline's components ("sd", "svd"), or the model ("controlnet",
+# "svd_controlnet"), float32 on the CPU, deterministic
+PRESETS: dict[str, dict[PresetKind, Callable[[], Any]]] = {
+    TINY: {
+        "sd": tiny_sd_components,
+        "svd": tiny_svd_components,
+        "controlnet": tiny_controlnet,
+        "svd_controlnet": tiny_svd_controlnet,
+    },
+}
+
+
+def is_preset(model: str) -> bool:
+    """Whether a model setting names a preset rather than a hub id or a folder."""
+    return model in PRESETS
+
+
+def build_preset(model: str, kind: PresetKind) -> Any:
+    """Preset ``model``'s ``kind``, freshly built: a dict of pipeline components, or a ControlNet model."""
+    return PRESETS[model][kind]()

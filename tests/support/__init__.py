@@ -1,0 +1,1 @@
+"""Test scaffolding shared by tests, slow tests and benchmarks."""
