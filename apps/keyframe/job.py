@@ -302,7 +302,7 @@ def _write(
     indices: list[int],
     edited_uint8: np.ndarray,
 ) -> dict[str, str]:
-    """Write the videos and the zip asked for; their names by output."""
+    """Write the videos and the zip asked for; where they are, by output."""
     for path in files.paths():
         path.parent.mkdir(parents=True, exist_ok=True)
     write_video(files.video_mp4, result_uint8, fps)
@@ -318,7 +318,13 @@ def _write(
         ("side_by_side_mp4", files.side_by_side_mp4),
         ("keyframes_zip", files.keyframes_zip),
     )
-    return {name: path.name for name, path in named if path is not None}
+    # Named relative to the record's folder when in it (a run folder), else absolute (a CLI user's paths).
+    here = files.params_json.parent.resolve()
+    return {
+        name: path.name if path.parent.resolve() == here else str(path.resolve())
+        for name, path in named
+        if path is not None
+    }
 
 
 # -- the record ------------------------------------------------------------------------------------------

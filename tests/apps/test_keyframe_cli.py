@@ -79,12 +79,15 @@ def test_flow_backend_with_a_filter_writes_every_output(tmp_path, capsys):
     assert params["keyframes"][2]["edit"]["batch"] == [0, 6, 12, 18]
     assert params["inbetween"]["backend"] == "flow" and params["inbetween"]["output_fps"] == 10.0
     assert record["settings"]["sd_model"] == "tiny"
-    assert record["outputs"] == {
+    assert record["outputs"] == {  # beside the record by name, elsewhere by absolute path
         "video_mp4": "out.mp4",
-        "video_gif": "out.gif",
-        "side_by_side_mp4": "sbs.mp4",
-        "keyframes_zip": "keys.zip",
+        "video_gif": str(tmp_path / "out.gif"),
+        "side_by_side_mp4": str(tmp_path / "sbs.mp4"),
+        "keyframes_zip": str(tmp_path / "keys.zip"),
     }
+    assert (
+        RunRecord.read(out.with_suffix(".json")).output_paths(out.parent)["video_gif"] == tmp_path / "out.gif"
+    )
     assert set(record["timings_s"]) == {"load", "edit", "motion", "inbetween"}
 
 
