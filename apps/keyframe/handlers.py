@@ -493,14 +493,18 @@ class Handlers:
                 progress(float(done), desc=stage)
 
         folder = new_run_folder(self.settings.output_dir, "keyframe")
-        done = job.run(
-            request,
-            self.settings,
-            OutputFiles.in_folder(folder),
-            action="ui:inbetween",
-            prepared=prepared,
-            progress=report,
-        )
+        try:
+            done = job.run(
+                request,
+                self.settings,
+                OutputFiles.in_folder(folder),
+                action="ui:inbetween",
+                prepared=prepared,
+                progress=report,
+            )
+        finally:
+            if not any(folder.iterdir()):
+                folder.rmdir()  # a refused or failed run leaves no empty run folder behind
         if done.motion is not None:
             session = replace(session, motion=done.motion, motion_method=flow_method)
         status = "\n\n".join(

@@ -255,7 +255,7 @@ def test_bad_videos_get_one_sentence(client, bad_videos):
     assert "Choose 0 <= start < end" in message(lambda: load(client, start_s=2.0, end_s=1.0))
 
 
-def test_steps_out_of_order_and_bad_requests_get_one_sentence(client):
+def test_steps_out_of_order_and_bad_requests_get_one_sentence(client, settings):
     assert message(lambda: edit(client, "/edit_all", backend="filter", filter="cartoon")) == (
         "Load a video first (step 1)."
     )
@@ -264,6 +264,8 @@ def test_steps_out_of_order_and_bad_requests_get_one_sentence(client):
     assert "Keyframes 0, 8, 16, 23 not edited yet" in message(
         lambda: client.predict(*inbetween, api_name="/inbetween")
     )
+    runs = settings.output_dir / "keyframe"
+    assert not runs.exists() or all(any(folder.iterdir()) for folder in runs.iterdir())  # no empty run folder
     assert "Keyframe 30 is outside the video" in message(
         lambda: client.predict("0, 30", api_name="/set_keyframes")
     )
