@@ -75,6 +75,13 @@ class Settings:
     offload: Offload = field(
         default="none", metadata={"help": "CPU offload: none, model (per component) or sequential."}
     )
+    low_vram: bool = field(
+        default=False,
+        metadata={
+            "help": "Low-VRAM mode for GPUs with 8 GB: model offload, UNet forward chunking and smaller VAE "
+            "chunks (slower)."
+        },
+    )
     output_dir: Path = field(default=Path("outputs"), metadata={"help": "Where results are written."})
     max_image_side: int = field(default=2048, metadata={"help": "Largest accepted image side in pixels."})
     max_frames: int = field(default=64, metadata={"help": "Largest number of frames a request may ask for."})
@@ -100,11 +107,14 @@ class Settings:
         group = parser.add_argument_group("settings (also KINEMA_* environment variables)")
         for f in fields(cls):
             env = ENV_PREFIX + f.name.upper()
+            # A switch for a bool (--low-vram), a value for the rest; unset stays None either way.
+            kind = {"action": "store_const", "const": True} if isinstance(f.default, bool) else {}
             group.add_argument(
                 "--" + f.name.replace("_", "-"),
                 dest=f.name,
                 default=None,
                 help=f"{f.metadata['help']} [env {env}; default {f.default}]",
+                **kind,
             )
 
     @classmethod

@@ -22,6 +22,7 @@ UNet call inside it), so training and inference cannot disagree.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import inspect
 import math
 from collections.abc import Iterator, Sequence
@@ -374,6 +375,11 @@ def unet_residual_hooks(
             handle.remove()
 
 
+# The rows of ``controlnet_attached``'s condition the current UNet call stands for: all of them (None), or one
+# guidance half when a pipeline runs the halves one at a time (``SVDPipelineBase.enable_guidance_split``).
+CONDITION_ROWS: contextvars.ContextVar[slice | None] = contextvars.ContextVar("condition_rows", default=None)
+
+
 @contextlib.contextmanager
 def controlnet_attached(
     unet: nn.Module,
@@ -385,8 +391,8 @@ def controlnet_attached(
 
     A forward pre-hook on the UNet reads the call's sample, timestep, encoder_hidden_states and
     added_time_ids, runs the ControlNet with ``controlnet_cond`` (B,T,C,H,W) (the batch of every UNet
-    call in the block) and ``conditioning_scale``, and installs :func:`unet_residual_hooks` until the
-    call returns. Leaving the block removes the hooks.
+    call in the block, or the rows :data:`CONDITION_ROWS` names) and ``conditioning_scale``, and installs
+    :func:`unet_residual_hooks` until the call returns. Leaving the block removes the hooks.
     """
     signature = inspect.signature(type(unet).forward)
     active: list[contextlib.ExitStack] = []
@@ -398,7 +404,7 @@ def controlnet_attached(
             inputs["timestep"],
             inputs["encoder_hidden_states"],
             inputs["added_time_ids"],
-            controlnet_cond,
+            controlnet_cond[CONDITION_ROWS.get() or slice(None)],
             conditioning_scale=conditioning_scale,
             return_dict=False,
         )

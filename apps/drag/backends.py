@@ -34,6 +34,7 @@ from core.engines.warp import CAMERA_PRESETS, DEFAULT_FRAMES, WarpResult, animat
 from core.errors import InputError
 from core.flow import video_to_flows
 from core.imaging import unit_to_uint8
+from core.memory import decode_chunk_frames
 from core.motion import motion_bucket_from_flow
 from core.trajectory import CameraMotion, Trajectories, tracks_to_px
 
@@ -222,7 +223,7 @@ def render(
     settings)` returns (loaded here when None). SVD arguments are those of
     `SVDTrajectoryPipeline.__call__` (`controlnet_scale` is its `controlnet_conditioning_scale`, used by
     "svd-controlnet" only); the generator is a CPU generator seeded with `seed`, and the VAE decodes
-    `SVD_DECODE_CHUNK` frames at a time. The trained backends get the tracks of `condition_tracks_norm`.
+    `SVD_DECODE_CHUNK` frames at a time (fewer when `core.memory` says they do not fit). The trained backends get the tracks of `condition_tracks_norm`.
     `progress` gets a `RenderProgress` per warped frame and per denoising step.
 
     Raises:
@@ -279,6 +280,7 @@ def render(
                 noise_aug_strength=noise_aug_strength,
                 seed=seed,
                 report=report,
+                low_vram=settings.low_vram,
             )
         if generated_flow_px is not None:
             flow_px = generated_flow_px
@@ -359,6 +361,7 @@ def _run_model(
     noise_aug_strength: float,
     seed: int,
     report: ProgressFn,
+    low_vram: bool,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Run backend `name`'s pipeline: frames (T,H,W,3) uint8 and, for the joint-flow backend, its
     generated flow (T-1,H,W,2) float32 px (entry t: frame t -> t+1; None for the others)."""
@@ -374,7 +377,7 @@ def _run_model(
         "fps": fps,
         "motion_bucket_id": motion_bucket_id,
         "noise_aug_strength": noise_aug_strength,
-        "decode_chunk_size": SVD_DECODE_CHUNK,
+        "decode_chunk_size": decode_chunk_frames(*image_uint8.shape[:2], SVD_DECODE_CHUNK, low_vram),
         "generator": torch.Generator("cpu").manual_seed(seed),
         "output_type": "np",
         "callback_on_step_end": _step_reporter(report),

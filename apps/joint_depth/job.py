@@ -370,7 +370,11 @@ def run_job(
         action=action,
         command=command,
         arguments=arguments,
-        settings={"sd_model": model.sd_model, "joint_weights": model.weights, "device": settings.device},
+        settings={
+            "sd_model": model.sd_model,
+            "joint_weights": model.weights,
+            **{name: getattr(settings, name) for name in ("device", "dtype", "low_vram")},
+        },
         outputs={path.stem: path.name for path in files.downloads() if path != files.params_json},
         timings_s={"seconds": seconds},
     )

@@ -302,6 +302,7 @@ def _svd_inbetween(
             f"The SVD backends fill the frames between keyframes only: make frames 0 and {n_frames - 1} "
             "keyframes (the flow backend also extends past the first and last keyframe)."
         )
+    from core.memory import decode_chunk_frames
     from core.models import load_pipeline
     from core.models.state import LoraWeights, attached
     from core.pipelines.svd_interpolate import SVDInterpolatePipeline, interpolate_keyframes
@@ -333,7 +334,9 @@ def _svd_inbetween(
                 num_inference_steps=request.steps,
                 motion_bucket_id=request.motion_bucket,
                 fps=max(1, round(fps)),
-                decode_chunk_size=request.decode_chunk_size,
+                decode_chunk_size=decode_chunk_frames(
+                    *padded.shape[1:3], request.decode_chunk_size, settings.low_vram
+                ),
             )
             out[a + 1 : b] = undo_resize(video[1:-1], resize)
             done += b - a - 1

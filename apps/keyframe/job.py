@@ -284,7 +284,8 @@ def run(
         command=command,
         arguments=arguments,
         settings={
-            name: getattr(settings, name) for name in ("sd_model", "svd_model", "svd_interp_lora", "device")
+            name: getattr(settings, name)
+            for name in ("sd_model", "svd_model", "svd_interp_lora", "device", "dtype", "low_vram")
         },
         outputs=_write(files, result, video.frames_uint8, fps, indices, edited),
         timings_s=timings,

@@ -29,6 +29,7 @@ import torch
 
 from core.config import ENV_PREFIX, Settings
 from core.errors import InputError, ModelNotAvailable
+from core.memory import place_pipeline
 from core.models.presets import TINY, ModelKind, build_preset, is_preset
 
 if TYPE_CHECKING:
@@ -175,13 +176,7 @@ def load_pipeline(kind: ModelKind, settings: Settings | None = None, pipeline_cl
     cls = pipeline_cls or _stock_class(kind)
     accepted = set(cls._get_signature_keys(cls)[0]) | set(cls._get_signature_keys(cls)[1])
     pipe = cls(**{k: v for k, v in components.items() if k in accepted})
-    device = settings.resolved_device()
-    if settings.offload == "model" and device != "cpu":
-        pipe.enable_model_cpu_offload(device=device)
-    elif settings.offload == "sequential" and device != "cpu":
-        pipe.enable_sequential_cpu_offload(device=device)
-    else:
-        pipe.to(device)
+    place_pipeline(pipe, settings)
     pipe.set_progress_bar_config(disable=None)
     return pipe
 

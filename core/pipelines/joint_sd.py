@@ -50,6 +50,7 @@ from core.data.image_depth import normalize_disparity
 from core.errors import InputError
 from core.imaging import pil_to_rgb_uint8, signed_to_unit, to_signed, unit_to_signed, unit_to_uint8
 from core.patches.joint import JointPatch, apply_joint_patch, joint_patch_of
+from core.precision import decode_finite
 
 Mode = Literal["joint", "image_to_depth", "depth_to_image"]
 MODES: tuple[str, ...] = ("joint", "image_to_depth", "depth_to_image")
@@ -231,9 +232,11 @@ class JointSDPipeline(StableDiffusionPipeline):
     @torch.no_grad()
     def decode_depth(self, depth_latents: torch.Tensor, generator=None) -> torch.Tensor:
         """Depth latents (B,4,h,w) -> float32 (B,H,W) disparity in [0,1] (near = 1): mean of the 3 channels."""
-        decoded = self.vae.decode(
-            depth_latents / self.vae.config.scaling_factor, return_dict=False, generator=generator
-        )[0]
+        latents = depth_latents / self.vae.config.scaling_factor
+        decoded = decode_finite(
+            self.vae,
+            lambda: self.vae.decode(latents.to(self.vae.dtype), return_dict=False, generator=generator)[0],
+        )
         return signed_to_unit(decoded.float().mean(dim=1))
 
     # -- the call --------------------------------------------------------------------------------------
@@ -444,9 +447,11 @@ class JointSDPipeline(StableDiffusionPipeline):
         if output_type == "latent":
             images, depth_out, nsfw = image_latents, depth_latents, None
         else:
-            decoded = self.vae.decode(
-                image_latents / self.vae.config.scaling_factor, return_dict=False, generator=generator
-            )[0]
+            scaled = image_latents / self.vae.config.scaling_factor
+            decoded = decode_finite(
+                self.vae,
+                lambda: self.vae.decode(scaled.to(self.vae.dtype), return_dict=False, generator=generator)[0],
+            )
             decoded, nsfw = self.run_safety_checker(decoded, device, prompt_embeds.dtype)
             denormalize = [True] * n if nsfw is None else [not flagged for flagged in nsfw]
             images = self.image_processor.postprocess(

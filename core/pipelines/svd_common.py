@@ -29,8 +29,10 @@ import torch
 from diffusers import StableVideoDiffusionPipeline
 from diffusers.utils.torch_utils import randn_tensor
 
+from core.controlnet_svd import CONDITION_ROWS
 from core.errors import InputError
 from core.imaging import pil_to_rgb_uint8
+from core.precision import decode_finite
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
@@ -298,23 +300,44 @@ class SVDPipelineBase(StableVideoDiffusionPipeline):
         ramp = ramp.to(device, dtype).repeat(batch_size, 1)
         self._guidance_scale = ramp[:, :, None, None, None]
 
+    def enable_guidance_split(self, split: bool = True) -> None:
+        """Run the UNet on the two guidance halves one after the other instead of as one batch of 2B (half
+        the activation memory, a little slower; the low-VRAM mode turns it on)."""
+        self._guidance_split = split
+
     def _predict(self, latents: torch.Tensor, t: torch.Tensor, conditioning: SVDConditioning) -> torch.Tensor:
         """One guided UNet prediction for latents (B,T,C,h,w) at timestep t: the stock loop body."""
         guided = self.do_classifier_free_guidance
         model_input = torch.cat([latents] * 2) if guided else latents
         model_input = self.scheduler.scale_model_input(model_input, t)
         model_input = torch.cat([model_input, conditioning.image_latents], dim=2)
-        model_output = self.unet(
-            model_input,
-            t,
-            encoder_hidden_states=conditioning.image_embeddings,
-            added_time_ids=conditioning.added_time_ids,
-            return_dict=False,
-        )[0]
+        if guided and getattr(self, "_guidance_split", False):
+            half = latents.shape[0]
+            model_output = torch.cat(
+                [self._unet_rows(model_input, t, conditioning, slice(k, k + half)) for k in (0, half)]
+            )
+        else:
+            model_output = self._unet_rows(model_input, t, conditioning, slice(None))
         if guided:
             unconditional, conditional = model_output.chunk(2)
             model_output = unconditional + self.guidance_scale * (conditional - unconditional)
         return model_output
+
+    def _unet_rows(
+        self, model_input: torch.Tensor, t: torch.Tensor, conditioning: SVDConditioning, rows: slice
+    ) -> torch.Tensor:
+        """The UNet on batch rows ``rows`` of the guidance batch (an attached ControlNet reads the same rows)."""
+        token = CONDITION_ROWS.set(None if rows == slice(None) else rows)
+        try:
+            return self.unet(
+                model_input[rows],
+                t,
+                encoder_hidden_states=conditioning.image_embeddings[rows],
+                added_time_ids=conditioning.added_time_ids[rows],
+                return_dict=False,
+            )[0]
+        finally:
+            CONDITION_ROWS.reset(token)
 
     def _denoise(
         self,
@@ -352,5 +375,7 @@ class SVDPipelineBase(StableVideoDiffusionPipeline):
         """Latents (B,T,C,h,w) -> frames as ``output_type`` ("latent" returns the latents as they are)."""
         if output_type == "latent":
             return latents
-        frames = self.decode_latents(latents, num_frames, decode_chunk_size)
+        frames = decode_finite(
+            self.vae, lambda: self.decode_latents(latents.to(self.vae.dtype), num_frames, decode_chunk_size)
+        )
         return self.video_processor.postprocess_video(video=frames, output_type=output_type)

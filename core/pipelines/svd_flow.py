@@ -40,6 +40,7 @@ from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion 
 from core.errors import InputError
 from core.flow.encoding import FlowEncoding, decode_flow, encode_flow
 from core.flow.visualize import render_flow_video
+from core.memory import encode_chunk_frames
 from core.pipelines.svd_common import (
     ImageInput,
     SVDPipelineBase,
@@ -144,7 +145,8 @@ class SVDFlowPipeline(SVDPipelineBase):
         UNet's dtype (:func:`encode_flow_latents` with the VAE upcast the pipeline uses)."""
         flows = torch.as_tensor(flow_video_px).to(self._execution_device)
         with self._vae_upcast():
-            latents = encode_flow_latents(self.vae, flows, scale_px, flows.shape[-4])
+            chunk = encode_chunk_frames(*flows.shape[-3:-1])
+            latents = encode_flow_latents(self.vae, flows, scale_px, chunk)
         return latents.to(self.unet.dtype)
 
     def decode_flow_video(

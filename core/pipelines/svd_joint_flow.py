@@ -59,6 +59,7 @@ from diffusers.utils import BaseOutput
 
 from core.errors import InputError
 from core.flow.encoding import FlowEncoding, decode_flow
+from core.memory import encode_chunk_frames
 from core.models.state import JointWeights
 from core.patches.joint import joint_patch_of
 from core.pipelines.svd_common import (
@@ -198,11 +199,13 @@ class SVDJointFlowPipeline(SVDPipelineBase):
     @torch.no_grad()
     def encode_flow_video(self, flow_video_px: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Flow videos (...,T,H,W,2) px -> denoising-space latents (...,T,C,h,w) in the UNet's dtype, at this
-        model's flow scale (``svd_flow.encode_flow_latents`` on the execution device, T frames at a time)."""
+        model's flow scale (``svd_flow.encode_flow_latents`` on the execution device, as many frames at a time as
+        ``core.memory.encode_chunk_frames`` allows)."""
         flows = torch.as_tensor(flow_video_px).to(self._execution_device)
         scale_px = self.flow_encoding.scale_px(flows.shape[-2])
         with self._vae_upcast():
-            latents = encode_flow_latents(self.vae, flows, scale_px, flows.shape[-4])
+            chunk = encode_chunk_frames(*flows.shape[-3:-1])
+            latents = encode_flow_latents(self.vae, flows, scale_px, chunk)
         return latents.to(self.unet.dtype)
 
     @torch.no_grad()

@@ -40,6 +40,7 @@ from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 from core.controlnet_svd import SVDFlowControlNet, controlnet_attached
 from core.errors import InputError
 from core.imaging import to_unit
+from core.memory import encode_chunk_frames
 from core.pipelines.svd_common import (
     ImageInput,
     SVDPipelineBase,
@@ -132,8 +133,8 @@ class SVDTrajectoryPipeline(SVDPipelineBase):
           An untrained ControlNet (zero convs) or a scale of 0 gives exactly the output without it. A
           ``controlnet`` without ``flow_condition`` is not run.
         - Costs one UNet call per step run (batch 2 with guidance, as stock), plus one ControlNet call
-          (same batch) per step in ControlNet mode, plus one VAE encode of the guide (chunked by
-          ``decode_chunk_size``).
+          (same batch) per step in ControlNet mode, plus one VAE encode of the guide (in chunks of
+          at most ``decode_chunk_size`` frames that ``core.memory.encode_chunk_frames`` allows).
     """
 
     _optional_components = ["controlnet"]
@@ -351,7 +352,8 @@ class SVDTrajectoryPipeline(SVDPipelineBase):
             # Normalised like the image path ((x / 255) * 2 - 1), so equal pixels give equal latents.
             guide_signed = self.video_processor.normalize(to_unit(guide_video, device))
             with self._vae_upcast():
-                guide_latents = encode_video_latents(self.vae, guide_signed, decode_chunk_size)
+                chunk = min(decode_chunk_size, encode_chunk_frames(height, width))
+                guide_latents = encode_video_latents(self.vae, guide_signed, chunk)
             latents = guide_latents.to(dtype).unsqueeze(0) + sigma_start * noise
 
         pin_fn = None

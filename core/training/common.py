@@ -44,8 +44,6 @@ import argparse
 import json
 import logging
 import math
-import re
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -58,14 +56,19 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from core.errors import InputError, KinemaError
+from core.training.checkpoints import (
+    CHECKPOINT_PREFIX,
+    TRAINER_STATE_NAME,
+    list_checkpoints,
+    resolve_resume,
+    save_checkpoint,
+)
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_PREFIX = "checkpoint-"
-TRAINER_STATE_NAME = "trainer_state.json"
 SUMMARY_NAME = "summary.json"
 LR_SCHEDULERS = (
     "constant",
@@ -244,54 +247,6 @@ def check_common_args(args: argparse.Namespace) -> None:
         )
 
 
-# -- checkpoints -----------------------------------------------------------------------------------
-
-
-def list_checkpoints(output_dir: str | Path) -> list[Path]:
-    """Complete ``checkpoint-STEP`` folders in ``output_dir`` (with trainer_state.json), oldest step first."""
-    found = []
-    for folder in Path(output_dir).glob(f"{CHECKPOINT_PREFIX}*"):
-        match = re.fullmatch(rf"{CHECKPOINT_PREFIX}(\d+)", folder.name)
-        if match and (folder / TRAINER_STATE_NAME).is_file():
-            found.append((int(match.group(1)), folder))
-    return [folder for _, folder in sorted(found)]
-
-
-def _resolve_resume(value: str | None, output_dir: Path) -> Path | None:
-    if value is None:
-        return None
-    if value == "latest":
-        checkpoints = list_checkpoints(output_dir)
-        if not checkpoints:
-            logger.info("No checkpoint in %s yet: starting a new run.", output_dir)
-            return None
-        return checkpoints[-1]
-    folder = Path(value).expanduser()
-    if not (folder / TRAINER_STATE_NAME).is_file():
-        raise InputError(
-            f"--resume_from_checkpoint {value} is not a complete checkpoint folder (no {TRAINER_STATE_NAME}); "
-            f"give a {CHECKPOINT_PREFIX}STEP folder written by this loop, or 'latest'."
-        )
-    return folder
-
-
-def _save_checkpoint(accelerator: Accelerator, output_dir: Path, limit: int | None, state: dict) -> Path:
-    """Prune to ``limit - 1`` old checkpoints, then save accelerate's state and trainer_state.json."""
-    folder = output_dir / f"{CHECKPOINT_PREFIX}{state['global_step']}"
-    if accelerator.is_main_process and limit is not None:
-        existing = list_checkpoints(output_dir)
-        for old in existing[: max(0, len(existing) - limit + 1)]:
-            logger.info("Removing %s (--checkpoints_total_limit %d).", old, limit)
-            shutil.rmtree(old)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(folder))  # every process: DeepSpeed shards and per-process RNG files
-    if accelerator.is_main_process:
-        # Written last: a folder without it is an interrupted save, which `latest` ignores.
-        (folder / TRAINER_STATE_NAME).write_text(json.dumps(state))
-    accelerator.wait_for_everyone()
-    return folder
-
-
 # -- helpers ---------------------------------------------------------------------------------------
 
 
@@ -399,7 +354,7 @@ def run_training(args: argparse.Namespace, build_task: TaskBuilder) -> dict:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     check_common_args(args)
     output_dir = Path(args.output_dir)
-    resumed_from = _resolve_resume(args.resume_from_checkpoint, output_dir)
+    resumed_from = resolve_resume(args.resume_from_checkpoint, output_dir)
     tracker = _resolved_tracker(args.report_to)
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -542,7 +497,7 @@ def run_training(args: argparse.Namespace, build_task: TaskBuilder) -> dict:
             # Checkpoint before validating: a failing validation must not cost the training progress.
             if global_step % args.checkpointing_steps == 0:
                 state = {"global_step": global_step, "loss_curve": loss_curve, "validated_at": validated_at}
-                _save_checkpoint(accelerator, output_dir, args.checkpoints_total_limit, state)
+                save_checkpoint(accelerator, output_dir, args.checkpoints_total_limit, state)
             if validate_now:
                 _run_validation(task, accelerator, trained, global_step, output_dir)
             if global_step >= args.max_train_steps:

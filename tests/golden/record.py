@@ -1,6 +1,6 @@
 """Golden outputs of every app path, to show that a restructuring changes no behaviour.
 
-`python -m tests.golden.record --write` runs each CLI (drag: warp, svd, svd-controlnet, svd-joint-flow on the
+`python -m tests.golden.record --write` runs (on one CPU thread) each CLI (drag: warp, svd, svd-controlnet, svd-joint-flow on the
 tiny models; keyframe: filter + flow, sd edit + svd-trf on tiny) and the joint-depth job (three modes on tiny with
 seeded joint weights) in fixed folders under /tmp/kinema-golden, and stores the SHA-256 of every decoded video
 and image, and every parameters JSON (timings and clock fields dropped), in tests/golden/golden.json.
@@ -246,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="store the outputs as the new golden file")
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)  # float sums, hence the hashes, depend on the thread count: one, as the tests run
     for name, value in {"SD_MODEL": "tiny", "SVD_MODEL": "tiny", "DEVICE": "cpu"}.items():
         os.environ[f"KINEMA_{name}"] = value
     for name in ("SVD_CONTROLNET_MODEL", "SVD_JOINT_FLOW_MODEL"):

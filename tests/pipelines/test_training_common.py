@@ -18,7 +18,7 @@ from core.data.synthetic import write_image_depth_folder
 from core.errors import InputError
 from core.lora import add_lora, load_lora, save_lora
 from core.models import tiny_sd_components
-from core.training import common
+from core.training import checkpoints, common
 
 LORA = "toy"
 # Attention-only LoRA barely moves a random tiny UNet's loss in 12 steps; the convolutions do.
@@ -179,7 +179,7 @@ def test_checkpoints_every_n_with_total_limit(full_run):
     run, summary, out = full_run
     # Saved at 3, 6, 9, 12 (LoRA-only, through the task's hook), then the final weights into output_dir.
     assert run.saved_to == ["checkpoint-3", "checkpoint-6", "checkpoint-9", "checkpoint-12", out.name]
-    assert [p.name for p in common.list_checkpoints(out)] == ["checkpoint-9", "checkpoint-12"]
+    assert [p.name for p in checkpoints.list_checkpoints(out)] == ["checkpoint-9", "checkpoint-12"]
     assert summary["checkpoints"] == ["checkpoint-9", "checkpoint-12"]
     files = sorted(p.name for p in (out / "checkpoint-12").iterdir())
     assert files == sorted(
@@ -188,10 +188,10 @@ def test_checkpoints_every_n_with_total_limit(full_run):
             "scheduler.bin",
             "random_states_0.pkl",
             f"{LORA}.safetensors",
-            common.TRAINER_STATE_NAME,
+            checkpoints.TRAINER_STATE_NAME,
         ]
     )
-    state = json.loads((out / "checkpoint-9" / common.TRAINER_STATE_NAME).read_text())
+    state = json.loads((out / "checkpoint-9" / checkpoints.TRAINER_STATE_NAME).read_text())
     assert state["global_step"] == 9 and state["loss_curve"] == summary["loss_curve"][:9]
     assert state["validated_at"] == [5]
     # The final file holds the trained adapter exactly, and only LoRA weights.
@@ -237,7 +237,7 @@ def test_resume_latest_reaches_identical_weights(full_run, data_dir, tmp_path):
     with pytest.raises(Interrupted):
         common.run_training(_args(out), crashed.build)
     assert crashed.losses == full.losses[:16]
-    assert [p.name for p in common.list_checkpoints(out)] == ["checkpoint-6", "checkpoint-9"]
+    assert [p.name for p in checkpoints.list_checkpoints(out)] == ["checkpoint-6", "checkpoint-9"]
     assert not (out / common.SUMMARY_NAME).exists()
 
     _reset_accelerate()
@@ -284,11 +284,11 @@ def test_bad_flags_raise_input_error(tmp_path):
 
 
 def test_latest_without_checkpoints_starts_fresh(tmp_path):
-    assert common._resolve_resume("latest", tmp_path) is None
+    assert checkpoints.resolve_resume("latest", tmp_path) is None
     (tmp_path / "checkpoint-3").mkdir()  # interrupted save: no trainer_state.json
     (tmp_path / "checkpoint-2").mkdir()
-    (tmp_path / "checkpoint-2" / common.TRAINER_STATE_NAME).write_text("{}")
-    assert common._resolve_resume("latest", tmp_path) == tmp_path / "checkpoint-2"
+    (tmp_path / "checkpoint-2" / checkpoints.TRAINER_STATE_NAME).write_text("{}")
+    assert checkpoints.resolve_resume("latest", tmp_path) == tmp_path / "checkpoint-2"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")

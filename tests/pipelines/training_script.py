@@ -21,7 +21,8 @@ import pytest
 import torch
 from accelerate.state import AcceleratorState, GradientState
 
-from core.training.common import SUMMARY_NAME, TRAINER_STATE_NAME, TrainingTask
+from core.training.checkpoints import TRAINER_STATE_NAME
+from core.training.common import SUMMARY_NAME, TrainingTask
 
 ROOT = Path(__file__).resolve().parents[2]
 
