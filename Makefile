@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: demo test bench lint format venv dev-venv browser screenshots
+.PHONY: demo test test-min bench bench-gpu lint format venv dev-venv browser screenshots
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,28 @@ demo: $(VENV)/.runtime
 test: $(VENV)/.dev browser
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
+## make test-min: the unit, pipeline and app tests (not slow, not e2e) in .venv-min, a venv at the lowest versions
+## requirements.txt allows: every `NAME>=X` (also `NAME>=X,<Y`) is installed as `NAME==X`, via
+## .venv-min/requirements-min.txt, which the sed below writes. torch is the exception: it stays the CPU
+## build $(TORCH_SPEC), since CPU wheels of older torch releases are not on the project's machines, so
+## the torch bound is not checked here. The dev tools come from requirements-dev.txt as usual.
+VENV_MIN := .venv-min
+PY_MIN := $(VENV_MIN)/bin/python
+
+$(PY_MIN):
+	$(PYTHON) -m venv $(VENV_MIN)
+	$(PY_MIN) -m pip install --upgrade --quiet pip
+
+$(VENV_MIN)/requirements-min.txt: requirements.txt | $(PY_MIN)
+	sed -E -e '/^torch[<>=]/d' -e 's/>=([^,;]+).*/==\1/' requirements.txt > $@
+
+$(VENV_MIN)/.installed: $(VENV_MIN)/requirements-min.txt requirements-dev.txt
+	$(PY_MIN) -m pip install --quiet "$(TORCH_SPEC)" -r $(VENV_MIN)/requirements-min.txt -r requirements-dev.txt
+	touch $@
+
+test-min: $(VENV_MIN)/.installed
+	HF_HUB_OFFLINE=1 $(PY_MIN) -m pytest tests/unit tests/pipelines tests/apps -m "not slow" $(PYTEST_ARGS)
+
 ## browser tests use Debian's chromium; CI installs it, elsewhere they skip when it is absent
 browser:
 	@if [ "$$CI" = "true" ] && [ ! -x /usr/bin/chromium ]; then \
@@ -45,6 +67,11 @@ screenshots: $(VENV)/.dev
 ## make bench: ratio benchmarks, one table, JSON in bench-results/
 bench: $(VENV)/.dev
 	HF_HUB_OFFLINE=1 $(PY) tests/benchmarks/run.py $(ARGS)
+
+## make bench-gpu: every app path at real size on a CUDA GPU (default and low-VRAM), one table and
+## bench-results/gpu_paths.json; without CUDA it says so and exits 0. Needs a CUDA torch in .venv.
+bench-gpu: $(VENV)/.dev
+	HF_HUB_OFFLINE=1 $(PY) tests/benchmarks/gpu_paths.py $(ARGS)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

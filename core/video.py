@@ -34,7 +34,6 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple
 
@@ -373,7 +372,9 @@ def _write_mp4(path: Path, frames: np.ndarray, fps: float, crf: int) -> None:
     writer = imageio_ffmpeg.write_frames(
         str(path),
         (frames.shape[2], frames.shape[1]),
-        fps=Fraction(fps).limit_denominator(100_000),
+        # A plain float: imageio-ffmpeg >= 0.7 hands it to ffmpeg as an exact rational (30000/1001 stays
+        # 30000/1001); releases before 0.7 accept only int or float (a Fraction fails their check).
+        fps=fps,
         codec="libx264",
         pix_fmt_out="yuv420p",
         quality=None,

@@ -146,7 +146,7 @@ class JointPatch:
         for m, name in enumerate(self.modality_lora_names, start=1):
             self._lora_masks[name] = layout == m
         self._expanded.clear()
-        self._track_loras()
+        self.track_loras()
 
     def set_pairing(self, partner_index: Sequence | torch.Tensor | None) -> None:
         """Set whom each entry attends to in the joint layers, or ``None`` to skip the joint layers.
@@ -191,7 +191,7 @@ class JointPatch:
                 raise InputError(f"A LoRA mask must be B booleans (or 0/1), got {mask!r}.")
             self._lora_masks[name] = values.bool()
         self._expanded.clear()
-        self._track_loras()
+        self.track_loras()
 
     def park(self) -> None:
         """Leave the patch inert for any batch: joint layers skipped, every adapter masked off (stock output)."""
@@ -264,7 +264,20 @@ class JointPatch:
             path = folder / f"{name}{lora.SUFFIX}"
             if path.is_file():
                 lora.load_lora(self.unet, path, name=name)
-        self._track_loras()
+        self.track_loras()
+
+    def reset_joint_layers(self) -> None:
+        """Give the joint layers the state :func:`apply_joint_patch` gives them: each ``joint_attn`` the weights
+        of its block's ``attn1``, each ``joint_conv`` zeros, so the UNet computes the stock output again
+        (adapters aside). The joint adapters, pairing and masks are kept."""
+        with torch.no_grad():
+            for block in self.blocks.values():
+                stock = _base_parameters(block.attn1)
+                for key, param in _base_parameters(getattr(block, JOINT_ATTN)).items():
+                    param.copy_(stock[key])
+                conv = getattr(block, JOINT_CONV)
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
 
     def remove(self) -> None:
         """Undo the patch: hooks, the patch's adapters and the joint layers go; the stock UNet stays."""
@@ -283,14 +296,12 @@ class JointPatch:
     # -- internals -------------------------------------------------------------------------------------
 
     def _joint_weights(self) -> dict[str, nn.Parameter]:
-        # Keys as in a UNet without LoRA (peft's 'base_layer.' dropped), so files do not depend on adapters.
-        weights = {}
-        for path, block in self.blocks.items():
-            for part in (JOINT_ATTN, JOINT_CONV):
-                for key, param in getattr(block, part).named_parameters():
-                    if "lora_" not in key:
-                        weights[f"{path}.{part}.{key.replace('base_layer.', '')}"] = param
-        return weights
+        return {
+            f"{path}.{part}.{key}": param
+            for path, block in self.blocks.items()
+            for part in (JOINT_ATTN, JOINT_CONV)
+            for key, param in _base_parameters(getattr(block, part)).items()
+        }
 
     def _rows(self, what: str, rows: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """The pairing (``what="partners"``) or an adapter's mask (``what=name``) over a block's ``rows``."""
@@ -334,8 +345,13 @@ class JointPatch:
         mask = self._rows(name, down.shape[0], down.device, down.dtype)
         return down * mask.view(-1, *[1] * (down.ndim - 1))
 
-    def _track_loras(self) -> None:
-        """(Re)hook the lora_A layers of every adapter of the patch the UNet has now."""
+    def track_loras(self) -> None:
+        """Mask every adapter of the patch that the UNet has now: (re)hook its ``lora_A`` layers.
+
+        Adapters added through :func:`apply_joint_patch`, :meth:`load` or :mod:`core.lora` followed by
+        :meth:`set_lora_mask` / :meth:`set_batch_layout` are already masked; call this after adding one of the
+        patch's adapters (``y_lora``, ...) another way, e.g. with peft's ``unet.add_adapter`` directly.
+        """
         self._untrack_loras()
         present = lora.list_loras(self.unet)
         for name in self.lora_names:
@@ -397,11 +413,10 @@ def apply_joint_patch(
         setattr(block, JOINT_ATTN, joint_attn)
         weight = block.attn1.to_q.weight
         conv = nn.Conv1d(block.dim, block.dim, kernel_size=1, device=weight.device, dtype=weight.dtype)
-        nn.init.zeros_(conv.weight)
-        nn.init.zeros_(conv.bias)
         setattr(block, JOINT_CONV, conv)
         hook = functools.partial(patch._add_joint_output, block)
         patch._joint_hooks.append(block.attn1.register_forward_hook(hook, with_kwargs=True))
+    patch.reset_joint_layers()  # joint_attn already holds attn1's weights (a deep copy); this zeroes joint_conv
     # A plain attribute (not a submodule): state_dict and module walks do not see it.
     setattr(unet, _PATCH_ATTR, patch)
     if joint_lora_rank is not None:
@@ -410,7 +425,7 @@ def apply_joint_patch(
     if y_lora_rank is not None:
         for name in patch.modality_lora_names:
             lora.add_lora(unet, name, y_lora_rank, target_modules=ORDINARY_TARGETS)
-    patch._track_loras()
+    patch.track_loras()
     return patch
 
 
@@ -425,6 +440,16 @@ def remove_joint_patch(unet: nn.Module) -> None:
     if patch is None:
         raise InputError("This UNet carries no joint patch to remove.")
     patch.remove()
+
+
+def _base_parameters(module: nn.Module) -> dict[str, nn.Parameter]:
+    """``module``'s own parameters (no LoRA) under the names they have without adapters (peft's ``base_layer.``
+    dropped), so keys and files do not depend on adapters."""
+    return {
+        key.replace("base_layer.", ""): param
+        for key, param in module.named_parameters()
+        if "lora_" not in key
+    }
 
 
 def _layout(modality_of_entry: Sequence[int] | torch.Tensor, modalities: int) -> torch.Tensor:

@@ -248,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    torch.set_num_threads(1)  # float sums, hence the hashes, depend on the thread count: one, as the tests run
+    torch.set_num_threads(
+        1
+    )  # float sums, hence the hashes, depend on the thread count: one, as the tests run
     for name, value in {"SD_MODEL": "tiny", "SVD_MODEL": "tiny", "DEVICE": "cpu"}.items():
         os.environ[f"KINEMA_{name}"] = value
     for name in ("SVD_CONTROLNET_MODEL", "SVD_JOINT_FLOW_MODEL"):

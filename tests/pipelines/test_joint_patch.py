@@ -7,15 +7,18 @@ import pytest
 import torch
 from diffusers.models.attention import BasicTransformerBlock
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+from peft import LoraConfig
 
 from core import lora
 from core.errors import InputError
 from core.models import tiny_sd_components, tiny_svd_components
+from core.patches import handbook
 from core.patches.joint import (
     JOINT_ATTN,
     JOINT_CONV,
     apply_joint_patch,
     joint_lora_names,
+    joint_patch_of,
     modality_lora_names,
     pairing_from_layout,
     remove_joint_patch,
@@ -358,6 +361,122 @@ def test_remove_restores_stock_structure_forward_and_output():
     # Removable means re-appliable.
     apply_joint_patch(unet).set_batch_layout([0, 0, 1, 1])
     assert torch.equal(run_sd(unet, latents, text), stock)
+
+
+# -- the seed handbook's names (core.patches.handbook) ---------------------------------------------
+
+# The handbook's adapter config, added with peft directly (suffix targets: attn1, attn2 and joint_attn).
+HANDBOOK_LORA = dict(
+    r=4, lora_alpha=4, init_lora_weights="gaussian", target_modules=["to_k", "to_q", "to_v", "to_out.0"]
+)
+
+
+def test_handbook_apply_patch_is_apply_joint_patch():
+    ours, theirs = sd_unet(), sd_unet()
+    latents, text = sd_inputs(4)
+    stock = run_sd(ours, latents, text)
+    patches = [apply_joint_patch(ours), handbook.apply_patch(theirs)]
+    assert joint_patch_of(theirs) is patches[1]
+    assert structure(theirs) == structure(ours) and lora.list_loras(theirs) == []
+    for patch in patches:
+        perturb(patch.joint_parameters(), seed=40, scale=0.05)
+        patch.set_batch_layout([0, 0, 1, 1])
+    out = run_sd(theirs, latents, text)
+    assert torch.equal(out, run_sd(ours, latents, text))
+    assert (out - stock).abs().max() > 1e-3  # the joint layers are live
+
+
+@pytest.mark.parametrize("with_adapter", [False, True])
+def test_handbook_initialize_joint_layers_restores_fresh_joint_layers(with_adapter):
+    unet = sd_unet()
+    latents, text = sd_inputs(4)
+    stock = run_sd(unet, latents, text)
+    patch = handbook.apply_patch(unet)
+    if with_adapter:  # peft wraps attn1 and joint_attn: their weights move under 'base_layer'
+        unet.add_adapter(LoraConfig(**HANDBOOK_LORA), adapter_name="y_lora")
+    patch.set_batch_layout([0, 0, 1, 1])
+    perturb(patch.joint_parameters(), seed=41, scale=0.05)
+    assert (run_sd(unet, latents, text) - stock).abs().max() > 1e-3
+    handbook.initialize_joint_layers(unet)
+    assert (run_sd(unet, latents, text) - stock).abs().max() <= 1e-5
+    fresh = apply_joint_patch(sd_unet()).joint_state_dict()
+    restored = patch.joint_state_dict()
+    assert restored.keys() == fresh.keys()
+    assert all(torch.equal(restored[key], fresh[key]) for key in fresh)
+
+
+def test_handbook_hack_lora_forward_masks_an_adapter_added_with_peft():
+    unet = sd_unet()
+    latents, text = sd_inputs(4)
+    stock = run_sd(unet, latents, text)
+    handbook.apply_patch(unet)
+    handbook.set_patch_lora_mask(unet, "y_lora", [0, 1, 0, 1])
+    unet.add_adapter(LoraConfig(**HANDBOOK_LORA), adapter_name="y_lora")
+    perturb(lora_weights(unet, "y_lora"), seed=42)
+    unmasked = run_sd(unet, latents, text)
+    assert all((unmasked[i] - stock[i]).abs().max() > 1e-3 for i in range(4))  # peft alone: every entry
+    handbook.hack_lora_forward(unet)
+    out = run_sd(unet, latents, text)
+    assert all(torch.equal(out[i], stock[i]) for i in (0, 2))
+    assert all(torch.equal(out[i], unmasked[i]) for i in (1, 3))
+
+
+def test_handbook_set_patch_lora_mask_is_set_lora_mask():
+    ours, theirs = sd_unet(), sd_unet()
+    latents, text = sd_inputs(4)
+    stock = run_sd(ours, latents, text)
+    patch = apply_joint_patch(ours, y_lora_rank=4)
+    apply_joint_patch(theirs, y_lora_rank=4)
+    for unet in (ours, theirs):
+        perturb(lora_weights(unet, "y_lora"), seed=43)
+    patch.set_lora_mask("y_lora", [1, 0, 0, 1])
+    handbook.set_patch_lora_mask(theirs, "y_lora", [1, 0, 0, 1])
+    out = run_sd(theirs, latents, text)
+    assert torch.equal(out, run_sd(ours, latents, text))
+    assert torch.equal(out[1], stock[1]) and torch.equal(out[2], stock[2])
+    assert (out[0] - stock[0]).abs().max() > 1e-3
+    with pytest.raises(InputError):
+        handbook.set_patch_lora_mask(theirs, "style_lora", [1, 0, 0, 0])
+
+
+@pytest.mark.parametrize(
+    ("mask", "partner"), [([1, 1, 0, 0], [2, 3, 0, 1]), ([True, False, True, False], [1, 0, 3, 2])]
+)
+def test_handbook_joint_attention_mask_pairs_each_x_with_its_y_and_keeps_lora_masks(mask, partner):
+    unet = sd_unet()
+    latents, text = sd_inputs(4)
+    stock = run_sd(unet, latents, text)
+    patch = apply_joint_patch(unet, y_lora_rank=4)
+    perturb(lora_weights(unet, "y_lora"), seed=44)
+    handbook.set_patch_lora_mask(unet, "y_lora", [0, 0, 0, 1])
+    handbook.set_joint_attention_mask(unet, mask)
+    calls, _ = capture_joint_attention(patch)
+    out = run_sd(unet, latents, text)
+    assert len(calls) == len(patch.blocks)
+    assert all(torch.equal(keys, queries[partner]) for queries, keys in calls)
+    # The joint conv is still zero, so only y_lora moves an entry: the one its own mask selects.
+    assert [i for i in range(4) if not torch.equal(out[i], stock[i])] == [3]
+
+
+def test_handbook_names_raise_input_errors():
+    unet = sd_unet()
+    calls = [
+        handbook.initialize_joint_layers,
+        handbook.hack_lora_forward,
+        lambda u: handbook.set_patch_lora_mask(u, "y_lora", None),
+        lambda u: handbook.set_joint_attention_mask(u, [1, 0]),
+    ]
+    for call in calls:
+        with pytest.raises(InputError, match="apply_patch"):
+            call(unet)
+    handbook.apply_patch(unet)
+    for bad in ([1, 1, 1, 0], [0.5, 0.5], [[1, 0]], [], "x"):
+        with pytest.raises(InputError):
+            handbook.set_joint_attention_mask(unet, bad)
+    three = sd_unet()
+    apply_joint_patch(three, modalities=3)
+    with pytest.raises(InputError, match="two modalities"):
+        handbook.set_joint_attention_mask(three, [1, 0])
 
 
 # -- the full SD1.5 architecture -------------------------------------------------------------------

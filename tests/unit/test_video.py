@@ -124,12 +124,17 @@ def test_mp4_round_trip_keeps_shape_fps_count_and_pixels(mp4_16) -> None:
     assert probe_video(path) == VideoInfo(16, 8.0, (64, 96))
 
 
-def test_mp4_is_h264_yuv420p_bt709(mp4_16) -> None:
-    path, _ = mp4_16
+def video_stream_line(path) -> str:
+    """ffmpeg's description of the file's video stream (codec, pixel format, colours, rate, time base)."""
     result = subprocess.run(
         [imageio_ffmpeg.get_ffmpeg_exe(), "-i", str(path)], capture_output=True, text=True
     )
-    stream = next(line for line in result.stderr.splitlines() if "Video:" in line)
+    return next(line for line in result.stderr.splitlines() if "Video:" in line)
+
+
+def test_mp4_is_h264_yuv420p_bt709(mp4_16) -> None:
+    path, _ = mp4_16
+    stream = video_stream_line(path)
     assert "h264" in stream and "yuv420p(tv, bt709" in stream and "8 fps" in stream, stream
 
 
@@ -171,6 +176,26 @@ def test_mp4_fractional_fps(tmp_path) -> None:
         info = probe_video(path)
         assert info.num_frames == 6 and info.fps == pytest.approx(fps, abs=0.005)
         assert read_video(path).fps == pytest.approx(fps, abs=0.005)
+
+
+def test_mp4_rate_reaches_imageio_ffmpeg_as_a_float_and_the_file_keeps_it_exact(
+    tmp_path, monkeypatch
+) -> None:
+    # imageio-ffmpeg before 0.7 accepts only an int or float fps (a Fraction failed this check, so every mp4
+    # write crashed) and rounds it to 0.01; from 0.7 it passes a float to ffmpeg as its exact rational.
+    real_write_frames = imageio_ffmpeg.write_frames
+    rates = []
+
+    def write_frames(*args, fps, **kwargs):
+        assert isinstance(fps, float | int), "fps must be float"
+        rates.append(fps)
+        return real_write_frames(*args, fps=fps, **kwargs)
+
+    monkeypatch.setattr(imageio_ffmpeg, "write_frames", write_frames)
+    ntsc = 30000 / 1001
+    stream = video_stream_line(write_video(tmp_path / "ntsc.mp4", smooth_frames(6, 32, 32), ntsc))
+    assert rates == [ntsc]
+    assert "29.97 fps" in stream and "30k tbn" in stream, stream  # 30000/1001, not 2997/100 (11988 tbn)
 
 
 def test_odd_sizes_are_padded_to_even_by_repeating_the_edge(tmp_path) -> None:
