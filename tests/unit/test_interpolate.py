@@ -122,13 +122,13 @@ def test_motion_is_reused_and_progress_reported(pan, pan_motion):
 
 
 def test_both_directions_are_the_serial_estimates(pan, pan_motion):
-    """The two directions are estimated at once; each is exactly the one-direction estimate."""
+    """Each direction is exactly the one-direction estimate (the backward one on the reversed video)."""
     np.testing.assert_array_equal(pan_motion.forward_px, estimate_video_flow(pan))
     np.testing.assert_array_equal(pan_motion.backward_px, estimate_video_flow(pan[::-1])[::-1])
 
 
 def test_flow_threads_run_in_the_callers_context(pan, monkeypatch):
-    """Progress trackers that live in context variables (Gradio's track_tqdm) see the flow threads."""
+    """Progress trackers that live in context variables (Gradio's track_tqdm) see the flow estimation."""
     tracker: ContextVar[str | None] = ContextVar("tracker", default=None)
     seen = []
 
