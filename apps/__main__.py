@@ -29,10 +29,6 @@ class AppSpec:
     framework: str  # "gradio" or "streamlit"
     port: int
 
-    @property
-    def built(self) -> bool:
-        return (ROOT / self.entry).is_file()
-
     def command(self, host: str) -> list[str]:
         if self.framework == "streamlit":
             return [
@@ -55,7 +51,15 @@ APPS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m apps", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m apps",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="apps:\n"
+        + "\n".join(
+            f"  {app.key:<9} {app.title} ({app.framework}, port {app.port})" for app in APPS.values()
+        ),
+    )
     parser.add_argument("which", nargs="?", default="all", choices=[*APPS, "all"])
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 for a LAN)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
@@ -67,20 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
 
     chosen = list(APPS.values()) if args.which == "all" else [APPS[args.which]]
-    missing = [app for app in chosen if not app.built]
-    for app in missing:
-        print(f"{app.title} ({app.key}) is not built yet ({app.entry} does not exist).")
-    runnable = [app for app in chosen if app.built]
-    if not runnable:
-        print("Nothing to launch yet.")
-        return 1
-
     env = {**os.environ, **_settings_env(settings)}
     if args.dry_run:
-        for app in runnable:
+        for app in chosen:
             print(" ".join(app.command(args.host)))
         return 0
-    children = [(app, subprocess.Popen(app.command(args.host), cwd=ROOT, env=env)) for app in runnable]
+    children = [(app, subprocess.Popen(app.command(args.host), cwd=ROOT, env=env)) for app in chosen]
     for app, _ in children:
         print(f"{app.title}: {app.url(args.host)}")
     try:

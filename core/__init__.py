@@ -1,1 +1,1 @@
-"""Kinema core: UI-free building blocks shared by the three apps (see ARCHITECTURE.md)."""
+"""Kinema core: UI-free building blocks shared by the three apps (see docs/ARCHITECTURE.md)."""

@@ -56,8 +56,19 @@ class Settings:
             "'tiny'); empty: the drag app's experimental joint-flow backend is not offered."
         },
     )
-    lora_path: str = field(
-        default="", metadata={"help": "Optional folder or .safetensors file of LoRA / joint weights."}
+    joint_weights: str = field(
+        default="",
+        metadata={
+            "help": "Joint depth+image weights: a folder written by core.training.joint_lora (or a checkpoint-N "
+            "in it), or a folder of such folders; empty: the joint-depth app's patch is untrained."
+        },
+    )
+    svd_interp_lora: str = field(
+        default="",
+        metadata={
+            "help": "SVD head+tail inbetweening LoRA (folder or .safetensors written by "
+            "core.training.svd_interp_lora); empty: the keyframe app's svd-lora backend runs stock SVD."
+        },
     )
     device: Device = field(default="auto", metadata={"help": "auto (cuda > mps > cpu), cuda, mps or cpu."})
     dtype: Dtype = field(default="auto", metadata={"help": "auto (float16 on cuda, float32 elsewhere)."})

@@ -1,7 +1,7 @@
 """Joint-depth app (Gradio): prompt -> image + depth; image -> depth; depth -> image.
 
 Run: ``python -m apps.joint_depth.app --host 127.0.0.1 --port 7861`` (or ``python -m apps joint``); the
-Settings flags (``--sd-model``, ``--lora-path`` ...) and KINEMA_* variables choose models and limits. Tests
+Settings flags (``--sd-model``, ``--joint-weights`` ...) and KINEMA_* variables choose models and limits. Tests
 import `demo` (or call `build_demo`) and drive it with gradio_client.
 
 Three tabs share the settings column (joint weights, steps, guidance, seed, batch, point-cloud camera) and the
@@ -22,15 +22,15 @@ The settings are keyword inputs: weights, steps, guidance, seed, batch, near, fa
 
 from __future__ import annotations
 
-import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from apps.gradio_common import serve, shows_errors
-from apps.joint_depth import examples, workflow
-from apps.joint_depth.workflow import JointRequest, LoadedModel
+from apps.common.gradio import serve, shows_errors
+from apps.joint_depth import examples, job
+from apps.joint_depth.job import JointRequest, LoadedModel
 from core.config import ENV_PREFIX, Settings
 from core.errors import InputError
 from core.models import find_joint_weights
@@ -58,23 +58,19 @@ class Handlers:
     # -- models ----------------------------------------------------------------------------------------
 
     def weight_choices(self) -> list[tuple[str, str]]:
-        """(label, folder) of every joint-weights folder under Settings.lora_path, after the 'none' choice."""
-        root = Path(self.settings.lora_path).expanduser() if self.settings.lora_path else None
+        """(label, folder) of every joint-weights folder under Settings.joint_weights, after the 'none' choice."""
+        root = Path(self.settings.joint_weights).expanduser() if self.settings.joint_weights else None
         choices = [(NO_WEIGHTS_LABEL, "")]
-        for folder in find_joint_weights(self.settings.lora_path):
+        for folder in find_joint_weights(self.settings.joint_weights):
             label = (
                 str(folder.relative_to(root.parent)) if root is not None and root.is_dir() else str(folder)
             )
             choices.append((label, str(folder)))
         return choices
 
-    def default_weights(self) -> str:
-        choices = self.weight_choices()
-        return choices[1][1] if len(choices) > 1 else ""
-
     def _model_with_warning(self, weights: str | None) -> LoadedModel:
         """Load the model; a fallback to the tiny preset also pops up as a warning."""
-        model = workflow.load_model(self.settings, weights)
+        model = job.load_model(self.settings, weights)
         if model.sd_model != self.settings.sd_model:
             gr.Warning(model.notices[0], duration=15)
         return model
@@ -103,29 +99,23 @@ class Handlers:
         return self._banner(self._model_with_warning(weights))
 
     def list_weights(self):
-        """Search Settings.lora_path again for joint-weights folders (e.g. new checkpoints)."""
+        """Search Settings.joint_weights again for joint-weights folders (e.g. new checkpoints)."""
         return gr.update(choices=self.weight_choices())
 
     # -- runs ------------------------------------------------------------------------------------------
 
-    def _run(self, request: JointRequest, weights: str | None, progress, extra: dict, **given):
-        """Run a checked request and write its files; the values of the result outputs."""
-        progress(0, desc="loading models")
-        model = workflow.load_model(self.settings, weights)
-        progress(0, desc=f"{request.mode.replace('_', ' ')}: {request.steps} steps")
-        started = time.perf_counter()
-        images, depth = workflow.run(model, request, **given)
-        seconds = time.perf_counter() - started
-        progress(1.0, desc="writing files")
-        folder = workflow.new_run_folder(self.settings)
-        record = {"sd_model": model.sd_model, "joint_weights": model.weights, "seconds": seconds, **extra}
-        files = workflow.write_results(folder, images, depth, request, record)
+    def _run(self, request: JointRequest, action: str, progress):
+        """Run a checked request with its files and record; the values of the result outputs."""
+        done = job.run_job(
+            request, self.settings, action=action, progress=lambda text: progress(0, desc=text)
+        )
+        model, images, files = done.model, done.images_uint8, done.files
         height, width = images.shape[1:3]
         weights_name = Path(model.weights).name if model.weights else "none (untrained)"
         status = (
-            f"{len(images)} sample{'s' if len(images) > 1 else ''} of {width}x{height} in {seconds:.1f} s "
+            f"{len(images)} sample{'s' if len(images) > 1 else ''} of {width}x{height} in {done.seconds:.1f} s "
             f"({request.mode}, {request.steps} steps, guidance {request.guidance:g}, seed {request.seed}; model "
-            f"{model.sd_model}, joint weights {weights_name}); files in {folder}."
+            f"{model.sd_model}, joint weights {weights_name}); files in {files.folder}."
         )
         captions = [f"{k}" for k in range(1, len(images) + 1)]
         clouds = [str(path) for path in files.clouds]
@@ -158,9 +148,10 @@ class Handlers:
             negative_prompt=negative_prompt,
             height=height,
             width=width,
+            weights=weights,
             **options,
         )
-        return self._run(request, weights, progress, {})
+        return self._run(request, "ui:generate", progress)
 
     @shows_errors
     def image_to_depth(
@@ -175,11 +166,15 @@ class Handlers:
     ):
         """An uploaded image -> its depth map (one per batch entry), with point clouds in its colours."""
         request = JointRequest.from_ui(
-            self.settings, mode="image_to_depth", prompt=prompt, side=side, **options
+            self.settings,
+            mode="image_to_depth",
+            prompt=prompt,
+            side=side,
+            weights=weights,
+            **options,
         )
-        path = _upload_path(image, "an image")
-        image_uint8 = workflow.prepare_image(path, self.settings, request.side)
-        return self._run(request, weights, progress, {"input": Path(path).name}, image_uint8=image_uint8)
+        request = replace(request, input_path=_upload_path(image, "an image"))
+        return self._run(request, "ui:image_to_depth", progress)
 
     @shows_errors
     def depth_to_image(
@@ -200,11 +195,11 @@ class Handlers:
             prompt=prompt,
             negative_prompt=negative_prompt,
             side=side,
+            weights=weights,
             **options,
         )
-        path = _upload_path(depth, "a depth map")
-        depth_unit = workflow.prepare_depth(path, self.settings, request.side)
-        return self._run(request, weights, progress, {"input": Path(path).name}, depth_unit=depth_unit)
+        request = replace(request, input_path=_upload_path(depth, "a depth map"))
+        return self._run(request, "ui:depth_to_image", progress)
 
     @staticmethod
     def show_point_cloud(clouds: list[str] | None, evt: gr.SelectData):
@@ -214,179 +209,176 @@ class Handlers:
         return clouds[evt.index]
 
 
+Components = dict[str, Any]
+
+
+def _side_slider(settings: Settings, label: str, elem_id: str) -> gr.Slider:
+    max_side = min(job.MAX_SIDE, settings.max_image_side)
+    max_side -= max_side % job.SIZE_MULTIPLE
+    return gr.Slider(
+        job.MIN_SIDE,
+        max_side,
+        value=min(DEFAULT_SIDE, max_side),
+        step=job.SIZE_MULTIPLE,
+        label=label,
+        elem_id=elem_id,
+    )
+
+
+def _mode_tabs(settings: Settings) -> Components:
+    """The three modes, one tab each: their inputs, examples and start button."""
+    scene_image, scene_depth, scene_caption = examples.synthetic_scene_files()
+    ui: Components = {}
+    with gr.Tabs():
+        with gr.Tab("Prompt -> image + depth", id="joint"):
+            ui["prompt"] = gr.Textbox(label="Prompt", lines=2, elem_id="jd-prompt")
+            ui["negative"] = gr.Textbox(label="Negative prompt", elem_id="jd-negative")
+            with gr.Row():
+                ui["height"] = _side_slider(settings, "Height (px)", "jd-height")
+                ui["width"] = _side_slider(settings, "Width (px)", "jd-width")
+            ui["generate_btn"] = gr.Button("Generate", variant="primary", elem_id="jd-generate")
+            gr.Examples([[p] for p in [*examples.PROMPTS, scene_caption]], inputs=[ui["prompt"]])
+        with gr.Tab("Image -> depth", id="image_to_depth"):
+            ui["image_in"] = gr.Image(
+                type="filepath", sources=["upload", "clipboard"], label="Image", elem_id="jd-image"
+            )
+            ui["image_prompt"] = gr.Textbox(label="Prompt (optional: what the image shows)")
+            ui["image_side"] = _side_slider(
+                settings, "Longest side (px; the image is cropped to multiples of 64)", "jd-image-side"
+            )
+            ui["image_btn"] = gr.Button("Estimate depth", variant="primary", elem_id="jd-image-go")
+            gr.Examples([[str(p)] for p in [*examples.SAMPLE_IMAGES, scene_image]], inputs=[ui["image_in"]])
+        with gr.Tab("Depth -> image", id="depth_to_image"):
+            ui["depth_in"] = gr.Image(
+                type="filepath",
+                sources=["upload", "clipboard"],
+                label="Depth map (greyscale 8/16-bit PNG, near = white)",
+                elem_id="jd-depth",
+            )
+            ui["depth_prompt"] = gr.Textbox(label="Prompt", elem_id="jd-depth-prompt")
+            ui["depth_negative"] = gr.Textbox(label="Negative prompt")
+            ui["depth_side"] = _side_slider(settings, "Longest side (px)", "jd-depth-side")
+            ui["depth_btn"] = gr.Button("Generate image", variant="primary", elem_id="jd-depth-go")
+            gr.Examples([[str(scene_depth), scene_caption]], inputs=[ui["depth_in"], ui["depth_prompt"]])
+    return ui
+
+
+def _settings_panel(h: Handlers) -> Components:
+    """The settings every mode shares: joint weights, steps, guidance, seed, batch, point-cloud camera."""
+    ui: Components = {}
+    with gr.Accordion("Settings", open=True):
+        with gr.Row():
+            ui["weights"] = gr.Dropdown(
+                h.weight_choices(),
+                value=job.default_weights(h.settings),
+                allow_custom_value=True,
+                label="Joint weights",
+                info="a folder written by python -m core.training.joint_lora, or a checkpoint-N in it; "
+                "type a path to use another",
+                elem_id="jd-weights",
+                scale=4,
+            )
+            ui["refresh_btn"] = gr.Button("Refresh", size="sm", scale=1)
+        with gr.Row():
+            ui["steps"] = gr.Slider(1, job.MAX_STEPS, value=30, step=1, label="Steps", elem_id="jd-steps")
+            ui["guidance"] = gr.Slider(0.0, job.MAX_GUIDANCE, value=7.5, step=0.5, label="Guidance")
+        with gr.Row():
+            ui["seed"] = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=job.MAX_SEED)
+            ui["batch"] = gr.Slider(1, job.MAX_BATCH, value=1, step=1, label="Batch size")
+    with gr.Accordion("Point cloud camera", open=False):
+        gr.Markdown(
+            "Disparity d in [0,1] becomes depth z by `1/z = d/near + (1-d)/far`; a pinhole camera "
+            "with this horizontal field of view back-projects it. Units are arbitrary."
+        )
+        with gr.Row():
+            ui["near"] = gr.Number(DEFAULT_NEAR, label="Near", minimum=1e-6)
+            ui["far"] = gr.Number(DEFAULT_FAR, label="Far", minimum=1e-6)
+        with gr.Row():
+            ui["fov_deg"] = gr.Slider(10, 150, value=DEFAULT_FOV_DEG, step=1, label="Field of view (deg)")
+            ui["max_points"] = gr.Number(
+                DEFAULT_MAX_POINTS, label="Max points", precision=0, minimum=1, maximum=job.MAX_POINTS
+            )
+    return ui
+
+
+def _results_column() -> Components:
+    """Status, image and depth galleries, the point cloud of the selected sample, downloads."""
+    ui: Components = {}
+    ui["status"] = gr.Markdown(label="Status", elem_id="jd-status")
+    with gr.Row():
+        ui["images_out"] = gr.Gallery(label="Images", columns=2, height=300, elem_id="jd-images")
+        ui["depth_out"] = gr.Gallery(
+            label="Depth maps (near = warm)", columns=2, height=300, elem_id="jd-depth-maps"
+        )
+    gr.Markdown(
+        "Click a sample to show its point cloud. Downloads per sample: image, 16-bit depth PNG "
+        "(near = white), colour map, PLY point cloud; and params.json (the run record)."
+    )
+    ui["cloud_out"] = gr.Model3D(
+        label="Point cloud",
+        clear_color=(0.08, 0.08, 0.1, 1.0),
+        camera_position=(90, 80, None),  # in front of the scene (on the +z side), a little above
+        height=360,
+        elem_id="jd-cloud",
+    )
+    ui["downloads"] = gr.File(label="Downloads", file_count="multiple", elem_id="jd-downloads")
+    return ui
+
+
+def _events(demo: gr.Blocks, h: Handlers, ui: Components) -> None:
+    """Startup, weights, the three runs (settings as keyword inputs) and gallery clicks."""
+    gpu = {"concurrency_id": GPU, "concurrency_limit": 1}
+    names = ("weights", "steps", "guidance", "seed", "batch", "near", "far", "fov_deg", "max_points")
+    run = {**gpu, "inputs_kwargs": {name: ui[name] for name in names}}
+    results = [ui[k] for k in ("images_out", "depth_out", "cloud_out", "downloads", "status", "clouds")]
+    sizes = [ui[k] for k in ("banner", "height", "width", "image_side", "depth_side")]
+    demo.load(h.startup, ui["weights"], sizes, api_name="startup", **gpu)
+    ui["weights"].input(h.model_status, ui["weights"], ui["banner"], api_name="model_status", **gpu)
+    ui["refresh_btn"].click(h.list_weights, None, ui["weights"], api_name="list_weights", queue=False)
+    gr.on(
+        [ui["generate_btn"].click, ui["prompt"].submit],
+        h.generate,
+        [ui["prompt"], ui["negative"], ui["height"], ui["width"]],
+        results,
+        api_name="generate",
+        **run,
+    )
+    # Uploads arrive unprocessed so core.imaging reads (and checks) them, not gradio's own decoder.
+    ui["image_btn"].click(
+        h.image_to_depth,
+        [ui["image_in"], ui["image_prompt"], ui["image_side"]],
+        results,
+        api_name="image_to_depth",
+        preprocess=False,
+        **run,
+    )
+    ui["depth_btn"].click(
+        h.depth_to_image,
+        [ui["depth_in"], ui["depth_prompt"], ui["depth_negative"], ui["depth_side"]],
+        results,
+        api_name="depth_to_image",
+        preprocess=False,
+        **run,
+    )
+    glue = {"queue": False, "api_visibility": "private"}
+    ui["images_out"].select(h.show_point_cloud, ui["clouds"], ui["cloud_out"], **glue)
+    ui["depth_out"].select(h.show_point_cloud, ui["clouds"], ui["cloud_out"], **glue)
+
+
 def build_demo(settings: Settings) -> gr.Blocks:
     """The app's Blocks for these settings (models, limits, output folder)."""
     h = Handlers(settings)
-    max_side = min(workflow.MAX_SIDE, settings.max_image_side)
-    max_side -= max_side % workflow.SIZE_MULTIPLE
-    scene_image, scene_depth, scene_caption = examples.synthetic_scene_files()
-
-    def side_slider(label: str, elem_id: str) -> gr.Slider:
-        return gr.Slider(
-            workflow.MIN_SIDE,
-            max_side,
-            value=min(DEFAULT_SIDE, max_side),
-            step=workflow.SIZE_MULTIPLE,
-            label=label,
-            elem_id=elem_id,
-        )
-
     with gr.Blocks(title="Joint depth + image", delete_cache=(3600, 6 * 3600)) as demo:
         gr.Markdown("# Joint depth + image")
-        banner = gr.Markdown("Loading the model...", elem_id="jd-banner")
-        clouds = gr.State([])
+        ui: Components = {"banner": gr.Markdown("Loading the model...", elem_id="jd-banner")}
+        ui["clouds"] = gr.State([])
         with gr.Row():
             with gr.Column(scale=1):
-                with gr.Tabs():
-                    with gr.Tab("Prompt -> image + depth", id="joint"):
-                        prompt = gr.Textbox(label="Prompt", lines=2, elem_id="jd-prompt")
-                        negative = gr.Textbox(label="Negative prompt", elem_id="jd-negative")
-                        with gr.Row():
-                            height = side_slider("Height (px)", "jd-height")
-                            width = side_slider("Width (px)", "jd-width")
-                        generate_btn = gr.Button("Generate", variant="primary", elem_id="jd-generate")
-                        gr.Examples([[p] for p in [*examples.PROMPTS, scene_caption]], inputs=[prompt])
-                    with gr.Tab("Image -> depth", id="image_to_depth"):
-                        image_in = gr.Image(
-                            type="filepath",
-                            sources=["upload", "clipboard"],
-                            label="Image",
-                            elem_id="jd-image",
-                        )
-                        image_prompt = gr.Textbox(label="Prompt (optional: what the image shows)")
-                        image_side = side_slider(
-                            "Longest side (px; the image is cropped to multiples of 64)", "jd-image-side"
-                        )
-                        image_btn = gr.Button("Estimate depth", variant="primary", elem_id="jd-image-go")
-                        gr.Examples(
-                            [[str(p)] for p in [*examples.SAMPLE_IMAGES, scene_image]], inputs=[image_in]
-                        )
-                    with gr.Tab("Depth -> image", id="depth_to_image"):
-                        depth_in = gr.Image(
-                            type="filepath",
-                            sources=["upload", "clipboard"],
-                            label="Depth map (greyscale 8/16-bit PNG, near = white)",
-                            elem_id="jd-depth",
-                        )
-                        depth_prompt = gr.Textbox(label="Prompt", elem_id="jd-depth-prompt")
-                        depth_negative = gr.Textbox(label="Negative prompt")
-                        depth_side = side_slider("Longest side (px)", "jd-depth-side")
-                        depth_btn = gr.Button("Generate image", variant="primary", elem_id="jd-depth-go")
-                        gr.Examples([[str(scene_depth), scene_caption]], inputs=[depth_in, depth_prompt])
-                with gr.Accordion("Settings", open=True):
-                    with gr.Row():
-                        weights = gr.Dropdown(
-                            h.weight_choices(),
-                            value=h.default_weights(),
-                            allow_custom_value=True,
-                            label="Joint weights",
-                            info="a folder written by python -m core.training.joint_lora, or a checkpoint-N in it; "
-                            "type a path to use another",
-                            elem_id="jd-weights",
-                            scale=4,
-                        )
-                        refresh_btn = gr.Button("Refresh", size="sm", scale=1)
-                    with gr.Row():
-                        steps = gr.Slider(
-                            1, workflow.MAX_STEPS, value=30, step=1, label="Steps", elem_id="jd-steps"
-                        )
-                        guidance = gr.Slider(
-                            0.0, workflow.MAX_GUIDANCE, value=7.5, step=0.5, label="Guidance"
-                        )
-                    with gr.Row():
-                        seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=workflow.MAX_SEED)
-                        batch = gr.Slider(1, workflow.MAX_BATCH, value=1, step=1, label="Batch size")
-                with gr.Accordion("Point cloud camera", open=False):
-                    gr.Markdown(
-                        "Disparity d in [0,1] becomes depth z by `1/z = d/near + (1-d)/far`; a pinhole camera "
-                        "with this horizontal field of view back-projects it. Units are arbitrary."
-                    )
-                    with gr.Row():
-                        near = gr.Number(DEFAULT_NEAR, label="Near", minimum=1e-6)
-                        far = gr.Number(DEFAULT_FAR, label="Far", minimum=1e-6)
-                    with gr.Row():
-                        fov = gr.Slider(10, 150, value=DEFAULT_FOV_DEG, step=1, label="Field of view (deg)")
-                        max_points = gr.Number(
-                            DEFAULT_MAX_POINTS,
-                            label="Max points",
-                            precision=0,
-                            minimum=1,
-                            maximum=workflow.MAX_POINTS,
-                        )
+                ui.update(_mode_tabs(settings))
+                ui.update(_settings_panel(h))
             with gr.Column(scale=1):
-                status = gr.Markdown(label="Status", elem_id="jd-status")
-                with gr.Row():
-                    images_out = gr.Gallery(label="Images", columns=2, height=300, elem_id="jd-images")
-                    depth_out = gr.Gallery(
-                        label="Depth maps (near = warm)", columns=2, height=300, elem_id="jd-depth-maps"
-                    )
-                gr.Markdown(
-                    "Click a sample to show its point cloud. Downloads per sample: image, 16-bit depth PNG "
-                    "(near = white), colour map, PLY point cloud; and params.json."
-                )
-                cloud_out = gr.Model3D(
-                    label="Point cloud",
-                    clear_color=(0.08, 0.08, 0.1, 1.0),
-                    camera_position=(90, 80, None),  # in front of the scene (on the +z side), a little above
-                    height=360,
-                    elem_id="jd-cloud",
-                )
-                downloads = gr.File(
-                    label="Downloads",
-                    file_count="multiple",
-                    elem_id="jd-downloads",
-                )
-
-        # -- events ----------------------------------------------------------------------------------
-        gpu = {"concurrency_id": GPU, "concurrency_limit": 1}
-        options = {
-            "weights": weights,
-            "steps": steps,
-            "guidance": guidance,
-            "seed": seed,
-            "batch": batch,
-            "near": near,
-            "far": far,
-            "fov_deg": fov,
-            "max_points": max_points,
-        }
-        results = [images_out, depth_out, cloud_out, downloads, status, clouds]
-        demo.load(
-            h.startup, weights, [banner, height, width, image_side, depth_side], api_name="startup", **gpu
-        )
-        weights.input(h.model_status, weights, banner, api_name="model_status", **gpu)
-        refresh_btn.click(h.list_weights, None, weights, api_name="list_weights", queue=False)
-        gr.on(
-            [generate_btn.click, prompt.submit],
-            h.generate,
-            [prompt, negative, height, width],
-            results,
-            api_name="generate",
-            inputs_kwargs=options,
-            **gpu,
-        )
-        # Uploads arrive unprocessed so core.imaging reads (and checks) them, not gradio's own decoder.
-        image_btn.click(
-            h.image_to_depth,
-            [image_in, image_prompt, image_side],
-            results,
-            api_name="image_to_depth",
-            inputs_kwargs=options,
-            preprocess=False,
-            **gpu,
-        )
-        depth_btn.click(
-            h.depth_to_image,
-            [depth_in, depth_prompt, depth_negative, depth_side],
-            results,
-            api_name="depth_to_image",
-            inputs_kwargs=options,
-            preprocess=False,
-            **gpu,
-        )
-        glue = {"queue": False, "api_visibility": "private"}
-        images_out.select(h.show_point_cloud, clouds, cloud_out, **glue)
-        depth_out.select(h.show_point_cloud, clouds, cloud_out, **glue)
+                ui.update(_results_column())
+        _events(demo, h, ui)
     return demo
 
 

@@ -1,8 +1,11 @@
 """Keyframe app: video -> keyframes -> consistent edit -> inbetweened video (Gradio UI and a headless CLI).
 
-- `workflow`: the job itself, UI-free, shared by the app and the CLI (limits, keyframes, edit and
-  inbetweening backends, output files, the parameters record).
-- `app`: the Gradio Blocks UI (`python -m apps.keyframe.app --host H --port P`).
+- `app`: the Gradio page, one builder per section (`python -m apps.keyframe.app --host H --port P`);
+  `handlers`: its event functions and per-session data.
+- `job`: the whole job, UI-free, shared by the app and the CLI: request, run, output files, the run record
+  and `request_from_record`.
 - `cli`: the same job headless (`python -m apps.keyframe.cli --video V --out out.mp4 ...`).
+- `video`: reading the chosen part within the limits; `keyframes`: keyframe specs, lists and prompts;
+  `backends`: the edit and inbetweening backends as data (`EDIT_BACKENDS`, `INTERP_BACKENDS`) and their runs.
 - `sample`: rebuilds the sample clip in assets/video/ from a public-domain photo.
 """

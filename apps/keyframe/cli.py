@@ -5,26 +5,26 @@
         [--edit cartoon --param levels=6 | --edit sd --prompt "a watercolour painting"] \\
         [--interp flow|crossfade|svd-trf|svd-lora]
 
-Writes the result mp4 and a parameters JSON next to it (OUT with .json), plus a gif, an
-original | result video and a zip of the keyframes when asked (--gif, --side-by-side, --keyframes-zip).
+Writes the result mp4 and its run record next to it (OUT with .json: apps.common.runs.RunRecord, which
+apps.keyframe.job.request_from_record redoes), plus a gif, an original | result video and a zip of the
+keyframes when asked (--gif, --side-by-side, --keyframes-zip).
 Limits come from the settings (KINEMA_MAX_FRAMES, KINEMA_MAX_IMAGE_SIDE, KINEMA_MAX_UPLOAD_MB): see
-apps/keyframe/workflow.py. Bad input exits with status 2 and one line on stderr.
+apps/keyframe/video.py. Bad input exits with status 2 and one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from apps.keyframe import workflow
+from apps.keyframe import job
+from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS, EditRequest, InterpRequest
+from apps.keyframe.keyframes import parse_keyframe_prompts
+from apps.keyframe.video import DEFAULT_WORKING_SIDE
 from core.config import Settings
 from core.engines.edit import EDITS
-from core.engines.interpolate import VideoMotion
-from core.engines.keyframes import MODES, SIGNALS, Keyframe, select_keyframes
 from core.errors import InputError, KinemaError
 from core.flow import METHODS as FLOW_METHODS
 from core.imaging import load_image
@@ -63,10 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument(
         "--working-size",
         type=int,
-        default=workflow.DEFAULT_WORKING_SIDE,
-        help=f"longer side in px the job works at; larger videos are downscaled (default {workflow.DEFAULT_WORKING_SIDE})",
+        default=DEFAULT_WORKING_SIDE,
+        help=f"longer side in px the job works at; larger videos are downscaled (default {DEFAULT_WORKING_SIDE})",
     )
-    io.add_argument("--params", type=Path, default=None, help="parameters JSON (default: OUT with .json)")
+    io.add_argument("--params", type=Path, default=None, help="the run record (default: OUT with .json)")
     io.add_argument("--gif", type=Path, default=None, help="also write the result as a gif here")
     io.add_argument(
         "--side-by-side", type=Path, default=None, help="also write original | result (.mp4) here"
@@ -90,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument(
         "--edit",
         default="cartoon",
-        choices=[*EDITS, "sd"],
-        help="a filter (no weights; see the list below) or 'sd' (Stable Diffusion over all keyframes at once)",
+        choices=[*EDITS, *(name for name in EDIT_BACKENDS if name != "filter")],
+        help="a filter (no weights; see the list below) or a model backend: "
+        + "; ".join(f"{name}: {b.label}" for name, b in EDIT_BACKENDS.items() if name != "filter"),
     )
     edit.add_argument(
         "--param",
@@ -120,7 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     interp = parser.add_argument_group("inbetweening")
     interp.add_argument(
-        "--interp", default="flow", choices=workflow.INTERP_BACKENDS, help="backend (default flow)"
+        "--interp",
+        default="flow",
+        choices=list(INTERP_BACKENDS),
+        help="backend (default flow): "
+        + "; ".join(f"{name}: {b.label}" for name, b in INTERP_BACKENDS.items()),
     )
     interp.add_argument("--fps", type=float, default=None, help="output frame rate (default: the video's)")
     interp.add_argument(
@@ -136,38 +141,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     Settings.add_arguments(parser)
     return parser
-
-
-def choose_keyframes(
-    spec: str, video: workflow.LoadedVideo, flow_method: str
-) -> tuple[list[Keyframe], VideoMotion | None]:
-    """Keyframes from a --keyframes spec; also returns the motion if it had to be estimated."""
-    frames = video.frames_uint8
-    mode, _, rest = spec.partition(":")
-    if mode not in MODES or mode == "manual":
-        return workflow.keyframes_from_text(spec, video.num_frames), None
-    if mode == "uniform":
-        every = rest or "8"
-        if not every.isdigit():
-            raise InputError(f"--keyframes uniform:N needs a whole number N, got {every!r}.")
-        return select_keyframes(frames, "uniform", every=int(every)), None
-    signal, _, threshold = rest.partition(":")
-    signal = signal or "flow"
-    if signal not in SIGNALS:
-        raise InputError(f"--keyframes adaptive:SIGNAL takes one of {', '.join(SIGNALS)}, got {signal!r}.")
-    try:
-        value = float(threshold) if threshold else None
-    except ValueError:
-        raise InputError(f"--keyframes adaptive threshold must be a number, got {threshold!r}.") from None
-    motion = workflow.motion_of(frames, flow_method, progress=True) if signal == "flow" else None
-    keys = select_keyframes(
-        frames,
-        "adaptive",
-        signal=signal,
-        threshold=value,
-        flows_px=None if motion is None else motion.forward_px,
-    )
-    return keys, motion
 
 
 def filter_params(edit: str, pairs: list[str], settings: Settings) -> dict[str, Any]:
@@ -204,22 +177,21 @@ def filter_params(edit: str, pairs: list[str], settings: Settings) -> dict[str, 
     return values
 
 
-def run(args: argparse.Namespace, settings: Settings) -> workflow.OutputFiles:
-    """The whole job; returns the files written. Raises InputError / ModelNotAvailable on bad input."""
-    if args.out.suffix.lower() != ".mp4":
-        raise InputError(f"--out must be an .mp4 file, got {args.out.name}.")
-    edit_request = workflow.EditRequest(
-        backend="sd" if args.edit == "sd" else "filter",
-        filter=args.edit if args.edit != "sd" else "",
+def request_from_args(args: argparse.Namespace, settings: Settings) -> job.KeyframeRequest:
+    """The job's request from the parsed flags. Raises InputError for bad filter parameters or prompts."""
+    edit = EditRequest(
+        backend="filter" if args.edit in EDITS else args.edit,
+        filter=args.edit if args.edit in EDITS else "",
         filter_params=filter_params(args.edit, args.param, settings),
         prompt=args.prompt,
         negative_prompt=args.negative_prompt,
+        keyframe_prompts=parse_keyframe_prompts("\n".join(args.keyframe_prompt), None),
         strength=args.strength,
         guidance=args.guidance,
         steps=args.steps,
         seed=args.seed,
     )
-    interp_request = workflow.InterpRequest(
+    interp = InterpRequest(
         backend=args.interp,
         fps=args.fps,
         flow_method=args.flow_method,
@@ -227,80 +199,45 @@ def run(args: argparse.Namespace, settings: Settings) -> workflow.OutputFiles:
         steps=args.interp_steps,
         seed=args.interp_seed,
         decode_chunk_size=args.decode_chunk_size,
-    ).check()
-    for note in workflow.backend_notes(interp_request, settings):
-        print(note)
-    if edit_request.backend == "filter":
-        edit_request.check()  # bad filter parameters fail before any decoding
-    timings: dict[str, float] = {}
-
-    started = time.perf_counter()
-    video = workflow.load_video(
-        args.video, settings, start_s=args.start, end_s=args.end, working_side=args.working_size
     )
-    timings["load"] = time.perf_counter() - started
-    height, width = video.size_hw
-    print(
-        f"Loaded {video.num_frames} frames of {width}x{height} at {video.fps:.3g} fps from {video.source_name}."
+    return job.KeyframeRequest(
+        video=args.video,
+        start_s=args.start,
+        end_s=args.end,
+        working_side=args.working_size,
+        keyframes=args.keyframes,
+        edit=edit,
+        interp=interp,
     )
-    for notice in video.notices:
-        print(notice)
 
-    keys, motion = choose_keyframes(args.keyframes, video, args.flow_method)
-    indices = [k.index for k in keys]
-    print(f"Keyframes: {workflow.format_indices(indices)}.")
-    keyframe_prompts = workflow.parse_keyframe_prompts("\n".join(args.keyframe_prompt), indices)
-    edit_request = dataclasses.replace(edit_request, keyframe_prompts=keyframe_prompts).check()
 
-    started = time.perf_counter()
-    edited = workflow.edit_keyframes(
-        video.frames_uint8[indices], indices, edit_request, settings, progress=True
-    )
-    timings["edit"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    if interp_request.backend == "flow" and motion is None:
-        motion = workflow.motion_of(video.frames_uint8, interp_request.flow_method, progress=True)
-    result = workflow.inbetween(
-        video.frames_uint8,
-        indices,
-        edited,
-        interp_request,
-        settings,
-        fps=video.fps,
-        motion=motion,
-        progress=True,
-    )
-    timings["inbetween"] = time.perf_counter() - started
-
-    fps = interp_request.fps or video.fps
-    record = workflow.job_record(
-        video, keys, dict.fromkeys(indices, edit_request.record()), interp_request, settings, fps, timings
-    )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    files = workflow.write_outputs(
+def run(args: argparse.Namespace, settings: Settings, argv: list[str]) -> job.JobResult:
+    """The whole job; returns what it wrote. Raises InputError / ModelNotAvailable on bad input."""
+    if args.out.suffix.lower() != ".mp4":
+        raise InputError(f"--out must be an .mp4 file, got {args.out.name}.")
+    files = job.OutputFiles(
         args.out,
-        result,
-        video.frames_uint8,
-        fps,
-        indices,
-        edited,
-        record,
-        gif=args.gif,
-        side_by_side_mp4=args.side_by_side,
-        keyframes_zip=args.keyframes_zip,
-        params_json=args.params,
+        args.params or args.out.with_suffix(".json"),
+        args.gif,
+        args.side_by_side,
+        args.keyframes_zip,
     )
-    print(f"Wrote {result.shape[0]} frames at {fps:.3g} fps: {', '.join(str(p) for p in files.paths())}")
-    return files
+    return job.run(
+        request_from_args(args, settings),
+        settings,
+        files,
+        command=["python", "-m", "apps.keyframe.cli", *argv],
+        say=print,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_args(args)
-        run(args, settings)
+        run(args, settings, argv)
     except KinemaError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2

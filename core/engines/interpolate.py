@@ -23,6 +23,7 @@ video (`estimate_video_motion`) and can be reused for every new edit.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,8 @@ from core.flow import compose_flow, estimate_video_flow, occlusion_mask, warp_fi
 ProgressCallback = Callable[[int, int], None]
 # Weight kept by an invalid side, so a pixel invalid on both sides falls back to the time blend.
 _INVALID_WEIGHT = 1e-3
+# Keyframe gaps filled at once: each holds its frames' float warps until it is handed out.
+_GAP_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -76,11 +79,17 @@ def estimate_video_motion(
         `adaptive_keyframes`) to estimate flow once per video.
     """
     check_frames(frames_uint8)
+    # The two directions one after the other: estimated at once on two threads, OpenCV's DIS returned
+    # NaN pixels inside the Gradio server (the keyframe app's tests), never outside it.
     forward = estimate_video_flow(frames_uint8, method, progress)
     backward = estimate_video_flow(frames_uint8[::-1], method, progress)[::-1].copy()
-    steps = range(forward.shape[0])
-    occluded_forward = np.stack([occlusion_mask(forward[t], backward[t]) for t in steps])
-    occluded_backward = np.stack([occlusion_mask(backward[t], forward[t]) for t in steps])
+
+    def occlusions(flows_px: np.ndarray, reverse_px: np.ndarray) -> np.ndarray:
+        return np.stack([occlusion_mask(step, back) for step, back in zip(flows_px, reverse_px)])
+
+    # The occlusion tests (numpy and cv2.remap, no flow estimation) of the two directions at once.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        occluded_forward, occluded_backward = pool.map(occlusions, (forward, backward), (backward, forward))
     return VideoMotion(forward, backward, occluded_forward, occluded_backward)
 
 
@@ -146,6 +155,12 @@ def _propagate(
         yield t, warped[..., :3], warped[..., 3:], valid
 
 
+def _to_uint8(frame: np.ndarray) -> np.ndarray:
+    """A float frame in [0,255] rounded to uint8 (rint, then clip)."""
+    rounded = np.rint(frame)
+    return np.clip(rounded, 0, 255, out=rounded).astype(np.uint8)
+
+
 def interpolate_flow(
     frames_uint8: np.ndarray,
     keyframe_indices: Sequence[int],
@@ -193,31 +208,30 @@ def interpolate_flow(
         motion = estimate_video_motion(frames_uint8, method, progress)
     _check_motion(motion, frames_uint8)
 
-    out = np.empty_like(frames_uint8)
-    bar = tqdm(total=n_frames, desc="inbetweening (flow)", disable=not progress)
-    done = 0
-
-    def emit(t: int, frame_uint8: np.ndarray) -> None:
-        nonlocal done
-        out[t] = frame_uint8
-        done += 1
-        bar.update(1)
-        if callback is not None:
-            callback(done, n_frames)
-
     def confidence(t: int, warped_original: np.ndarray, valid: np.ndarray) -> np.ndarray:
         if photometric_sigma is None:
             return valid
-        diff = np.abs(warped_original - frames_uint8[t])
+        # In place, in this order: the same float32 operations as exp(-(mean |diff| / sigma)^2) * valid
+        # written out, without a temporary per step (this runs on every frame twice).
+        diff = np.subtract(warped_original, frames_uint8[t], dtype=np.float32)
+        np.abs(diff, out=diff)
         # Channel slices rather than mean(axis=2): numpy reduces a last axis of 3 slowly.
-        error = (diff[..., 0] + diff[..., 1] + diff[..., 2]) / np.float32(3 * photometric_sigma)
-        return valid * np.exp(-np.square(error))
+        error = np.add(diff[..., 0], diff[..., 1])
+        error += diff[..., 2]
+        error /= np.float32(3 * photometric_sigma)
+        np.square(error, out=error)
+        np.negative(error, out=error)
+        np.exp(error, out=error)
+        error *= valid
+        return error
 
-    bounds = [None, *range(len(keys)), None]  # keyframe slot on each side of every gap
-    for left, right in zip(bounds, bounds[1:]):
+    def gap(left: int | None, right: int | None) -> list[tuple[int, np.ndarray]]:
+        """The frames from keyframe slot `left` (None: the video's start) up to before slot `right`
+        (None: its end), left's keyframe included, as (t, frame uint8) in order."""
         a = None if left is None else keys[left]
         b = None if right is None else keys[right]
         first, last = (0 if a is None else a + 1), (n_frames - 1 if b is None else b - 1)
+        gap_frames: list[tuple[int, np.ndarray]] = []
         from_b: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if b is not None:
             steps_b = (
@@ -227,7 +241,7 @@ def interpolate_flow(
             for t, warped, warped_original, valid in chain:
                 from_b[t] = (warped, confidence(t, warped_original, valid))
         if a is not None:
-            emit(a, edited_keyframes_uint8[left])
+            gap_frames.append((a, edited_keyframes_uint8[left]))
             steps_a = (
                 (t, motion.backward_px[t - 1], motion.occluded_backward[t - 1])
                 for t in range(a + 1, last + 1)
@@ -235,7 +249,7 @@ def interpolate_flow(
             chain = _propagate(edited_keyframes_uint8[left], frames_uint8[a], steps_a, occlusion_aware)
             for t, warped_a, warped_original, valid in chain:
                 if b is None:
-                    emit(t, np.clip(np.rint(warped_a), 0, 255).astype(np.uint8))
+                    gap_frames.append((t, _to_uint8(warped_a)))
                     continue
                 warped_b, conf_b = from_b.pop(t)
                 conf_a = confidence(t, warped_original, valid)
@@ -243,11 +257,30 @@ def interpolate_flow(
                 weight_a = time_a * (conf_a + _INVALID_WEIGHT)
                 weight_b = (1.0 - time_a) * (conf_b + _INVALID_WEIGHT)
                 share_a = (weight_a / (weight_a + weight_b))[..., None]
-                blend = warped_b + share_a * (warped_a - warped_b)
-                emit(t, np.clip(np.rint(blend), 0, 255).astype(np.uint8))
+                blend = np.subtract(warped_a, warped_b)  # warped_b + share_a * (a - b), in place
+                blend *= share_a
+                blend += warped_b
+                gap_frames.append((t, _to_uint8(blend)))
         for t in sorted(from_b):  # only before the first keyframe: B is the one side
-            emit(t, np.clip(np.rint(from_b[t][0]), 0, 255).astype(np.uint8))
-    bar.close()
+            gap_frames.append((t, _to_uint8(from_b[t][0])))
+        return gap_frames
+
+    out = np.empty_like(frames_uint8)
+    bounds = [None, *range(len(keys)), None]  # keyframe slot on each side of every gap
+    done = 0
+    with (
+        tqdm(total=n_frames, desc="inbetweening (flow)", disable=not progress) as bar,
+        ThreadPoolExecutor(max_workers=_GAP_THREADS) as pool,
+    ):
+        # Gaps between keyframes are independent: fill them at once (numpy and OpenCV release the
+        # GIL on whole frames) and hand the frames out in order.
+        for frames_of_gap in pool.map(gap, bounds[:-1], bounds[1:]):
+            for t, frame_uint8 in frames_of_gap:
+                out[t] = frame_uint8
+                done += 1
+                bar.update(1)
+                if callback is not None:
+                    callback(done, n_frames)
     return out
 
 

@@ -105,12 +105,6 @@ def evaluate_depth_consistency(
 def main(argv: list[str] | None = None) -> int:
     parser = report.parser("joint_depth", __doc__.splitlines()[0])
     parser.add_argument(
-        "--joint-weights",
-        default=None,
-        help="folder written by python -m core.training.joint_lora (default: --lora-path); without one the "
-        "patch is untrained and the figures only show that the path runs",
-    )
-    parser.add_argument(
         "--depth-model",
         default=None,
         help="transformers depth-estimation model (hub id or folder) for the joint-sample consistency rows",
@@ -124,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_args(args)
-        weights = args.joint_weights or settings.lora_path or None
+        weights = settings.joint_weights or None  # --joint-weights / KINEMA_JOINT_WEIGHTS
         pipeline = load_pipeline("sd", settings, pipeline_cls=JointSDPipeline)
         pipeline.set_progress_bar_config(disable=True)
         estimator = None

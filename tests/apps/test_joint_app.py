@@ -26,10 +26,12 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from apps.gradio_common import launch_kwargs
-from apps.joint_depth import examples, workflow
+from apps.common.gradio import launch_kwargs
+from apps.common.runs import RunRecord
+from apps.joint_depth import examples, job
 from apps.joint_depth.app import NO_WEIGHTS_LABEL, SERVED_FOLDERS, build_demo
 from core.config import Settings
+from core.errors import InputError
 from core.models import tiny_sd_components
 from core.pipelines.joint_sd import JointSDPipeline
 from core.pointcloud import disparity_to_depth, grid_stride, read_ply
@@ -72,7 +74,7 @@ def _serve(settings: Settings) -> tuple:
 def app(tmp_path_factory, weights_root):
     out = tmp_path_factory.mktemp("joint_app")
     settings = Settings(
-        sd_model="tiny", device="cpu", output_dir=out / "outputs", lora_path=str(weights_root)
+        sd_model="tiny", device="cpu", output_dir=out / "outputs", joint_weights=str(weights_root)
     )
     demo, client = _serve(settings)
     yield client, settings
@@ -151,9 +153,33 @@ def test_generate_files(app, first_run):
         z = disparity_to_depth(depth16[::stride, ::stride] / 65535.0).reshape(-1)
         np.testing.assert_allclose(-ply.points[:, 2], z, rtol=2e-4)  # 16-bit quantisation of disparity
     assert cloud.endswith("points_1.ply")
-    params = json.loads(Path(kinds["json"][0]).read_text())
+    record = json.loads(Path(kinds["json"][0]).read_text())
+    assert (record["format"], record["app"], record["action"]) == ("kinema.run", "joint_depth", "ui:generate")
+    params = record["arguments"]
     assert params["mode"] == "joint" and params["seed"] == 7 and params["batch"] == 2
-    assert params["sd_model"] == "tiny" and params["joint_weights"] == ""
+    assert record["settings"]["sd_model"] == "tiny" and record["settings"]["joint_weights"] == ""
+    assert sorted(record["outputs"].values()) == sorted(
+        Path(p).name for p in downloads if p.endswith(("png", "ply"))
+    )
+
+
+def _redo(settings: Settings, downloads: list[str], folder: Path) -> tuple[RunRecord, job.JobResult]:
+    """The run record among `downloads`, and the job run again from it into `folder`."""
+    record = RunRecord.read(next(p for p in downloads if p.endswith(".json")))
+    return record, job.run_job(job.request_from_record(record), settings, folder, action=record.action)
+
+
+def test_the_record_redoes_the_run(app, first_run, tmp_path):
+    _, settings = app
+    images, _, _, downloads, _ = first_run
+    record, again = _redo(settings, downloads, tmp_path / "again")
+    assert again.record.arguments == record.arguments and again.record.settings == record.settings
+    for k, item in enumerate(images):
+        np.testing.assert_array_equal(again.images_uint8[k], np.asarray(Image.open(item["image"])))
+    for k, path in enumerate(files_by_kind(downloads)["depth"]):
+        np.testing.assert_array_equal(read_png16(str(again.files.depth16[k])), read_png16(path))
+    with pytest.raises(InputError, match="run record of the keyframe app"):
+        job.request_from_record(RunRecord(app="keyframe", action="cli", arguments={}))
 
 
 def test_weights_picker_and_seed_determinism(app, first_run, weights_root):
@@ -234,7 +260,7 @@ def test_bad_uploads_get_one_sentence_and_the_server_keeps_working(app, tmp_path
     scene_image, scene_depth, _ = examples.synthetic_scene_files(tmp_path / "examples")
     images, depth_maps, cloud, downloads, status = client.predict(handle_file(scene_image), **image_api)
     assert "1 sample of 64x64" in status and "image_to_depth" in status
-    expected = workflow.prepare_image(scene_image, settings, SIDE)
+    expected = job.prepare_image(scene_image, settings, SIDE)
     np.testing.assert_array_equal(np.asarray(Image.open(images[0]["image"])), expected)  # the input, as given
     kinds = files_by_kind(downloads)
     assert read_png16(kinds["depth"][0]).shape == (SIDE, SIDE)
@@ -255,9 +281,17 @@ def test_depth_to_image(app, tmp_path):
     assert len(images) == 2 and "depth_to_image" in status
     assert np.asarray(Image.open(images[1]["image"])).shape == (SIDE, SIDE, 3)
     # The depth files hold the uploaded map, resized and normalised as the pipeline was given it.
-    given = workflow.prepare_depth(scene_depth, settings, SIDE)
+    given = job.prepare_depth(scene_depth, settings, SIDE)
     for path in files_by_kind(downloads)["depth"]:
         np.testing.assert_array_equal(read_png16(path), np.rint(given * 65535).astype(np.uint16))
+    # Its record names the upload, and redoes the run from it.
+    record, again = _redo(settings, downloads, tmp_path / "again")
+    assert (
+        record.action == "ui:depth_to_image"
+        and record.arguments["input"] == Path(record.arguments["input_path"]).name
+    )
+    for k, item in enumerate(images):
+        np.testing.assert_array_equal(again.images_uint8[k], np.asarray(Image.open(item["image"])))
 
 
 def test_missing_sd_weights_fall_back_to_tiny_and_say_so(app, tmp_path):

@@ -13,17 +13,23 @@ import zipfile
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+import gradio as gr
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from apps.gradio_common import launch_kwargs
-from apps.keyframe import app, workflow
+from apps.common.gradio import launch_kwargs
+from apps.common.runs import RunRecord
+from apps.keyframe import app, cli, job
+from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS, fit_image
+from apps.keyframe.handlers import Handlers
+from apps.keyframe.keyframes import parse_indices
 from apps.keyframe.sample import SAMPLE_VIDEO
+from apps.keyframe.video import load_video
 from core.config import Settings
-from core.engines.edit import apply_edit
+from core.engines.edit import EDITS, apply_edit
 from core.imaging import load_image
 from core.video import read_video, write_video
 
@@ -59,7 +65,7 @@ def client(url):
 @pytest.fixture(scope="module")
 def frames(settings):
     """The frames the app works on for the sample at WORKING_SIDE (the same code path)."""
-    return workflow.load_video(SAMPLE_VIDEO, settings, working_side=WORKING_SIDE).frames_uint8
+    return load_video(SAMPLE_VIDEO, settings, working_side=WORKING_SIDE).frames_uint8
 
 
 def load(client: Client, video=SAMPLE_VIDEO, **kwargs):
@@ -126,7 +132,7 @@ def test_keyframes_can_be_suggested_listed_and_toggled(client):
     keys_text, key_gallery, status = client.predict(
         "adaptive", 8, "flow", 4.0, "dis", api_name="/suggest_keyframes"
     )
-    indices = workflow.parse_indices(keys_text)
+    indices = parse_indices(keys_text)
     assert indices[0] == 0 and indices[-1] == 23 and len(indices) >= 3
     assert len(key_gallery) == len(indices) and "(threshold 4 px)" in status
 
@@ -144,7 +150,7 @@ def test_staged_filter_edit_then_flow_inbetween(client, frames, settings):
     preview, status = edit(client, "/edit_preview", backend="filter", filter="adjust", adjust_hue_deg=90.0)
     preview = load_image(preview)
     expected = apply_edit(frames[:1], "adjust", hue_deg=90.0)[0]
-    assert np.array_equal(preview, workflow.side_by_side(frames[:1], expected[None])[0])
+    assert np.array_equal(preview, job.side_by_side(frames[:1], expected[None])[0])
     assert status.startswith("Preview of keyframe 0 (original | edited)")
 
     # 2b. all keyframes: exactly the core filter, and far from the originals
@@ -167,7 +173,7 @@ def test_staged_filter_edit_then_flow_inbetween(client, frames, settings):
     key_gallery, status = client.predict(
         "0, 8, 16, 23", 16, handle_file(str(own_path)), api_name="/upload_edit"
     )
-    assert np.array_equal(gallery_images(key_gallery)[2], workflow.fit_image(own, (128, 128)))
+    assert np.array_equal(gallery_images(key_gallery)[2], fit_image(own, (128, 128)))
     assert status == "Keyframe 16 now uses your image (resized from 96x64 to 128x128)."
 
     # 3. inbetween with the flow backend
@@ -182,7 +188,10 @@ def test_staged_filter_edit_then_flow_inbetween(client, frames, settings):
     assert sorted(os.path.basename(p) for p in downloads) == [
         "keyframes.zip", "params.json", "result.gif", "result.mp4", "side_by_side.mp4",
     ]  # fmt: skip
-    params = json.loads(open(next(p for p in downloads if p.endswith(".json"))).read())
+    record_path = next(p for p in downloads if p.endswith(".json"))
+    record = json.loads(open(record_path).read())
+    assert (record["app"], record["action"], record["command"]) == ("keyframe", "ui:inbetween", None)
+    params = record["arguments"]
     assert [k["index"] for k in params["keyframes"]] == KEYS
     assert [k["edit"]["backend"] for k in params["keyframes"]] == ["filter", "filter", "upload", "filter"]
     assert params["keyframes"][0]["edit"]["params"]["levels"] == 4
@@ -192,10 +201,20 @@ def test_staged_filter_edit_then_flow_inbetween(client, frames, settings):
         assert len(archive.namelist()) == 8
     assert status.startswith("24 frames at 10 fps from 4 keyframes (flow)")
 
+    # the record redoes the run: the same keyframes (the cartoon batch, the re-edit, the upload) and frames
+    folder = settings.output_dir / status.split("files in ")[1].split(" of the output folder")[0]
+    record = RunRecord.read(folder / "params.json")
+    assert [k["edit"]["batch"] for k in record.arguments["keyframes"]] == [KEYS, [8], [16], KEYS]
+    request = job.request_from_record(record, folder)
+    again = job.run(request, settings, job.OutputFiles.in_folder(settings.output_dir / "again"))
+    assert np.array_equal(again.result_uint8[KEYS], final_keys)
+    assert again.record.arguments == record.arguments
+    assert np.array_equal(read_video(again.files.video_mp4).frames_uint8, video.frames_uint8)
+
 
 def test_sd_edit_with_per_keyframe_prompts(client, settings):
     load(client, working_side=64)  # tiny SD on CPU: small frames keep this quick
-    frames = workflow.load_video(SAMPLE_VIDEO, settings, working_side=64).frames_uint8
+    frames = load_video(SAMPLE_VIDEO, settings, working_side=64).frames_uint8
     controls = {"backend": "sd", "prompt": "snow", "strength": 0.5, "guidance": 1.0, "steps": 2, "seed": 1}
     key_gallery, status = edit(client, "/edit_all", keyframe_prompts="8: rain", **controls)
     edited = gallery_images(key_gallery)
@@ -236,7 +255,7 @@ def test_bad_videos_get_one_sentence(client, bad_videos):
     assert "Choose 0 <= start < end" in message(lambda: load(client, start_s=2.0, end_s=1.0))
 
 
-def test_steps_out_of_order_and_bad_requests_get_one_sentence(client):
+def test_steps_out_of_order_and_bad_requests_get_one_sentence(client, settings):
     assert message(lambda: edit(client, "/edit_all", backend="filter", filter="cartoon")) == (
         "Load a video first (step 1)."
     )
@@ -245,6 +264,8 @@ def test_steps_out_of_order_and_bad_requests_get_one_sentence(client):
     assert "Keyframes 0, 8, 16, 23 not edited yet" in message(
         lambda: client.predict(*inbetween, api_name="/inbetween")
     )
+    runs = settings.output_dir / "keyframe"
+    assert not runs.exists() or all(any(folder.iterdir()) for folder in runs.iterdir())  # no empty run folder
     assert "Keyframe 30 is outside the video" in message(
         lambda: client.predict("0, 30", api_name="/set_keyframes")
     )
@@ -281,3 +302,23 @@ def test_the_page_names_the_model_settings(settings):
     assert "SD: `tiny` (random test weights: outputs are noise; set KINEMA_SD_MODEL for real ones)" in summary
     assert "(KINEMA_SVD_MODEL)" in summary
     assert "200 MB upload; 2048 px longest side" in summary and "64 frames per part" in summary
+
+
+def test_the_backend_choices_of_the_app_and_the_cli_come_from_the_registries(settings):
+    demo = app.build_demo(settings)
+    radios = {c.elem_id: c for c in demo.blocks.values() if isinstance(c, gr.Radio)}
+    for elem_id, registry in (("kf-edit-backend", EDIT_BACKENDS), ("kf-interp-backend", INTERP_BACKENDS)):
+        assert [tuple(choice) for choice in radios[elem_id].choices] == [
+            (b.label, b.name) for b in registry.values()
+        ]
+    parser_choices = {a.dest: a.choices for a in cli.build_parser()._actions if a.choices}
+    assert list(parser_choices["interp"]) == list(INTERP_BACKENDS)
+    assert list(parser_choices["edit"]) == [*EDITS, "sd"]
+    # each backend's controls are shown by its options: flow method for flow, SVD settings for svd-*
+    for name, backend in INTERP_BACKENDS.items():
+        flow, svd = (update["visible"] for update in Handlers.show_interp_backend(name))
+        assert (flow, svd) == ("flow_method" in backend.options, "motion_bucket" in backend.options)
+    assert [u["visible"] for u in Handlers.show_edit_backend("sd")] == [False, True]
+    assert "Need no weights: Filter (no weights), Optical flow (no weights), Cross-fade (baseline)." in (
+        app.model_summary(settings)
+    )

@@ -1,4 +1,5 @@
-"""The keyframe CLI end to end (flow backend with a filter edit) and its one-line errors with status 2."""
+"""The keyframe CLI end to end (flow backend with a filter edit), its run record redoing the run, and its
+one-line errors with status 2."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from apps.keyframe import cli, workflow
+from apps.common.runs import RunRecord
+from apps.keyframe import cli, job
 from apps.keyframe.sample import SAMPLE_VIDEO
+from apps.keyframe.video import load_video
 from core.config import Settings
 from core.engines.edit import apply_edit
+from core.errors import InputError
 from core.video import read_video, write_video
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +28,15 @@ PREFIX = "python -m apps.keyframe.cli: error: "
 
 @pytest.fixture(autouse=True)
 def offline_models(monkeypatch, tmp_path):
-    for name in ("SD_MODEL", "SVD_MODEL", "LORA_PATH", "MAX_FRAMES", "MAX_IMAGE_SIDE", "MAX_UPLOAD_MB"):
+    for name in (
+        "SD_MODEL",
+        "SVD_MODEL",
+        "JOINT_WEIGHTS",
+        "SVD_INTERP_LORA",
+        "MAX_FRAMES",
+        "MAX_IMAGE_SIDE",
+        "MAX_UPLOAD_MB",
+    ):
         monkeypatch.delenv(f"KINEMA_{name}", raising=False)
     monkeypatch.setenv("KINEMA_SD_MODEL", "tiny")
     monkeypatch.setenv("KINEMA_DEVICE", "cpu")
@@ -45,9 +58,7 @@ def test_flow_backend_with_a_filter_writes_every_output(tmp_path, capsys):
     assert "Loaded 19 frames of 160x160 at 10 fps from sample.mp4." in printed
     assert "Keyframes: 0, 6, 12, 18." in printed
 
-    frames = workflow.load_video(
-        SAMPLE_VIDEO, Settings.from_env({}), start_s=0.5, working_side=160
-    ).frames_uint8
+    frames = load_video(SAMPLE_VIDEO, Settings.from_env({}), start_s=0.5, working_side=160).frames_uint8
     edited = apply_edit(frames[[0, 6, 12, 18]], "adjust", hue_deg=120.0, gamma=1.5)
     video = read_video(out)
     assert video.num_frames == 19 and video.fps == 10.0 and video.size_hw == (160, 160)
@@ -58,12 +69,26 @@ def test_flow_backend_with_a_filter_writes_every_output(tmp_path, capsys):
     with zipfile.ZipFile(tmp_path / "keys.zip") as archive:
         assert len(archive.namelist()) == 8
 
-    params = json.loads(out.with_suffix(".json").read_text())
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert (record["format"], record["app"], record["action"]) == ("kinema.run", "keyframe", "cli")
+    assert record["command"][:3] == ["python", "-m", "apps.keyframe.cli"] and "--gif" in record["command"]
+    params = record["arguments"]
     assert params["video"]["start_s"] == 0.5 and params["video"]["first_source_frame"] == 5
     assert [k["index"] for k in params["keyframes"]] == [0, 6, 12, 18]
     assert params["keyframes"][2]["edit"]["params"]["hue_deg"] == 120.0
+    assert params["keyframes"][2]["edit"]["batch"] == [0, 6, 12, 18]
     assert params["inbetween"]["backend"] == "flow" and params["inbetween"]["output_fps"] == 10.0
-    assert set(params["timings_s"]) == {"load", "edit", "inbetween"}
+    assert record["settings"]["sd_model"] == "tiny"
+    assert record["outputs"] == {  # beside the record by name, elsewhere by absolute path
+        "video_mp4": "out.mp4",
+        "video_gif": str(tmp_path / "out.gif"),
+        "side_by_side_mp4": str(tmp_path / "sbs.mp4"),
+        "keyframes_zip": str(tmp_path / "keys.zip"),
+    }
+    assert (
+        RunRecord.read(out.with_suffix(".json")).output_paths(out.parent)["video_gif"] == tmp_path / "out.gif"
+    )
+    assert set(record["timings_s"]) == {"load", "edit", "motion", "inbetween"}
 
 
 def test_manual_keyframes_crossfade_and_sd_edit(tmp_path, capsys):
@@ -78,7 +103,7 @@ def test_manual_keyframes_crossfade_and_sd_edit(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     video = read_video(out)
     assert video.num_frames == 11 and video.fps == 5.0
-    params = json.loads(out.with_suffix(".json").read_text())
+    params = json.loads(out.with_suffix(".json").read_text())["arguments"]
     assert params["keyframes"][0]["edit"]["keyframe_prompts"] == {"5": "rain"}
     assert params["keyframes"][0]["reason"] == "chosen by hand"
 
@@ -87,8 +112,58 @@ def test_adaptive_keyframes_from_appearance(tmp_path):
     out = tmp_path / "a.mp4"
     args = ["--video", str(SAMPLE_VIDEO), "--out", str(out), "--working-size", "64"]
     assert cli.main([*args, "--keyframes", "adaptive:appearance:0.02", "--edit", "identity"]) == 0
-    indices = [k["index"] for k in json.loads(out.with_suffix(".json").read_text())["keyframes"]]
+    indices = [k["index"] for k in json.loads(out.with_suffix(".json").read_text())["arguments"]["keyframes"]]
     assert indices[0] == 0 and indices[-1] == 23 and len(indices) > 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--keyframes", "adaptive:flow", "--edit", "color_grade", "--param", "reference={reference}"],
+        ["--keyframes", "0,5,10", "--edit", "sd", "--prompt", "snow", "--keyframe-prompt", "10: rain",
+         "--steps", "2", "--interp", "crossfade", "--end", "1.0"],
+    ],
+    ids=["adaptive-flow-filter-with-image", "manual-sd-crossfade"],
+)  # fmt: skip
+def test_the_record_redoes_the_run(tmp_path, capsys, args):
+    reference = tmp_path / "reference.png"
+    Image.fromarray(np.linspace(0, 255, 48 * 3 * 32).astype(np.uint8).reshape(32, 48, 3)).save(reference)
+    out = tmp_path / "first" / "out.mp4"
+    argv = ["--video", str(SAMPLE_VIDEO), "--out", str(out), "--working-size", "64"]
+    argv += [a.format(reference=reference) for a in args]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    settings = Settings.from_env()
+    first = job.run(cli.request_from_args(cli.build_parser().parse_args(argv), settings), settings,
+                    job.OutputFiles(tmp_path / "direct.mp4", tmp_path / "direct.json"))  # fmt: skip
+    record = RunRecord.read(out.with_suffix(".json"))
+    assert record.arguments == first.record.arguments
+
+    request = job.request_from_record(record, out.parent)
+    files = job.OutputFiles(tmp_path / "again" / "out.mp4", tmp_path / "again" / "out.json")
+    again = job.run(request, settings, files, action="cli", command=record.command)
+    assert np.array_equal(again.result_uint8, first.result_uint8)
+    assert again.record.arguments == record.arguments
+    assert np.array_equal(read_video(files.video_mp4).frames_uint8, read_video(out).frames_uint8)
+
+
+def test_records_that_cannot_redo_a_keyframe_run_are_refused(tmp_path):
+    record = RunRecord(app="drag", action="cli", arguments={})
+    with pytest.raises(InputError, match="run record of the drag app"):
+        job.request_from_record(record, tmp_path)
+    with pytest.raises(InputError, match="keyframe run record is damaged: KeyError"):
+        job.request_from_record(RunRecord(app="keyframe", action="cli", arguments={}), tmp_path)
+    out = tmp_path / "out.mp4"
+    argv = ["--video", str(SAMPLE_VIDEO), "--out", str(out), "--working-size", "64", "--keyframes", "0,23"]
+    assert cli.main([*argv, "--edit", "identity"]) == 0
+    data = RunRecord.read(out.with_suffix(".json")).to_dict()
+    data["arguments"]["keyframes"][1]["edit"]["batch"] = [0, 99]
+    request = job.request_from_record(RunRecord.from_dict(data), tmp_path)
+    with pytest.raises(
+        InputError, match=r"names frames 0, 99 as its batch; they must include those keyframes"
+    ):
+        job.run(
+            request, Settings.from_env(), job.OutputFiles(tmp_path / "again.mp4", tmp_path / "again.json")
+        )
 
 
 @pytest.fixture(scope="module")

@@ -1,17 +1,20 @@
-"""The keyframe job without a UI (apps.keyframe.workflow): input limits, keyframe lists, backends, outputs."""
+"""The keyframe job without a UI (apps.keyframe.video, keyframes, backends, job): input limits, keyframe lists,
+backends, outputs and the run record."""
 
 from __future__ import annotations
 
-import json
 import zipfile
 
 import numpy as np
 import pytest
 
-from apps.keyframe import workflow
+from apps.common.runs import RunRecord, new_run_folder
+from apps.keyframe import backends, job, keyframes
+from apps.keyframe import video as kf_video
 from apps.keyframe.sample import SAMPLE_FPS, SAMPLE_FRAMES, SAMPLE_SIZE, SAMPLE_VIDEO
 from core.config import Settings
 from core.engines.edit import apply_edit
+from core.engines.keyframes import Keyframe
 from core.errors import InputError, ModelNotAvailable
 from core.imaging import load_image
 from core.video import VideoInfo, read_video, write_video
@@ -40,7 +43,7 @@ def test_sample_clip_is_what_assets_readme_says():
 
 
 def test_whole_sample_loads_at_its_size(settings, sample_frames):
-    video = workflow.load_video(SAMPLE_VIDEO, settings)
+    video = kf_video.load_video(SAMPLE_VIDEO, settings)
     assert video.num_frames == SAMPLE_FRAMES and video.fps == SAMPLE_FPS and video.stride == 1
     assert np.array_equal(video.frames_uint8, sample_frames)
     assert video.notices == ()
@@ -48,14 +51,14 @@ def test_whole_sample_loads_at_its_size(settings, sample_frames):
 
 
 def test_trim_takes_the_frames_shown_between_start_and_end(settings, sample_frames):
-    video = workflow.load_video(SAMPLE_VIDEO, settings, start_s=0.5, end_s=1.5)
+    video = kf_video.load_video(SAMPLE_VIDEO, settings, start_s=0.5, end_s=1.5)
     assert video.source_indices.tolist() == list(range(5, 16))
     assert np.array_equal(video.frames_uint8, sample_frames[5:16])
     assert video.record()["first_source_frame"] == 5
 
 
 def test_larger_video_is_downscaled_to_the_working_size_with_a_notice(settings, sample_frames):
-    video = workflow.load_video(SAMPLE_VIDEO, settings, working_side=128)
+    video = kf_video.load_video(SAMPLE_VIDEO, settings, working_side=128)
     assert video.size_hw == (128, 128)
     assert video.notices == ("Working at 128x128 (the video is 320x320; the working size is 128 px).",)
     # area averaging: the mean colour is kept within a grey level
@@ -63,13 +66,13 @@ def test_larger_video_is_downscaled_to_the_working_size_with_a_notice(settings, 
 
 
 def test_working_size_keeps_the_aspect_with_even_sides():
-    assert workflow.working_size(1080, 1920, 512) == (288, 512)
-    assert workflow.working_size(101, 99, 512) == (100, 98)  # no upscaling, even for H.264
-    assert workflow.working_size(4096, 4096, 333) == (332, 332)
+    assert kf_video.working_size(1080, 1920, 512) == (288, 512)
+    assert kf_video.working_size(101, 99, 512) == (100, 98)  # no upscaling, even for H.264
+    assert kf_video.working_size(4096, 4096, 333) == (332, 332)
 
 
 def test_too_many_frames_are_read_at_a_stride_with_a_notice(settings, sample_frames):
-    video = workflow.load_video(SAMPLE_VIDEO, settings.replace(max_frames=10))
+    video = kf_video.load_video(SAMPLE_VIDEO, settings.replace(max_frames=10))
     assert video.stride == 3 and video.source_indices.tolist() == [0, 3, 6, 9, 12, 15, 18, 21]
     assert np.array_equal(video.frames_uint8, sample_frames[::3])
     assert video.fps == pytest.approx(SAMPLE_FPS / 3)
@@ -79,25 +82,25 @@ def test_too_many_frames_are_read_at_a_stride_with_a_notice(settings, sample_fra
 
 def test_a_part_needing_a_stride_above_four_is_refused_from_the_probe(settings):
     with pytest.raises(InputError, match=r"at most 5 frames are processed \(KINEMA_MAX_FRAMES\)"):
-        workflow.load_video(SAMPLE_VIDEO, settings.replace(max_frames=5))
+        kf_video.load_video(SAMPLE_VIDEO, settings.replace(max_frames=5))
     # ten minutes at 30 fps: refused from the header alone, naming the longest part that fits
     ten_minutes = VideoInfo(18_000, 30.0, (720, 1280))
     with pytest.raises(InputError) as error:
-        workflow.plan_part(ten_minutes, settings, 0.0, None)
+        kf_video.plan_part(ten_minutes, settings, 0.0, None)
     assert str(error.value) == (
         "The chosen part is 600.0 s long (18000 frames at 30 fps) but at most 64 frames are processed "
         "(KINEMA_MAX_FRAMES); choose a part of at most 8.5 s with the start and end times."
     )
-    assert workflow.plan_part(ten_minutes, settings, 60.0, 68.0) == (1800, 4, 61)
+    assert kf_video.plan_part(ten_minutes, settings, 60.0, 68.0) == (1800, 4, 61)
     # the app's default part: the first 64 frames, read one by one
-    end_s = workflow.default_end_s(ten_minutes, settings)
-    assert end_s == 2.1 and workflow.plan_part(ten_minutes, settings, 0.0, end_s) == (0, 1, 64)
+    end_s = kf_video.default_end_s(ten_minutes, settings)
+    assert end_s == 2.1 and kf_video.plan_part(ten_minutes, settings, 0.0, end_s) == (0, 1, 64)
     odd_rate = VideoInfo(18_000, 29.97, (720, 1280))
-    assert workflow.plan_part(odd_rate, settings, 0.0, workflow.default_end_s(odd_rate, settings))[1:] == (
+    assert kf_video.plan_part(odd_rate, settings, 0.0, kf_video.default_end_s(odd_rate, settings))[1:] == (
         1,
         63,
     )
-    assert workflow.default_end_s(VideoInfo(24, 10.0, (8, 8)), settings) == 2.4
+    assert kf_video.default_end_s(VideoInfo(24, 10.0, (8, 8)), settings) == 2.4
 
 
 @pytest.fixture(scope="module")
@@ -112,24 +115,24 @@ def bad_videos(tmp_path_factory):
 
 def test_corrupt_file_is_refused(settings, bad_videos):
     with pytest.raises(InputError, match="corrupt.mp4 cannot be read: it is corrupt or not a video"):
-        workflow.load_video(bad_videos["corrupt"], settings)
+        kf_video.load_video(bad_videos["corrupt"], settings)
 
 
 def test_single_frame_video_is_refused(settings, bad_videos):
     with pytest.raises(
         InputError, match="holds 1 frame; keyframe editing needs a video of at least 2 frames"
     ):
-        workflow.load_video(bad_videos["one_frame"], settings)
+        kf_video.load_video(bad_videos["one_frame"], settings)
 
 
 def test_4k_by_4k_video_is_refused_before_decoding(settings, bad_videos):
     with pytest.raises(InputError) as error:
-        workflow.load_video(bad_videos["huge"], settings)
+        kf_video.load_video(bad_videos["huge"], settings)
     assert str(error.value) == (
         "The video is 4096x4096; the largest accepted side is 2048 px (KINEMA_MAX_IMAGE_SIDE). "
         "Downscale it first or raise the limit."
     )
-    video = workflow.load_video(bad_videos["huge"], settings.replace(max_image_side=4096), working_side=256)
+    video = kf_video.load_video(bad_videos["huge"], settings.replace(max_image_side=4096), working_side=256)
     assert video.size_hw == (256, 256) and "the video is 4096x4096" in video.notices[0]
 
 
@@ -137,7 +140,7 @@ def test_upload_over_the_size_limit_is_refused(settings, tmp_path):
     big = tmp_path / "big.mp4"
     big.write_bytes(b"\x00" * (2 * 2**20 + 1))
     with pytest.raises(InputError, match=r"The video is 2 MB; the limit is 1 MB \(KINEMA_MAX_UPLOAD_MB\)"):
-        workflow.load_video(big, settings.replace(max_upload_mb=1))
+        kf_video.load_video(big, settings.replace(max_upload_mb=1))
 
 
 @pytest.mark.parametrize(
@@ -152,27 +155,27 @@ def test_upload_over_the_size_limit_is_refused(settings, tmp_path):
 )
 def test_bad_trim_ranges_are_refused(settings, start, end, message):
     with pytest.raises(InputError, match=message):
-        workflow.load_video(SAMPLE_VIDEO, settings, start_s=start, end_s=end)
+        kf_video.load_video(SAMPLE_VIDEO, settings, start_s=start, end_s=end)
 
 
 @pytest.mark.parametrize("side", [32, 5000, 100.5])
 def test_working_size_out_of_range_is_refused(settings, side):
     with pytest.raises(InputError, match="working size"):
-        workflow.load_video(SAMPLE_VIDEO, settings, working_side=side)
+        kf_video.load_video(SAMPLE_VIDEO, settings, working_side=side)
 
 
 # -- keyframe lists and prompts ------------------------------------------------------------------------
 
 
 def test_keyframes_from_text_sorts_and_keeps_suggested_reasons():
-    suggested = [workflow.Keyframe(0, "first frame"), workflow.Keyframe(8, "every 8 frames")]
-    keys = workflow.keyframes_from_text(" 16, 0 8", 24, suggested)
+    suggested = [Keyframe(0, "first frame"), Keyframe(8, "every 8 frames")]
+    keys = keyframes.keyframes_from_text(" 16, 0 8", 24, suggested)
     assert [(k.index, k.reason) for k in keys] == [
         (0, "first frame"),
         (8, "every 8 frames"),
         (16, "chosen by hand"),
     ]
-    assert workflow.format_indices([k.index for k in keys]) == "0, 8, 16"
+    assert keyframes.format_indices([k.index for k in keys]) == "0, 8, 16"
 
 
 @pytest.mark.parametrize(
@@ -187,22 +190,22 @@ def test_keyframes_from_text_sorts_and_keeps_suggested_reasons():
 )
 def test_bad_keyframe_lists_are_refused(text, message):
     with pytest.raises(InputError, match=message):
-        workflow.keyframes_from_text(text, 24)
+        keyframes.keyframes_from_text(text, 24)
 
 
 def test_keyframe_prompts_parse_per_frame_overrides():
     text = "8: the same street at night\n\n 16 :snow: heavy \n"
-    assert workflow.parse_keyframe_prompts(text, [0, 8, 16]) == {
+    assert keyframes.parse_keyframe_prompts(text, [0, 8, 16]) == {
         8: "the same street at night",
         16: "snow: heavy",
     }
-    assert workflow.parse_keyframe_prompts("", [0]) == {}
+    assert keyframes.parse_keyframe_prompts("", [0]) == {}
     with pytest.raises(InputError, match="Frame 5 has a prompt but is not a keyframe"):
-        workflow.parse_keyframe_prompts("5: x", [0, 8])
+        keyframes.parse_keyframe_prompts("5: x", [0, 8])
     with pytest.raises(InputError, match="line 2 is 'no frame here'"):
-        workflow.parse_keyframe_prompts("0: a\nno frame here", [0])
+        keyframes.parse_keyframe_prompts("0: a\nno frame here", [0])
     with pytest.raises(InputError, match="Frame 0 has two per-keyframe prompts"):
-        workflow.parse_keyframe_prompts("0: a\n0: b", [0])
+        keyframes.parse_keyframe_prompts("0: a\n0: b", [0])
 
 
 # -- editing -----------------------------------------------------------------------------------------
@@ -210,8 +213,8 @@ def test_keyframe_prompts_parse_per_frame_overrides():
 
 def test_filter_backend_is_the_core_filter(settings, sample_frames):
     keys = sample_frames[[0, 12]]
-    request = workflow.EditRequest(filter="adjust", filter_params={"hue_deg": 90.0})
-    edited = workflow.edit_keyframes(keys, [0, 12], request, settings)
+    request = backends.EditRequest(filter="adjust", filter_params={"hue_deg": 90.0})
+    edited = backends.edit_keyframes(keys, [0, 12], request, settings)
     assert np.array_equal(edited, apply_edit(keys, "adjust", hue_deg=90.0))
     assert np.abs(edited.astype(int) - keys).mean() > 10
     assert request.record() == {
@@ -223,20 +226,20 @@ def test_filter_backend_is_the_core_filter(settings, sample_frames):
 
 def test_edit_requests_are_checked_before_any_work():
     with pytest.raises(InputError, match="hue_deg"):
-        workflow.EditRequest(filter="adjust", filter_params={"hue_deg": 400.0}).check()
+        backends.EditRequest(filter="adjust", filter_params={"hue_deg": 400.0}).check()
     with pytest.raises(InputError, match="needs a 'reference'"):
-        workflow.EditRequest(filter="color_grade").check()
+        backends.EditRequest(filter="color_grade").check()
     with pytest.raises(InputError, match="The SD edit needs a prompt"):
-        workflow.EditRequest(backend="sd").check()
+        backends.EditRequest(backend="sd").check()
     with pytest.raises(InputError, match="Unknown edit backend 'gan'"):
-        workflow.EditRequest(backend="gan").check()
+        backends.EditRequest(backend="gan").check()
     # per-keyframe prompts alone are enough for SD
-    workflow.EditRequest(backend="sd", keyframe_prompts={0: "snow"}).check()
+    backends.EditRequest(backend="sd", keyframe_prompts={0: "snow"}).check()
 
 
 def test_sd_backend_edits_odd_sized_keyframes(settings, sample_frames):
-    keys = workflow.resize_frames(sample_frames[[0, 12]], (36, 44))  # not multiples of 8: padded, then cut
-    request = workflow.EditRequest(
+    keys = kf_video.resize_frames(sample_frames[[0, 12]], (36, 44))  # not multiples of 8: padded, then cut
+    request = backends.EditRequest(
         backend="sd",
         prompt="snow",
         keyframe_prompts={12: "rain"},
@@ -245,41 +248,41 @@ def test_sd_backend_edits_odd_sized_keyframes(settings, sample_frames):
         steps=2,
         seed=3,
     )
-    edited = workflow.edit_keyframes(keys, [0, 12], request, settings)
+    edited = backends.edit_keyframes(keys, [0, 12], request, settings)
     assert edited.shape == keys.shape and edited.dtype == np.uint8
     assert np.abs(edited.astype(int) - keys).mean() > 5  # random tiny weights: far from the input
     assert request.record()["keyframe_prompts"] == {"12": "rain"}
 
 
 def test_missing_sd_weights_name_the_setting(settings, sample_frames, tmp_path):
-    request = workflow.EditRequest(backend="sd", prompt="snow")
+    request = backends.EditRequest(backend="sd", prompt="snow")
     with pytest.raises(ModelNotAvailable, match=r"set KINEMA_SD_MODEL \(or --sd-model\)"):
-        workflow.edit_keyframes(
+        backends.edit_keyframes(
             sample_frames[:1], [0], request, settings.replace(sd_model=str(tmp_path / "no"))
         )
 
 
 def test_fit_image_converts_and_resizes_uploads():
     grey = np.full((10, 20), 77, np.uint8)
-    assert np.array_equal(workflow.fit_image(grey, (4, 8)), np.full((4, 8, 3), 77, np.uint8))
+    assert np.array_equal(backends.fit_image(grey, (4, 8)), np.full((4, 8, 3), 77, np.uint8))
     rgba = np.zeros((4, 8, 4), np.uint8)
-    assert workflow.fit_image(rgba, (4, 8)).shape == (4, 8, 3)
+    assert backends.fit_image(rgba, (4, 8)).shape == (4, 8, 3)
     with pytest.raises(InputError, match="not an image"):
-        workflow.fit_image(np.zeros((0, 3), np.uint8), (4, 8))
+        backends.fit_image(np.zeros((0, 3), np.uint8), (4, 8))
 
 
 # -- inbetweening -------------------------------------------------------------------------------------
 
 
 def test_flow_and_crossfade_keep_keyframes_exact(settings, sample_frames):
-    frames = workflow.resize_frames(sample_frames[:9], (96, 96))
+    frames = kf_video.resize_frames(sample_frames[:9], (96, 96))
     indices = [0, 4, 8]
     edited = apply_edit(frames[indices], "adjust", hue_deg=120.0)
     seen: list[tuple[int, int]] = []
     for backend in ("flow", "crossfade"):
         seen.clear()
-        out = workflow.inbetween(
-            frames, indices, edited, workflow.InterpRequest(backend=backend), settings,
+        out = backends.inbetween(
+            frames, indices, edited, backends.InterpRequest(backend=backend), settings,
             callback=lambda done, total: seen.append((done, total)),
         )  # fmt: skip
         assert out.shape == frames.shape and np.array_equal(out[indices], edited)
@@ -300,14 +303,14 @@ def test_flow_and_crossfade_keep_keyframes_exact(settings, sample_frames):
 )
 def test_bad_inbetween_requests_are_refused(change, message):
     with pytest.raises(InputError, match=message):
-        workflow.InterpRequest(**change).check()
+        backends.InterpRequest(**change).check()
 
 
 def test_svd_needs_keyframes_at_both_ends(settings, sample_frames):
     frames = sample_frames[:5]
     with pytest.raises(InputError, match="make frames 0 and 4 keyframes"):
-        workflow.inbetween(
-            frames, [0, 2], frames[[0, 2]], workflow.InterpRequest(backend="svd-trf"), settings
+        backends.inbetween(
+            frames, [0, 2], frames[[0, 2]], backends.InterpRequest(backend="svd-trf"), settings
         )
 
 
@@ -315,23 +318,23 @@ def test_missing_svd_weights_name_the_setting(settings, sample_frames, tmp_path)
     frames = sample_frames[:3]
     missing = settings.replace(svd_model=str(tmp_path / "no"))
     with pytest.raises(ModelNotAvailable, match=r"set KINEMA_SVD_MODEL \(or --svd-model\)"):
-        workflow.inbetween(frames, [0, 2], frames[[0, 2]], workflow.InterpRequest(backend="svd-trf"), missing)
+        backends.inbetween(frames, [0, 2], frames[[0, 2]], backends.InterpRequest(backend="svd-trf"), missing)
 
 
 def test_svd_lora_without_a_lora_says_so(settings):
-    assert workflow.backend_notes(workflow.InterpRequest(backend="flow"), settings) == []
-    (note,) = workflow.backend_notes(workflow.InterpRequest(backend="svd-lora"), settings)
-    assert "KINEMA_LORA_PATH is empty" in note
+    assert backends.backend_notes(backends.InterpRequest(backend="flow"), settings) == []
+    (note,) = backends.backend_notes(backends.InterpRequest(backend="svd-lora"), settings)
+    assert "KINEMA_SVD_INTERP_LORA is empty" in note
 
 
 @pytest.mark.slow
 def test_svd_fills_each_gap_and_keeps_keyframes(settings, sample_frames):
-    frames = workflow.resize_frames(sample_frames[:4], (48, 56))  # padded to 64x64 for SVD, then cut
+    frames = kf_video.resize_frames(sample_frames[:4], (48, 56))  # padded to 64x64 for SVD, then cut
     indices = [0, 2, 3]  # gaps of 2 and 1 (nothing to generate in the second)
     edited = apply_edit(frames[indices], "adjust", hue_deg=60.0)
-    request = workflow.InterpRequest(backend="svd-trf", steps=1, decode_chunk_size=2)
+    request = backends.InterpRequest(backend="svd-trf", steps=1, decode_chunk_size=2)
     seen: list[tuple[int, int]] = []
-    out = workflow.inbetween(
+    out = backends.inbetween(
         frames, indices, edited, request, settings, fps=SAMPLE_FPS, callback=lambda *done: seen.append(done)
     )
     assert out.shape == frames.shape and np.array_equal(out[indices], edited)
@@ -345,12 +348,12 @@ def test_svd_lora_is_on_the_shared_unet_for_its_job_only(settings, sample_frames
     trained = tiny_svd_components()["unet"]
     lora.add_lora(trained, "trained", init=False)  # random LoRA weights: a visible change
     path = lora.save_lora(trained, "trained", tmp_path / "interp.safetensors")
-    frames = workflow.resize_frames(sample_frames[:3], (32, 32))
+    frames = kf_video.resize_frames(sample_frames[:3], (32, 32))
 
-    def inbetween(lora_path: str) -> np.ndarray:
-        request = workflow.InterpRequest(backend="svd-lora", steps=1, decode_chunk_size=2)
-        with_lora = settings.replace(lora_path=lora_path)
-        return workflow.inbetween(frames, [0, 2], frames[[0, 2]], request, with_lora, fps=SAMPLE_FPS)
+    def inbetween(weights: str) -> np.ndarray:
+        request = backends.InterpRequest(backend="svd-lora", steps=1, decode_chunk_size=2)
+        with_lora = settings.replace(svd_interp_lora=weights)
+        return backends.inbetween(frames, [0, 2], frames[[0, 2]], request, with_lora, fps=SAMPLE_FPS)
 
     stock = inbetween("")  # no LoRA configured: the stock weights
     assert np.abs(inbetween(str(path))[1].astype(int) - stock[1]).max() > 0
@@ -361,33 +364,30 @@ def test_svd_lora_is_on_the_shared_unet_for_its_job_only(settings, sample_frames
 # -- outputs ---------------------------------------------------------------------------------------------
 
 
-def test_write_outputs_writes_every_file_readably(settings, sample_frames, tmp_path):
+def test_the_job_writes_every_file_readably_and_its_record(settings, sample_frames, tmp_path):
     frames = sample_frames[:6]
-    indices = [0, 5]
-    edited = apply_edit(frames[indices], "pencil")
-    video = workflow.load_video(SAMPLE_VIDEO, settings, end_s=0.55)
-    keys = [workflow.Keyframe(0, "first frame"), workflow.Keyframe(5, "last frame")]
-    interp = workflow.InterpRequest()
-    edit_record = workflow.EditRequest(filter="pencil").record()
-    record = workflow.job_record(
-        video, keys, dict.fromkeys(indices, edit_record), interp, settings, 10.0, {"x": 1.23456}
+    request = job.KeyframeRequest(
+        video=str(SAMPLE_VIDEO),
+        end_s=0.55,
+        keyframes="0, 5",
+        keyframe_reasons={0: "first frame", 5: "last frame"},
+        edit=backends.EditRequest(filter="pencil"),
     )
-    folder = workflow.new_run_folder(settings)
-    assert folder.parent == tmp_path / "keyframe" and workflow.new_run_folder(settings) != folder
-    files = workflow.write_outputs(
-        folder / "result.mp4", frames, frames, 10.0, indices, edited, record,
-        gif=folder / "result.gif", side_by_side_mp4=folder / "sbs.mp4", keyframes_zip=folder / "keys.zip",
-    )  # fmt: skip
+    folder = new_run_folder(settings.output_dir, "keyframe")
+    done = job.run(request, settings, job.OutputFiles.in_folder(folder), action="ui:inbetween")
+    files = done.files
     assert [p.name for p in files.paths()] == [
         "result.mp4",
         "result.gif",
-        "sbs.mp4",
-        "keys.zip",
-        "result.json",
+        "side_by_side.mp4",
+        "keyframes.zip",
+        "params.json",
     ]
+    edited = apply_edit(frames[[0, 5]], "pencil")
+    assert np.array_equal(done.result_uint8[[0, 5]], edited)
     mp4 = read_video(files.video_mp4)
     assert mp4.num_frames == 6 and mp4.fps == 10.0
-    assert np.abs(mp4.frames_uint8.astype(int) - frames).mean() < 3  # H.264 at crf 18
+    assert np.abs(mp4.frames_uint8.astype(int) - done.result_uint8).mean() < 3  # H.264 at crf 18
     assert read_video(files.video_gif).num_frames == 6
     assert read_video(files.side_by_side_mp4).size_hw == (320, 2 * 320 + 8)
     with zipfile.ZipFile(files.keyframes_zip) as archive:
@@ -395,11 +395,20 @@ def test_write_outputs_writes_every_file_readably(settings, sample_frames, tmp_p
             "frame_0000_original.png", "frame_0000_edited.png", "frame_0005_original.png", "frame_0005_edited.png",
         ]  # fmt: skip
         assert np.array_equal(load_image(archive.read("frame_0005_edited.png")), edited[1])
-    params = json.loads(files.params_json.read_text())
+    record = RunRecord.read(files.params_json)
+    params = record.arguments
+    assert (record.app, record.action, record.command) == ("keyframe", "ui:inbetween", None)
     assert params["video"]["frames"] == 6 and params["video"]["source"] == "sample.mp4"
+    edit_record = {**backends.EditRequest(filter="pencil").record(), "batch": [0, 5]}
     assert params["keyframes"][1] == {"index": 5, "reason": "last frame", "edit": edit_record}
     assert params["inbetween"] == {"backend": "flow", "fps": None, "flow_method": "dis", "output_fps": 10.0}
-    assert params["models"]["sd_model"] == "tiny" and params["timings_s"] == {"x": 1.235}
-    assert params["outputs"] == {
-        "video_mp4": "result.mp4", "video_gif": "result.gif", "side_by_side_mp4": "sbs.mp4", "keyframes_zip": "keys.zip",
+    assert record.settings["sd_model"] == "tiny" and set(record.timings_s) == {
+        "load",
+        "edit",
+        "motion",
+        "inbetween",
+    }
+    assert record.outputs == {
+        "video_mp4": "result.mp4", "video_gif": "result.gif", "side_by_side_mp4": "side_by_side.mp4",
+        "keyframes_zip": "keyframes.zip",
     }  # fmt: skip

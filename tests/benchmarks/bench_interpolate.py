@@ -4,9 +4,10 @@ Clip: 17 frames of a camera pan over the astronaut photo, keyframes every 8 fram
 Rows:
 - inbetweening with the video's motion already estimated (what a new edit of the same video costs)
   against the plain cross-fade;
-- the whole job, motion estimation included (flow both ways + occlusion masks, once per video),
-  against naive per-frame recomputation: for every inbetween frame, estimate the motion of its
-  keyframe gap again and propagate;
+- the whole job, motion estimation included (flow both ways + occlusion masks, once per video; the
+  two directions, and then the keyframe gaps, run at once on two threads), against naive per-frame
+  recomputation: for every inbetween frame, estimate the motion of its keyframe gap again and
+  propagate;
 - the whole job with the ULTRAFAST DIS preset (no variational refinement) against the default preset.
 """
 

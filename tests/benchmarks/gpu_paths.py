@@ -230,22 +230,22 @@ def _keyframe(inputs: dict, edit: str, interp: str, steps: int, size: dict) -> C
 
 
 def _joint(root: Path, mode: str, steps: int, size: dict) -> Callable[[], object]:
-    from apps.joint_depth import workflow
+    from apps.joint_depth import job
     from core.config import Settings
 
     def run():
         settings = Settings.from_env()
-        model = workflow.load_model(settings, str(root / "joint"))
+        model = job.load_model(settings, str(root / "joint"))
         side = size["sd_side"]
-        request = workflow.JointRequest.from_ui(
+        request = job.JointRequest.from_ui(
             settings, mode=mode, prompt="a red chair", steps=steps, height=side, width=side, side=side
         )
         given = {}
         if mode == "image_to_depth":
-            given["image_uint8"] = workflow.prepare_image(root / "inputs" / "photo.png", settings, side)
+            given["image_uint8"] = job.prepare_image(root / "inputs" / "photo.png", settings, side)
         if mode == "depth_to_image":
             given["depth_unit"] = np.tile(np.linspace(0, 1, side, dtype=np.float32), (side, 1))
-        return workflow.run(model, request, **given)
+        return job.run(model, request, **given)
 
     return run
 
@@ -261,7 +261,7 @@ SVD_PATHS = (
 
 def path_runs(root: Path, inputs: dict, steps: int, size: dict) -> dict[str, tuple[Callable, dict]]:
     """Path name -> (run, extra KINEMA_* settings for it)."""
-    lora = {"LORA_PATH": str(root / "svd-lora")}
+    lora = {"SVD_INTERP_LORA": str(root / "svd-lora")}
     return {
         "drag warp": (_drag(inputs, "warp", steps, size), {}),
         "drag svd": (_drag(inputs, "svd", steps, size), {}),

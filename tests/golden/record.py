@@ -148,7 +148,7 @@ def _joint() -> dict:
     from diffusers import StableDiffusionPipeline
     from PIL import Image
 
-    from apps.joint_depth import workflow
+    from apps.joint_depth import job
     from core.config import Settings
     from core.imaging import save_png16
     from core.models import tiny_sd_components
@@ -163,23 +163,28 @@ def _joint() -> dict:
             param.copy_(0.05 * torch.randn(param.shape, generator=generator))
     pipe.joint_patch.save(weights)
     settings = Settings(sd_model="tiny", device="cpu", output_dir=str(folder / "outputs"))
-    model = workflow.load_model(settings, str(weights))
     photo = np.asarray(Image.open(ROOT / "assets" / "images" / "chelsea.jpg").convert("RGB").resize((64, 64)))
     Image.fromarray(photo).save(folder / "inputs" / "image.png")
     save_png16(folder / "inputs" / "depth.png", np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64))
+    inputs = {
+        "image_to_depth": folder / "inputs" / "image.png",
+        "depth_to_image": folder / "inputs" / "depth.png",
+    }
     for mode in ("joint", "image_to_depth", "depth_to_image"):
-        request = workflow.JointRequest.from_ui(
-            settings, mode=mode, prompt="a red chair", steps=2, seed=3, batch=2, height=64, width=64, side=64
+        request = job.JointRequest.from_ui(
+            settings,
+            mode=mode,
+            prompt="a red chair",
+            steps=2,
+            seed=3,
+            batch=2,
+            height=64,
+            width=64,
+            side=64,
+            weights=str(weights),
+            input_path=str(inputs.get(mode, "")),
         )
-        given = {}
-        if mode == "image_to_depth":
-            given["image_uint8"] = workflow.prepare_image(folder / "inputs" / "image.png", settings, 64)
-        if mode == "depth_to_image":
-            given["depth_unit"] = workflow.prepare_depth(folder / "inputs" / "depth.png", settings, 64)
-        images, depth = workflow.run(model, request, **given)
-        run = folder / "out" / mode
-        run.mkdir(parents=True)
-        workflow.write_results(run, images, depth, request, {"weights": "seeded"})
+        job.run_job(request, settings, folder / "out" / mode)
     return _collect(folder)
 
 

@@ -63,3 +63,14 @@ def test_auto_device_and_dtype_on_this_machine():
 
 def test_upload_limit_in_bytes():
     assert Settings.from_env({}, max_upload_mb=3).max_upload_bytes == 3 * 1024 * 1024
+
+
+def test_joint_weights_and_the_svd_interp_lora_are_separate_settings():
+    s = Settings.from_env({"KINEMA_JOINT_WEIGHTS": "runs/joint", "KINEMA_SVD_INTERP_LORA": "runs/interp"})
+    assert (s.joint_weights, s.svd_interp_lora) == ("runs/joint", "runs/interp")
+    assert Settings.from_env({"KINEMA_JOINT_WEIGHTS": "runs/joint"}).svd_interp_lora == ""
+    parser = argparse.ArgumentParser()
+    Settings.add_arguments(parser)
+    args = parser.parse_args(["--svd-interp-lora", "lora.safetensors"])
+    assert Settings.from_args(args, {}).svd_interp_lora == "lora.safetensors"
+    assert not hasattr(s, "lora_path")

@@ -1,14 +1,18 @@
 """Flow-guided inbetweening against the originals it must reproduce, and the cross-fade baseline."""
 
+from contextvars import ContextVar, copy_context
+
 import cv2
 import numpy as np
 import pytest
 
+from core.engines import interpolate
 from core.engines.edit import apply_edit
 from core.engines.interpolate import VideoMotion, crossfade, estimate_video_motion, interpolate_flow
 from core.errors import InputError
 from core.eval.fixtures import camera_clip, load_photo
 from core.eval.metrics import held_out_scores, psnr_db
+from core.flow import estimate_video_flow
 
 N_FRAMES = 17
 TIME_ONLY = {"occlusion_aware": False, "photometric_sigma": None}
@@ -115,6 +119,45 @@ def test_motion_is_reused_and_progress_reported(pan, pan_motion):
     )
     assert np.array_equal(reused, interpolate_flow(pan, keys, pan[keys]))
     assert calls == [(i, N_FRAMES) for i in range(1, N_FRAMES + 1)]
+
+
+def test_both_directions_are_the_serial_estimates(pan, pan_motion):
+    """Each direction is exactly the one-direction estimate (the backward one on the reversed video)."""
+    np.testing.assert_array_equal(pan_motion.forward_px, estimate_video_flow(pan))
+    np.testing.assert_array_equal(pan_motion.backward_px, estimate_video_flow(pan[::-1])[::-1])
+
+
+def test_flow_threads_run_in_the_callers_context(pan, monkeypatch):
+    """Progress trackers that live in context variables (Gradio's track_tqdm) see the flow estimation."""
+    tracker: ContextVar[str | None] = ContextVar("tracker", default=None)
+    seen = []
+
+    def spy(*args):
+        seen.append(tracker.get())
+        return estimate_video_flow(*args)
+
+    monkeypatch.setattr(interpolate, "estimate_video_flow", spy)
+
+    def caller():
+        tracker.set("progress of this request")
+        return estimate_video_motion(pan[:3])
+
+    copy_context().run(caller)
+    assert seen == ["progress of this request"] * 2
+
+
+def test_gaps_filled_at_once_are_each_gap_alone(pan, pan_motion):
+    """Keyframe gaps are filled concurrently; each equals inbetweening its own segment of the video."""
+    keys = [2, 8, 14]
+    edited = 255 - pan[keys]
+    whole = interpolate_flow(pan, keys, edited, motion=pan_motion)
+    for (a, b), pair in ((keys[:2], edited[:2]), (keys[1:], edited[1:])):
+        segment = VideoMotion(
+            *(field[a:b] for field in (pan_motion.forward_px, pan_motion.backward_px)),
+            *(mask[a:b] for mask in (pan_motion.occluded_forward, pan_motion.occluded_backward)),
+        )
+        alone = interpolate_flow(pan[a : b + 1], [0, b - a], pair, motion=segment)
+        np.testing.assert_array_equal(whole[a : b + 1], alone)
 
 
 def test_crossfade_blends_linearly_and_holds_the_ends():

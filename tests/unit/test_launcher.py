@@ -1,26 +1,31 @@
 import pytest
 
-from apps.__main__ import APPS, main
+from apps.__main__ import APPS, ROOT, main
 
 
-def test_unbuilt_apps_are_named(capsys, monkeypatch):
-    monkeypatch.setattr("apps.__main__.AppSpec.built", property(lambda self: False))
-    assert main(["all"]) == 1
+def test_every_listed_app_exists_and_help_lists_them(capsys):
+    for app in APPS.values():
+        assert (ROOT / app.entry).is_file(), app.entry
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
     out = capsys.readouterr().out
     for app in APPS.values():
-        assert f"{app.title} ({app.key}) is not built yet" in out
-    assert "Nothing to launch yet." in out
+        assert f"{app.key:<9} {app.title} ({app.framework}, port {app.port})" in out
 
 
-def test_dry_run_prints_one_command_per_built_app(capsys, monkeypatch):
-    monkeypatch.setattr("apps.__main__.AppSpec.built", property(lambda self: self.key != "keyframe"))
+def test_dry_run_prints_one_command_per_app(capsys):
     assert main(["all", "--dry-run", "--sd-model", "tiny"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert "Keyframe edit + interpolation (keyframe) is not built yet" in lines[0]
-    commands = lines[1:]
-    assert len(commands) == 2
+    commands = capsys.readouterr().out.splitlines()
+    assert len(commands) == 3
     assert "streamlit run" in commands[0] and "--server.port 8501" in commands[0]
     assert commands[1].endswith("-m apps.joint_depth.app --host 127.0.0.1 --port 7861")
+    assert commands[2].endswith("-m apps.keyframe.app --host 127.0.0.1 --port 7862")
+
+
+def test_dry_run_of_one_app(capsys):
+    assert main(["keyframe", "--dry-run", "--host", "0.0.0.0"]) == 0
+    assert capsys.readouterr().out.splitlines() == [" ".join(APPS["keyframe"].command("0.0.0.0"))]
 
 
 def test_bad_setting_stops_before_launch_with_a_usage_error(capsys):

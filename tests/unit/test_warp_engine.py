@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from core.config import Settings
-from core.engines.warp import CAMERA_PRESETS, animate, preview_flow
+from core.engines.warp import CAMERA_PRESETS, animate, preview_flow, preview_video
 from core.errors import InputError
 from core.eval.fixtures import load_photo
 from core.flow import backward_warp, flow_to_color
@@ -242,3 +242,49 @@ def test_preview_of_nothing_is_white_and_follows_the_camera_and_brush():
         preview_flow((64, 48), Trajectories((DRAG,)), region_mask=np.ones((10, 10), bool))
     with pytest.raises(InputError, match="width, height"):
         preview_flow((64.5, 48), Trajectories((DRAG,)))
+
+
+def test_video_preview_is_animate_itself_when_the_image_is_small_enough(photo):
+    trajectories = Trajectories((DRAG, _track([200, 60], [190, 90]), _track([40, 220])))
+    mask = _disc(128, 120, 90)
+    expected = animate(photo, trajectories, 6, region_mask=mask, radius_px=30.0).frames_uint8
+    preview = preview_video(photo, trajectories, 6, region_mask=mask, radius_px=30.0, max_side_px=SIZE)
+    np.testing.assert_array_equal(preview, expected)
+
+
+def test_video_preview_warps_a_smaller_copy_close_to_animate(photo):
+    image = cv2.resize(photo, (SIZE * 2, SIZE), interpolation=cv2.INTER_LINEAR)  # 512x256
+    trajectories = Trajectories((Trajectory([[0.3, 0.45], [0.5, 0.5]]), Trajectory([[0.8, 0.2]])))
+    full = animate(image, trajectories, 5, camera=CAMERA_PRESETS["pan_left"]).frames_uint8
+    preview = preview_video(image, trajectories, 5, camera=CAMERA_PRESETS["pan_left"], max_side_px=128)
+    assert preview.shape == full.shape and preview.dtype == np.uint8
+    np.testing.assert_array_equal(preview[0], image)
+
+    # A quarter of the resolution: about as far from animate's frames as those frames shrunk and
+    # enlarged again, and far closer than the still image (a wrong motion costs tens of grey levels).
+    def error(frames):
+        return np.abs(frames[1:].astype(float) - full[1:]).mean()
+
+    resampled = [
+        cv2.resize(cv2.resize(f, (128, 64), interpolation=cv2.INTER_AREA), (SIZE * 2, SIZE)) for f in full
+    ]
+    assert error(preview) < 1.5 * error(np.stack(resampled))
+    assert error(preview) < 0.25 * error(np.repeat(image[None], 5, axis=0))
+    # The region and the reach are scaled with the copy: outside a brush nothing moves.
+    mask = np.zeros((SIZE, SIZE * 2), bool)
+    mask[:, : SIZE // 2] = True
+    brushed = preview_video(image, trajectories, 3, region_mask=mask, radius_px=40.0, max_side_px=128)
+    still = cv2.resize(cv2.resize(image, (128, 64), interpolation=cv2.INTER_AREA), (SIZE * 2, SIZE))
+    np.testing.assert_array_equal(brushed[-1][:, SIZE + 40 :], still[:, SIZE + 40 :])
+
+
+def test_video_preview_rejects_what_animate_rejects_and_a_bad_side(photo):
+    with pytest.raises(InputError, match="Nothing moves"):
+        preview_video(photo, Trajectories())
+    with pytest.raises(InputError, match="region mask"):
+        preview_video(photo, Trajectories((DRAG,)), region_mask=np.ones((10, 10), bool))
+    with pytest.raises(InputError, match="radius_px"):
+        preview_video(photo, Trajectories((DRAG,)), 3, radius_px=-3.0, max_side_px=64)
+    for bad in (4, 64.0, True):
+        with pytest.raises(InputError, match="max_side_px"):
+            preview_video(photo, Trajectories((DRAG,)), max_side_px=bad)

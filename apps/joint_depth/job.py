@@ -1,4 +1,5 @@
-"""The joint-depth app's work, UI-free: models (with the tiny fallback), joint-weight folders, runs, files.
+"""The joint-depth job, UI-free, shared by the app and the CLI: models (with the tiny fallback), joint-weight
+folders, one run from request to files and its run record.
 
 - :func:`load_model`: the joint pipeline over the configured SD weights and the chosen joint-weights folder.
   Missing SD weights (ModelNotAvailable) fall back to the ``tiny`` preset with a notice naming KINEMA_SD_MODEL;
@@ -6,10 +7,12 @@
   The SD weights stay loaded for the process (core.models caches them); :func:`run` attaches the joint patch
   with the chosen weights for the call only (core.models.state), so concurrent requests with other weights,
   and "none" after a folder, see exactly their own patch.
-- Joint-weight folders: ``core.models.find_joint_weights`` (under ``Settings.lora_path``) and
-  ``core.models.joint_weights_folder``.
+- Joint-weight folders: ``core.models.find_joint_weights`` (under ``Settings.joint_weights``) and
+  ``core.models.joint_weights_folder``; :func:`default_weights` the one used unless another is chosen.
 - :class:`JointRequest`, :func:`prepare_image`, :func:`prepare_depth`, :func:`run`, :func:`write_results`:
   one run from checked parameters to files (image PNG, 16-bit depth PNG, depth colour map, PLY point cloud).
+- :func:`run_job`: all of it for a request (model, input, run, files) plus the run record ``params.json``
+  (:class:`apps.common.runs.RunRecord`); :func:`request_from_record` turns a record back into its request.
 
 Depth everywhere is relative disparity in [0,1], near = 1 (white in the 16-bit PNGs), as the pipeline returns
 it; an uploaded depth map is read the same way (near = bright) and normalised as the pipeline's training data
@@ -18,15 +21,16 @@ it; an uploaded depth map is read the same way (near = bright) and normalised as
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
 
+from apps.common.runs import RunRecord, new_run_folder
 from core.config import ENV_PREFIX, Settings
 from core.data.image_depth import normalize_disparity
 from core.errors import InputError, ModelNotAvailable
@@ -38,7 +42,7 @@ from core.imaging import (
     save_png16,
     signed_to_unit,
 )
-from core.models import TINY, check_joint_weights, joint_weights_folder, load_pipeline
+from core.models import TINY, check_joint_weights, find_joint_weights, joint_weights_folder, load_pipeline
 from core.models.loading import JOINT_TRAIN_COMMAND
 from core.models.state import JointWeights, attached
 from core.pipelines.joint_sd import MODES, JointSDPipeline
@@ -59,6 +63,12 @@ MAX_GUIDANCE = 30.0
 MAX_BATCH = 8
 MAX_SEED = 2**32 - 1
 MAX_POINTS = 1_000_000
+
+
+def default_weights(settings: Settings) -> str:
+    """The joint-weights folder used unless another is chosen: the first under ``settings.joint_weights``."""
+    found = find_joint_weights(settings.joint_weights)
+    return str(found[0]) if found else ""
 
 
 # -- the model -------------------------------------------------------------------------------------------
@@ -114,7 +124,7 @@ def load_model(settings: Settings, weights: str | None = "") -> LoadedModel:
         notices.append(
             "No joint weights: the joint layers are untrained (zero-initialised), so images are plain Stable "
             f"Diffusion's and the depth maps carry no meaning. Train them with `{JOINT_TRAIN_COMMAND}` and pick the "
-            f"output folder (or set {ENV_PREFIX}LORA_PATH)."
+            f"output folder (or set {ENV_PREFIX}JOINT_WEIGHTS)."
         )
     sample_size = pipeline.unet.config.sample_size
     sample_size = sample_size if isinstance(sample_size, int) else sample_size[0]
@@ -149,6 +159,8 @@ def _number(value: object, name: str, low: float, high: float) -> float:
 class JointRequest:
     """One run's parameters. ``height`` / ``width``: the output size for "joint" (multiples of 64);
     ``side``: the longest side given inputs are resized to (a multiple of 64). Point cloud: see core.pointcloud.
+    ``weights``: the joint-weights folder ("" = untrained); ``input_path``: the image (image_to_depth) or
+    the depth map (depth_to_image) the mode starts from.
     """
 
     mode: str = "joint"
@@ -165,6 +177,8 @@ class JointRequest:
     far: float = DEFAULT_FAR
     fov_deg: float = DEFAULT_FOV_DEG
     max_points: int = DEFAULT_MAX_POINTS
+    weights: str = ""
+    input_path: str = ""
 
     @classmethod
     def from_ui(cls, settings: Settings, **values: object) -> JointRequest:
@@ -199,6 +213,8 @@ class JointRequest:
             far=far,
             fov_deg=_number(values.get("fov_deg", DEFAULT_FOV_DEG), "Field of view", 1.0, 170.0),
             max_points=_integer(values.get("max_points", DEFAULT_MAX_POINTS), "Max points", 1, MAX_POINTS),
+            weights=str(values.get("weights") or ""),
+            input_path=str(values.get("input_path") or ""),
             **sides,
         )
 
@@ -279,25 +295,11 @@ class RunFiles:
         return [path for sample in per_sample for path in sample] + [self.params_json]
 
 
-def new_run_folder(settings: Settings) -> Path:
-    """A new folder under ``settings.output_dir``/joint_depth/, named by the time (and a counter if taken)."""
-    base = Path(settings.output_dir) / "joint_depth"
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in range(1000):
-        folder = base / (stamp if n == 0 else f"{stamp}-{n}")
-        try:
-            folder.mkdir(parents=True, exist_ok=False)
-            return folder
-        except FileExistsError:
-            continue
-    raise OSError(f"Could not create a new run folder under {base}.")
-
-
 def write_results(
-    folder: Path, images_uint8: np.ndarray, depth_unit: np.ndarray, request: JointRequest, record: dict
+    folder: Path, images_uint8: np.ndarray, depth_unit: np.ndarray, request: JointRequest
 ) -> RunFiles:
     """Write per sample K: ``image_K.png``, ``depth_K.png`` (16-bit, near = white), ``depth_K_color.png``
-    (turbo, near = warm) and ``points_K.ply``; and ``params.json`` (the request plus ``record``)."""
+    (turbo, near = warm) and ``points_K.ply``. The run record (``params.json``) is :func:`run_job`'s."""
     files = RunFiles(folder, [], [], [], [], folder / "params.json")
     for k, (image, depth) in enumerate(zip(images_uint8, depth_unit), start=1):
         files.images.append(folder / f"image_{k}.png")
@@ -314,5 +316,78 @@ def write_results(
             max_points=request.max_points,
         )
         files.clouds.append(write_ply(folder / f"points_{k}.ply", cloud))
-    files.params_json.write_text(json.dumps({**asdict(request), **record}, indent=2))
     return files
+
+
+@dataclass
+class JobResult:
+    """What :func:`run_job` made: images uint8 (B,H,W,3), disparity float32 (B,H,W), the files and record."""
+
+    model: LoadedModel
+    images_uint8: np.ndarray
+    depth_unit: np.ndarray
+    files: RunFiles
+    record: RunRecord
+    seconds: float
+
+
+def run_job(
+    request: JointRequest,
+    settings: Settings,
+    folder: Path | None = None,
+    *,
+    action: str = "cli",
+    command: list[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> JobResult:
+    """The whole job: model, input, run, files and the run record, in ``folder`` (default: a new run folder
+    under ``settings.output_dir``). Raises InputError for bad input (a missing or unreadable upload, a joint-
+    weights folder that does not load). ``progress`` gets a short text before each stage."""
+    report = progress or (lambda text: None)
+    given = {}
+    if request.mode != "joint":
+        what = "an image" if request.mode == "image_to_depth" else "a depth map"
+        if not request.input_path:
+            raise InputError(f"Upload {what} first.")
+        prepare = prepare_image if request.mode == "image_to_depth" else prepare_depth
+        name = "image_uint8" if request.mode == "image_to_depth" else "depth_unit"
+        given[name] = prepare(request.input_path, settings, request.side)
+    report("loading models")
+    model = load_model(settings, request.weights)
+    report(f"{request.mode.replace('_', ' ')}: {request.steps} steps")
+    started = time.perf_counter()
+    images, depth = run(model, request, **given)
+    seconds = time.perf_counter() - started
+    report("writing files")
+    folder = new_run_folder(settings.output_dir, "joint_depth") if folder is None else Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = write_results(folder, images, depth, request)
+    arguments = asdict(request)
+    if request.input_path:
+        arguments["input"] = Path(request.input_path).name
+    record = RunRecord(
+        app="joint_depth",
+        action=action,
+        command=command,
+        arguments=arguments,
+        settings={
+            "sd_model": model.sd_model,
+            "joint_weights": model.weights,
+            **{name: getattr(settings, name) for name in ("device", "dtype", "low_vram")},
+        },
+        outputs={path.stem: path.name for path in files.downloads() if path != files.params_json},
+        timings_s={"seconds": seconds},
+    )
+    record.write(files.params_json)
+    return JobResult(model, images, depth, files, record, seconds)
+
+
+def request_from_record(record: RunRecord) -> JointRequest:
+    """The request a joint-depth run record redoes."""
+    if record.app != "joint_depth":
+        raise InputError(f"This is a run record of the {record.app} app, not of the joint-depth app.")
+    names = {f.name for f in fields(JointRequest)}
+    unknown = sorted(record.arguments.keys() - names - {"input"})
+    if unknown:
+        raise InputError(f"The joint-depth run record is damaged: unknown arguments {unknown}.")
+    return JointRequest(**{k: v for k, v in record.arguments.items() if k in names})

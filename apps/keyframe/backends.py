@@ -1,0 +1,355 @@
+"""The keyframe job's backends, described as data: how keyframes are edited and how the frames between them
+are filled. The app's choices, the CLI's choices and the error messages are built from `EDIT_BACKENDS` and
+`INTERP_BACKENDS`.
+
+- edit "filter": `core.engines.edit` (no weights); "sd": `core.pipelines.keyframe_edit`, SD img2img over
+  all keyframes at once with per-keyframe prompts.
+- inbetween "flow": `core.engines.interpolate` (no weights); "crossfade": the baseline; "svd-trf" and
+  "svd-lora": `core.pipelines.svd_interpolate` (svd-lora with the head-and-tail LoRA of
+  `Settings.svd_interp_lora`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from apps.keyframe.video import resize_frames
+from core.config import ENV_PREFIX, Settings
+from core.engines.edit import apply_edit, resolve_params
+from core.engines.interpolate import VideoMotion, crossfade, interpolate_flow
+from core.errors import InputError
+from core.flow import METHODS as FLOW_METHODS
+from core.imaging import resize_to_multiple, undo_resize
+
+SVD_SIDE_MULTIPLE = 64
+INTERP_LORA = "svd_interp"  # adapter name of the svd-lora weights in the SVD UNet
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One way to edit keyframes or to fill the frames between them.
+
+    Attributes:
+        name: the CLI's value and the run record's "backend".
+        label: what the app's backend radio shows.
+        models: the Settings fields naming the weights it runs (empty: needs none).
+        options: the request fields it reads; the app shows their controls only for this backend.
+    """
+
+    name: str
+    label: str
+    models: tuple[str, ...]
+    options: tuple[str, ...]
+
+    @property
+    def needs_weights(self) -> bool:
+        return bool(self.models)
+
+
+SVD_OPTIONS = ("motion_bucket", "steps", "seed", "decode_chunk_size")
+SD_OPTIONS = ("prompt", "negative_prompt", "keyframe_prompts", "strength", "guidance", "steps", "seed")
+
+EDIT_BACKENDS: dict[str, Backend] = {
+    backend.name: backend
+    for backend in (
+        Backend("filter", "Filter (no weights)", (), ("filter", "filter_params")),
+        Backend("sd", "Stable Diffusion", ("sd_model",), SD_OPTIONS),
+    )
+}
+INTERP_BACKENDS: dict[str, Backend] = {
+    backend.name: backend
+    for backend in (
+        Backend("flow", "Optical flow (no weights)", (), ("flow_method",)),
+        Backend("crossfade", "Cross-fade (baseline)", (), ()),
+        Backend("svd-trf", "SVD + trajectory (svd-trf)", ("svd_model",), SVD_OPTIONS),
+        Backend("svd-lora", "SVD + LoRA (svd-lora)", ("svd_model", "svd_interp_lora"), SVD_OPTIONS),
+    )
+}
+SVD_BACKENDS = tuple(name for name, b in INTERP_BACKENDS.items() if "svd_model" in b.models)
+
+
+def _choose(kind: str, name: str, registry: Mapping[str, Backend]) -> Backend:
+    if name not in registry:
+        raise InputError(f"Unknown {kind} backend {name!r}; choose one of {', '.join(registry)}.")
+    return registry[name]
+
+
+def weight_free_labels() -> list[str]:
+    """Labels of the backends that run without weights, edit ones first."""
+    return [b.label for b in (*EDIT_BACKENDS.values(), *INTERP_BACKENDS.values()) if not b.needs_weights]
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    """How to edit keyframes.
+
+    backend "filter": `filter` (a key of core.engines.edit.EDITS) with `filter_params` (missing ones
+    take their defaults; an "image" parameter is an RGB uint8 (H,W,3) array).
+    backend "sd": SD img2img over all keyframes at once toward `prompt`, with `keyframe_prompts`
+    overriding it for some frames (by frame index), `strength` in (0,1], `guidance`, `steps`, `seed`.
+    """
+
+    backend: str = "filter"
+    filter: str = "cartoon"
+    filter_params: Mapping[str, Any] = field(default_factory=dict)
+    prompt: str = ""
+    negative_prompt: str = ""
+    keyframe_prompts: Mapping[int, str] = field(default_factory=dict)
+    strength: float = 0.6
+    guidance: float = 7.5
+    steps: int = 30
+    seed: int = 0
+
+    def check(self) -> EditRequest:
+        """Validate what can be checked without frames or models; returns self."""
+        _choose("edit", self.backend, EDIT_BACKENDS)
+        if self.backend == "filter":
+            resolve_params(self.filter, **self.filter_params)
+        elif not self.prompt.strip() and not self.keyframe_prompts:
+            raise InputError(
+                "The SD edit needs a prompt describing the edit (e.g. 'a watercolour painting')."
+            )
+        return self
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready description (an image parameter is recorded by its size only)."""
+        if self.backend == "filter":
+            params = resolve_params(self.filter, **self.filter_params)
+            shown = {
+                k: (f"image {v.shape[1]}x{v.shape[0]}" if isinstance(v, np.ndarray) else v)
+                for k, v in params.items()
+            }
+            return {"backend": "filter", "filter": self.filter, "params": shown}
+        return {
+            "backend": "sd",
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "keyframe_prompts": {str(k): v for k, v in sorted(self.keyframe_prompts.items())},
+            "strength": self.strength,
+            "guidance": self.guidance,
+            "steps": self.steps,
+            "seed": self.seed,
+        }
+
+
+def edit_keyframes(
+    keyframes_uint8: np.ndarray,
+    keyframe_indices: Sequence[int],
+    request: EditRequest,
+    settings: Settings,
+    *,
+    progress: bool = False,
+) -> np.ndarray:
+    """Edit K keyframes (K,H,W,3) uint8 taken at frames `keyframe_indices`; returns (K,H,W,3) uint8.
+
+    The SD backend edits all K in one batch (cross-keyframe attention keeps them consistent); editing
+    a subset gives a different result than editing them all. Raises InputError for bad parameters and
+    ModelNotAvailable (naming the setting) when SD weights are missing.
+    """
+    request.check()
+    if len(keyframe_indices) != len(keyframes_uint8):
+        raise InputError(f"{len(keyframes_uint8)} keyframes were given with {len(keyframe_indices)} indices.")
+    if request.backend == "filter":
+        return apply_edit(keyframes_uint8, request.filter, **request.filter_params)
+
+    # Imported here: diffusers' pipelines take seconds to import and the weight-free path needs none.
+    from core.models import load_pipeline
+    from core.models.state import attached
+    from core.pipelines.keyframe_edit import KeyframeEditPipeline
+
+    pipe = load_pipeline("sd", settings, pipeline_cls=KeyframeEditPipeline)
+    pipe.set_progress_bar_config(disable=not progress, desc="editing keyframes (SD)")
+    # The VAE needs sides divisible by 8: pad by repeating edges, edit, cut the padding off again.
+    padded, resize = resize_to_multiple(keyframes_uint8, multiple=8, mode="pad")
+    prompts = [request.keyframe_prompts.get(int(i), request.prompt) for i in keyframe_indices]
+    with attached(pipe.unet):  # the cached SD UNet is shared: its cross-frame attention is this run's alone
+        edited = pipe(
+            keyframes=padded,
+            prompts=prompts,
+            negative_prompt=request.negative_prompt or None,
+            strength=float(request.strength),
+            guidance_scale=float(request.guidance),
+            num_inference_steps=int(request.steps),
+            seed=int(request.seed),
+            output_type="uint8",
+        ).images
+    return undo_resize(edited, resize)
+
+
+def fit_image(image_uint8: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """An uploaded edit (H,W,3) uint8 resized to the frames' size (H,W); grey or RGBA is converted."""
+    if not isinstance(image_uint8, np.ndarray) or image_uint8.ndim not in (2, 3) or image_uint8.size == 0:
+        raise InputError("The uploaded edit is not an image.")
+    image = image_uint8.astype(np.uint8) if image_uint8.dtype != np.uint8 else image_uint8
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    image = np.ascontiguousarray(image[..., :3])
+    return resize_frames(image[None], size_hw)[0]
+
+
+# -- 4. inbetweening -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InterpRequest:
+    """How to fill the frames between keyframes.
+
+    backend: one of `INTERP_BACKENDS`. fps: output frame rate (None = the loaded video's).
+    flow_method: estimator of the "flow" backend (core.flow.METHODS). The SVD backends read
+    `motion_bucket` (0..255, SVD's motion conditioning), `steps`, `seed`, `decode_chunk_size`
+    (frames decoded by the VAE at once: lower uses less memory).
+    """
+
+    backend: str = "flow"
+    fps: float | None = None
+    flow_method: str = "dis"
+    motion_bucket: int = 127
+    steps: int = 25
+    seed: int = 0
+    decode_chunk_size: int = 8
+
+    def check(self) -> InterpRequest:
+        _choose("inbetweening", self.backend, INTERP_BACKENDS)
+        if self.fps is not None and not (isinstance(self.fps, int | float) and 0 < self.fps <= 120):
+            raise InputError(f"The output frame rate must be between 0 and 120 fps, got {self.fps!r}.")
+        if self.flow_method not in FLOW_METHODS:
+            raise InputError(
+                f"Unknown flow method {self.flow_method!r}; choose one of {', '.join(FLOW_METHODS)}."
+            )
+        if not 0 <= self.motion_bucket <= 255:
+            raise InputError(f"The motion bucket must be between 0 and 255, got {self.motion_bucket}.")
+        for name in ("steps", "decode_chunk_size"):
+            if getattr(self, name) < 1:
+                raise InputError(
+                    f"{name.replace('_', ' ').capitalize()} must be at least 1, got {getattr(self, name)}."
+                )
+        return self
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready: the backend, fps, flow method and the backend's own options."""
+        keep = {"backend", "fps", "flow_method", *INTERP_BACKENDS[self.backend].options}
+        return {k: v for k, v in asdict(self).items() if k in keep}
+
+
+def inbetween(
+    frames_uint8: np.ndarray,
+    keyframe_indices: Sequence[int],
+    edited_uint8: np.ndarray,
+    request: InterpRequest,
+    settings: Settings,
+    *,
+    fps: float = 7.0,
+    motion: VideoMotion | None = None,
+    progress: bool = False,
+    callback: ProgressCallback | None = None,
+) -> np.ndarray:
+    """Fill every frame of the original video (T,H,W,3) from the edited keyframes (K,H,W,3) uint8.
+
+    Returns (T,H,W,3) uint8; frame keyframe_indices[k] is edited_uint8[k]. `motion` reuses
+    `estimate_video_motion(frames_uint8, request.flow_method)` for the flow backend; `callback(done,
+    total)` reports output frames. `fps` (the video's) conditions SVD when `request.fps` is None.
+    Raises InputError / ModelNotAvailable like the backends.
+    """
+    request.check()
+    if request.backend == "flow":
+        return interpolate_flow(
+            frames_uint8,
+            keyframe_indices,
+            edited_uint8,
+            motion=motion,
+            method=request.flow_method,
+            progress=progress,
+            callback=callback,
+        )
+    if request.backend == "crossfade":
+        out = crossfade(frames_uint8.shape[0], keyframe_indices, edited_uint8)
+        if callback is not None:
+            callback(out.shape[0], out.shape[0])
+        return out
+    return _svd_inbetween(
+        frames_uint8,
+        keyframe_indices,
+        edited_uint8,
+        request,
+        settings,
+        request.fps or fps,
+        progress,
+        callback,
+    )
+
+
+def _svd_inbetween(
+    frames_uint8: np.ndarray,
+    keyframe_indices: Sequence[int],
+    edited_uint8: np.ndarray,
+    request: InterpRequest,
+    settings: Settings,
+    fps: float,
+    progress: bool,
+    callback: ProgressCallback | None,
+) -> np.ndarray:
+    """One SVD run per pair of neighbouring keyframes, as long as their gap; keyframes stay exact."""
+    n_frames = frames_uint8.shape[0]
+    indices = [int(i) for i in keyframe_indices]
+    if indices[0] != 0 or indices[-1] != n_frames - 1:
+        raise InputError(
+            f"The SVD backends fill the frames between keyframes only: make frames 0 and {n_frames - 1} "
+            "keyframes (the flow backend also extends past the first and last keyframe)."
+        )
+    from core.memory import decode_chunk_frames
+    from core.models import load_pipeline
+    from core.models.state import LoraWeights, attached
+    from core.pipelines.svd_interpolate import SVDInterpolatePipeline, interpolate_keyframes
+
+    pipe = load_pipeline("svd", settings, pipeline_cls=SVDInterpolatePipeline)
+    # svd-lora with a head-and-tail LoRA carries it for this job only; svd-trf runs the stock weights.
+    interp_lora = (
+        (LoraWeights(settings.svd_interp_lora, INTERP_LORA),)
+        if request.backend == "svd-lora" and settings.svd_interp_lora
+        else ()
+    )
+    pipe.set_progress_bar_config(disable=not progress, desc=f"inbetweening ({request.backend})")
+    # SVD halves the latents three times: pad the sides to multiples of 64 (edges repeated), cut after.
+    padded, resize = resize_to_multiple(edited_uint8, multiple=SVD_SIDE_MULTIPLE, mode="pad")
+    out = np.empty_like(frames_uint8)
+    out[indices] = edited_uint8
+    done = len(indices)
+    with attached(pipe.unet, *interp_lora):
+        for segment, (a, b) in enumerate(zip(indices, indices[1:])):
+            if b - a < 2:
+                continue
+            # Two keyframes per call: gaps differ, and the chain's seed rule (seed + segment) is kept.
+            video = interpolate_keyframes(
+                pipe,
+                padded[segment : segment + 2],
+                frames_between=b - a - 1,
+                mode=request.backend,
+                seed=request.seed + segment,
+                num_inference_steps=request.steps,
+                motion_bucket_id=request.motion_bucket,
+                fps=max(1, round(fps)),
+                decode_chunk_size=decode_chunk_frames(
+                    *padded.shape[1:3], request.decode_chunk_size, settings.low_vram
+                ),
+            )
+            out[a + 1 : b] = undo_resize(video[1:-1], resize)
+            done += b - a - 1
+            if callback is not None:
+                callback(done, n_frames)
+    return out
+
+
+def backend_notes(interp: InterpRequest, settings: Settings) -> list[str]:
+    """Sentences a user should read before trusting a backend's output with these settings."""
+    if interp.backend == "svd-lora" and not settings.svd_interp_lora:
+        return [
+            f"svd-lora runs without a head-and-tail LoRA ({ENV_PREFIX}SVD_INTERP_LORA is empty): stock SVD has "
+            "not learned what the tail keyframe means, so expect svd-trf-like or worse results."
+        ]
+    return []

@@ -1,0 +1,540 @@
+"""The keyframe app's event functions and per-session data (UI only: the work is in `apps.keyframe.job` and
+the modules it uses). `apps.keyframe.app` lays out the page and wires these to it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+
+from apps.common.gradio import shows_errors
+from apps.common.runs import new_run_folder
+from apps.keyframe import job
+from apps.keyframe.backends import (
+    EDIT_BACKENDS,
+    INTERP_BACKENDS,
+    EditRequest,
+    InterpRequest,
+    edit_keyframes,
+    fit_image,
+    weight_free_labels,
+)
+from apps.keyframe.job import KeyframeEdit, KeyframeRequest, OutputFiles, Prepared, side_by_side
+from apps.keyframe.keyframes import (
+    format_indices,
+    keyframes_from_text,
+    motion_of,
+    parse_indices,
+    parse_keyframe_prompts,
+)
+from apps.keyframe.sample import SAMPLE_VIDEO
+from apps.keyframe.video import (
+    MAX_AUTO_STRIDE,
+    LoadedVideo,
+    default_end_s,
+    duration_s,
+    load_video,
+    probe,
+    resize_frames,
+    working_size,
+)
+from core.config import ENV_PREFIX, Settings
+from core.engines.edit import EDITS
+from core.engines.interpolate import VideoMotion
+from core.engines.keyframes import Keyframe, select_keyframes
+from core.errors import InputError
+from core.models import TINY
+
+THUMB_SIDE = 160  # frame strip thumbnails (px)
+STATE_TTL_S = 3600  # a session's frames and motion are dropped an hour after its last change
+DEFAULT_FILTER = "cartoon"
+
+
+@dataclass
+class Session:
+    """What one browser session has loaded and made.
+
+    request: the loaded part (video path, start, end, working size) as the job's request.
+    edited / edits: by frame index, the edited keyframe (H,W,3) uint8 and how it was made (one
+    `KeyframeEdit` per edit action, shared by the keyframes it edited).
+    motion: the loaded video's motion for flow method `motion_method` (estimated once, reused).
+    """
+
+    request: KeyframeRequest | None = None
+    video: LoadedVideo | None = None
+    suggested: tuple[Keyframe, ...] = ()
+    motion: VideoMotion | None = None
+    motion_method: str = ""
+    edited: dict[int, np.ndarray] = field(default_factory=dict)
+    edits: dict[int, KeyframeEdit] = field(default_factory=dict)
+
+
+def filter_inputs() -> list[tuple[str, str, Any]]:
+    """(keyword name, edit, EditParam) of every filter parameter, in registry order."""
+    return [(f"{edit.name}_{p.name}", edit.name, p) for edit in EDITS.values() for p in edit.params]
+
+
+def model_summary(settings: Settings) -> str:
+    """One Markdown line naming the model settings in use (and that 'tiny' means random weights)."""
+
+    def describe(name: str, value: str) -> str:
+        setting = f"{ENV_PREFIX}{name.upper()}"
+        if value == TINY:
+            return f"`{value}` (random test weights: outputs are noise; set {setting} for real ones)"
+        return f"`{value}` ({setting})"
+
+    return (
+        f"**Models** - SD: {describe('sd_model', settings.sd_model)}; SVD: {describe('svd_model', settings.svd_model)}; "
+        f"device `{settings.device}`. Need no weights: {', '.join(weight_free_labels())}.\n\n"
+        f"**Limits** - {settings.max_upload_mb} MB upload; {settings.max_image_side} px longest side (larger videos "
+        f"are refused, smaller ones are downscaled to the working size); {settings.max_frames} frames per part "
+        f"(longer parts are read every 2nd to {MAX_AUTO_STRIDE}th frame, longer still are refused: trim them)."
+    )
+
+
+class Handlers:
+    """The event functions; `settings` holds models and limits. Each returns values for its outputs."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    # -- helpers -------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _video(session: Session | None) -> LoadedVideo:
+        if session is None or session.video is None:
+            raise InputError("Load a video first (step 1).")
+        return session.video
+
+    @staticmethod
+    def _keys(session: Session, keys_text: str) -> list[Keyframe]:
+        return keyframes_from_text(keys_text, Handlers._video(session).num_frames, session.suggested)
+
+    def _motion(self, session: Session, method: str) -> VideoMotion:
+        if session.motion is None or session.motion_method != method:
+            session.motion = motion_of(self._video(session).frames_uint8, method, progress=True)
+            session.motion_method = method
+        return session.motion
+
+    @staticmethod
+    def _keyframe_gallery(session: Session, keys: list[Keyframe]) -> list[tuple[np.ndarray, str]]:
+        frames = Handlers._video(session).frames_uint8
+        items = []
+        for key in keys:
+            step = session.edits.get(key.index)
+            if key.index in session.edited:
+                how = "upload" if step.edit is None else step.edit.backend
+                if how == "filter":
+                    how = step.edit.filter
+                items.append((session.edited[key.index], f"{key.index}: edited ({how})"))
+            else:
+                items.append((frames[key.index], f"{key.index}: original - {key.reason}"))
+        return items
+
+    @staticmethod
+    def _frame_strip(video: LoadedVideo) -> list[tuple[np.ndarray, str]]:
+        height, width = video.size_hw
+        thumbs = resize_frames(video.frames_uint8, working_size(height, width, THUMB_SIDE))
+        return [(thumb, f"{i} ({i / video.fps:.2f} s)") for i, thumb in enumerate(thumbs)]
+
+    def _edit_request(self, keys: list[Keyframe], edit: dict[str, Any]) -> EditRequest:
+        """An EditRequest from the edit controls (`EDIT_SETTINGS` and the filter parameters, by name)."""
+        filter_name = edit.get("filter")
+        params: dict[str, Any] = {}
+        if edit.get("backend") == "filter" and filter_name in EDITS:
+            for key, name, param in filter_inputs():
+                value = edit.get(key)
+                if name != filter_name or value is None:
+                    continue
+                if param.kind == "int" and isinstance(value, float) and value.is_integer():
+                    value = int(value)  # sliders send floats
+                params[param.name] = value
+        return EditRequest(
+            backend=edit.get("backend", "filter"),
+            filter=filter_name or "",
+            filter_params=params,
+            prompt=edit.get("prompt") or "",
+            negative_prompt=edit.get("negative_prompt") or "",
+            keyframe_prompts=parse_keyframe_prompts(
+                edit.get("keyframe_prompts") or "", [k.index for k in keys]
+            ),
+            strength=float(edit.get("strength", 0.6)),
+            guidance=float(edit.get("guidance", 7.5)),
+            steps=int(edit.get("steps", 30)),
+            seed=int(edit.get("seed") or 0),
+        ).check()
+
+    def _run_edit(
+        self, session: Session, indices: list[int], request: EditRequest, progress: gr.Progress
+    ) -> tuple[np.ndarray, float]:
+        frames = self._video(session).frames_uint8
+        progress(
+            0, desc=f"editing {len(indices)} keyframe{'s' if len(indices) > 1 else ''} ({request.backend})"
+        )
+        started = time.perf_counter()
+        edited = edit_keyframes(frames[indices], indices, request, self.settings, progress=True)
+        return edited, time.perf_counter() - started
+
+    # -- 1. video --------------------------------------------------------------------------------------
+
+    def sample_video(self) -> str:
+        """The sample clip's path (for the video input)."""
+        return str(SAMPLE_VIDEO)
+
+    @shows_errors
+    def probe_video(self, video_path: str | None) -> tuple[str, float, float | None]:
+        """Describe a chosen video and set the part to its first max_frames frames; nothing is decoded."""
+        if not video_path:
+            return "", 0.0, None
+        info = probe(video_path, self.settings)
+        duration = duration_s(info)
+        end_s = default_end_s(info, self.settings)
+        height, width = info.size_hw
+        text = (
+            f"**{Path(video_path).name}**: {info.num_frames} frames, {info.fps:.3g} fps, {duration:.2f} s, "
+            f"{width}x{height}. Set the part to use, then load it."
+        )
+        if end_s < duration:
+            text += (
+                f" The part is set to the first {self.settings.max_frames} frames ({ENV_PREFIX}MAX_FRAMES); longer "
+                f"parts are read every 2nd to {MAX_AUTO_STRIDE}th frame."
+            )
+        return text, 0.0, round(end_s, 3)
+
+    @shows_errors
+    def load_video(
+        self,
+        video_path: str | None,
+        start_s: float | None,
+        end_s: float | None,
+        working_side: float,
+        mode: str,
+        every: float,
+        signal: str,
+        threshold: float | None,
+        flow_method: str,
+        progress=gr.Progress(track_tqdm=True),
+    ):
+        """Read the part [start_s, end_s] (end empty = to the end) at the working size; suggest keyframes."""
+        progress(0, desc="reading frames")
+        request = KeyframeRequest(
+            edit=None,  # the keyframes are edited in steps 2 and 3 (`Session.edits`)
+            video=str(video_path or ""),
+            start_s=float(start_s or 0.0),
+            end_s=float(end_s) if end_s else None,
+            working_side=int(working_side),
+        )
+        video = load_video(
+            request.video,
+            self.settings,
+            start_s=request.start_s,
+            end_s=request.end_s,
+            working_side=request.working_side,
+        )
+        session = Session(request=request, video=video)
+        keys = self._suggest(session, mode, every, signal, threshold, flow_method)
+        height, width = video.size_hw
+        lines = [
+            f"Loaded {video.num_frames} frames of {width}x{height} at {video.fps:.3g} fps "
+            f"({video.start_s:.2f}-{video.end_s:.2f} s of {video.source_name}).",
+            *video.notices,
+            f"Suggested {len(keys)} keyframes ({mode}).",
+        ]
+        return (
+            session,
+            "\n\n".join(lines),
+            self._frame_strip(video),
+            format_indices([k.index for k in keys]),
+            self._keyframe_gallery(session, keys),
+        )
+
+    # -- 2. keyframes ----------------------------------------------------------------------------------
+
+    def _suggest(
+        self,
+        session: Session,
+        mode: str,
+        every: float,
+        signal: str,
+        threshold: float | None,
+        flow_method: str,
+    ) -> list[Keyframe]:
+        frames = self._video(session).frames_uint8
+        flows_px = None
+        if mode == "adaptive" and signal == "flow":
+            flows_px = self._motion(session, flow_method).forward_px
+        keys = select_keyframes(
+            frames,
+            mode,
+            every=int(every),
+            signal=signal,
+            threshold=float(threshold) if threshold else None,
+            flows_px=flows_px,
+        )
+        session.suggested = tuple(keys)
+        return keys
+
+    @shows_errors
+    def suggest_keyframes(
+        self,
+        session: Session | None,
+        mode: str,
+        every: float,
+        signal: str,
+        threshold: float | None,
+        flow_method: str,
+        progress=gr.Progress(track_tqdm=True),
+    ):
+        """Suggest keyframes: "uniform" (every N frames) or "adaptive" (after enough motion or change)."""
+        progress(0, desc="suggesting keyframes")
+        keys = self._suggest(session, mode, every, signal, threshold, flow_method)
+        reasons = "; ".join(f"{k.index}: {k.reason}" for k in keys)
+        return (
+            session,
+            format_indices([k.index for k in keys]),
+            self._keyframe_gallery(session, keys),
+            f"Suggested {len(keys)} keyframes - {reasons}.",
+        )
+
+    @shows_errors
+    def set_keyframes(self, session: Session | None, keys_text: str):
+        """Use the listed keyframes (frame numbers separated by commas)."""
+        keys = self._keys(session, keys_text)
+        return (
+            format_indices([k.index for k in keys]),
+            self._keyframe_gallery(session, keys),
+            f"{len(keys)} keyframes.",
+        )
+
+    @shows_errors
+    def toggle_keyframe(self, session: Session | None, frame: float | None, keys_text: str):
+        """Make the selected frame a keyframe, or stop it being one."""
+        video = self._video(session)
+        if frame is None or not float(frame).is_integer() or not 0 <= frame < video.num_frames:
+            raise InputError(f"Select a frame between 0 and {video.num_frames - 1} first (click one).")
+        frame = int(frame)
+        indices = set(parse_indices(keys_text)) if (keys_text or "").strip() else set()
+        if frame in indices and len(indices) == 1:
+            raise InputError("At least one keyframe must remain.")
+        indices ^= {frame}
+        keys = self._keys(session, format_indices(sorted(indices)))
+        action = "added" if frame in indices else "removed"
+        return (
+            format_indices([k.index for k in keys]),
+            self._keyframe_gallery(session, keys),
+            f"Keyframe {frame} {action}; {len(keys)} keyframes.",
+        )
+
+    def select_frame(self, evt: gr.SelectData) -> int:
+        return int(evt.index)
+
+    @shows_errors
+    def select_keyframe(self, keys_text: str, evt: gr.SelectData) -> int | None:
+        indices = parse_indices(keys_text)
+        return indices[evt.index] if 0 <= evt.index < len(indices) else None
+
+    # -- 3. editing ------------------------------------------------------------------------------------
+
+    @shows_errors
+    def edit_preview(
+        self,
+        session: Session | None,
+        keys_text: str,
+        progress=gr.Progress(track_tqdm=True),
+        *,
+        color_grade_reference: np.ndarray | None = None,
+        **edit,
+    ):
+        """Edit the first keyframe only, as a preview (original | edited); nothing is kept."""
+        keys = self._keys(session, keys_text)
+        request = self._edit_request(keys, {**edit, "color_grade_reference": color_grade_reference})
+        first = keys[0].index
+        edited, seconds = self._run_edit(session, [first], request, progress)
+        original = self._video(session).frames_uint8[first]
+        preview = side_by_side(original[None], edited)[0]
+        return preview, f"Preview of keyframe {first} (original | edited) in {seconds:.1f} s."
+
+    @shows_errors
+    def edit_all(
+        self,
+        session: Session | None,
+        keys_text: str,
+        progress=gr.Progress(track_tqdm=True),
+        *,
+        color_grade_reference: np.ndarray | None = None,
+        **edit,
+    ):
+        """Edit every keyframe together (the SD backend keeps them consistent with each other)."""
+        keys = self._keys(session, keys_text)
+        request = self._edit_request(keys, {**edit, "color_grade_reference": color_grade_reference})
+        indices = [k.index for k in keys]
+        edited, seconds = self._run_edit(session, indices, request, progress)
+        step = KeyframeEdit(tuple(indices), tuple(indices), request)
+        session = replace(
+            session,
+            edited={**session.edited, **dict(zip(indices, edited))},
+            edits={**session.edits, **dict.fromkeys(indices, step)},
+        )
+        return (
+            session,
+            self._keyframe_gallery(session, keys),
+            f"Edited {len(indices)} keyframes in {seconds:.1f} s.",
+        )
+
+    @shows_errors
+    def reedit_keyframe(
+        self,
+        session: Session | None,
+        keys_text: str,
+        frame: float | None,
+        progress=gr.Progress(track_tqdm=True),
+        *,
+        color_grade_reference: np.ndarray | None = None,
+        **edit,
+    ):
+        """Edit the selected keyframe again with the current settings (e.g. another seed or prompt)."""
+        keys = self._keys(session, keys_text)
+        index = self._selected_keyframe(keys, frame)
+        request = self._edit_request(keys, {**edit, "color_grade_reference": color_grade_reference})
+        edited, seconds = self._run_edit(session, [index], request, progress)
+        session = replace(
+            session,
+            edited={**session.edited, index: edited[0]},
+            edits={**session.edits, index: KeyframeEdit((index,), (index,), request)},
+        )
+        return (
+            session,
+            self._keyframe_gallery(session, keys),
+            f"Re-edited keyframe {index} in {seconds:.1f} s.",
+        )
+
+    @staticmethod
+    def _selected_keyframe(keys: list[Keyframe], frame: float | None) -> int:
+        indices = [k.index for k in keys]
+        if frame is None or not float(frame).is_integer() or int(frame) not in indices:
+            raise InputError(
+                f"Select a keyframe first (click it in the keyframes; keyframes: {format_indices(indices)})."
+            )
+        return int(frame)
+
+    @shows_errors
+    def upload_edit(
+        self, session: Session | None, keys_text: str, frame: float | None, image: np.ndarray | None
+    ):
+        """Use your own image as the edit of the selected keyframe (resized to the frames' size)."""
+        keys = self._keys(session, keys_text)
+        index = self._selected_keyframe(keys, frame)
+        if image is None:
+            raise InputError("Upload an image to use as the edit of the selected keyframe.")
+        video = self._video(session)
+        fitted = fit_image(image, video.size_hw)
+        note = ""
+        if image.shape[:2] != video.size_hw:
+            note = (
+                f" (resized from {image.shape[1]}x{image.shape[0]} to {video.size_hw[1]}x{video.size_hw[0]})"
+            )
+        upload = KeyframeEdit((index,), (index,), image_uint8=fit_image(image, image.shape[:2]))
+        session = replace(
+            session,
+            edited={**session.edited, index: fitted},
+            edits={**session.edits, index: upload},
+        )
+        return session, self._keyframe_gallery(session, keys), f"Keyframe {index} now uses your image{note}."
+
+    # -- 4. inbetweening -------------------------------------------------------------------------------
+
+    @shows_errors
+    def inbetween(
+        self,
+        session: Session | None,
+        keys_text: str,
+        backend: str,
+        fps: float | None,
+        flow_method: str,
+        motion_bucket: float,
+        steps: float,
+        seed: float,
+        decode_chunk_size: float,
+        progress=gr.Progress(track_tqdm=True),
+    ):
+        """Fill the frames between the edited keyframes; write the mp4, gif, side by side, zip and record."""
+        video = self._video(session)
+        keys = self._keys(session, keys_text)
+        indices = [k.index for k in keys]
+        made_by: dict[int, list[int]] = {}  # id of an edit action -> the keyframes that still keep its edit
+        for index in indices:
+            if index in session.edits:
+                made_by.setdefault(id(session.edits[index]), []).append(index)
+        request = replace(
+            session.request,
+            keyframes=format_indices(indices),
+            keyframe_reasons={k.index: k.reason for k in keys},
+            keyframe_edits=tuple(replace(session.edits[ks[0]], keys=tuple(ks)) for ks in made_by.values()),
+            interp=InterpRequest(
+                backend=backend,
+                fps=float(fps) if fps else None,
+                flow_method=flow_method,
+                motion_bucket=int(motion_bucket),
+                steps=int(steps),
+                seed=int(seed),
+                decode_chunk_size=int(decode_chunk_size),
+            ),
+        )
+        prepared = Prepared(video, session.motion, session.motion_method, session.edited)
+
+        def report(stage: str, done: int, total: int) -> None:
+            if total > 1:
+                progress((done, total), desc=stage, unit="frames")
+            else:
+                progress(float(done), desc=stage)
+
+        folder = new_run_folder(self.settings.output_dir, "keyframe")
+        try:
+            done = job.run(
+                request,
+                self.settings,
+                OutputFiles.in_folder(folder),
+                action="ui:inbetween",
+                prepared=prepared,
+                progress=report,
+            )
+        finally:
+            if not any(folder.iterdir()):
+                folder.rmdir()  # a refused or failed run leaves no empty run folder behind
+        if done.motion is not None:
+            session = replace(session, motion=done.motion, motion_method=flow_method)
+        status = "\n\n".join(
+            [
+                f"{done.result_uint8.shape[0]} frames at {done.fps:.3g} fps from {len(indices)} keyframes ({backend}) "
+                f"in {sum(done.record.timings_s.values()):.1f} s; files in "
+                f"{folder.relative_to(self.settings.output_dir)} of the output folder.",
+                *done.notes,
+            ]
+        )
+        return (
+            session,
+            str(done.files.video_mp4),
+            str(done.files.side_by_side_mp4),
+            [str(p) for p in done.files.paths()],
+            status,
+        )
+
+    # -- visibility (UI glue) ----------------------------------------------------------------------------
+
+    @staticmethod
+    def show_edit_backend(backend: str):
+        options = EDIT_BACKENDS[backend].options
+        return gr.update(visible="filter" in options), gr.update(visible="prompt" in options)
+
+    @staticmethod
+    def show_filter(filter_name: str):
+        return [gr.update(visible=name == filter_name) for name in EDITS]
+
+    @staticmethod
+    def show_interp_backend(backend: str):
+        options = INTERP_BACKENDS[backend].options
+        return gr.update(visible="flow_method" in options), gr.update(visible="motion_bucket" in options)
