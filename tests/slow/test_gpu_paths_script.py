@@ -16,7 +16,14 @@ import gpu_paths  # noqa: E402
 @pytest.mark.slow
 def test_gpu_benchmark_runs_on_tiny_models(tmp_path, monkeypatch):
     # The script points the KINEMA_* settings at its folders: registered here, they are restored afterwards.
-    for name in ("SD_MODEL", "SVD_MODEL", "SVD_CONTROLNET_MODEL", "SVD_JOINT_FLOW_MODEL", "LOW_VRAM", "DEVICE"):
+    for name in (
+        "SD_MODEL",
+        "SVD_MODEL",
+        "SVD_CONTROLNET_MODEL",
+        "SVD_JOINT_FLOW_MODEL",
+        "LOW_VRAM",
+        "DEVICE",
+    ):
         monkeypatch.setenv(f"KINEMA_{name}", "")
     out = tmp_path / "gpu.json"
     argv = ["--tiny", "--steps", "1", "--work", str(tmp_path / "work"), "--json", str(out)]
