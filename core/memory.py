@@ -61,6 +61,10 @@ def place_pipeline(pipe, settings: Settings) -> None:
     install diffusers' CPU-offload hooks; otherwise the whole pipeline moves to the device. ``low_vram``
     also enables the UNet's feed-forward chunking where the UNet has it (SVD's does; exact). On the CPU
     there is nothing to offload to, so only the chunking applies.
+
+    The mode may change from one call to the next over the same cached modules (``load_pipeline`` builds
+    every pipeline over shared components, and each app run chooses its mode): every state the last mode
+    left on the modules (offload hooks, chunking, guidance split) is set here either way.
     """
     device = settings.resolved_device()
     offload = settings.offload
@@ -71,6 +75,9 @@ def place_pipeline(pipe, settings: Settings) -> None:
     elif offload == "sequential" and device != "cpu":
         pipe.enable_sequential_cpu_offload(device=device)
     else:
+        # Offload hooks a low-VRAM run left on the shared modules would keep moving them (diffusers' .to()
+        # only warns about them, or refuses after a sequential offload): take them off first.
+        pipe.remove_all_hooks()
         pipe.to(device)
     if hasattr(pipe, "enable_guidance_split"):  # our SVD pipelines: one guidance half at a time
         pipe.enable_guidance_split(settings.low_vram)
