@@ -1,4 +1,5 @@
-"""What the two Gradio apps share: our errors shown as one sentence, and the `main()` that serves them."""
+"""What the two Gradio apps share: our errors shown as one sentence, the low-VRAM checkbox, and the `main()`
+that serves them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import gradio as gr
 
+from apps.common.low_vram import LOW_VRAM_LABEL, low_vram_help
 from core.config import Settings
 from core.errors import InputError, KinemaError
 
@@ -25,6 +27,11 @@ def shows_errors(fn: Callable) -> Callable:
             raise gr.Error(str(error), print_exception=False) from None
 
     return wrapper
+
+
+def low_vram_checkbox(settings: Settings, elem_id: str) -> gr.Checkbox:
+    """The per-run low-VRAM choice, starting at the server's setting; runs take it as `low_vram`."""
+    return gr.Checkbox(settings.low_vram, label=LOW_VRAM_LABEL, info=low_vram_help(settings), elem_id=elem_id)
 
 
 def launch_kwargs(settings: Settings, *served_folders: Path) -> dict[str, Any]:

@@ -4,7 +4,7 @@ Run: ``python -m apps drag`` (or ``streamlit run apps/drag/app.py`` from the rep
 Settings come from KINEMA_* variables (core/config.py). The backend radio lists the backends whose
 weights are configured (apps/drag/backends.py): the warp needs none; the others load once per process.
 The widgets' labels, limits and start values come from `apps.drag.params.DragParams` (the CLI's flags
-too). Generate runs the CLI's job (`apps.drag.job`): a new run folder under KINEMA_OUTPUT_DIR/drag gets
+too); the SVD section's low-VRAM checkbox (start: KINEMA_LOW_VRAM) sets `Settings.low_vram` for the run. Generate runs the CLI's job (`apps.drag.job`): a new run folder under KINEMA_OUTPUT_DIR/drag gets
 the working image, the trajectories and the brush as drawn, then the videos and the run record
 (parameters.json) that redoes the run.
 
@@ -31,6 +31,7 @@ if str(ROOT) not in sys.path:  # `streamlit run apps/drag/app.py` puts only apps
 import numpy as np  # noqa: E402
 import streamlit as st  # noqa: E402
 
+from apps.common.low_vram import LOW_VRAM_LABEL, low_vram_help  # noqa: E402
 from apps.common.runs import new_run_folder  # noqa: E402
 from apps.drag import backends, job, ui_canvas  # noqa: E402
 from apps.drag.overlay import colour_of, draw_trajectory_overlay, with_border  # noqa: E402
@@ -503,7 +504,11 @@ def main() -> None:
         st.session_state.motion_bucket = suggestion
     with svd_box:
         chosen.update(svd_controls(chosen["backend"], settings, suggestion))
-    generate_section(image, image_name, parsed.trajectories, region_mask, DragParams(**chosen), settings)
+        low_vram = st.checkbox(
+            LOW_VRAM_LABEL, settings.low_vram, help=low_vram_help(settings), key="low_vram"
+        )
+    run_settings = settings.replace(low_vram=low_vram)  # this run's mode: the pipeline is placed for it
+    generate_section(image, image_name, parsed.trajectories, region_mask, DragParams(**chosen), run_settings)
     if st.session_state.run_error:
         st.error(st.session_state.run_error)
     if st.session_state.result is not None:

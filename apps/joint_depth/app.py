@@ -4,10 +4,10 @@ Run: ``python -m apps.joint_depth.app --host 127.0.0.1 --port 7861`` (or ``pytho
 Settings flags (``--sd-model``, ``--joint-weights`` ...) and KINEMA_* variables choose models and limits. Tests
 import `demo` (or call `build_demo`) and drive it with gradio_client.
 
-Three tabs share the settings column (joint weights, steps, guidance, seed, batch, point-cloud camera) and the
-results column: images, depth colour maps, the point cloud of the selected sample (gr.Model3D, a binary PLY:
-gradio 6 draws a PLY without Gaussian-splat fields as a point cloud), and the downloads (PNG image, 16-bit
-depth PNG, colour map, PLY per sample, params.json). Without SD weights the app runs on the tiny preset and
+Three tabs share the settings column (joint weights, steps, guidance, seed, batch, the low-VRAM mode for the
+run, point-cloud camera) and the results column: images, depth colour maps, the point cloud of the selected
+sample (gr.Model3D, a binary PLY: gradio 6 draws a PLY without Gaussian-splat fields as a point cloud), and
+the downloads (PNG image, 16-bit depth PNG, colour map, PLY per sample, params.json). Without SD weights the app runs on the tiny preset and
 the banner says so; without joint weights it runs the untrained patch and says so too.
 
 Uploads reach the handlers unprocessed (``preprocess=False``) and are read by core.imaging, which checks the
@@ -17,7 +17,7 @@ depth map is refused (its colours are not depth); a grey image stored as RGB is 
 API (every event has an api_name; model events share one queue slot, "gpu", limit 1):
     /startup (model banner and its native size; runs on page load), /model_status (banner for a weights
     choice), /list_weights, /generate, /image_to_depth, /depth_to_image.
-The settings are keyword inputs: weights, steps, guidance, seed, batch, near, far, fov_deg, max_points.
+The settings are keyword inputs: weights, steps, guidance, seed, batch, low_vram, near, far, fov_deg, max_points.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 
 import gradio as gr
 
-from apps.common.gradio import serve, shows_errors
+from apps.common.gradio import low_vram_checkbox, serve, shows_errors
 from apps.joint_depth import examples, job
 from apps.joint_depth.job import JointRequest, LoadedModel
 from core.config import ENV_PREFIX, Settings
@@ -104,11 +104,11 @@ class Handlers:
 
     # -- runs ------------------------------------------------------------------------------------------
 
-    def _run(self, request: JointRequest, action: str, progress):
-        """Run a checked request with its files and record; the values of the result outputs."""
-        done = job.run_job(
-            request, self.settings, action=action, progress=lambda text: progress(0, desc=text)
-        )
+    def _run(self, request: JointRequest, action: str, progress, low_vram: bool | None):
+        """Run a checked request with its files and record; the values of the result outputs. `low_vram`:
+        this run's low-VRAM mode (None: the server's)."""
+        settings = self.settings if low_vram is None else self.settings.replace(low_vram=low_vram)
+        done = job.run_job(request, settings, action=action, progress=lambda text: progress(0, desc=text))
         model, images, files = done.model, done.images_uint8, done.files
         height, width = images.shape[1:3]
         weights_name = Path(model.weights).name if model.weights else "none (untrained)"
@@ -138,6 +138,7 @@ class Handlers:
         progress=gr.Progress(track_tqdm=True),
         *,
         weights: str | None = "",
+        low_vram: bool | None = None,
         **options,
     ):
         """Prompt -> images and their depth maps, with point clouds."""
@@ -151,7 +152,7 @@ class Handlers:
             weights=weights,
             **options,
         )
-        return self._run(request, "ui:generate", progress)
+        return self._run(request, "ui:generate", progress, low_vram)
 
     @shows_errors
     def image_to_depth(
@@ -162,6 +163,7 @@ class Handlers:
         progress=gr.Progress(track_tqdm=True),
         *,
         weights: str | None = "",
+        low_vram: bool | None = None,
         **options,
     ):
         """An uploaded image -> its depth map (one per batch entry), with point clouds in its colours."""
@@ -174,7 +176,7 @@ class Handlers:
             **options,
         )
         request = replace(request, input_path=_upload_path(image, "an image"))
-        return self._run(request, "ui:image_to_depth", progress)
+        return self._run(request, "ui:image_to_depth", progress, low_vram)
 
     @shows_errors
     def depth_to_image(
@@ -186,6 +188,7 @@ class Handlers:
         progress=gr.Progress(track_tqdm=True),
         *,
         weights: str | None = "",
+        low_vram: bool | None = None,
         **options,
     ):
         """An uploaded depth map (greyscale, near = bright) -> images that fit it, with point clouds."""
@@ -199,7 +202,7 @@ class Handlers:
             **options,
         )
         request = replace(request, input_path=_upload_path(depth, "a depth map"))
-        return self._run(request, "ui:depth_to_image", progress)
+        return self._run(request, "ui:depth_to_image", progress, low_vram)
 
     @staticmethod
     def show_point_cloud(clouds: list[str] | None, evt: gr.SelectData):
@@ -264,7 +267,8 @@ def _mode_tabs(settings: Settings) -> Components:
 
 
 def _settings_panel(h: Handlers) -> Components:
-    """The settings every mode shares: joint weights, steps, guidance, seed, batch, point-cloud camera."""
+    """The settings every mode shares: joint weights, steps, guidance, seed, batch, low-VRAM mode, point-cloud
+    camera."""
     ui: Components = {}
     with gr.Accordion("Settings", open=True):
         with gr.Row():
@@ -285,6 +289,7 @@ def _settings_panel(h: Handlers) -> Components:
         with gr.Row():
             ui["seed"] = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=job.MAX_SEED)
             ui["batch"] = gr.Slider(1, job.MAX_BATCH, value=1, step=1, label="Batch size")
+        ui["low_vram"] = low_vram_checkbox(h.settings, "jd-low-vram")
     with gr.Accordion("Point cloud camera", open=False):
         gr.Markdown(
             "Disparity d in [0,1] becomes depth z by `1/z = d/near + (1-d)/far`; a pinhole camera "
@@ -328,7 +333,18 @@ def _results_column() -> Components:
 def _events(demo: gr.Blocks, h: Handlers, ui: Components) -> None:
     """Startup, weights, the three runs (settings as keyword inputs) and gallery clicks."""
     gpu = {"concurrency_id": GPU, "concurrency_limit": 1}
-    names = ("weights", "steps", "guidance", "seed", "batch", "near", "far", "fov_deg", "max_points")
+    names = (
+        "weights",
+        "steps",
+        "guidance",
+        "seed",
+        "batch",
+        "low_vram",
+        "near",
+        "far",
+        "fov_deg",
+        "max_points",
+    )
     run = {**gpu, "inputs_kwargs": {name: ui[name] for name in names}}
     results = [ui[k] for k in ("images_out", "depth_out", "cloud_out", "downloads", "status", "clouds")]
     sizes = [ui[k] for k in ("banner", "height", "width", "image_side", "depth_side")]

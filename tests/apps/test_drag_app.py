@@ -496,3 +496,28 @@ def test_a_trained_backend_generates_with_the_tiny_model(app, canvas, monkeypatc
     flow_label = "Generated flow (flow colours)" if backend == "svd-joint-flow" else "Motion (flow colours)"
     assert flow_label in [m.value for m in app.markdown]
     assert read_video(result.outputs.flow).frames_uint8.shape == (3, 64, 64, 3)
+
+
+def test_the_low_vram_checkbox_is_recorded_and_keeps_the_result(app, canvas):
+    """The checkbox sets Settings.low_vram for the run (recorded); on the CPU it only chunks the UNet's
+    feed-forward and splits the guidance halves, so the video is the one the default mode makes."""
+    small = io.BytesIO()
+    Image.fromarray(astronaut_256()[::4, ::4]).save(small, format="PNG")
+    app.radio(key="source").set_value("Upload").run()
+    app.file_uploader(key="upload").set_value(("small.png", small.getvalue(), "image/png")).run()
+    canvas.draw(fixture_objects("line"))
+    app.slider(key="frames").set_value(3).run()
+    app.slider(key="steps").set_value(2).run()
+    app.radio(key="backend").set_value("svd").run()
+    box = app.checkbox(key="low_vram")
+    assert (box.label, box.value) == ("Low-VRAM mode (slower; for GPUs with 8 GB)", False)
+    assert "No effect on the CPU" in box.help
+    runs = {}
+    for low_vram in (False, True):
+        app.checkbox(key="low_vram").set_value(low_vram).run()
+        generate_button(app).click().run()
+        assert not app.exception and not app.error
+        runs[low_vram] = app.session_state["result"]
+        assert RunRecord.read(runs[low_vram].outputs.record).settings["low_vram"] == str(low_vram)
+    difference = np.abs(runs[True].frames_uint8.astype(int) - runs[False].frames_uint8.astype(int))
+    assert difference.max() <= 1  # float noise of a batch of 1 vs 2 may flip a rounding

@@ -307,3 +307,28 @@ def test_missing_sd_weights_fall_back_to_tiny_and_say_so(app, tmp_path):
         assert len(images) == 1 and "model tiny, joint weights none (untrained)" in status
     finally:
         demo.close()
+
+
+def test_the_low_vram_checkbox_is_recorded_and_keeps_the_result(app, first_run):
+    """The checkbox (start: the server's setting) sets Settings.low_vram for the run; on the CPU it only
+    chunks the UNet's feed-forward, so the images and depth maps are the default mode's."""
+    client, _ = app
+    config = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/generate"]
+    (box,) = [p for p in config["parameters"] if p["parameter_name"] == "low_vram"]
+    assert (box["label"], box["parameter_default"]) == ("Low-VRAM mode (slower; for GPUs with 8 GB)", False)
+    images, depth_maps, _, downloads, _ = generate(client, batch=2, seed=7, max_points=1000, low_vram=True)
+    record = RunRecord.read(next(p for p in downloads if p.endswith(".json")))
+    assert record.settings["low_vram"] is True
+    default_images, default_depth, _, default_downloads, _ = first_run
+    assert (
+        RunRecord.read(next(p for p in default_downloads if p.endswith(".json"))).settings["low_vram"]
+        is False
+    )
+    for k in range(2):
+        image = np.asarray(Image.open(images[k]["image"])).astype(int)
+        default = np.asarray(Image.open(default_images[k]["image"])).astype(int)
+        assert np.abs(image - default).max() <= 1  # float noise may flip a rounding
+        depth = read_png16(files_by_kind(downloads)["depth"][k]).astype(int)
+        assert (
+            np.abs(depth - read_png16(files_by_kind(default_downloads)["depth"][k]).astype(int)).max() <= 16
+        )
