@@ -14,8 +14,10 @@ API (every work event has an api_name; gradio_client keeps the session across ca
     /sample_video, /probe_video, /load_video, /suggest_keyframes, /set_keyframes, /toggle_keyframe,
     /edit_preview, /edit_all, /reedit_keyframe, /upload_edit, /inbetween.
 The edit controls are keyword inputs of the edit events: backend, filter, prompt, negative_prompt,
-keyframe_prompts, strength, guidance, steps, seed and the filter parameters as EDIT_PARAM (e.g.
-``adjust_hue_deg``); only those of the chosen filter are read. Clicking a frame
+keyframe_prompts, strength, guidance, steps, seed, low_vram and the filter parameters as EDIT_PARAM (e.g.
+``adjust_hue_deg``); only those of the chosen filter are read. The low-VRAM checkbox under the model line
+(start: the server's KINEMA_LOW_VRAM) sets the mode of each edit and inbetweening run; /inbetween takes it
+as its last input. Clicking a frame
 in a gallery only fills the "selected frame" number (UI glue, not in the API); the API sets that
 number directly.
 """
@@ -26,7 +28,7 @@ from typing import Any
 
 import gradio as gr
 
-from apps.common.gradio import serve
+from apps.common.gradio import low_vram_checkbox, serve
 from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS
 from apps.keyframe.handlers import (
     DEFAULT_FILTER,
@@ -268,6 +270,7 @@ def _edit_and_inbetween_events(h: Handlers, ui: Components) -> None:
         "guidance": ui["guidance"],
         "steps": ui["edit_steps"],
         "seed": ui["edit_seed"],
+        "low_vram": ui["low_vram"],
         **ui["filter_controls"],
     }
     gpu = {"concurrency_id": GPU, "concurrency_limit": 1}
@@ -294,7 +297,7 @@ def _edit_and_inbetween_events(h: Handlers, ui: Components) -> None:
     ]
     ui["interp_btn"].click(
         h.inbetween,
-        [session, keys_text, *[ui[k] for k in interp], ui["decode_chunk"]],
+        [session, keys_text, *[ui[k] for k in interp], ui["decode_chunk"], ui["low_vram"]],
         [session, ui["result"], ui["result_side"], ui["downloads"], ui["status"]],
         api_name="inbetween",
         **gpu,
@@ -313,6 +316,7 @@ def build_demo(settings: Settings) -> gr.Blocks:
     with gr.Blocks(title="Keyframe edit + interpolation", delete_cache=(3600, 6 * 3600)) as demo:
         ui: Components = {"session": gr.State(Session(), time_to_live=STATE_TTL_S)}
         gr.Markdown("# Keyframe edit + interpolation\n" + model_summary(settings))
+        ui["low_vram"] = low_vram_checkbox(settings, "kf-low-vram")  # the SD edits and the SVD inbetweening
         with gr.Row():
             with gr.Column(scale=1):
                 ui.update(_video_section(settings))

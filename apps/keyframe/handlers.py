@@ -102,6 +102,10 @@ class Handlers:
     def __init__(self, settings: Settings):
         self.settings = settings
 
+    def _run_settings(self, low_vram: bool | None) -> Settings:
+        """The settings of one run: the server's, with the run's low-VRAM choice (None: the server's)."""
+        return self.settings if low_vram is None else self.settings.replace(low_vram=low_vram)
+
     # -- helpers -------------------------------------------------------------------------------------
 
     @staticmethod
@@ -169,14 +173,20 @@ class Handlers:
         ).check()
 
     def _run_edit(
-        self, session: Session, indices: list[int], request: EditRequest, progress: gr.Progress
+        self,
+        session: Session,
+        indices: list[int],
+        request: EditRequest,
+        progress: gr.Progress,
+        low_vram: bool | None,
     ) -> tuple[np.ndarray, float]:
         frames = self._video(session).frames_uint8
         progress(
             0, desc=f"editing {len(indices)} keyframe{'s' if len(indices) > 1 else ''} ({request.backend})"
         )
         started = time.perf_counter()
-        edited = edit_keyframes(frames[indices], indices, request, self.settings, progress=True)
+        settings = self._run_settings(low_vram)
+        edited = edit_keyframes(frames[indices], indices, request, settings, progress=True)
         return edited, time.perf_counter() - started
 
     # -- 1. video --------------------------------------------------------------------------------------
@@ -347,13 +357,14 @@ class Handlers:
         progress=gr.Progress(track_tqdm=True),
         *,
         color_grade_reference: np.ndarray | None = None,
+        low_vram: bool | None = None,
         **edit,
     ):
         """Edit the first keyframe only, as a preview (original | edited); nothing is kept."""
         keys = self._keys(session, keys_text)
         request = self._edit_request(keys, {**edit, "color_grade_reference": color_grade_reference})
         first = keys[0].index
-        edited, seconds = self._run_edit(session, [first], request, progress)
+        edited, seconds = self._run_edit(session, [first], request, progress, low_vram)
         original = self._video(session).frames_uint8[first]
         preview = side_by_side(original[None], edited)[0]
         return preview, f"Preview of keyframe {first} (original | edited) in {seconds:.1f} s."
@@ -366,13 +377,14 @@ class Handlers:
         progress=gr.Progress(track_tqdm=True),
         *,
         color_grade_reference: np.ndarray | None = None,
+        low_vram: bool | None = None,
         **edit,
     ):
         """Edit every keyframe together (the SD backend keeps them consistent with each other)."""
         keys = self._keys(session, keys_text)
         request = self._edit_request(keys, {**edit, "color_grade_reference": color_grade_reference})
         indices = [k.index for k in keys]
-        edited, seconds = self._run_edit(session, indices, request, progress)
+        edited, seconds = self._run_edit(session, indices, request, progress, low_vram)
         step = KeyframeEdit(tuple(indices), tuple(indices), request)
         session = replace(
             session,
@@ -394,13 +406,14 @@ class Handlers:
         progress=gr.Progress(track_tqdm=True),
         *,
         color_grade_reference: np.ndarray | None = None,
+        low_vram: bool | None = None,
         **edit,
     ):
         """Edit the selected keyframe again with the current settings (e.g. another seed or prompt)."""
         keys = self._keys(session, keys_text)
         index = self._selected_keyframe(keys, frame)
         request = self._edit_request(keys, {**edit, "color_grade_reference": color_grade_reference})
-        edited, seconds = self._run_edit(session, [index], request, progress)
+        edited, seconds = self._run_edit(session, [index], request, progress, low_vram)
         session = replace(
             session,
             edited={**session.edited, index: edited[0]},
@@ -459,9 +472,11 @@ class Handlers:
         steps: float,
         seed: float,
         decode_chunk_size: float,
+        low_vram: bool | None = None,
         progress=gr.Progress(track_tqdm=True),
     ):
-        """Fill the frames between the edited keyframes; write the mp4, gif, side by side, zip and record."""
+        """Fill the frames between the edited keyframes; write the mp4, gif, side by side, zip and record.
+        `low_vram`: this run's low-VRAM mode (None: the server's), recorded with its settings."""
         video = self._video(session)
         keys = self._keys(session, keys_text)
         indices = [k.index for k in keys]
@@ -496,7 +511,7 @@ class Handlers:
         try:
             done = job.run(
                 request,
-                self.settings,
+                self._run_settings(low_vram),
                 OutputFiles.in_folder(folder),
                 action="ui:inbetween",
                 prepared=prepared,

@@ -322,3 +322,54 @@ def test_the_backend_choices_of_the_app_and_the_cli_come_from_the_registries(set
     assert "Need no weights: Filter (no weights), Optical flow (no weights), Cross-fade (baseline)." in (
         app.model_summary(settings)
     )
+
+
+def test_the_low_vram_checkbox_reaches_the_edits_and_the_record(client):
+    """One checkbox (start: the server's setting) for the SD edits and the inbetweening: on the CPU it
+    only chunks the UNet's feed-forward, so the edits are the default mode's; the record names it."""
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    for name in ("/edit_preview", "/edit_all", "/reedit_keyframe", "/inbetween"):
+        (box,) = [p for p in endpoints[name]["parameters"] if p["parameter_name"] == "low_vram"]
+        assert (box["label"], box["parameter_default"]) == (
+            "Low-VRAM mode (slower; for GPUs with 8 GB)",
+            False,
+        )
+    load(client, working_side=64)
+    controls = {"backend": "sd", "prompt": "snow", "strength": 0.5, "guidance": 7.5, "steps": 2, "seed": 1}
+    default = gallery_images(edit(client, "/edit_all", low_vram=False, **controls)[0])
+    low_vram = gallery_images(edit(client, "/edit_all", low_vram=True, **controls)[0])
+    assert np.abs(low_vram.astype(int) - default).max() <= 1  # float noise may flip a rounding
+    for on in (False, True):
+        *_, downloads, _ = client.predict(
+            "0, 8, 16, 23", "flow", None, "dis", 127, 25, 0, 8, on, api_name="/inbetween"
+        )
+        assert RunRecord.read(next(p for p in downloads if p.endswith(".json"))).settings["low_vram"] is on
+
+
+@pytest.fixture(scope="module")
+def svd_client(tmp_path_factory):
+    """A second server with the tiny SVD model, for the SVD inbetweening."""
+    root = tmp_path_factory.mktemp("keyframe_svd_app")
+    settings = Settings.from_env({}, sd_model="tiny", svd_model="tiny", device="cpu", output_dir=root)
+    demo = app.build_demo(settings)
+    demo.queue().launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(settings, *app.SERVED_FOLDERS))
+    yield Client(demo.local_url, verbose=False)
+    demo.close()
+
+
+def test_svd_inbetweening_in_low_vram_mode_gives_the_default_result(svd_client):
+    """On the CPU the low-VRAM SVD run chunks the feed-forward and splits the guidance halves: the same
+    frames up to float noise (and the H.264 encoding of that noise)."""
+    load(svd_client, end_s=0.35, working_side=64, every=2)  # 4 frames: keyframes 0, 2, 3
+    svd_client.predict(
+        "0, 2, 3", backend="filter", filter="adjust", adjust_hue_deg=60.0, api_name="/edit_all"
+    )
+    videos = {}
+    for on in (False, True):
+        result, *_, downloads, _ = svd_client.predict(
+            "0, 2, 3", "svd-trf", None, "dis", 127, 2, 0, 2, on, api_name="/inbetween"
+        )
+        assert RunRecord.read(next(p for p in downloads if p.endswith(".json"))).settings["low_vram"] is on
+        videos[on] = read_video(result).frames_uint8.astype(int)
+    assert videos[True].shape == videos[False].shape and videos[True].shape[0] == 4
+    assert np.abs(videos[True] - videos[False]).max() <= 2
