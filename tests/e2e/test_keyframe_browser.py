@@ -1,5 +1,5 @@
 """The keyframe app in a real browser: upload the sample clip, load, add a keyframe by clicking a frame,
-filter-edit, flow-inbetween, play."""
+filter-edit, flow-inbetween in the low-VRAM mode, play."""
 
 from __future__ import annotations
 
@@ -38,6 +38,9 @@ def test_upload_edit_inbetween_and_play(start_app, page):
     page.get_by_text(re.compile(r"Edited 5 keyframes in")).wait_for(timeout=TIMEOUT_MS)
     assert page.get_by_text("5: edited (cartoon)").count() >= 1
 
+    low_vram = page.locator("#kf-low-vram input[type=checkbox]")
+    assert low_vram.is_visible() and not low_vram.is_checked()  # starts at the server's setting
+    low_vram.check()  # this run only: the record says so
     page.locator("#kf-inbetween").click()
     page.get_by_text(re.compile(r"24 frames at 10 fps from 5 keyframes \(flow\)")).wait_for(
         timeout=TIMEOUT_MS
@@ -57,4 +60,6 @@ def test_upload_edit_inbetween_and_play(start_app, page):
     response = page.request.get(state["src"])
     assert response.ok and response.headers["content-type"] == "video/mp4"
     assert "files in" in status.inner_text()
+    record = page.locator("#kf-downloads a[download='params.json']").get_attribute("href")
+    assert page.request.get(record).json()["settings"]["low_vram"] is True
     save_screenshot(page, "keyframe")
