@@ -435,6 +435,12 @@ def main(argv: list[str] | None = None) -> int:
         "--steps", type=int, default=10, help="denoising steps per path (the peaks do not depend on it)"
     )
     parser.add_argument(
+        "--step-rows-steps",
+        type=int,
+        default=25,
+        help="denoising steps of the per-step rows (median of all but the first)",
+    )
+    parser.add_argument(
         "--tiny", action="store_true", help="tiny presets on the CPU: checks the script itself"
     )
     parser.add_argument("--work", type=Path, default=Path("/tmp/kinema-gpu-paths"))
@@ -490,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
             row.note = (row.note + f" time x{row.extra['time_vs_default']:.2f} default").strip()
             record([row])
     if "steps" not in args.skip:
-        record(step_rows(device, min(args.steps, 6), size))
+        record(step_rows(device, args.step_rows_steps, size))
     for name in (p for p in chosen if p not in SVD_PATHS):
         record([run_path(name, *runs[name], "default", device)])
     _fresh_gpu(device)
