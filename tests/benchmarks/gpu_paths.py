@@ -256,6 +256,7 @@ SVD_PATHS = (
     "drag svd-joint-flow",
     "keyframe svd-trf",
     "keyframe svd-lora",
+    "keyframe sd edit + svd-trf",
 )
 
 
@@ -270,6 +271,8 @@ def path_runs(root: Path, inputs: dict, steps: int, size: dict) -> dict[str, tup
         "keyframe sd edit": (_keyframe(inputs, "sd", "flow", steps, size), {}),
         "keyframe svd-trf": (_keyframe(inputs, "identity", "svd-trf", steps, size), {}),
         "keyframe svd-lora": (_keyframe(inputs, "identity", "svd-lora", steps, size), lora),
+        # SD edits first, then SVD fills in: both models in one job (does the job hold both at once?)
+        "keyframe sd edit + svd-trf": (_keyframe(inputs, "sd", "svd-trf", steps, size), {}),
         "joint joint": (_joint(root, "joint", steps, size), {}),
         "joint image_to_depth": (_joint(root, "image_to_depth", steps, size), {}),
         "joint depth_to_image": (_joint(root, "depth_to_image", steps, size), {}),
