@@ -256,6 +256,7 @@ SVD_PATHS = (
     "drag svd-joint-flow",
     "keyframe svd-trf",
     "keyframe svd-lora",
+    "keyframe sd edit + svd-trf",
 )
 
 
@@ -270,6 +271,8 @@ def path_runs(root: Path, inputs: dict, steps: int, size: dict) -> dict[str, tup
         "keyframe sd edit": (_keyframe(inputs, "sd", "flow", steps, size), {}),
         "keyframe svd-trf": (_keyframe(inputs, "identity", "svd-trf", steps, size), {}),
         "keyframe svd-lora": (_keyframe(inputs, "identity", "svd-lora", steps, size), lora),
+        # SD edits first, then SVD fills in: both models in one job (does the job hold both at once?)
+        "keyframe sd edit + svd-trf": (_keyframe(inputs, "sd", "svd-trf", steps, size), {}),
         "joint joint": (_joint(root, "joint", steps, size), {}),
         "joint image_to_depth": (_joint(root, "image_to_depth", steps, size), {}),
         "joint depth_to_image": (_joint(root, "depth_to_image", steps, size), {}),
@@ -435,6 +438,12 @@ def main(argv: list[str] | None = None) -> int:
         "--steps", type=int, default=10, help="denoising steps per path (the peaks do not depend on it)"
     )
     parser.add_argument(
+        "--step-rows-steps",
+        type=int,
+        default=25,
+        help="denoising steps of the per-step rows (median of all but the first)",
+    )
+    parser.add_argument(
         "--tiny", action="store_true", help="tiny presets on the CPU: checks the script itself"
     )
     parser.add_argument("--work", type=Path, default=Path("/tmp/kinema-gpu-paths"))
@@ -490,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
             row.note = (row.note + f" time x{row.extra['time_vs_default']:.2f} default").strip()
             record([row])
     if "steps" not in args.skip:
-        record(step_rows(device, min(args.steps, 6), size))
+        record(step_rows(device, args.step_rows_steps, size))
     for name in (p for p in chosen if p not in SVD_PATHS):
         record([run_path(name, *runs[name], "default", device)])
     _fresh_gpu(device)
