@@ -4,9 +4,10 @@ Run: ``python -m apps drag`` (or ``streamlit run apps/drag/app.py`` from the rep
 Settings come from KINEMA_* variables (core/config.py). The backend radio lists the backends whose
 weights are configured (apps/drag/backends.py): the warp needs none; the others load once per process.
 The widgets' labels, limits and start values come from `apps.drag.params.DragParams` (the CLI's flags
-too); the SVD section's low-VRAM checkbox (start: KINEMA_LOW_VRAM) sets `Settings.low_vram` for the run. Generate runs the CLI's job (`apps.drag.job`): a new run folder under KINEMA_OUTPUT_DIR/drag gets
-the working image, the trajectories and the brush as drawn, then the videos and the run record
-(parameters.json) that redoes the run.
+too); the SVD section's low-VRAM checkbox (start: KINEMA_LOW_VRAM) sets `Settings.low_vram` for the run.
+Generate runs the CLI's job (`apps.drag.job`): a new run folder under KINEMA_OUTPUT_DIR/drag gets the
+working image, the trajectories and the brush as drawn, then the videos and the run record
+(parameters.json, which names the low-VRAM choice in its settings) that redoes the run.
 
 Session state (per browser tab):
     canvas_rev, canvas_seed   the canvas is mounted under a key holding canvas_rev, showing canvas_seed;

@@ -7,8 +7,9 @@ import `demo` (or call `build_demo`) and drive it with gradio_client.
 Three tabs share the settings column (joint weights, steps, guidance, seed, batch, the low-VRAM mode for the
 run, point-cloud camera) and the results column: images, depth colour maps, the point cloud of the selected
 sample (gr.Model3D, a binary PLY: gradio 6 draws a PLY without Gaussian-splat fields as a point cloud), and
-the downloads (PNG image, 16-bit depth PNG, colour map, PLY per sample, params.json). Without SD weights the app runs on the tiny preset and
-the banner says so; without joint weights it runs the untrained patch and says so too.
+the downloads (PNG image, 16-bit depth PNG, colour map, PLY per sample, params.json). Without SD weights the
+app runs on the tiny preset and the banner says so; without joint weights it runs the untrained patch and says
+so too.
 
 Uploads reach the handlers unprocessed (``preprocess=False``) and are read by core.imaging, which checks the
 size from the header before decoding and answers unreadable files with one sentence. A colour image given as a
@@ -17,7 +18,8 @@ depth map is refused (its colours are not depth); a grey image stored as RGB is 
 API (every event has an api_name; model events share one queue slot, "gpu", limit 1):
     /startup (model banner and its native size; runs on page load), /model_status (banner for a weights
     choice), /list_weights, /generate, /image_to_depth, /depth_to_image.
-The settings are keyword inputs: weights, steps, guidance, seed, batch, low_vram, near, far, fov_deg, max_points.
+The settings are keyword inputs: weights, steps, guidance, seed, batch, low_vram, near, far, fov_deg,
+max_points.
 """
 
 from __future__ import annotations

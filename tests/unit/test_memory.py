@@ -90,6 +90,10 @@ def test_place_pipeline_on_cpu_sets_chunking_by_mode():
     assert pipe.device.type == "cpu"
 
 
+def _chunk_sizes(unet) -> set:
+    return {m._chunk_size for m in unet.modules() if hasattr(m, "_chunk_size")}
+
+
 def test_place_pipeline_switches_modes_over_the_same_cached_modules(monkeypatch):
     """Each app run picks its mode; the modules are shared, so each switch must undo what the last one set.
 
@@ -102,12 +106,11 @@ def test_place_pipeline_switches_modes_over_the_same_cached_modules(monkeypatch)
     low_vram_gpu = cpu.replace(device="cuda", low_vram=True)
     modules = lambda pipe: [pipe.vae, pipe.image_encoder, pipe.unet]  # noqa: E731
     hooked = lambda pipe: [hasattr(m, "_hf_hook") for m in modules(pipe)]  # noqa: E731
-    chunk_sizes = lambda pipe: {m._chunk_size for m in pipe.unet.modules() if hasattr(m, "_chunk_size")}  # noqa: E731
 
     pipe = load_pipeline("svd", cpu, pipeline_cls=SVDTrajectoryPipeline)
     place_pipeline(pipe, low_vram_gpu)
     assert hooked(pipe) == [True, True, True]
-    assert chunk_sizes(pipe) == {1} and pipe._guidance_split is True
+    assert _chunk_sizes(pipe.unet) == {1} and pipe._guidance_split is True
 
     # low-VRAM -> default on the GPU: the hooks come off before the move
     gpu_pipe = SVDTrajectoryPipeline(**pipe.components)  # a new pipeline over the same modules, as loaded
@@ -116,13 +119,13 @@ def test_place_pipeline_switches_modes_over_the_same_cached_modules(monkeypatch)
     monkeypatch.setattr(gpu_pipe, "to", lambda device: moves.append((device, hooked(gpu_pipe))))
     place_pipeline(gpu_pipe, low_vram_gpu.replace(low_vram=False))
     assert moves == [("cuda", [False, False, False])]
-    assert chunk_sizes(gpu_pipe) == {None} and gpu_pipe._guidance_split is False
+    assert _chunk_sizes(gpu_pipe.unet) == {None} and gpu_pipe._guidance_split is False
 
     # default -> low-VRAM -> default on the CPU: the pipeline runs (a left-over hook would send it to cuda)
     place_pipeline(pipe, low_vram_gpu)
     assert hooked(pipe) == [True, True, True]
     cpu_pipe = load_pipeline("svd", cpu, pipeline_cls=SVDTrajectoryPipeline)
-    assert hooked(cpu_pipe) == [False, False, False] and chunk_sizes(cpu_pipe) == {None}
+    assert hooked(cpu_pipe) == [False, False, False] and _chunk_sizes(cpu_pipe.unet) == {None}
     assert all(p.device.type == "cpu" for m in modules(cpu_pipe) for p in m.parameters())
     image = np.zeros((32, 32, 3), np.uint8)
     latents = cpu_pipe(image, strength=1.0, num_frames=2, num_inference_steps=1, output_type="latent")[0]
