@@ -62,10 +62,13 @@ def _media_hash(path: Path) -> str:
 
 
 def _without_clock(value):
+    """The JSON without clock fields, and with the checkout's path as <repo> (the same in any clone)."""
     if isinstance(value, dict):
         return {k: _without_clock(v) for k, v in value.items() if k not in CLOCK_KEYS}
     if isinstance(value, list):
         return [_without_clock(v) for v in value]
+    if isinstance(value, str):
+        return value.replace(str(ROOT), "<repo>")
     return value
 
 
