@@ -175,6 +175,8 @@ class SVDPipelineBase(StableVideoDiffusionPipeline):
     Subclasses write a short ``__call__`` from these methods.
     """
 
+    _guidance_split = False  # both guidance halves in one UNet batch unless enable_guidance_split()
+
     @contextlib.contextmanager
     def _vae_upcast(self) -> Iterator[None]:
         """Run the block with an fp16 VAE in fp32 when its config asks for it (as the stock pipeline does)."""
@@ -311,7 +313,7 @@ class SVDPipelineBase(StableVideoDiffusionPipeline):
         model_input = torch.cat([latents] * 2) if guided else latents
         model_input = self.scheduler.scale_model_input(model_input, t)
         model_input = torch.cat([model_input, conditioning.image_latents], dim=2)
-        if guided and getattr(self, "_guidance_split", False):
+        if guided and self._guidance_split:
             half = latents.shape[0]
             model_output = torch.cat(
                 [self._unet_rows(model_input, t, conditioning, slice(k, k + half)) for k in (0, half)]

@@ -469,11 +469,9 @@ def test_the_backend_radio_offers_exactly_the_configured_backends(app, monkeypat
     assert app.radio(key="backend").value == "warp"
 
 
-@pytest.mark.parametrize("backend", ["svd-controlnet", "svd-joint-flow"])
-def test_a_trained_backend_generates_with_the_tiny_model(app, canvas, monkeypatch, backend):
-    monkeypatch.setenv("KINEMA_SVD_CONTROLNET_MODEL", "tiny")
-    monkeypatch.setenv("KINEMA_SVD_JOINT_FLOW_MODEL", "tiny")
-    # A 64 px picture: the tiny SVD UNet's attention cost grows with the square of the pixel count.
+def _small_svd_run(app, canvas, backend: str) -> None:
+    """A 64 px upload with one drawn line, 3 frames, 2 steps, on `backend` (the tiny SVD UNet's attention
+    cost grows with the square of the pixel count)."""
     small = io.BytesIO()
     Image.fromarray(astronaut_256()[::4, ::4]).save(small, format="PNG")
     app.radio(key="source").set_value("Upload").run()
@@ -482,6 +480,13 @@ def test_a_trained_backend_generates_with_the_tiny_model(app, canvas, monkeypatc
     app.slider(key="frames").set_value(3).run()
     app.slider(key="steps").set_value(2).run()
     app.radio(key="backend").set_value(backend).run()
+
+
+@pytest.mark.parametrize("backend", ["svd-controlnet", "svd-joint-flow"])
+def test_a_trained_backend_generates_with_the_tiny_model(app, canvas, monkeypatch, backend):
+    monkeypatch.setenv("KINEMA_SVD_CONTROLNET_MODEL", "tiny")
+    monkeypatch.setenv("KINEMA_SVD_JOINT_FLOW_MODEL", "tiny")
+    _small_svd_run(app, canvas, backend)
     if backend == "svd-controlnet":
         app.slider(key="controlnet_scale").set_value(0.5).run()
     generate_button(app).click().run()
@@ -501,14 +506,7 @@ def test_a_trained_backend_generates_with_the_tiny_model(app, canvas, monkeypatc
 def test_the_low_vram_checkbox_is_recorded_and_keeps_the_result(app, canvas):
     """The checkbox sets Settings.low_vram for the run (recorded); on the CPU it only chunks the UNet's
     feed-forward and splits the guidance halves, so the video is the one the default mode makes."""
-    small = io.BytesIO()
-    Image.fromarray(astronaut_256()[::4, ::4]).save(small, format="PNG")
-    app.radio(key="source").set_value("Upload").run()
-    app.file_uploader(key="upload").set_value(("small.png", small.getvalue(), "image/png")).run()
-    canvas.draw(fixture_objects("line"))
-    app.slider(key="frames").set_value(3).run()
-    app.slider(key="steps").set_value(2).run()
-    app.radio(key="backend").set_value("svd").run()
+    _small_svd_run(app, canvas, "svd")
     box = app.checkbox(key="low_vram")
     assert (box.label, box.value) == ("Low-VRAM mode (slower; for GPUs with 8 GB)", False)
     assert "No effect on the CPU" in box.help
