@@ -18,8 +18,9 @@ noise and noise levels in both; a model that uses its condition has a clearly lo
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -102,3 +103,40 @@ def shuffled(condition: torch.Tensor) -> torch.Tensor:
     if condition.shape[0] < 2:
         raise ValueError("Shuffling conditions across a batch needs at least 2 examples.")
     return torch.roll(condition, shifts=1, dims=0)
+
+
+@dataclass(frozen=True)
+class ProofPaths:
+    """Where a proof run keeps things.
+
+    sd, svd: the mini base pipeline folders (``save_pretrained``). images: the training image scenes
+    (:func:`core.data.synthetic.write_image_depth_folder`, seeds from ``TRAIN_SEED``, ``MINI_SIDE`` px). clips:
+    the training clips (:func:`core.data.synthetic.write_video_folder`, seeds from ``TRAIN_SEED``, ``MINI_SIDE``
+    px, ``MINI_FRAMES`` frames at ``MINI_FPS``). weights: trainer name -> the ``--output_dir`` of its finished
+    run (those trained so far). work: a scratch folder for anything else (held-out samples, a style set).
+    """
+
+    sd: Path
+    svd: Path
+    images: Path
+    clips: Path
+    weights: dict[str, Path]
+    work: Path
+
+
+@dataclass(frozen=True)
+class ControlProof:
+    """How the proof trains and measures one control trainer (``python -m core.training.<trainer>``).
+
+    train_argv(paths, quick): the script's flags except ``--output_dir`` (the proof adds it); ``quick`` asks
+    for the short run of the slow tests. evaluate(paths, quick): the table rows, on held-out scenes.
+    gap(paths, n_batches): (loss with the true conditions, loss with them shuffled) on held-out batches, the
+    same noise in both (:func:`conditioning_gap`); None for a trainer without a condition. needs: the trainers
+    whose weights must exist first (svd_joint_flow starts from svd_flow_lora's).
+    """
+
+    trainer: str
+    train_argv: Callable[[ProofPaths, bool], list[str]]
+    evaluate: Callable[[ProofPaths, bool], list[Row]]
+    gap: Callable[[ProofPaths, int], tuple[float, float]] | None = None
+    needs: tuple[str, ...] = ()
