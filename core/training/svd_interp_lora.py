@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +76,24 @@ def check_args(args: argparse.Namespace) -> None:
     check_svd_video_args(args, min_frames=3)
 
 
+# -- data ---------------------------------------------------------------------------------------------
+
+
+def collate_keyframes(args: argparse.Namespace) -> Callable[[list[dict]], dict[str, torch.Tensor]]:
+    """``collate_clips``'s batch plus each clip's keyframes ``head_values`` and ``tail_values`` (B,3,H,W) in
+    [-1,1]: its first and last frame. The loss reads the keyframes from these keys, not from the clip, so a
+    check of how much the LoRA uses its tail can give each clip another clip's tail
+    (:mod:`core.eval.proof_svd`)."""
+    collate = collate_clips(args)
+
+    def collate_with_keyframes(items: list[dict]) -> dict[str, torch.Tensor]:
+        batch = collate(items)
+        pixels = batch["pixel_values"]
+        return {**batch, "head_values": pixels[:, 0], "tail_values": pixels[:, -1]}
+
+    return collate_with_keyframes
+
+
 # -- the task -----------------------------------------------------------------------------------------
 
 
@@ -101,7 +119,7 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
         batch_size, num_frames = pixels.shape[:2]
         latents = encode_clip_latents(pipe, pixels)
         embeddings, condition = encode_conditioning_frames(
-            pipe, torch.cat([pixels[:, 0], pixels[:, -1]]), args.noise_aug_strength
+            pipe, torch.cat([batch["head_values"], batch["tail_values"]]), args.noise_aug_strength
         )
         head, tail = slice(0, batch_size), slice(batch_size, None)
         both = head_tail_conditioning(
@@ -135,7 +153,7 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
         compute_loss=compute_loss,
         save_weights=save_weights,
         load_weights=load_weights,
-        collate_fn=collate_clips(args),
+        collate_fn=collate_keyframes(args),
         validate=validate,
     )
 

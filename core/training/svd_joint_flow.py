@@ -182,15 +182,13 @@ def _init_y_lora(unet: torch.nn.Module, folder: str) -> None:
 # -- the task -----------------------------------------------------------------------------------------
 
 
-def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
-    """The joint video+flow task for :func:`core.training.common.run_training` (module docstring)."""
-    from core.imaging import from_signed
+def joint_flow_pipeline(args: argparse.Namespace):
+    """The pipeline whose modules train: SVD frozen, the joint patch on its UNet with ``y_lora`` started from
+    ``--init_y_lora`` (module docstring), the patch's parameters trainable, and the flow encoding set
+    (:func:`flow_encoding_of`). Its encoders build the training inputs; validation samples with it."""
     from core.patches.joint import apply_joint_patch
-    from core.pipelines.svd_joint_flow import FLOW, VIDEO, SVDJointFlowPipeline
-    from core.training.svd_flow_lora import collate_clips_with_flow
+    from core.pipelines.svd_joint_flow import SVDJointFlowPipeline
 
-    # 1. Models: SVD frozen, the joint patch trained. The pipeline object holds the same modules: its encoders
-    #    build the training inputs, and validation samples with it.
     encoding = flow_encoding_of(args)
     parts = load_svd_for_training(args.pretrained_model)
     unet = parts["unet"]
@@ -204,27 +202,57 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
         param.requires_grad_(True)
     pipe = training_pipeline(SVDJointFlowPipeline, parts)
     pipe.flow_encoding = encoding
+    return pipe
+
+
+def video_and_flow_losses(
+    pipe, unet: torch.nn.Module, batch: dict[str, torch.Tensor], args: argparse.Namespace
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """EDM's losses of the video entries and of the flow entries of one batch ``[x_1..x_B, y_1..y_B]``
+    (module docstring); the training loss is their mean (both halves have the same size).
+
+    ``pipe``: :func:`joint_flow_pipeline`'s (its encoders and patch); ``unet``: its UNet, as the loop wraps it.
+    ``batch``: :func:`core.training.svd_flow_lora.collate_clips_with_flow`'s; the video entries get the
+    clips of ``pixel_values``, the flow entries the flow videos of ``flows_px``.
+    """
+    from core.patches.joint import joint_patch_of
+    from core.pipelines.svd_joint_flow import FLOW, VIDEO
+
+    pixels = batch["pixel_values"]  # (B,T,3,H,W) in [-1,1]
+    batch_size = pixels.shape[0]
+    video_latents = encode_clip_latents(pipe, pixels)
+    flow_latents = pipe.encode_flow_video(batch["flows_px"]).float()
+    embeddings, condition = encode_conditioning_frames(pipe, pixels[:, 0], args.noise_aug_strength)
+    embeddings, condition = drop_conditioning(args.conditioning_dropout, embeddings, condition)
+
+    sigmas = sample_sigmas(batch_size, args.p_mean, args.p_std, pixels.device)
+    edm = edm_inputs(torch.cat([video_latents, flow_latents]), args.p_mean, args.p_std, sigmas.repeat(2))
+    time_ids = added_time_ids(args.fps, batch["motion_bucket_ids"], args.noise_aug_strength)
+    # x_i and y_i share clip i's conditioning.
+    condition, embeddings = condition.repeat(2, 1, 1, 1), embeddings.repeat(2, 1, 1)
+    joint_patch_of(pipe.unet).set_batch_layout([VIDEO] * batch_size + [FLOW] * batch_size)
+    predicted = unet_output(unet, edm, condition, embeddings, time_ids.repeat(2, 1)).float()
+    errors = (predicted - edm.target) ** 2
+    return errors[:batch_size].mean(), errors[batch_size:].mean()
+
+
+def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
+    """The joint video+flow task for :func:`core.training.common.run_training` (module docstring)."""
+    from core.imaging import from_signed
+    from core.patches.joint import joint_patch_of
+    from core.training.svd_flow_lora import collate_clips_with_flow
+
+    # 1. Models: SVD frozen, the joint patch trained (joint_flow_pipeline).
+    pipe = joint_flow_pipeline(args)
+    unet, encoding = pipe.unet, pipe.flow_encoding
+    patch = joint_patch_of(unet)
 
     # 2. Data: clips and their DIS flow videos.
     dataset = video_dataset(args)
 
-    # 3. The loss over [x_1..x_B, y_1..y_B] (module docstring).
+    # 3. The loss over [x_1..x_B, y_1..y_B] (module docstring): both halves weigh the same.
     def compute_loss(batch: dict[str, torch.Tensor], models: dict) -> torch.Tensor:
-        pixels = batch["pixel_values"]  # (B,T,3,H,W) in [-1,1]
-        batch_size = pixels.shape[0]
-        video_latents = encode_clip_latents(pipe, pixels)
-        flow_latents = pipe.encode_flow_video(batch["flows_px"]).float()
-        embeddings, condition = encode_conditioning_frames(pipe, pixels[:, 0], args.noise_aug_strength)
-        embeddings, condition = drop_conditioning(args.conditioning_dropout, embeddings, condition)
-
-        sigmas = sample_sigmas(batch_size, args.p_mean, args.p_std, pixels.device)
-        edm = edm_inputs(torch.cat([video_latents, flow_latents]), args.p_mean, args.p_std, sigmas.repeat(2))
-        time_ids = added_time_ids(args.fps, batch["motion_bucket_ids"], args.noise_aug_strength)
-        # x_i and y_i share clip i's conditioning.
-        condition, embeddings = condition.repeat(2, 1, 1, 1), embeddings.repeat(2, 1, 1)
-        patch.set_batch_layout([VIDEO] * batch_size + [FLOW] * batch_size)
-        predicted = unet_output(models["unet"], edm, condition, embeddings, time_ids.repeat(2, 1))
-        return edm.loss(predicted)
+        return torch.stack(video_and_flow_losses(pipe, models["unet"], batch, args)).mean()
 
     # 4. Weights: the patch (joint layers and LoRAs) and the flow scale.
     def save_weights(models: dict, folder: Path) -> None:
@@ -255,7 +283,7 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
 
     return TrainingTask(
         name=TASK_NAME,
-        models={"unet": unet, "vae": parts["vae"], "image_encoder": parts["image_encoder"]},
+        models={"unet": unet, "vae": pipe.vae, "image_encoder": pipe.image_encoder},
         dataset=dataset,
         compute_loss=compute_loss,
         save_weights=save_weights,

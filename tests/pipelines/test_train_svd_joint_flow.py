@@ -165,6 +165,31 @@ def test_training_conditions_both_halves_as_the_pipeline(data_dir, tmp_path):
     assert training[2].tolist() == [[6.0, 127.0, 0.0]] * 2  # the time ids [fps - 1, bucket, noise]
 
 
+def test_loss_is_the_mean_of_its_halves_and_a_fresh_patch_keeps_the_video_blind_to_the_flow(
+    data_dir, tmp_path
+):
+    """The training loss is the mean of video_and_flow_losses' two halves; with the patch at init (zero joint
+    layers) the video entries' loss does not change when each clip gets another clip's flow video, which is what
+    the conditioning gap of core.eval.proof_svd relies on."""
+    args, task = SCRIPT.task(data_dir, tmp_path / "out", "--conditioning_dropout", "0")
+    batch = task.collate_fn([task.dataset[0], task.dataset[1]])
+    pipe = joint_train.joint_flow_pipeline(args)
+
+    def losses(flows_px: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        torch.manual_seed(0)
+        with torch.no_grad():
+            return joint_train.video_and_flow_losses(pipe, pipe.unet, {**batch, "flows_px": flows_px}, args)
+
+    torch.manual_seed(0)
+    with torch.no_grad():
+        loss = task.compute_loss(batch, task.models)
+    video, flow = losses(batch["flows_px"])
+    assert float(loss) == pytest.approx(float(video + flow) / 2, rel=1e-5)
+    rolled_video, rolled_flow = losses(torch.roll(batch["flows_px"], 1, dims=0))
+    assert torch.equal(rolled_video, video)
+    assert not torch.equal(rolled_flow, flow)  # the flow entries' targets did change
+
+
 def _flow_lora_folder(folder: Path, rank: int) -> dict[str, torch.Tensor]:
     """A folder as svd_flow_lora writes it (random weights); returns the adapter's state dict."""
     unet = models.tiny_svd_components()["unet"]
