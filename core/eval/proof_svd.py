@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -103,19 +105,22 @@ def sprite_tracks_norm(scene: VideoScene) -> np.ndarray:
 
 def held_out_clip_folder(paths: ProofPaths, n_clips: int) -> Path:
     """A Panda-layout folder of ``n_clips`` held-out clips (seeds from ``HELD_OUT_SEED``), written as the
-    training clips are (:func:`core.data.synthetic.write_video_folder`), once per count under ``paths.work``."""
+    training clips are (:func:`core.data.synthetic.write_video_folder`), once per count under ``paths.work``
+    (into a scratch folder renamed when complete, so proofs running side by side never read a partial one)."""
     from core.data.synthetic import write_video_folder
 
     folder = paths.work / f"svd_held_out_clips_{n_clips}"
-    if not (folder / "metadata.csv").is_file():
+    if not folder.is_dir():
+        paths.work.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"{folder.name}-", dir=paths.work))
+        size = (MINI_SIDE, MINI_SIDE)
         write_video_folder(
-            folder,
-            n_clips,
-            size=(MINI_SIDE, MINI_SIDE),
-            n_frames=MINI_FRAMES,
-            fps=MINI_FPS,
-            seed=HELD_OUT_SEED,
+            scratch, n_clips, size=size, n_frames=MINI_FRAMES, fps=MINI_FPS, seed=HELD_OUT_SEED
         )
+        try:
+            scratch.rename(folder)
+        except OSError:  # another proof finished the same folder first
+            shutil.rmtree(scratch)
     return folder
 
 
@@ -142,7 +147,7 @@ def _loop_flags(paths: ProofPaths, steps: int, learning_rate: float) -> list[str
 
 
 def _controlnet_argv(paths: ProofPaths, quick: bool) -> list[str]:
-    steps, learning_rate = (60, 3e-4) if quick else (400, 2e-4)
+    steps, learning_rate = (30, 5e-4) if quick else (150, 3e-4)
     return [
         *_loop_flags(paths, steps, learning_rate),
         "--flow_scale_px", str(FLOW_SCALE_PX),
@@ -152,12 +157,12 @@ def _controlnet_argv(paths: ProofPaths, quick: bool) -> list[str]:
 
 
 def _interp_argv(paths: ProofPaths, quick: bool) -> list[str]:
-    steps, learning_rate = (60, 2e-3) if quick else (400, 1e-3)
+    steps, learning_rate = (30, 2e-3) if quick else (150, 1e-3)
     return [*_loop_flags(paths, steps, learning_rate), "--rank", str(LORA_RANK)]
 
 
 def _flow_lora_argv(paths: ProofPaths, quick: bool) -> list[str]:
-    steps, learning_rate = (60, 2e-3) if quick else (400, 1e-3)
+    steps, learning_rate = (30, 2e-3) if quick else (150, 1e-3)
     return [
         *_loop_flags(paths, steps, learning_rate),
         "--rank", str(LORA_RANK),
@@ -166,7 +171,7 @@ def _flow_lora_argv(paths: ProofPaths, quick: bool) -> list[str]:
 
 
 def _joint_argv(paths: ProofPaths, quick: bool) -> list[str]:
-    steps, learning_rate = (60, 2e-3) if quick else (300, 1e-3)
+    steps, learning_rate = (30, 2e-3) if quick else (120, 1e-3)
     return [
         *_loop_flags(paths, steps, learning_rate),
         "--init_y_lora", str(paths.weights["svd_flow_lora"]),

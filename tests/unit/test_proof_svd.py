@@ -86,3 +86,14 @@ def test_every_proofs_training_flags_pass_its_trainers_checks(tmp_path):
         assert steps[0] < steps[1]
         assert proof.gap is not None
     assert proof_svd.PROOFS[-1].needs == ("svd_flow_lora",)
+
+
+def test_held_out_clips_are_written_once_and_leave_no_scratch(tmp_path):
+    paths = ProofPaths(Path("sd"), Path("svd"), Path("images"), Path("clips"), {}, tmp_path / "work")
+    folder = proof_svd.held_out_clip_folder(paths, 2)
+    videos = sorted((folder / "videos").iterdir())
+    assert len(videos) == 2 and (folder / "metadata.csv").is_file()
+    written = videos[0].stat().st_mtime_ns
+    assert proof_svd.held_out_clip_folder(paths, 2) == folder
+    assert videos[0].stat().st_mtime_ns == written
+    assert [p.name for p in paths.work.iterdir()] == [folder.name]
