@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -234,7 +235,11 @@ def load_vae(folder: str | Path, temporal: bool = False):
 
 def temporal_vae_from(image_vae, args: argparse.Namespace):
     """SVD's VAE whose encoder and quant_conv are ``image_vae``'s (copied, frozen) and whose temporal decoder
-    is fresh (trained); the scaling factor is the image VAE's, so both encode to the same latents."""
+    trains; the scaling factor is the image VAE's, so both encode to the same latents.
+
+    The decoder starts from the image decoder, as SVD's started from SD's: every spatial weight whose name and
+    shape match (the ResNet blocks' become ``spatial_res_block``'s), and the final temporal convolution as the
+    identity; the temporal blocks and mixing factors start fresh."""
     from diffusers import AutoencoderKLTemporalDecoder
 
     config = image_vae.config
@@ -254,7 +259,22 @@ def temporal_vae_from(image_vae, args: argparse.Namespace):
         raise InputError(f"--init_vae {args.init_vae}: its encoder does not fit SVD's VAE ({missing[:3]}).")
     vae.encoder.requires_grad_(False)
     vae.quant_conv.requires_grad_(False)
+    _start_from_image_decoder(vae, image_vae)
     return vae
+
+
+@torch.no_grad()
+def _start_from_image_decoder(vae, image_vae) -> None:
+    """Copy the image decoder's spatial weights into ``vae.decoder`` and make ``time_conv_out`` the identity."""
+    target = vae.decoder.state_dict()
+    for name, value in image_vae.decoder.state_dict().items():
+        name = re.sub(r"(resnets\.\d+\.)", r"\1spatial_res_block.", name)
+        if name in target and target[name].shape == value.shape:
+            target[name].copy_(value)
+    time_conv = vae.decoder.time_conv_out  # Conv3d, kernel (3,1,1): the middle tap passes each frame through
+    time_conv.weight.zero_()
+    time_conv.weight[:, :, time_conv.kernel_size[0] // 2, 0, 0] = torch.eye(time_conv.out_channels)
+    time_conv.bias.zero_()
 
 
 def _latent_side(args: argparse.Namespace, vae) -> int:
