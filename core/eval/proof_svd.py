@@ -300,19 +300,18 @@ def evaluate_interp(paths: ProofPaths, quick: bool) -> list[Row]:
     args = trainer_args(name, paths)
     pipe = _svd_pipeline(SVDInterpolatePipeline, args)
     load_lora(pipe.unet, paths.weights[name], ADAPTER_NAME)
-    first_only = training_pipeline(
-        SVDTrajectoryPipeline, pipe.components
-    )  # the same modules: SVD from the head
+    # Stock SVD from the head alone, over the same modules with the LoRA switched off.
+    first_only = training_pipeline(SVDTrajectoryPipeline, pipe.components)
     keyframes = [0, MINI_FRAMES - 1]
     scores: dict[str, list[tuple[float, float]]] = {"lora": [], "crossfade": [], "first": []}
     for scene, seed in held_out_cases(quick):
         truth = scene.frames_uint8
-        kwargs = {"num_frames": MINI_FRAMES, "output_type": "np"}
+        options = {"num_frames": MINI_FRAMES, "output_type": "np"}
         frames = pipe(
-            truth[0], truth[-1], mode="svd-lora", **kwargs, **_sampling(args, seed).pipeline_kwargs()
+            truth[0], truth[-1], mode="svd-lora", **options, **_sampling(args, seed).pipeline_kwargs()
         )
         set_lora_enabled(pipe.unet, False)
-        first = first_only(truth[0], strength=1.0, **kwargs, **_sampling(args, seed).pipeline_kwargs())
+        first = first_only(truth[0], strength=1.0, **options, **_sampling(args, seed).pipeline_kwargs())
         set_lora_enabled(pipe.unet, True)
         scores["lora"].append(held_out_scores(unit_to_uint8(frames.frames[0]), truth, keyframes))
         scores["first"].append(held_out_scores(unit_to_uint8(first.frames[0]), truth, keyframes))

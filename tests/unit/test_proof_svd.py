@@ -51,6 +51,7 @@ def test_paired_losses_see_the_same_noise_and_roll_only_the_condition():
         return batch["x"].abs().mean() + torch.rand(())
 
     true, rolled = proof_svd.paired_losses(uses_condition, batches, "condition")
+
     def noise(seed: int) -> float:
         torch.manual_seed(seed)
         return float(torch.rand(()))
