@@ -32,7 +32,10 @@ batch (:func:`~core.eval.learning.shuffled`), the same noise and noise levels bo
   another clip's (the video entries see the flow only through the joint layers, as the pipeline's control does).
 
 The control measured is ``paths.weights[trainer]``'s; without one, the control at init (zero convs, LoRAs and
-joint layers at their zero start), which shows no gap beyond what the mini SVD itself does with the condition.
+joint layers at their zero start). At init the ControlNet and the joint patch show no gap at all (their outputs
+are exactly zero); the LoRAs show the mini SVD's own: it already reads the first frame (flow LoRA, about 3%)
+and, on the last frame's conditioning channel, the tail (head+tail LoRA, about 14%), so what a LoRA learned is
+its gap's gain over that (``tests/slow/test_learning_gap_svd.py`` has the measured values).
 """
 
 from __future__ import annotations
