@@ -24,7 +24,10 @@ from streamlit.testing.v1 import AppTest
 from apps.common.examples import (
     MINI_CLIP_FRAMES,
     MINI_EXAMPLE_LABEL,
+    MINI_SEED,
     MINI_STEPS,
+    mini_clip_example,
+    mini_drag_example,
     mini_image_example,
     mini_video_scene,
 )
@@ -34,7 +37,8 @@ from apps.joint_depth import app as joint_app
 from apps.keyframe import app as keyframe_app
 from apps.keyframe.handlers import MINI_KEY_EVERY
 from core.config import Settings
-from core.eval.learning import MINI_FPS, MINI_FRAMES, MINI_SIDE
+from core.data.synthetic import make_image_scene
+from core.eval.learning import MINI_FPS, MINI_FRAMES, MINI_SIDE, held_out_seeds, train_seeds
 from core.models.presets import MINI_FOLDER
 from core.trajectory import Trajectories
 from core.trajectory.canvas import parse_objects
@@ -73,6 +77,21 @@ def assert_scene_tracks(shown: Trajectories) -> None:
     shown_px = shown.tracks_norm(MINI_FRAMES, (MINI_SIDE, MINI_SIDE)) * MINI_SIDE - 0.5
     assert shown_px.shape == expected_px.shape and len(expected_px) > 0
     np.testing.assert_allclose(shown_px, expected_px, atol=1e-3)
+
+
+def test_the_examples_are_held_out_scenes_at_the_mini_size(tmp_path):
+    """Made without weights: held-out seeds only, MINI_SIDE px, the clip at MINI_FPS; written once."""
+    assert MINI_SEED in held_out_seeds(1) and MINI_SEED not in train_seeds(100_000)
+    image, depth, caption = mini_image_example(tmp_path)
+    assert Image.open(image).size == (MINI_SIDE, MINI_SIDE) and Image.open(depth).mode.startswith("I;16")
+    assert caption == make_image_scene((MINI_SIDE, MINI_SIDE), MINI_SEED).caption
+    clip = read_video(mini_clip_example(tmp_path))
+    assert (clip.num_frames, clip.fps, clip.size_hw) == (MINI_CLIP_FRAMES, MINI_FPS, (MINI_SIDE, MINI_SIDE))
+    first_frame, tracks = mini_drag_example(tmp_path)
+    np.testing.assert_array_equal(np.asarray(Image.open(first_frame)), mini_video_scene().frames_uint8[0])
+    assert_scene_tracks(tracks)
+    image.write_bytes(b"kept")  # an existing file is not written again
+    assert mini_image_example(tmp_path)[0].read_bytes() == b"kept"
 
 
 # -- drag ----------------------------------------------------------------------------------------------
