@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +39,7 @@ from apps.drag import backends, job, ui_canvas  # noqa: E402
 from apps.drag.overlay import colour_of, draw_trajectory_overlay, with_border  # noqa: E402
 from apps.drag.params import DragParams  # noqa: E402
 from core.config import Settings  # noqa: E402
-from core.engines.warp import preview_flow  # noqa: E402
+from core.engines.warp import preview_flow, preview_video  # noqa: E402
 from core.errors import InputError, KinemaError, ModelNotAvailable  # noqa: E402
 from core.imaging import load_image, resize_to_multiple  # noqa: E402
 from core.motion import suggest_motion_bucket  # noqa: E402
@@ -50,6 +51,7 @@ from core.trajectory.canvas import (  # noqa: E402
     objects_from_trajectories,
     parse_objects,
 )
+from core.video import write_video  # noqa: E402
 
 log = logging.getLogger("kinema.drag")
 
@@ -57,6 +59,7 @@ SAMPLES_DIR = ROOT / "assets" / "images"
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
 CANVAS_MAX_W, CANVAS_MAX_H = 560, 520
 RESIZE_MODES = {"crop": "Crop to fit", "pad": "Keep aspect (pad)"}
+PREVIEW_CRF = 30
 CAMERA_LABELS = {"rotate_cw": "rotate clockwise", "rotate_ccw": "rotate anticlockwise"}
 
 
@@ -74,6 +77,28 @@ def working_image(data: bytes, max_side: int, working_side: int, mode: str) -> n
     """The image the canvas shows and the engines animate: sides a multiple of 64, long side <= working_side."""
     image, _ = resize_to_multiple(decode_image(data, max_side), multiple=64, max_side=working_side, mode=mode)
     return image
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def preview_clip(
+    image: np.ndarray,
+    trajectories_json: str,
+    frames: int,
+    fps: int,
+    camera: str,
+    region_mask: np.ndarray | None,
+) -> bytes:
+    """The warp's quick look (`core.engines.warp.preview_video`) as mp4 bytes; cached, so widgets that do not
+    change the motion do not redo it. InputError (not cached) when nothing moves."""
+    clip = preview_video(
+        image,
+        Trajectories.from_json(trajectories_json),
+        frames,
+        region_mask=region_mask,
+        camera=backends.camera_of(camera),
+    )
+    with tempfile.TemporaryDirectory() as folder:  # a preview's quality (crf 30) keeps it small and quick
+        return write_video(Path(folder) / "preview.mp4", clip, fps, crf=PREVIEW_CRF).read_bytes()
 
 
 # -- state helpers -------------------------------------------------------------------------------------
@@ -416,6 +441,19 @@ def preview_section(image: np.ndarray, parsed, chosen: dict, region_mask: np.nda
     overlay = draw_trajectory_overlay(image, parsed.trajectories)
     arrows_col.image(overlay, caption="Trajectories", width="stretch")
     flow_col.image(with_border(preview), caption="Motion preview (colour = direction)", width="stretch")
+    try:
+        clip = preview_clip(
+            image,
+            parsed.trajectories.to_json(),
+            chosen["frames"],
+            chosen["fps"],
+            chosen["camera"],
+            region_mask,
+        )
+    except InputError:  # nothing moves yet: the flow picture above says so by staying white
+        return
+    st.video(clip, format="video/mp4", loop=True, autoplay=True, muted=True)
+    st.caption("Warp preview video (reduced resolution; Generate makes the full-size result)")
 
 
 def load_backend(backend: str, settings: Settings):

@@ -4,6 +4,8 @@
   (:func:`tiny_sd_components`, :func:`tiny_svd_components`) and ControlNets shaped like them
   (:func:`tiny_controlnet`, :func:`tiny_svd_controlnet`, zero-initialised outputs), for tests and for trying
   the apps offline; their outputs are noise.
+- ``mini``: the SD and SVD trained from scratch on synthetic 64 px scenes (:func:`mini_components`), loaded
+  from ``assets/models/mini/{sd,svd}`` (``make prove`` writes them); toy-domain models, not SD/SVD.
 - The offline CLIP tokenizer (:func:`offline_clip_tokenizer`): a byte-level vocabulary generated in code.
 
 A preset is a name a model setting can hold instead of a hub id or folder (``KINEMA_SD_MODEL=tiny``):
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+
+from core.errors import ModelNotAvailable
 
 ModelKind = Literal["sd", "svd"]
 TINY = "tiny"
@@ -89,7 +93,7 @@ def clip_text_encoder(tokenizer, **sizes):
 
 def tiny_sd_components(seed: int = 0) -> dict:
     """Components of a tiny SD1.5-shaped pipeline (UNet 32/64 channels, VAE factor 2), deterministic by seed."""
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -121,7 +125,24 @@ def tiny_sd_components(seed: int = 0) -> dict:
             num_hidden_layers=5,
             vocab_size=1000,
         )
-    scheduler = DDIMScheduler(
+    return {
+        "unet": unet.eval(),
+        "vae": vae.eval(),
+        "text_encoder": text_encoder,
+        "tokenizer": tokenizer,
+        "scheduler": sd_scheduler(),
+        "safety_checker": None,
+        "feature_extractor": None,
+        "image_encoder": None,
+        "requires_safety_checker": False,
+    }
+
+
+def sd_scheduler():
+    """The ``DDIMScheduler`` of SD1.5's noise schedule (epsilon prediction), as the tiny and mini SD use it."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
         beta_start=0.00085,
         beta_end=0.012,
         beta_schedule="scaled_linear",
@@ -129,17 +150,6 @@ def tiny_sd_components(seed: int = 0) -> dict:
         set_alpha_to_one=False,
         steps_offset=1,  # as SD1.5 ships it; img2img pipelines warn about and rewrite any other value
     )
-    return {
-        "unet": unet.eval(),
-        "vae": vae.eval(),
-        "text_encoder": text_encoder,
-        "tokenizer": tokenizer,
-        "scheduler": scheduler,
-        "safety_checker": None,
-        "feature_extractor": None,
-        "image_encoder": None,
-        "requires_safety_checker": False,
-    }
 
 
 def svd_scheduler():
@@ -227,6 +237,29 @@ def tiny_svd_controlnet():
     return SVDFlowControlNet.from_unet(tiny["unet"], vae_scale_factor=vae_scale_factor).eval()
 
 
+# -- mini components (trained from scratch on synthetic scenes) -----------------------------------
+
+MINI = "mini"
+MINI_FOLDER = Path(__file__).resolve().parents[2] / "assets" / "models" / "mini"
+MINI_TRAIN_COMMAND = "make prove"
+
+
+def mini_components(kind: ModelKind) -> dict:
+    """The stock ``kind`` pipeline's components loaded from ``assets/models/mini/KIND`` (float32, CPU): the
+    mini SD / SVD that ``python -m core.training.base_model`` trains from scratch on the synthetic scenes of
+    :mod:`core.data.synthetic` (64 px, toy-domain models that prove the training code). Raises
+    ModelNotAvailable when the folder is missing."""
+    from core.models.loading import load_components
+
+    folder = MINI_FOLDER / kind
+    if not (folder / "model_index.json").is_file():
+        raise ModelNotAvailable(
+            f"The mini {kind.upper()} weights are not available (no model_index.json in {folder}): run "
+            f"'{MINI_TRAIN_COMMAND}' to train them, or use the '{TINY}' preset for offline random test weights."
+        )
+    return load_components(kind, str(folder))
+
+
 # -- presets by name -------------------------------------------------------------------------------
 
 PresetKind = Literal["sd", "svd", "controlnet", "svd_controlnet"]
@@ -239,6 +272,7 @@ PRESETS: dict[str, dict[PresetKind, Callable[[], Any]]] = {
         "controlnet": tiny_controlnet,
         "svd_controlnet": tiny_svd_controlnet,
     },
+    MINI: {"sd": lambda: mini_components("sd"), "svd": lambda: mini_components("svd")},
 }
 
 
@@ -248,5 +282,13 @@ def is_preset(model: str) -> bool:
 
 
 def build_preset(model: str, kind: PresetKind) -> Any:
-    """Preset ``model``'s ``kind``, freshly built: a dict of pipeline components, or a ControlNet model."""
+    """Preset ``model``'s ``kind``, freshly built: a dict of pipeline components, or a ControlNet model.
+
+    Raises ModelNotAvailable for a kind the preset has no model of (``mini`` has no ControlNets)."""
+
+    if kind not in PRESETS[model]:
+        raise ModelNotAvailable(
+            f"The '{model}' preset has no {kind} model (it has {', '.join(PRESETS[model])}); choose another "
+            f"model or '{TINY}'."
+        )
     return PRESETS[model][kind]()

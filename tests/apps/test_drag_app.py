@@ -112,7 +112,12 @@ def test_warp_generation_end_to_end(app, canvas, monkeypatch):
     monkeypatch.setattr(
         warp, "preview_flow", lambda *a, **k: previews.append(real_preview(*a, **k)) or previews[-1]
     )
+    clips = []
+    real_clip = warp.preview_video
+    monkeypatch.setattr(warp, "preview_video", lambda *a, **k: clips.append(real_clip(*a, **k)) or clips[-1])
+    video_caption = "Warp preview video (reduced resolution; Generate makes the full-size result)"
     app.run()
+    assert not clips and video_caption not in [c.value for c in app.caption]  # nothing drawn, nothing moves
     canvas.draw(fixture_objects("mixed"))
     app.run()
     assert not app.exception and not app.error
@@ -132,6 +137,11 @@ def test_warp_generation_end_to_end(app, canvas, monkeypatch):
         "Trajectories",
         "Motion preview (colour = direction)",
     }
+    # ... and so does the warp's preview video: 14 frames from the image itself, the first line's start moved.
+    assert len(clips) == 1 and clips[0].shape == (14, 256, 256, 3)
+    assert np.array_equal(clips[0][0], astronaut_256())
+    assert np.abs(clips[0][-1, y, x].astype(int) - clips[0][0, y, x]).max() > 0
+    assert video_caption in [c.value for c in app.caption]
     # The motion bucket is pre-filled from the suggestion for this drawing.
     suggested = suggest_motion_bucket(expected, 14, 7, (256, 256))
     assert app.number_input(key="motion_bucket").value == suggested
@@ -170,7 +180,7 @@ def test_warp_generation_end_to_end(app, canvas, monkeypatch):
         "flow": files.flow,
         "side_by_side": files.side_by_side,
     }
-    assert len(app.get("video")) == 3
+    assert len(app.get("video")) == 4  # the warp preview and the result's three
     assert [b.label for b in app.get("download_button")] == [
         "Video (mp4)",
         "Video (gif)",
@@ -321,7 +331,7 @@ def test_an_earlier_result_stays_when_a_later_run_fails(app, canvas, monkeypatch
     assert not app.exception
     assert len(app.error) == 1 and str(blocker) in app.error[0].value
     assert app.session_state["result"] is first
-    assert len(app.get("video")) == 3  # still on screen
+    assert len(app.get("video")) == 4  # the preview, and the earlier result's three still on screen
 
 
 def test_motion_brush_moves_only_the_painted_region(app, canvas):

@@ -31,12 +31,14 @@ def test_draw_generate_and_play(start_app, page):
     expected_px = WORKING_SIDE_PX * ((END[0] - START[0]) ** 2 + (END[1] - START[1]) ** 2) ** 0.5
     assert abs(length_px - expected_px) <= 3  # the drawn line arrives in image pixels
 
+    page.locator("video").first.wait_for(timeout=30_000)  # the warp's preview video follows the drawing
+    assert page.locator("video").count() == 1
+
     page.get_by_role("button", name="Generate").click()
-    video = page.locator("video").first
-    video.wait_for(timeout=60_000)
+    page.locator("video").nth(3).wait_for(timeout=60_000)  # the preview, then the result's three videos
     state = page.evaluate(
         """async () => {
-            const v = document.querySelector('video');
+            const v = document.querySelectorAll('video')[1];
             for (let i = 0; i < 100 && v.readyState < 2; i++) await new Promise(r => setTimeout(r, 100));
             return {src: v.currentSrc, ready: v.readyState, duration: v.duration,
                     width: v.videoWidth, height: v.videoHeight, error: v.error && v.error.code};

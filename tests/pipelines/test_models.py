@@ -124,9 +124,14 @@ def test_controlnet_is_optional_tiny_or_reported_missing(tmp_path):
 
 
 def test_presets_are_found_by_name():
-    assert is_preset("tiny") and not is_preset("runwayml/stable-diffusion-v1-5") and list(PRESETS) == ["tiny"]
+    assert (
+        is_preset("tiny")
+        and not is_preset("runwayml/stable-diffusion-v1-5")
+        and list(PRESETS) == ["tiny", "mini"]
+    )
     _assert_same_weights(build_preset("tiny", "svd")["unet"], models.tiny_svd_components()["unet"])
     assert set(PRESETS["tiny"]) == {"sd", "svd", "controlnet", "svd_controlnet"}
+    assert set(PRESETS["mini"]) == {"sd", "svd"}
 
 
 def _missing_weights_shape(setting: str) -> re.Pattern:
