@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: demo test test-min bench bench-gpu lint format venv dev-venv browser screenshots
+.PHONY: demo test test-min bench bench-gpu prove lint format venv dev-venv browser screenshots
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,12 @@ bench: $(VENV)/.dev
 ## bench-results/gpu_paths.json; without CUDA it says so and exits 0. Needs a CUDA torch in .venv.
 bench-gpu: $(VENV)/.dev
 	HF_HUB_OFFLINE=1 $(PY) tests/benchmarks/gpu_paths.py $(ARGS)
+
+## make prove: train the mini SD/SVD bases and every control from scratch on synthetic scenes, measure each on
+## held-out scenes, print one table and write bench-results/prove.json; installs assets/models/mini/.
+## ARGS="--quick": the controls only, short runs on the installed bases.
+prove: $(VENV)/.dev
+	HF_HUB_OFFLINE=1 $(PY) tests/benchmarks/prove.py $(ARGS)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

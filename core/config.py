@@ -6,7 +6,10 @@ CLI flag > environment variable > default.
 
 Model fields take a hub id (``stable-diffusion-v1-5/stable-diffusion-v1-5``), a local folder written by
 ``save_pretrained``, or ``tiny``: deterministic random-weight tiny models built offline (for tests and
-for machines without weights; outputs are noise-like, but every code path runs).
+for machines without weights; outputs are noise-like, but every code path runs). ``mini`` names the toy
+models ``make prove`` trains from scratch on synthetic 64 px scenes (``assets/models/mini/``): the preset for
+``sd_model`` / ``svd_model``, and for the trained-weights fields (:data:`MINI_WEIGHTS`) the folder of that
+trainer's mini run, which the settings hold from then on.
 """
 
 from __future__ import annotations
@@ -25,6 +28,13 @@ ENV_PREFIX = "KINEMA_"
 Device = Literal["auto", "cuda", "mps", "cpu"]
 Dtype = Literal["auto", "float16", "bfloat16", "float32"]
 Offload = Literal["none", "model", "sequential"]
+# Trained-weights settings -> the trainer whose mini run `mini` names (assets/models/mini/TRAINER).
+MINI_WEIGHTS = {
+    "svd_controlnet_model": "svd_flow_controlnet",
+    "svd_joint_flow_model": "svd_joint_flow",
+    "joint_weights": "joint_lora",
+    "svd_interp_lora": "svd_interp_lora",
+}
 
 
 @dataclass(frozen=True)
@@ -33,11 +43,11 @@ class Settings:
 
     sd_model: str = field(
         default="stable-diffusion-v1-5/stable-diffusion-v1-5",
-        metadata={"help": "Stable Diffusion 1.5 weights: hub id, local folder, or 'tiny'."},
+        metadata={"help": "Stable Diffusion 1.5 weights: hub id, local folder, 'tiny' or 'mini'."},
     )
     svd_model: str = field(
         default="stabilityai/stable-video-diffusion-img2vid-xt",
-        metadata={"help": "Stable Video Diffusion weights: hub id, local folder, or 'tiny'."},
+        metadata={"help": "Stable Video Diffusion weights: hub id, local folder, 'tiny' or 'mini'."},
     )
     controlnet_model: str = field(
         default="", metadata={"help": "Optional ControlNet weights (hub id or local folder)."}
@@ -45,29 +55,29 @@ class Settings:
     svd_controlnet_model: str = field(
         default="",
         metadata={
-            "help": "Flow ControlNet for SVD (folder written by core.training.svd_flow_controlnet, or 'tiny'); "
+            "help": "Flow ControlNet for SVD (folder written by core.training.svd_flow_controlnet, 'tiny' or 'mini'); "
             "empty: the drag app's ControlNet backend is not offered."
         },
     )
     svd_joint_flow_model: str = field(
         default="",
         metadata={
-            "help": "Joint video+flow weights for SVD (folder written by core.training.svd_joint_flow, or "
-            "'tiny'); empty: the drag app's experimental joint-flow backend is not offered."
+            "help": "Joint video+flow weights for SVD (folder written by core.training.svd_joint_flow, 'tiny' or "
+            "'mini'); empty: the drag app's experimental joint-flow backend is not offered."
         },
     )
     joint_weights: str = field(
         default="",
         metadata={
             "help": "Joint depth+image weights: a folder written by core.training.joint_lora (or a checkpoint-N "
-            "in it), or a folder of such folders; empty: the joint-depth app's patch is untrained."
+            "in it), a folder of such folders, or 'mini'; empty: the joint-depth app's patch is untrained."
         },
     )
     svd_interp_lora: str = field(
         default="",
         metadata={
             "help": "SVD head+tail inbetweening LoRA (folder or .safetensors written by "
-            "core.training.svd_interp_lora); empty: the keyframe app's svd-lora backend runs stock SVD."
+            "core.training.svd_interp_lora, or 'mini'); empty: the keyframe app's svd-lora backend runs stock SVD."
         },
     )
     device: Device = field(default="auto", metadata={"help": "auto (cuda > mps > cpu), cuda, mps or cpu."})
@@ -136,6 +146,11 @@ class Settings:
         for name in ("max_image_side", "max_frames", "max_upload_mb"):
             if getattr(self, name) <= 0:
                 raise InputError(f"Setting {name} must be positive, got {getattr(self, name)}.")
+        from core.models.presets import MINI, MINI_FOLDER  # here: core.models imports this module
+
+        for name, trainer in MINI_WEIGHTS.items():
+            if getattr(self, name) == MINI:
+                object.__setattr__(self, name, str(MINI_FOLDER / trainer))
 
     # -- derived values ----------------------------------------------------------------------------
 

@@ -5,14 +5,18 @@ Settings come from KINEMA_* variables (core/config.py). The backend radio lists 
 weights are configured (apps/drag/backends.py): the warp needs none; the others load once per process.
 The widgets' labels, limits and start values come from `apps.drag.params.DragParams` (the CLI's flags
 too); the SVD section's low-VRAM checkbox (start: KINEMA_LOW_VRAM) sets `Settings.low_vram` for the run.
+The samples include a held-out synthetic scene for the mini models (`apps.common.examples`; listed first, and
+the widgets start at the mini SVD's 64 px, 8 frames at fps 8 and 15 steps, when KINEMA_SVD_MODEL=mini): picking
+it loads the scene's exact sprite tracks onto the canvas.
 Generate runs the CLI's job (`apps.drag.job`): a new run folder under KINEMA_OUTPUT_DIR/drag gets the
 working image, the trajectories and the brush as drawn, then the videos and the run record
 (parameters.json, which names the low-VRAM choice in its settings) that redoes the run.
 
 Session state (per browser tab):
     canvas_rev, canvas_seed   the canvas is mounted under a key holding canvas_rev, showing canvas_seed;
-                              deleting, resetting, loading a trajectory file or switching tools bumps
-                              canvas_rev with a new seed (the component keeps its own objects otherwise)
+                              deleting, resetting, loading a trajectory file or the example's tracks, or
+                              switching tools bumps canvas_rev with a new seed (the component keeps its own
+                              objects otherwise)
     canvas_objects            the objects the canvas last reported (one per trajectory, in order)
     brush_rev                 the motion-brush canvas starts empty; clearing it bumps brush_rev
     result, run_error         the last finished run (kept when a later run fails) and the last failure
@@ -33,15 +37,18 @@ if str(ROOT) not in sys.path:  # `streamlit run apps/drag/app.py` puts only apps
 import numpy as np  # noqa: E402
 import streamlit as st  # noqa: E402
 
+from apps.common.examples import MINI_DESCRIPTION, MINI_EXAMPLE_LABEL, is_mini, mini_drag_example  # noqa: E402
 from apps.common.low_vram import LOW_VRAM_LABEL, low_vram_help  # noqa: E402
 from apps.common.runs import new_run_folder  # noqa: E402
 from apps.drag import backends, job, ui_canvas  # noqa: E402
 from apps.drag.overlay import colour_of, draw_trajectory_overlay, with_border  # noqa: E402
 from apps.drag.params import DragParams  # noqa: E402
-from core.config import Settings  # noqa: E402
+from core.config import ENV_PREFIX, Settings  # noqa: E402
 from core.engines.warp import preview_flow, preview_video  # noqa: E402
 from core.errors import InputError, KinemaError, ModelNotAvailable  # noqa: E402
+from core.eval.learning import MINI_SIDE  # noqa: E402
 from core.imaging import load_image, resize_to_multiple  # noqa: E402
+from core.models.presets import MINI  # noqa: E402
 from core.motion import suggest_motion_bucket  # noqa: E402
 from core.trajectory import Trajectories  # noqa: E402
 from core.trajectory.canvas import (  # noqa: E402
@@ -56,6 +63,8 @@ from core.video import write_video  # noqa: E402
 log = logging.getLogger("kinema.drag")
 
 SAMPLES_DIR = ROOT / "assets" / "images"
+# The sample whose picture is a held-out synthetic scene's first frame and whose drags are its sprite tracks.
+MINI_SAMPLE = f"{MINI_EXAMPLE_LABEL} (held-out, {MINI_SIDE} px)"
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
 CANVAS_MAX_W, CANVAS_MAX_H = 560, 520
 RESIZE_MODES = {"crop": "Crop to fit", "pad": "Keep aspect (pad)"}
@@ -99,6 +108,13 @@ def preview_clip(
     )
     with tempfile.TemporaryDirectory() as folder:  # a preview's quality (crf 30) keeps it small and quick
         return write_video(Path(folder) / "preview.mp4", clip, fps, crf=PREVIEW_CRF).read_bytes()
+
+
+@st.cache_data(show_spinner=False)
+def mini_sample() -> tuple[bytes, str]:
+    """The mini sample's PNG bytes and its sprite tracks as trajectory JSON (`apps.common.examples`)."""
+    image, trajectories = mini_drag_example()
+    return image.read_bytes(), trajectories.to_json()
 
 
 # -- state helpers -------------------------------------------------------------------------------------
@@ -162,17 +178,28 @@ def read_settings() -> Settings:
 # -- page sections -------------------------------------------------------------------------------------
 
 
-def image_source(settings: Settings) -> tuple[str, bytes] | None:
-    """The chosen image's (name, bytes), or None (with a message shown) when there is none to use."""
+def load_tracks(trajectories_json: str) -> None:
+    st.session_state.pending_trajectories = Trajectories.from_json(trajectories_json)
+
+
+def image_source(settings: Settings) -> tuple[str, bytes, str | None] | None:
+    """The chosen image's (name, bytes, trajectory JSON of its example drags or None), or None (with a message
+    shown) when there is none to use. The mini sample comes first when the SVD model is mini."""
     st.sidebar.header("Image")
     source = st.sidebar.radio("Source", ["Sample photo", "Upload"], horizontal=True, key="source")
     if source == "Sample photo":
-        samples = sorted(p.stem for p in SAMPLES_DIR.glob("*.jpg"))
-        if not samples:
-            st.sidebar.error(f"No sample photos in {SAMPLES_DIR}; upload an image instead.")
-            return None
+        photos = sorted(p.stem for p in SAMPLES_DIR.glob("*.jpg"))
+        samples = [MINI_SAMPLE, *photos] if is_mini(settings.svd_model) else [*photos, MINI_SAMPLE]
         name = st.sidebar.selectbox("Sample", samples, key="sample")
-        return name, (SAMPLES_DIR / f"{name}.jpg").read_bytes()
+        if name != MINI_SAMPLE:
+            return name, (SAMPLES_DIR / f"{name}.jpg").read_bytes(), None
+        data, tracks_json = mini_sample()
+        st.sidebar.caption(
+            "The first frame of a synthetic sprite clip the mini models never saw; its drags are the sprites' "
+            "exact tracks (loaded when the picture is picked)."
+        )
+        st.sidebar.button("Load the scene's tracks again", on_click=load_tracks, args=(tracks_json,))
+        return name, data, tracks_json
     upload = st.sidebar.file_uploader("Image file", type=IMAGE_TYPES, key="upload")
     if upload is None:
         st.info("Upload an image in the sidebar, or pick a sample photo.")
@@ -184,7 +211,7 @@ def image_source(settings: Settings) -> tuple[str, bytes] | None:
             "(KINEMA_MAX_UPLOAD_MB)."
         )
         return None
-    return upload.name, data
+    return upload.name, data, None
 
 
 def trajectory_list(parsed: ParsedCanvas, image_wh: tuple[int, int]) -> None:
@@ -265,7 +292,8 @@ def sidebar_controls(settings: Settings) -> dict:
             resize.label, list(resize.choices), format_func=RESIZE_MODES.get, horizontal=True, key="resize"
         )
     }
-    working = DragParams.widget("max_side")
+    mini = is_mini(settings.svd_model)
+    working = DragParams.widget("max_side", mini)
     sides = [s for s in working.choices if s <= getattr(settings, working.limit)] or [working.choices[0]]
     chosen["max_side"] = st.sidebar.select_slider(
         working.label, sides, value=working.default if working.default in sides else sides[-1], key="max_side"
@@ -289,7 +317,7 @@ def sidebar_controls(settings: Settings) -> dict:
 
 def param_slider(name: str, settings: Settings, where=st, *, label: str = "", value=None, key: str = ""):
     """A slider for DragParams field `name` with its label, limits and start value (`value` overrides it)."""
-    widget = DragParams.widget(name)
+    widget = DragParams.widget(name, is_mini(settings.svd_model))
     high = widget.high if widget.limit is None else getattr(settings, widget.limit)
     start = widget.default if value is None else value
     return where.slider(
@@ -385,15 +413,19 @@ def show_result(result: job.DragResult) -> None:
 # -- the page ------------------------------------------------------------------------------------------
 
 
-def sync_canvas(data: bytes, resize: str, max_side: int, canvas_size: tuple[int, int]) -> str:
-    """Keep the drawing in step with the picture: a new picture starts empty, the same picture at another
-    size or fit shows the same (normalised) trajectories, a loaded trajectory file replaces the drawing.
-    Returns the image id (the canvas keys hold it)."""
+def sync_canvas(
+    data: bytes, resize: str, max_side: int, canvas_size: tuple[int, int], tracks_json: str | None
+) -> str:
+    """Keep the drawing in step with the picture: a new picture starts empty (an example's with its drags,
+    `tracks_json`), the same picture at another size or fit shows the same (normalised) trajectories, a loaded
+    trajectory file replaces the drawing. Returns the image id (the canvas keys hold it)."""
     image_id = hashlib.sha1(data).hexdigest()[:12]
     layout_id = f"{image_id}-{resize}-{max_side}"
     if st.session_state.image_id is None or st.session_state.image_id.split("-")[0] != image_id:
         remount_canvas([])
         _clear_brush()
+        if tracks_json is not None:
+            load_tracks(tracks_json)
     elif st.session_state.image_id != layout_id:
         old = st.session_state.get("canvas_size", canvas_size)
         kept = parse_objects(st.session_state.canvas_objects, old).trajectories
@@ -510,6 +542,8 @@ def main() -> None:
         "Draw where things should move; anchors hold the image still. The warp preview is instant; "
         "SVD turns the warp into a generated video."
     )
+    if is_mini(settings.svd_model):
+        st.caption(f"SVD model `{MINI}` ({ENV_PREFIX}SVD_MODEL): {MINI_DESCRIPTION}.")
     chosen_image = image_source(settings)
     chosen = sidebar_controls(settings)
     svd_box = st.sidebar.container()  # filled below: the motion bucket is suggested from the drawing
@@ -517,7 +551,7 @@ def main() -> None:
 
     image = None
     if chosen_image is not None:
-        image_name, data = chosen_image
+        image_name, data, tracks_json = chosen_image
         try:
             image = working_image(data, settings.max_image_side, chosen["max_side"], chosen["resize"])
         except InputError as err:
@@ -529,7 +563,7 @@ def main() -> None:
 
     height, width = image.shape[:2]
     canvas_size = ui_canvas.canvas_size_for((height, width), CANVAS_MAX_W, CANVAS_MAX_H)
-    image_id = sync_canvas(data, chosen["resize"], chosen["max_side"], canvas_size)
+    image_id = sync_canvas(data, chosen["resize"], chosen["max_side"], canvas_size, tracks_json)
     draw_col, side_col = st.columns([3, 2])
     with draw_col:
         parsed, region_mask = drawing_section(image, canvas_size, image_id)

@@ -11,6 +11,8 @@ use the same names. Each field's metadata:
     choices     the allowed values (argparse choices; the app's options)
     options     the app's options where the CLI takes any value (the working sizes)
     ui_default  the app's starting value where it differs from the CLI default (the working size)
+    mini        the app's starting value when the SVD model is ``mini`` (64 px, 8 frames at fps 8: what the
+                mini SVD was trained on; fewer steps)
 
 The ranges under ``ui`` are the widgets' limits, not checks: the engines check values
 (`apps.drag.backends.render`, `core.engines.warp.animate`) with one message for both front ends.
@@ -24,12 +26,14 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from apps.common.examples import MINI_STEPS
 from apps.drag.backends import BACKENDS
 from core.engines.warp import CAMERA_PRESETS, DEFAULT_FRAMES
 from core.errors import InputError
+from core.eval.learning import MINI_FPS, MINI_FRAMES, MINI_SIDE
 
 # The app's working sizes (long side, px); the CLI takes any --max-side of at least 64.
-WORKING_SIDES = (128, 256, 384, 512, 768, 1024)
+WORKING_SIDES = (64, 128, 256, 384, 512, 768, 1024)
 
 
 def _param(default: Any, help: str, label: str = "", **ui: Any) -> Any:
@@ -52,9 +56,14 @@ class DragParams:
         "Frames",
         ui=(2, None, 1),
         limit="max_frames",
+        mini=MINI_FRAMES,
     )
     fps: int = _param(
-        7, "frame rate of the video and SVD's fps (default 7)", "Frames per second", ui=(1, 30, 1)
+        7,
+        "frame rate of the video and SVD's fps (default 7)",
+        "Frames per second",
+        ui=(1, 30, 1),
+        mini=MINI_FPS,
     )
     motion_bucket: int | None = _param(
         None, "SVD motion_bucket_id (default: from the trajectories)", "Motion bucket", ui=(1, 255, 1)
@@ -66,7 +75,9 @@ class DragParams:
         # The label is the backend's (`Backend.strength_label`): it means something else per backend.
         ui=(0.0, 1.0, 0.05),
     )
-    steps: int = _param(25, "svd: denoising steps of the full schedule (25)", "Steps", ui=(1, 50, 1))
+    steps: int = _param(
+        25, "svd: denoising steps of the full schedule (25)", "Steps", ui=(1, 50, 1), mini=MINI_STEPS
+    )
     controlnet_scale: float = _param(
         1.0, "svd-controlnet: conditioning scale (1.0)", "ControlNet scale", ui=(0.0, 2.0, 0.05)
     )
@@ -82,6 +93,7 @@ class DragParams:
         options=WORKING_SIDES,
         ui_default=512,
         limit="max_image_side",
+        mini=MINI_SIDE,
     )
     camera: str = _param(
         "none", "camera move added to the drags", "Camera move", choices=("none", *CAMERA_PRESETS)
@@ -125,17 +137,19 @@ class DragParams:
     # -- the app -----------------------------------------------------------------------------------
 
     @classmethod
-    def widget(cls, name: str) -> Widget:
-        """What the app's widget for field `name` shows: label, limits, start value, choices (or options)."""
+    def widget(cls, name: str, mini: bool = False) -> Widget:
+        """What the app's widget for field `name` shows: label, limits, start value, choices (or options).
+        `mini`: the start value for the mini SVD where it has its own."""
         f = {f.name: f for f in fields(cls)}[name]
         low, high, step = f.metadata.get("ui", (None, None, None))
+        default = f.metadata.get("ui_default", f.default)
         return Widget(
             label=f.metadata["label"],
             help=f.metadata["help"],
             low=low,
             high=high,
             step=step,
-            default=f.metadata.get("ui_default", f.default),
+            default=f.metadata.get("mini", default) if mini else default,
             choices=f.metadata.get("choices", f.metadata.get("options")),
             limit=f.metadata.get("limit"),
         )

@@ -9,7 +9,8 @@ run, point-cloud camera) and the results column: images, depth colour maps, the 
 sample (gr.Model3D, a binary PLY: gradio 6 draws a PLY without Gaussian-splat fields as a point cloud), and
 the downloads (PNG image, 16-bit depth PNG, colour map, PLY per sample, params.json). Without SD weights the
 app runs on the tiny preset and the banner says so; without joint weights it runs the untrained patch and says
-so too.
+so too. With ``KINEMA_SD_MODEL=mini`` the banner says what the mini models are, the steps start at 15, and each
+tab's examples start with the held-out synthetic scene they were made for (:mod:`apps.common.examples`).
 
 Uploads reach the handlers unprocessed (``preprocess=False``) and are read by core.imaging, which checks the
 size from the header before decoding and answers unreadable files with one sentence. A colour image given as a
@@ -30,17 +31,20 @@ from typing import Any
 
 import gradio as gr
 
+from apps.common.examples import MINI_EXAMPLE_LABEL, MINI_STEPS, is_mini, mini_image_example
 from apps.common.gradio import low_vram_checkbox, serve, shows_errors
 from apps.joint_depth import examples, job
 from apps.joint_depth.job import JointRequest, LoadedModel
 from core.config import ENV_PREFIX, Settings
 from core.errors import InputError
+from core.eval.learning import MINI_SIDE
 from core.models import find_joint_weights
 from core.pointcloud import DEFAULT_FAR, DEFAULT_FOV_DEG, DEFAULT_MAX_POINTS, DEFAULT_NEAR
 
 GPU = "gpu"  # concurrency_id shared by the model-running events
 NO_WEIGHTS_LABEL = "none: untrained joint layers"
 DEFAULT_SIDE = 512
+DEFAULT_STEPS = 30
 
 
 def _upload_path(payload: Any, what: str) -> str:
@@ -231,8 +235,12 @@ def _side_slider(settings: Settings, label: str, elem_id: str) -> gr.Slider:
 
 
 def _mode_tabs(settings: Settings) -> Components:
-    """The three modes, one tab each: their inputs, examples and start button."""
+    """The three modes, one tab each: their inputs, examples and start button. The held-out synthetic scene
+    for the mini models comes first in each tab's examples when the SD model is ``mini``, last otherwise."""
     scene_image, scene_depth, scene_caption = examples.synthetic_scene_files()
+    mini_image, mini_depth, mini_caption = mini_image_example()
+    mini_first = is_mini(settings.sd_model)
+    mini_label = f"Examples: {MINI_EXAMPLE_LABEL} (held-out, {MINI_SIDE} px)"
     ui: Components = {}
     with gr.Tabs():
         with gr.Tab("Prompt -> image + depth", id="joint"):
@@ -242,7 +250,11 @@ def _mode_tabs(settings: Settings) -> Components:
                 ui["height"] = _side_slider(settings, "Height (px)", "jd-height")
                 ui["width"] = _side_slider(settings, "Width (px)", "jd-width")
             ui["generate_btn"] = gr.Button("Generate", variant="primary", elem_id="jd-generate")
-            gr.Examples([[p] for p in [*examples.PROMPTS, scene_caption]], inputs=[ui["prompt"]])
+            _examples(
+                mini_first,
+                ([[p] for p in [*examples.PROMPTS, scene_caption]], [ui["prompt"]], "Examples"),
+                ([[mini_caption]], [ui["prompt"]], mini_label),
+            )
         with gr.Tab("Image -> depth", id="image_to_depth"):
             ui["image_in"] = gr.Image(
                 type="filepath", sources=["upload", "clipboard"], label="Image", elem_id="jd-image"
@@ -252,7 +264,11 @@ def _mode_tabs(settings: Settings) -> Components:
                 settings, "Longest side (px; the image is cropped to multiples of 64)", "jd-image-side"
             )
             ui["image_btn"] = gr.Button("Estimate depth", variant="primary", elem_id="jd-image-go")
-            gr.Examples([[str(p)] for p in [*examples.SAMPLE_IMAGES, scene_image]], inputs=[ui["image_in"]])
+            _examples(
+                mini_first,
+                ([[str(p)] for p in [*examples.SAMPLE_IMAGES, scene_image]], [ui["image_in"]], "Examples"),
+                ([[str(mini_image), mini_caption]], [ui["image_in"], ui["image_prompt"]], mini_label),
+            )
         with gr.Tab("Depth -> image", id="depth_to_image"):
             ui["depth_in"] = gr.Image(
                 type="filepath",
@@ -264,8 +280,19 @@ def _mode_tabs(settings: Settings) -> Components:
             ui["depth_negative"] = gr.Textbox(label="Negative prompt")
             ui["depth_side"] = _side_slider(settings, "Longest side (px)", "jd-depth-side")
             ui["depth_btn"] = gr.Button("Generate image", variant="primary", elem_id="jd-depth-go")
-            gr.Examples([[str(scene_depth), scene_caption]], inputs=[ui["depth_in"], ui["depth_prompt"]])
+            depth_inputs = [ui["depth_in"], ui["depth_prompt"]]
+            _examples(
+                mini_first,
+                ([[str(scene_depth), scene_caption]], depth_inputs, "Examples"),
+                ([[str(mini_depth), mini_caption]], depth_inputs, mini_label),
+            )
     return ui
+
+
+def _examples(mini_first: bool, general: tuple, mini: tuple) -> None:
+    """Two gr.Examples sets, each (rows, inputs, label): the mini scene's first when ``mini_first``."""
+    for rows, inputs, label in (mini, general) if mini_first else (general, mini):
+        gr.Examples(rows, inputs=inputs, label=label)
 
 
 def _settings_panel(h: Handlers) -> Components:
@@ -286,7 +313,8 @@ def _settings_panel(h: Handlers) -> Components:
             )
             ui["refresh_btn"] = gr.Button("Refresh", size="sm", scale=1)
         with gr.Row():
-            ui["steps"] = gr.Slider(1, job.MAX_STEPS, value=30, step=1, label="Steps", elem_id="jd-steps")
+            steps = MINI_STEPS if is_mini(h.settings.sd_model) else DEFAULT_STEPS
+            ui["steps"] = gr.Slider(1, job.MAX_STEPS, value=steps, step=1, label="Steps", elem_id="jd-steps")
             ui["guidance"] = gr.Slider(0.0, job.MAX_GUIDANCE, value=7.5, step=0.5, label="Guidance")
         with gr.Row():
             ui["seed"] = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=job.MAX_SEED)

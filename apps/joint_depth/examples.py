@@ -1,26 +1,21 @@
-"""Examples of the joint-depth app: prompts, the sample photos in assets/images/, and a synthetic scene.
+"""Examples of the joint-depth app: prompts, the sample photos in assets/images/, and two synthetic scenes.
 
-The synthetic scene (:func:`core.data.synthetic.make_image_scene`, seed 3, three spheres on a checkered floor)
-has exact depth, so it is an example for all three tabs: its image for image -> depth, its disparity as a
-16-bit PNG (near = white) for depth -> image. Both files are rendered on first use into a temporary folder
-(about 30 ms; identical bytes every time), so nothing generated is committed.
+The synthetic scenes (:func:`core.data.synthetic.make_image_scene`: spheres and cubes on a checkered floor)
+have exact depth, so they are examples for all three tabs: the image for image -> depth, its disparity as a
+16-bit PNG (near = white) for depth -> image, the caption as a prompt. Seed 3 at 256 px suits any model; the
+held-out scene at 64 px (:func:`apps.common.examples.mini_image_example`) is the one the ``mini`` models were
+made for. Both are rendered on first use into a temporary folder (identical bytes every time), so nothing
+generated is committed.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-import numpy as np
-import PIL.Image
-
-from core.data.synthetic import disparity_of, make_image_scene
-from core.imaging import save_png16
+from apps.common.examples import EXAMPLE_FOLDER, image_scene_files
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_IMAGES = sorted((ROOT / "assets" / "images").glob("*.jpg"))
-EXAMPLE_FOLDER = Path(tempfile.gettempdir()) / "kinema-joint-depth-examples"
 SCENE_SEED = 3
 SCENE_SIZE = (256, 256)
 
@@ -31,21 +26,7 @@ PROMPTS = [
 ]
 
 
-def _write_once(path: Path, write) -> Path:
-    """Write ``path`` through a temporary name unless it exists (apps started together may race)."""
-    if not path.is_file():
-        partial = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")
-        write(partial)
-        os.replace(partial, path)
-    return path
-
-
 def synthetic_scene_files(folder: Path = EXAMPLE_FOLDER) -> tuple[Path, Path, str]:
-    """(image PNG, 16-bit disparity PNG, caption) of the example scene, written into ``folder`` if missing."""
-    scene = make_image_scene(SCENE_SIZE, SCENE_SEED)
-    folder.mkdir(parents=True, exist_ok=True)
-    disparity = disparity_of(scene.depth)
-    disparity_unit = (disparity - disparity.min()) / np.ptp(disparity)
-    image = _write_once(folder / "scene.png", lambda p: PIL.Image.fromarray(scene.image_uint8).save(p))
-    depth = _write_once(folder / "scene_depth.png", lambda p: save_png16(p, disparity_unit))
-    return image, depth, scene.caption
+    """(image PNG, 16-bit disparity PNG, caption) of the 256 px example scene, written into ``folder`` if
+    missing."""
+    return image_scene_files(folder, SCENE_SIZE, SCENE_SEED, "scene")

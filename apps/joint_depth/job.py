@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 
+from apps.common.examples import MINI_DESCRIPTION, is_mini
 from apps.common.runs import RunRecord, new_run_folder
 from core.config import ENV_PREFIX, Settings
 from core.data.image_depth import normalize_disparity
@@ -44,6 +45,7 @@ from core.imaging import (
 )
 from core.models import TINY, check_joint_weights, find_joint_weights, joint_weights_folder, load_pipeline
 from core.models.loading import JOINT_TRAIN_COMMAND
+from core.models.presets import MINI
 from core.models.state import JointWeights, attached
 from core.pipelines.joint_sd import MODES, JointSDPipeline
 from core.pointcloud import (
@@ -120,6 +122,8 @@ def load_model(settings: Settings, weights: str | None = "") -> LoadedModel:
             f"Running on the '{TINY}' preset ({ENV_PREFIX}SD_MODEL={TINY}): random test weights, so images and "
             f"depth maps are noise. Set {ENV_PREFIX}SD_MODEL to Stable Diffusion 1.5 weights for real results."
         )
+    if is_mini(sd_model):
+        notices.append(f"The '{MINI}' models ({ENV_PREFIX}SD_MODEL={MINI}) are {MINI_DESCRIPTION}.")
     if not folder:
         notices.append(
             "No joint weights: the joint layers are untrained (zero-initialised), so images are plain Stable "

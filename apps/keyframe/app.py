@@ -11,7 +11,8 @@ the event functions are in `apps.keyframe.handlers`, the job in `apps.keyframe.j
 queue slot ("gpu", limit 1).
 
 API (every work event has an api_name; gradio_client keeps the session across calls):
-    /sample_video, /probe_video, /load_video, /suggest_keyframes, /set_keyframes, /toggle_keyframe,
+    /sample_video, /mini_sample_video (the synthetic clip for the mini models, with its working size and
+    keyframe spacing), /probe_video, /load_video, /suggest_keyframes, /set_keyframes, /toggle_keyframe,
     /edit_preview, /edit_all, /reedit_keyframe, /upload_edit, /inbetween.
 The edit controls are keyword inputs of the edit events: backend, filter, prompt, negative_prompt,
 keyframe_prompts, strength, guidance, steps, seed, low_vram and the filter parameters as EDIT_PARAM (e.g.
@@ -28,10 +29,12 @@ from typing import Any
 
 import gradio as gr
 
+from apps.common.examples import EXAMPLE_FOLDER, MINI_EXAMPLE_LABEL, MINI_STEPS, is_mini
 from apps.common.gradio import low_vram_checkbox, serve
 from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS
 from apps.keyframe.handlers import (
     DEFAULT_FILTER,
+    MINI_KEY_EVERY,
     STATE_TTL_S,
     Handlers,
     Session,
@@ -43,6 +46,7 @@ from apps.keyframe.video import DEFAULT_WORKING_SIDE, MIN_WORKING_SIDE
 from core.config import Settings
 from core.engines.edit import EDITS
 from core.engines.keyframes import DEFAULT_THRESHOLDS
+from core.eval.learning import MINI_SIDE
 from core.flow import METHODS as FLOW_METHODS
 
 GPU = "gpu"  # concurrency_id shared by the model-running events
@@ -70,11 +74,17 @@ def _control(param, key: str):
 
 
 def _video_section(settings: Settings) -> Components:
-    """1. The video, the part to use, the working size and the keyframe suggestion."""
+    """1. The video, the part to use, the working size and the keyframe suggestion (their start values suit
+    the mini SVD when it is the configured model: MINI_SIDE px, a keyframe every MINI_KEY_EVERY frames)."""
     max_side = min(settings.max_image_side, 2048)
+    mini = is_mini(settings.svd_model)
     ui: Components = {}
     ui["video_in"] = gr.Video(label="Video", sources=["upload"], elem_id="kf-video", height=260)
-    ui["sample_btn"] = gr.Button("Use the sample clip", size="sm", elem_id="kf-sample")
+    with gr.Row():
+        ui["sample_btn"] = gr.Button("Use the sample clip", size="sm", elem_id="kf-sample")
+        ui["mini_sample_btn"] = gr.Button(
+            f"Use the {MINI_EXAMPLE_LABEL} ({MINI_SIDE} px, held-out)", size="sm", elem_id="kf-mini-sample"
+        )
     ui["video_info"] = gr.Markdown(label="video info", elem_id="kf-video-info")
     with gr.Row():
         ui["start_s"] = gr.Number(0.0, label="Start (s)", minimum=0, elem_id="kf-start")
@@ -82,14 +92,16 @@ def _video_section(settings: Settings) -> Components:
     ui["working_side"] = gr.Slider(
         MIN_WORKING_SIDE,
         max_side,
-        value=min(DEFAULT_WORKING_SIDE, max_side),
+        value=min(MINI_SIDE if mini else DEFAULT_WORKING_SIDE, max_side),
         step=32,
         label="Working size (longer side, px)",
         info="larger videos are downscaled to this",
     )
     with gr.Accordion("Keyframe suggestion", open=False):
         ui["key_mode"] = gr.Radio(["uniform", "adaptive"], value="uniform", label="Mode")
-        ui["key_every"] = gr.Slider(1, 32, value=8, step=1, label="Uniform: every N frames")
+        ui["key_every"] = gr.Slider(
+            1, 32, value=MINI_KEY_EVERY if mini else 8, step=1, label="Uniform: every N frames"
+        )
         ui["key_signal"] = gr.Radio(["flow", "appearance"], value="flow", label="Adaptive: signal")
         ui["key_threshold"] = gr.Number(
             None,
@@ -193,7 +205,7 @@ def _edit_section() -> Components:
     return ui
 
 
-def _inbetween_section() -> Components:
+def _inbetween_section(settings: Settings) -> Components:
     """3. The inbetweening backend and its settings, the result and the downloads."""
     gr.Markdown("### 3. Inbetween")
     ui: Components = {}
@@ -209,7 +221,8 @@ def _inbetween_section() -> Components:
     with gr.Group(visible=False) as ui["svd_group"]:
         ui["motion_bucket"] = gr.Slider(0, 255, value=127, step=1, label="Motion bucket")
         with gr.Row():
-            ui["interp_steps"] = gr.Slider(1, 100, value=25, step=1, label="Steps")
+            steps = MINI_STEPS if is_mini(settings.svd_model) else 25
+            ui["interp_steps"] = gr.Slider(1, 100, value=steps, step=1, label="Steps")
             ui["interp_seed"] = gr.Number(0, label="Seed", precision=0)
         ui["decode_chunk"] = gr.Slider(1, 25, value=8, step=1, label="Decode chunk size (frames)")
     ui["interp_btn"] = gr.Button("3. Inbetween", variant="primary", elem_id="kf-inbetween")
@@ -222,6 +235,13 @@ def _inbetween_section() -> Components:
 def _video_and_keyframe_events(h: Handlers, ui: Components) -> None:
     """Step 1 and the keyframe list: sample, probe, load, suggest, set, toggle, gallery clicks."""
     ui["sample_btn"].click(h.sample_video, None, ui["video_in"], api_name="sample_video", queue=False)
+    ui["mini_sample_btn"].click(
+        h.mini_sample_video,
+        None,
+        [ui["video_in"], ui["working_side"], ui["key_every"]],
+        api_name="mini_sample_video",
+        queue=False,
+    )
     ui["video_in"].change(
         h.probe_video,
         ui["video_in"],
@@ -326,14 +346,14 @@ def build_demo(settings: Settings) -> gr.Blocks:
             with gr.Column():
                 ui.update(_edit_section())
             with gr.Column():
-                ui.update(_inbetween_section())
+                ui.update(_inbetween_section(settings))
         _video_and_keyframe_events(h, ui)
         _edit_and_inbetween_events(h, ui)
     return demo
 
 
 # Folders besides the output folder that the app serves files from.
-SERVED_FOLDERS = [SAMPLE_VIDEO.parent]
+SERVED_FOLDERS = [SAMPLE_VIDEO.parent, EXAMPLE_FOLDER]
 
 demo = build_demo(Settings.from_env())
 

@@ -11,6 +11,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from apps.common.examples import MINI_DESCRIPTION, is_mini, mini_clip_example
 from apps.common.gradio import shows_errors
 from apps.common.runs import new_run_folder
 from apps.keyframe import job
@@ -47,11 +48,14 @@ from core.engines.edit import EDITS
 from core.engines.interpolate import VideoMotion
 from core.engines.keyframes import Keyframe, select_keyframes
 from core.errors import InputError
+from core.eval.learning import MINI_FRAMES, MINI_SIDE
 from core.models import TINY
 
 THUMB_SIDE = 160  # frame strip thumbnails (px)
 STATE_TTL_S = 3600  # a session's frames and motion are dropped an hour after its last change
 DEFAULT_FILTER = "cartoon"
+# Keyframe spacing for the mini SVD: each SVD call then makes MINI_FRAMES frames, the clip length it learned.
+MINI_KEY_EVERY = MINI_FRAMES - 1
 
 
 @dataclass
@@ -79,17 +83,21 @@ def filter_inputs() -> list[tuple[str, str, Any]]:
 
 
 def model_summary(settings: Settings) -> str:
-    """One Markdown line naming the model settings in use (and that 'tiny' means random weights)."""
+    """One Markdown line naming the model settings in use (and what 'tiny' and 'mini' are)."""
 
     def describe(name: str, value: str) -> str:
         setting = f"{ENV_PREFIX}{name.upper()}"
         if value == TINY:
             return f"`{value}` (random test weights: outputs are noise; set {setting} for real ones)"
+        if is_mini(value):
+            return f"`{value}` ({setting}; toy model, see below)"
         return f"`{value}` ({setting})"
 
+    models = (settings.sd_model, settings.svd_model)
+    mini = f" The `mini` models are {MINI_DESCRIPTION}." if any(is_mini(m) for m in models) else ""
     return (
         f"**Models** - SD: {describe('sd_model', settings.sd_model)}; SVD: {describe('svd_model', settings.svd_model)}; "
-        f"device `{settings.device}`. Need no weights: {', '.join(weight_free_labels())}.\n\n"
+        f"device `{settings.device}`. Need no weights: {', '.join(weight_free_labels())}.{mini}\n\n"
         f"**Limits** - {settings.max_upload_mb} MB upload; {settings.max_image_side} px longest side (larger videos "
         f"are refused, smaller ones are downscaled to the working size); {settings.max_frames} frames per part "
         f"(longer parts are read every 2nd to {MAX_AUTO_STRIDE}th frame, longer still are refused: trim them)."
@@ -194,6 +202,12 @@ class Handlers:
     def sample_video(self) -> str:
         """The sample clip's path (for the video input)."""
         return str(SAMPLE_VIDEO)
+
+    def mini_sample_video(self) -> tuple[str, int, int]:
+        """The held-out synthetic clip for the mini models (MINI_CLIP_FRAMES frames at MINI_SIDE px), the
+        working size that keeps it at MINI_SIDE and the keyframe spacing that gives each SVD call MINI_FRAMES
+        frames (keyframes 0, 7, 14)."""
+        return str(mini_clip_example()), MINI_SIDE, MINI_KEY_EVERY
 
     @shows_errors
     def probe_video(self, video_path: str | None) -> tuple[str, float, float | None]:

@@ -1,7 +1,7 @@
 """The drag app (apps/drag/app.py) under Streamlit's AppTest, and its UI helper modules.
 
 The canvas component cannot draw without a browser, so `apps.drag.ui_canvas.st_canvas` is replaced by
-`FakeCanvas`, which behaves like the component per key (a new key shows its `initial_drawing`; "drawing"
+`FakeCanvas` (tests/apps/conftest.py), which behaves like the component per key (a new key shows its `initial_drawing`; "drawing"
 replaces what the current key holds) and hands back canvas JSON recorded from the component's own
 Fabric 7.4 (tests/fixtures/canvas/). Everything else is the real app: real images, the real warp engine,
 real video files.
@@ -14,7 +14,6 @@ import json
 import struct
 import zlib
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -38,41 +37,6 @@ TIMEOUT_S = 60
 
 def fixture_objects(name: str) -> list[dict]:
     return json.loads((FIXTURES / f"{name}.json").read_text())["json_data"]["objects"]
-
-
-class FakeCanvas:
-    """Stands in for streamlit-drawable-canvas: what each mounted canvas (by key) currently holds."""
-
-    def __init__(self) -> None:
-        self.held: dict[str, dict] = {}
-        self.initial: dict[str, dict] = {}
-        self.calls: list[dict] = []
-        self.reloads: list[str] = []
-
-    def __call__(self, **kwargs):
-        self.calls.append(kwargs)
-        key = kwargs["key"]
-        # The real component reloads a mounted canvas whose initial_drawing changed and sends it back,
-        # which reruns the app: an app that passes a new initial_drawing every run never settles.
-        if self.initial.setdefault(key, kwargs["initial_drawing"]) != kwargs["initial_drawing"]:
-            self.reloads.append(key)
-        drawing = self.held.setdefault(key, kwargs["initial_drawing"])
-        return SimpleNamespace(json_data=drawing)
-
-    def last(self, prefix: str = "canvas-") -> dict:
-        return [call for call in self.calls if call["key"].startswith(prefix)][-1]
-
-    def draw(self, objects: list[dict], prefix: str = "canvas-") -> None:
-        """The user draws: the canvas mounted last under `prefix` now holds `objects`."""
-        self.held[self.last(prefix)["key"]] = {"version": "7.4.0", "objects": objects}
-
-
-@pytest.fixture
-def canvas(monkeypatch) -> FakeCanvas:
-    fake = FakeCanvas()
-    monkeypatch.setattr(ui_canvas, "st_canvas", fake)
-    yield fake
-    assert fake.reloads == [], "a mounted canvas got a new initial_drawing (endless reruns in a browser)"
 
 
 @pytest.fixture

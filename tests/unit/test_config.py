@@ -74,3 +74,16 @@ def test_joint_weights_and_the_svd_interp_lora_are_separate_settings():
     args = parser.parse_args(["--svd-interp-lora", "lora.safetensors"])
     assert Settings.from_args(args, {}).svd_interp_lora == "lora.safetensors"
     assert not hasattr(s, "lora_path")
+
+
+def test_mini_names_the_mini_folder_of_each_trained_weights_setting():
+    from core.config import MINI_WEIGHTS
+    from core.models.presets import MINI_FOLDER
+
+    env = {f"KINEMA_{name.upper()}": "mini" for name in MINI_WEIGHTS}
+    settings = Settings.from_env({**env, "KINEMA_SD_MODEL": "mini", "KINEMA_SVD_MODEL": "mini"})
+    for name, trainer in MINI_WEIGHTS.items():
+        assert getattr(settings, name) == str(MINI_FOLDER / trainer)
+    assert (settings.sd_model, settings.svd_model) == ("mini", "mini")  # presets, loaded by core.models
+    assert settings.replace(joint_weights="mini").joint_weights == str(MINI_FOLDER / "joint_lora")
+    assert Settings.from_env({"KINEMA_JOINT_WEIGHTS": "runs/mini"}).joint_weights == "runs/mini"

@@ -1,0 +1,229 @@
+"""`make prove`: train the mini bases and every control from scratch, measure each on held-out scenes, one table.
+
+    python tests/benchmarks/prove.py                 # everything from scratch; installs assets/models/mini/
+    python tests/benchmarks/prove.py --quick         # the controls only, short runs on the installed mini bases
+    python tests/benchmarks/prove.py --only bases    # the bases alone (installed), no controls
+    python tests/benchmarks/prove.py --only joint_lora svd_flow_lora   # some controls (on the installed bases)
+
+Every step is a plain command line (printed as it runs, so any row can be reproduced alone): the data writers
+of :mod:`core.data.synthetic`, ``python -m core.training.base_model`` for the bases, ``python -m
+core.training.<trainer>`` for the controls with the flags their :class:`~core.eval.learning.ControlProof`
+gives. Seeds are fixed; held-out scenes come from seeds no training run sees (:mod:`core.eval.learning`).
+
+The full run writes the trained weights into ``assets/models/mini/`` (``--no-install`` keeps them in the work
+folder only), the table on stdout and everything measured in ``bench-results/prove.json`` (``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path[:0] = [str(ROOT), str(HERE)]
+
+from core.eval.learning import (  # noqa: E402
+    MINI_FPS,
+    MINI_FRAMES,
+    MINI_SIDE,
+    TRAIN_SEED,
+    ControlProof,
+    ProofPaths,
+    Row,
+    conditioning_gap,
+    measure,
+)
+from core.eval.report import table, write_json  # noqa: E402
+
+MINI_DIR = ROOT / "assets" / "models" / "mini"
+# Training scenes: image scenes (SD, joint depth, the VAE) and sprite clips (SVD and its controls).
+N_IMAGES = {False: 2000, True: 200}
+N_CLIPS = {False: 600, True: 60}
+GAP_BATCHES = 4
+# What a weights folder keeps when installed: the weights and their configs, and the run's summary.
+INSTALLED = ("*.safetensors", "*.json", "*.txt", "**/*.safetensors", "**/*.json", "**/*.txt")
+
+
+def _proofs() -> list[ControlProof]:
+    from core.eval.proof_sd import PROOFS as SD_PROOFS
+    from core.eval.proof_svd import PROOFS as SVD_PROOFS
+
+    return [*SD_PROOFS, *SVD_PROOFS]
+
+
+def run_command(argv: list[str], log: Path) -> float:
+    """Run ``argv`` (printed first), its output into ``log``; return the wall time. Raises on failure."""
+    print("  $ " + " ".join(argv), flush=True)
+    started = time.perf_counter()
+    with open(log, "w", encoding="utf-8") as out:
+        done = subprocess.run(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=_env())
+    if done.returncode:
+        tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise RuntimeError(f"{argv[2] if len(argv) > 2 else argv} failed (exit {done.returncode}):\n{tail}")
+    return time.perf_counter() - started
+
+
+def _env() -> dict:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+
+
+def write_data(work: Path, quick: bool) -> tuple[Path, Path]:
+    """The training image scenes and clips (seeds from TRAIN_SEED), written once per work folder."""
+    from core.data.synthetic import write_image_depth_folder, write_video_folder
+
+    images, clips = work / "data" / "images", work / "data" / "clips"
+    if not (images / "metadata.jsonl").is_file():
+        write_image_depth_folder(images, N_IMAGES[quick], size=(MINI_SIDE, MINI_SIDE), seed=TRAIN_SEED)
+    if not (clips / "metadata.csv").is_file():
+        size = (MINI_SIDE, MINI_SIDE)
+        write_video_folder(
+            clips, N_CLIPS[quick], size=size, n_frames=MINI_FRAMES, fps=MINI_FPS, seed=TRAIN_SEED
+        )
+    return images, clips
+
+
+def install(folder: Path, name: str) -> int:
+    """Copy the weights of a finished run into assets/models/mini/NAME (replacing it); return its size in bytes."""
+    target = MINI_DIR / name
+    staging = target.with_name(f".{name}.new")
+    shutil.rmtree(staging, ignore_errors=True)
+    for pattern in INSTALLED:
+        for file in folder.glob(pattern):
+            relative = file.relative_to(folder)
+            if relative.parts[0].startswith(("checkpoint-", "validation", "logs")):
+                continue
+            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(file, staging / relative)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    return sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
+
+
+def gap_row(proof: ControlProof, paths: ProofPaths) -> Row:
+    true, shuffled = proof.gap(paths, GAP_BATCHES)
+    gap = conditioning_gap(true, shuffled)
+    return Row(
+        proof.trainer,
+        "conditioning gap: 1 - loss(true) / loss(shuffled), held-out",
+        measure([gap]),
+        {"loss true": measure([true]), "loss shuffled": measure([shuffled])},
+        ">= 0.10",
+        gap >= 0.10,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make prove", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="Controls only, short runs, on the installed bases."
+    )
+    parser.add_argument(
+        "--only", nargs="+", default=None, help="Run only these stages: 'bases' and/or control trainer names."
+    )
+    parser.add_argument(
+        "--work", type=Path, default=ROOT / "prove-work", help="Work folder (data, runs, logs)."
+    )
+    parser.add_argument("--json", type=Path, default=ROOT / "bench-results" / "prove.json")
+    parser.add_argument("--no-install", action="store_true", help="Leave assets/models/mini/ as it is.")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    work = args.work / ("quick" if args.quick else "full")
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    install_weights = not (args.quick or args.no_install)
+
+    print(f"data -> {work / 'data'}", flush=True)
+    images, clips = write_data(work, args.quick)
+    rows: list[Row] = []
+    timings: dict[str, float] = {}
+    sizes: dict[str, int] = {}
+    bases = {"sd": MINI_DIR / "sd", "svd": MINI_DIR / "svd"}
+    if not args.quick and (not args.only or "bases" in args.only):
+        from prove_bases import train_bases
+
+        bases, base_rows, base_timings = train_bases(work, images, clips, run_command)
+        rows += base_rows
+        timings.update(base_timings)
+        if install_weights:
+            for name, folder in list(bases.items()):
+                sizes[name] = install(folder, name)
+                bases[name] = MINI_DIR / name
+    paths = ProofPaths(bases["sd"], bases["svd"], images, clips, {}, work)
+    controls = [] if args.only == ["bases"] else _proofs()
+    for proof in controls:
+        if args.only and proof.trainer not in args.only:
+            continue
+        output = work / "runs" / proof.trainer
+        shutil.rmtree(output, ignore_errors=True)
+        python = [sys.executable, "-m", f"core.training.{proof.trainer}"]
+        command = [*python, *proof.train_argv(paths, args.quick), "--output_dir", str(output)]
+        print(f"{proof.trainer}: training", flush=True)
+        timings[f"train {proof.trainer}"] = run_command(command, work / "logs" / f"{proof.trainer}.log")
+        paths.weights[proof.trainer] = output
+        print(f"{proof.trainer}: evaluating on held-out scenes", flush=True)
+        measured = time.perf_counter()
+        rows += proof.evaluate(paths, args.quick)
+        if proof.gap is not None:
+            rows.append(gap_row(proof, paths))
+        timings[f"evaluate {proof.trainer}"] = time.perf_counter() - measured
+        if install_weights:
+            sizes[proof.trainer] = install(output, proof.trainer)
+
+    wall = time.perf_counter() - started
+    print()
+    print(
+        table(
+            [
+                ("trained", "<20"),
+                ("metric", "<58"),
+                ("value", "<18"),
+                ("baselines", "<60"),
+                ("target", "<24"),
+                ("met", "<5"),
+            ],
+            [
+                (
+                    row.trained,
+                    row.metric,
+                    str(row.value),
+                    "; ".join(f"{name} {m}" for name, m in row.baselines.items()),
+                    row.target or "reported",
+                    {True: "yes", False: "NO", None: "-"}[row.met],
+                )
+                for row in rows
+            ],
+        )
+    )
+    notes = [f"  {row.trained}: {row.note}" for row in rows if row.note]
+    if notes:
+        print("\nnotes:\n" + "\n".join(notes))
+    if sizes:
+        print(
+            "\ninstalled in assets/models/mini/: "
+            + ", ".join(f"{k} {v / 2**20:.1f} MB" for k, v in sizes.items())
+        )
+    print(
+        f"\nwall time {wall / 60:.1f} min on {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})"
+    )
+    write_json(
+        args.json,
+        {
+            "quick": args.quick,
+            "wall_time_s": wall,
+            "cpu_cores": os.cpu_count(),
+            "timings_s": timings,
+            "installed_bytes": sizes,
+            "rows": [row.as_json() for row in rows],
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""The mini bases of `make prove`: four runs of ``python -m core.training.base_model``, then their rows.
+
+1. the image VAE (``AutoencoderKL``) on the training images and clip frames;
+2. SVD's VAE (``AutoencoderKLTemporalDecoder``): the image VAE's encoder, its temporal decoder trained on clips;
+3. mini SD (text -> image) on the images and their captions, the image VAE frozen;
+4. mini SVD (first frame -> clip) on the clips, the temporal VAE frozen.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from core.eval.learning import MINI_FPS, MINI_FRAMES, MINI_SIDE, Row
+from core.training.common import SUMMARY_NAME
+
+# Held-out scenes and clips the base rows are measured on.
+HELD_OUT_SCENES = 32
+HELD_OUT_CLIPS = 16
+# Flags of each run besides --kind, --data_dir, --output_dir (and the VAE folders it reads).
+VAE_FLAGS = [
+    "--max_train_steps",
+    "1200",
+    "--train_batch_size",
+    "8",
+    "--learning_rate",
+    "1e-3",
+    "--cached_clips",
+    "1000",
+]
+TEMPORAL_VAE_FLAGS = ["--max_train_steps", "100", "--train_batch_size", "2", "--learning_rate", "1e-3"]
+SD_FLAGS = ["--max_train_steps", "1500", "--train_batch_size", "16", "--learning_rate", "5e-4"]
+SVD_FLAGS = ["--max_train_steps", "600", "--train_batch_size", "2", "--learning_rate", "5e-4"]
+COMMON_FLAGS = [
+    "--resolution", str(MINI_SIDE), "--seed", "0", "--validation_steps", "0", "--checkpointing_steps", "100000",
+    "--report_to", "none", "--lr_scheduler", "cosine", "--lr_warmup_steps", "20",
+]  # fmt: skip
+CLIP_FLAGS = ["--num_frames", str(MINI_FRAMES), "--fps", str(MINI_FPS)]
+
+
+def _flags(command: list[str]) -> dict[str, object]:
+    """The ``--flag value`` pairs of a command line (a switch without a value maps to True)."""
+    flags: dict[str, object] = {}
+    for i, token in enumerate(command):
+        if token.startswith("--"):
+            following = command[i + 1] if i + 1 < len(command) else "--"
+            flags[token[2:]] = True if following.startswith("--") else following
+    return flags
+
+
+def _same_value(recorded: object, given: object) -> bool:
+    if given is True or isinstance(recorded, bool):
+        return recorded is given
+    try:
+        return float(recorded) == float(given)
+    except (TypeError, ValueError):
+        return str(recorded) == str(given)
+
+
+def _finished_run(folder: Path, command: list[str]) -> float | None:
+    """The wall time of the run in ``folder`` when it finished with the flags of ``command``, else None."""
+    summary = folder / SUMMARY_NAME
+    if not summary.is_file():
+        return None
+    recorded = json.loads(summary.read_text())
+    same = all(_same_value(recorded["args"].get(k), v) for k, v in _flags(command).items())
+    return recorded["wall_time_s"] if same else None
+
+
+def train_bases(
+    work: Path, images: Path, clips: Path, run_command: Callable[[list[str], Path], float]
+) -> tuple[dict[str, Path], list[Row], dict[str, float]]:
+    """Train the four bases into WORK/bases; return ({"sd": folder, "svd": folder}, their rows, wall times)."""
+    from core.eval.proof_bases import save_samples, sd_rows, svd_rows, vae_rows
+
+    out = work / "bases"
+    python = [sys.executable, "-m", "core.training.base_model", *COMMON_FLAGS]
+    runs = {
+        "vae": ["--kind", "vae", "--data_dir", str(images), "--extra_clip_dir", str(clips), *VAE_FLAGS],
+        "temporal_vae": [
+            "--kind", "vae", "--temporal", "--init_vae", str(out / "vae"), "--data_dir", str(clips),
+            *CLIP_FLAGS, *TEMPORAL_VAE_FLAGS,
+        ],
+        "sd": ["--kind", "sd", "--vae", str(out / "vae"), "--data_dir", str(images), *SD_FLAGS],
+        "svd": ["--kind", "svd", "--vae", str(out / "temporal_vae"), "--data_dir", str(clips), *CLIP_FLAGS, *SVD_FLAGS],
+    }  # fmt: skip
+    timings = {}
+    for name, flags in runs.items():
+        command = [*python, *flags, "--output_dir", str(out / name)]
+        finished = _finished_run(out / name, command)
+        if finished is not None:  # a finished run with the same flags (an interrupted proof, rerun)
+            print(f"base {name}: kept the finished run in {out / name}", flush=True)
+            timings[f"train base {name}"] = finished
+            continue
+        print(f"base {name}: training", flush=True)
+        shutil.rmtree(out / name, ignore_errors=True)
+        timings[f"train base {name}"] = run_command(command, work / "logs" / f"base_{name}.log")
+    started = time.perf_counter()
+    rows = [
+        *vae_rows(out / "sd", out / "svd", HELD_OUT_SCENES),
+        *sd_rows(out / "sd", HELD_OUT_SCENES),
+        *svd_rows(out / "svd", HELD_OUT_CLIPS),
+    ]
+    save_samples(out / "sd", out / "svd", work / "samples")
+    timings["evaluate bases"] = time.perf_counter() - started
+    return {"sd": out / "sd", "svd": out / "svd"}, rows, timings
