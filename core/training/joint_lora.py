@@ -179,14 +179,10 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
         noise = torch.randn_like(latents)  # independent for the two entries of a pair
         steps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (n,), device=latents.device)
         timesteps = steps.repeat(2)  # one timestep per pair
-        noisy = noise_scheduler.add_noise(latents, noise, timesteps)
         drop = torch.rand(n, device=latents.device) < args.caption_dropout
         input_ids = torch.where(drop[:, None], empty_ids.to(latents.device), batch["input_ids"])
         text = text_encoder_(input_ids)[0]
-        patch.set_batch_layout([0] * n + [1] * n)
-        predicted = unet_(noisy, timesteps, torch.cat([text, text])).sample
-        target = diffusion_target(noise_scheduler, latents, noise, timesteps)
-        return F.mse_loss(predicted.float(), target.float())
+        return pair_denoising_errors(unet_, patch, noise_scheduler, latents, noise, timesteps, text).mean()
 
     # 4. Weights: the joint layers and the three LoRAs, nothing of SD.
     def save_weights(models: dict, folder: Path) -> None:
@@ -224,6 +220,31 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
         collate_fn=collate,
         validate=validate,
     )
+
+
+def pair_denoising_errors(
+    unet,
+    patch,
+    noise_scheduler,
+    latents: torch.Tensor,
+    noise: torch.Tensor,
+    timesteps: torch.Tensor,
+    text: torch.Tensor,
+) -> torch.Tensor:
+    """The trainer's denoising error of every entry of a paired batch: float32 (2n,).
+
+    ``latents``, ``noise`` (2n,4,h,w) and ``timesteps`` (2n,) are laid out ``[x_1..x_n, y_1..y_n]`` (image
+    entries, then their depth partners); ``text`` (n,L,D) is each pair's prompt embedding, used for both of its
+    entries. Entry i's error is the mean squared difference between the UNet output on the noised latents and
+    the scheduler's target. The mean over all entries is the training loss; the conditioning gap
+    (:mod:`core.eval.proof_sd`) reads the depth half with true and with shuffled image partners.
+    """
+    n = latents.shape[0] // 2
+    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+    patch.set_batch_layout([0] * n + [1] * n)
+    predicted = unet(noisy, timesteps, torch.cat([text, text])).sample
+    target = diffusion_target(noise_scheduler, latents, noise, timesteps)
+    return F.mse_loss(predicted.float(), target.float(), reduction="none").flatten(1).mean(dim=1)
 
 
 def validation_samples(
