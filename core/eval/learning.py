@@ -105,6 +105,25 @@ def shuffled(condition: torch.Tensor) -> torch.Tensor:
     return torch.roll(condition, shifts=1, dims=0)
 
 
+def training_flags(
+    model: str | Path, data_dir: str | Path, *, steps: int, learning_rate: float, batch: int
+) -> list[str]:
+    """The flags every proof run of a trainer shares: the base ``model``, the data, ``MINI_SIDE`` px, batch,
+    steps and learning rate, one checkpoint at the end, no validation or tracker, seed 0."""
+    return [
+        "--pretrained_model", str(model),
+        "--data_dir", str(data_dir),
+        "--resolution", str(MINI_SIDE),
+        "--train_batch_size", str(batch),
+        "--max_train_steps", str(steps),
+        "--learning_rate", str(learning_rate),
+        "--checkpointing_steps", str(steps),
+        "--validation_steps", "0",
+        "--report_to", "none",
+        "--seed", "0",
+    ]  # fmt: skip
+
+
 @dataclass(frozen=True)
 class ProofPaths:
     """Where a proof run keeps things.

@@ -43,6 +43,7 @@ from core.eval.learning import (
     held_out_seeds,
     measure,
     shuffled,
+    training_flags,
 )
 from core.eval.metrics import ssi_absrel_delta1
 from core.imaging import load_image, uint8_to_unit
@@ -94,18 +95,7 @@ def _joint_train_argv(paths: ProofPaths, quick: bool) -> list[str]:
     # Quick: 60 steps of 4 pairs took 320-380 s on the shared 2 cores (5-6 s a step under load) and left a
     # conditioning gap of only 3e-4; the full length is NOT yet tuned (never run to the end here).
     steps, batch = (60, 4) if quick else (300, 8)
-    return [
-        "--pretrained_model", str(paths.sd),
-        "--data_dir", str(paths.images),
-        "--resolution", str(MINI_SIDE),
-        "--train_batch_size", str(batch),
-        "--max_train_steps", str(steps),
-        "--learning_rate", "1e-3",
-        "--checkpointing_steps", str(steps),
-        "--validation_steps", "0",
-        "--report_to", "none",
-        "--seed", "0",
-    ]  # fmt: skip
+    return training_flags(paths.sd, paths.images, steps=steps, learning_rate=1e-3, batch=batch)
 
 
 def pair_consistency(pipe, reader, scenes, mode: str) -> list[float]:
@@ -316,18 +306,7 @@ def _style_train_argv(paths: ProofPaths, quick: bool) -> list[str]:
     # Quick: 60 steps of 4 (125-160 s here) did not move the samples' colour at lr 1e-3 or 1e-2: NOT yet tuned.
     write_tinted_folder(paths.images, _style_folder(paths))
     steps = 60 if quick else 300
-    return [
-        "--pretrained_model", str(paths.sd),
-        "--data_dir", str(_style_folder(paths)),
-        "--resolution", str(MINI_SIDE),
-        "--train_batch_size", "4",
-        "--max_train_steps", str(steps),
-        "--learning_rate", "1e-3",
-        "--checkpointing_steps", str(steps),
-        "--validation_steps", "0",
-        "--report_to", "none",
-        "--seed", "0",
-    ]  # fmt: skip
+    return training_flags(paths.sd, _style_folder(paths), steps=steps, learning_rate=1e-3, batch=4)
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ from core.eval.learning import (
     held_out_seeds,
     measure,
     shuffled,
+    training_flags,
 )
 
 if TYPE_CHECKING:
@@ -133,19 +134,10 @@ def held_out_clip_folder(paths: ProofPaths, n_clips: int) -> Path:
 def _loop_flags(paths: ProofPaths, steps: int, learning_rate: float) -> list[str]:
     """The flags every trainer shares: the mini SVD, the training clips at their size, batch 4, no validation."""
     return [
-        "--pretrained_model", str(paths.svd),
-        "--data_dir", str(paths.clips),
-        "--resolution", str(MINI_SIDE),
+        *training_flags(paths.svd, paths.clips, steps=steps, learning_rate=learning_rate, batch=4),
         "--width", str(MINI_SIDE),
         "--num_frames", str(MINI_FRAMES),
         "--fps", str(MINI_FPS),
-        "--train_batch_size", "4",
-        "--max_train_steps", str(steps),
-        "--checkpointing_steps", str(steps),
-        "--learning_rate", str(learning_rate),
-        "--validation_steps", "0",
-        "--report_to", "none",
-        "--seed", "0",
     ]  # fmt: skip
 
 

@@ -132,6 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, default=ROOT / "bench-results" / "prove.json")
     parser.add_argument("--no-install", action="store_true", help="Leave assets/models/mini/ as it is.")
+    parser.add_argument(
+        "--bases",
+        type=Path,
+        default=MINI_DIR,
+        help="Folder holding the sd/ and svd/ bases the controls train on, when the bases are not trained in "
+        "this run (default: the installed assets/models/mini).",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     work = args.work / ("quick" if args.quick else "full")
@@ -143,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     timings: dict[str, float] = {}
     sizes: dict[str, int] = {}
-    bases = {"sd": MINI_DIR / "sd", "svd": MINI_DIR / "svd"}
+    bases = {"sd": args.bases / "sd", "svd": args.bases / "svd"}
     if not args.quick and (not args.only or "bases" in args.only):
         from prove_bases import train_bases
 
