@@ -89,12 +89,10 @@ def mini_video_scene(n_frames: int = MINI_FRAMES) -> VideoScene:
 def scene_trajectories(scene: VideoScene) -> Trajectories:
     """The scene's exact sprite tracks as drags: one trajectory per sprite through its centre in every frame.
 
-    ``tracks_px`` holds pixel-centre coordinates; a trajectory's normalised x is ``(x_px + 0.5) / W`` (see
-    :mod:`core.trajectory.model`). Sprites move at a constant velocity on screen, so resampling a trajectory
+    Sprites move at a constant velocity on screen, so resampling a trajectory
     by arc length to the clip's frames gives the track back.
     """
-    height, width = scene.frames_uint8.shape[1:3]
-    tracks_norm = (scene.tracks_px.astype(np.float64) + 0.5) / np.array([width, height])
+    tracks_norm = scene.tracks_norm()
     return Trajectories(tuple(Trajectory(tracks_norm[:, k]) for k in range(tracks_norm.shape[1])))
 
 

@@ -101,10 +101,8 @@ def held_out_cases(quick: bool) -> list[tuple[VideoScene, int]]:
 def sprite_tracks_norm(scene: VideoScene) -> np.ndarray:
     """The exact centre tracks (M,T,2) in [0,1] (``Trajectories.tracks_norm``'s convention) of the sprites of a
     :class:`~core.data.synthetic.VideoScene` whose centre is seen in every frame."""
-    height, width = scene.frames_uint8.shape[1:3]
     seen = scene.track_visible.all(axis=0)
-    tracks_px = scene.tracks_px[:, seen].transpose(1, 0, 2).astype(np.float64)
-    return (tracks_px + 0.5) / [width, height]
+    return scene.tracks_norm()[:, seen].transpose(1, 0, 2)
 
 
 def held_out_clip_folder(paths: ProofPaths, n_clips: int) -> Path:

@@ -252,3 +252,10 @@ def test_same_seed_writes_byte_identical_folders(tmp_path):
 
     first, second = folder_bytes(tmp_path / "a"), folder_bytes(tmp_path / "b")
     assert len(first) >= 8 and first == second
+
+
+def test_video_scene_tracks_norm_put_pixel_centres_at_half_pixel_offsets():
+    scene = make_video_scene((32, 48), 3, 5)
+    norm = scene.tracks_norm()
+    assert norm.shape == scene.tracks_px.shape and norm.dtype == np.float64
+    np.testing.assert_allclose(norm * [48, 32] - 0.5, scene.tracks_px, atol=1e-5)

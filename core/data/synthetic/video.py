@@ -104,6 +104,12 @@ class VideoScene:
     caption: str
     spec: VideoSceneSpec = field(repr=False)
 
+    def tracks_norm(self) -> np.ndarray:
+        """``tracks_px`` as (T,K,2) float64 in [0,1], the convention of ``core.trajectory`` (pixel centre x at
+        (x + 0.5) / W)."""
+        height, width = self.frames_uint8.shape[1:3]
+        return (self.tracks_px.astype(np.float64) + 0.5) / np.array([width, height])
+
 
 def _rotation(angle: float) -> np.ndarray:
     c, s = math.cos(angle), math.sin(angle)
