@@ -1,16 +1,14 @@
-"""The conditioning gap of the four SVD control trainers on the mini SVD (core.eval.proof_svd).
+"""The conditioning gap (core.eval.proof_svd) of the SVD controls on the mini SVD, within the CI budget.
 
-Each trainer runs its quick training (``train_argv(paths, quick=True)``) on 32 training clips; on 2 held-out
-batches of 4 its own loss is compared with the true condition and with the conditions rolled across the batch.
-The control at init must show no more gap than the mini SVD itself gives (exactly none for the ControlNet's zero
-convs and the joint patch's zero layers; the mini SVD already reads the first frame and, on the last frame's
-conditioning channel, the tail), and the quick run must add a measured margin. Where the quick run measured no
-gain the test records that as an expected failure with the measured gap, until training teaches the control.
+On 2 held-out batches of 4 a trainer's own loss is compared with the true condition and with the conditions rolled
+across the batch (gap = 1 - loss(true) / loss(rolled)). The untrained flow ControlNet has exactly none (zero
+convs). The head+tail LoRA's quick run (``train_argv(paths, quick=True)``, 30 steps on 32 training clips) must add
+a measured margin over the mini SVD's own gap (it already reads the last frame's conditioning channel).
 
-Measured (2 shared CPU cores, one torch thread; gap = 1 - loss(true) / loss(rolled)): svd_flow_controlnet
-0.0000 at init, -0.0000 after the quick run (lr 5e-4; lr 3e-3 on validation seeds: +0.0003); svd_interp_lora
-0.1410 -> 0.1739; svd_flow_lora 0.0317 -> 0.0018; svd_joint_flow 0.0000 -> 0.0017 (the video loss beside the true
-flow). The four took 19 min 52 s there (three other jobs on the two cores, 8-14 s a step); the budget is ~3 min.
+Measured on the committed mini SVD (one torch thread, 2 shared cores, 110 s for both tests): svd_interp_lora 0.1089
+at init, 0.1333 after the quick run. The quick runs of the ControlNet, the flow LoRA and the joint patch measured
+no gain (ControlNet -0.0000, flow LoRA 0.0317 -> 0.0018, joint 0.0000 -> 0.0017 on the earlier mini SVD), so they
+are not in CI; ``make prove`` reports their full runs.
 """
 
 import importlib
@@ -30,7 +28,7 @@ N_CLIPS, N_BATCHES = 32, 2
 PROOF = {proof.trainer: proof for proof in PROOFS}
 # The least gain of the quick interp LoRA run's gap over the gap at init, and the largest gap at init (the
 # mini SVD's own), from the measurements above with head-room.
-INTERP_GAIN, INTERP_AT_INIT = 0.015, 0.2
+INTERP_GAIN, INTERP_AT_INIT = 0.015, 0.15
 
 
 @pytest.fixture(scope="module")
