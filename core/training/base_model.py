@@ -50,6 +50,7 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from core.errors import InputError
 from core.training.common import TrainingTask, add_common_args, check_common_args, script_main
+from core.training.svd_base import P_MEAN, P_STD
 
 KINDS = ("vae", "sd", "svd")
 # Training items whose latents set the VAE's scaling factor.
@@ -132,14 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--fps", type=int, default=8, help="svd: the fps condition (SVD receives fps - 1).")
     add("--motion_bucket_id", type=int, default=127, help="svd: the motion bucket condition, 1-255.")
     add("--noise_aug_strength", type=float, default=0.02, help="svd: noise on the conditioning frame.")
-    add(
-        "--conditioning_dropout",
-        type=float,
-        default=0.1,
-        help="svd: probability of dropping the first frame.",
-    )
-    add("--p_mean", type=float, default=0.7, help="svd: mean of ln(sigma) of the training noise levels.")
-    add("--p_std", type=float, default=1.6, help="svd: standard deviation of ln(sigma).")
+    add("--conditioning_dropout", type=float, default=0.1, help="svd: chance of dropping the first frame.")
+    add("--p_mean", type=float, default=P_MEAN, help="svd: mean of ln(sigma) of the training noise levels.")
+    add("--p_std", type=float, default=P_STD, help="svd: standard deviation of ln(sigma).")
     # What core.training.svd_base's clip helpers read and this script does not vary.
     parser.set_defaults(
         resolution=64,
