@@ -34,7 +34,7 @@ def test_videos(corpus, name):
     case = corpus[name]
     clip = _check(case, lambda: read_video(case.path, max_frames=16))
     if clip is not None:
-        assert clip.frames.dtype == np.uint8 and clip.frames.ndim == 4 and len(clip.frames) >= 1
+        assert clip.frames_uint8.dtype == np.uint8 and clip.frames_uint8.ndim == 4 and clip.num_frames >= 1
 
 
 @pytest.mark.parametrize("name", case_names("trajectories"))
