@@ -10,6 +10,8 @@ Coordinates
 
 Degenerate input (the contract)
     - NaN or infinite coordinates, a non-positive image size: `InputError`.
+    - A file (`Trajectories.from_json`) holds JSON numbers only (no booleans, strings or nulls), at most
+      MAX_TRACKS trajectories of at most MAX_POINTS points, and no deep nesting; anything else: `InputError`.
     - Points outside the image are clipped to [0, 1]: a stroke that leaves the picture ends at its edge.
     - A zero-length path (repeated clicks on one pixel) is an anchor.
     - `from_clicks` with no clicks raises `InputError`; an empty `Trajectories` is valid, the caller

@@ -319,26 +319,54 @@ def trajectory_cases() -> list[Case]:
     return [Case(f"trajectories:{name}", refuse, text=text) for name, (text, refuse) in texts.items()]
 
 
+def run_record_cases() -> list[Case]:
+    """Damaged and hostile run records (the params.json a run is redone from), as text."""
+    record = {"format": "kinema.run", "version": 1, "app": "drag", "action": "cli", "arguments": {}}
+    texts = {
+        "not_json": ("{params", True),
+        "empty": ("", True),
+        "list": ("[]", True),
+        "deep_lists": ("[" * 100_000 + "]" * 100_000, True),
+        "deep_arguments": (
+            json.dumps(record).replace(
+                '"arguments": {}', '"arguments": ' + '{"a":' * 100_000 + "1" + "}" * 100_000
+            ),
+            True,
+        ),
+        "wrong_format": (json.dumps({**record, "format": "other"}), True),
+        "version_future": (json.dumps({**record, "version": 99}), True),
+        "no_app": (json.dumps({k: v for k, v in record.items() if k != "app"}), True),
+        "unknown_app": (json.dumps({**record, "app": "other"}), True),
+        "bad_action": (json.dumps({**record, "action": "rm -rf"}), True),
+        "arguments_list": (json.dumps({**record, "arguments": []}), True),
+        "unknown_key": (json.dumps({**record, "extra": 1}), True),
+        "binary": ("\x00\x01\x02", True),
+        "valid": (json.dumps(record), False),
+    }
+    return [Case(f"run_record:{name}", refuse, text=text) for name, (text, refuse) in texts.items()]
+
+
 def write_corpus(folder: Path) -> dict[str, Case]:
-    """Write every case under `folder` (images/, videos/, trajectories/); returns them by name."""
-    trajectories = trajectory_cases()
-    (folder / "trajectories").mkdir(parents=True, exist_ok=True)
+    """Write every case under `folder` (images/, videos/, trajectories/, run_records/); returns them by name."""
     written = []
-    for case in trajectories:
-        path = folder / "trajectories" / (case.name.split(":", 1)[1] + ".json")
-        path.write_text(case.text, encoding="utf-8")
-        written.append(Case(case.name, case.refuse, path=path, text=case.text))
+    for kind, cases in (("trajectories", trajectory_cases()), ("run_records", run_record_cases())):
+        (folder / kind).mkdir(parents=True, exist_ok=True)
+        for case in cases:
+            path = folder / kind / (case.name.split(":", 1)[1] + ".json")
+            path.write_text(case.text, encoding="utf-8")
+            written.append(Case(case.name, case.refuse, path=path, text=case.text))
     cases = image_cases(folder / "images") + video_cases(folder / "videos") + written
     return {case.name: case for case in cases}
 
 
 def case_names(kind: str) -> list[str]:
-    """The names of one kind's cases ("image", "video", "trajectories"), known without writing anything:
+    """The names of one kind's cases ("image", "video", "trajectories", "run_record"), known without writing:
     what tests parametrize over, then look up in the `corpus` fixture."""
     names = {
         "image": [f"image:{name}" for name in image_payloads()],
         "video": [f"video:{name}" for name in VIDEO_NAMES],
         "trajectories": [case.name for case in trajectory_cases()],
+        "run_record": [case.name for case in run_record_cases()],
     }
     return names[kind]
 
@@ -346,5 +374,5 @@ def case_names(kind: str) -> list[str]:
 if __name__ == "__main__":
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "reliability-corpus")
     cases = write_corpus(target)
-    counts = {kind: len(case_names(kind)) for kind in ("image", "video", "trajectories")}
+    counts = {kind: len(case_names(kind)) for kind in ("image", "video", "trajectories", "run_record")}
     print(f"{len(cases)} cases in {target}: " + ", ".join(f"{kind} {n}" for kind, n in counts.items()))

@@ -1,9 +1,10 @@
-"""The core readers every app and CLI goes through, on the whole bad-input corpus: refused with one clear
+"""The readers every app and CLI goes through (core's, and the run record a run is redone from), on the whole bad-input corpus: refused with one clear
 message, or read into well-formed arrays. Never a traceback, never a hang, never a 400 MB decode."""
 
 import numpy as np
 import pytest
 
+from apps.common.runs import RunRecord
 from core.errors import InputError
 from core.imaging import load_image
 from core.trajectory.model import Trajectories
@@ -41,3 +42,9 @@ def test_videos(corpus, name):
 def test_trajectories(corpus, name):
     case = corpus[name]
     _check(case, lambda: Trajectories.from_json(case.text))
+
+
+@pytest.mark.parametrize("name", case_names("run_record"))
+def test_run_records(corpus, name):
+    case = corpus[name]
+    _check(case, lambda: RunRecord.read(case.path))
