@@ -1,5 +1,6 @@
-"""The readers every app and CLI goes through (core's, and the run record a run is redone from), on the whole bad-input corpus: refused with one clear
-message, or read into well-formed arrays. Never a traceback, never a hang, never a 400 MB decode."""
+"""The readers every app and CLI goes through (core's, and the run record a run is redone from), on the whole
+bad-input corpus: refused with one clear message, or read into well-formed arrays. Never a traceback, never a
+hang, never a 400 MB decode."""
 
 import numpy as np
 import pytest
