@@ -17,9 +17,10 @@ rubber sheet. Here a drag selects an object instead:
    rotation, uniform scale) that carries their start points to their positions in each frame.
 3. Rendering (`animate_objects`): the background plate is the image with every moving object cut out and
    the hole filled (the warp engine's push-pull fill, `fill_holes`); each frame is the plate (still, or
-   moved by the camera move through the warp engine) with the objects composited over it in drawing order,
-   the later drawn in front, each with a one-pixel feathered edge. What an object uncovers shows the filled
-   plate, never a stretched picture; `WarpResult.filled` marks it.
+   moved by the camera move through the warp engine) with the objects composited over it back to front (the
+   later drawn in front, or the nearer by a depth map given to `object_layers`), each with a one-pixel
+   feathered edge. What an object uncovers shows the filled plate, never a stretched picture;
+   `WarpResult.filled` marks it.
 
 The result is the warp engine's `WarpResult`, so every backend takes either engine's output.
 """
@@ -142,8 +143,9 @@ def object_layers(
     *,
     masks: dict[int, np.ndarray] | None = None,
     grow_px: int = 0,
+    disparity: np.ndarray | None = None,
 ) -> list[ObjectLayer]:
-    """The objects the drags move, in drawing order (see the module docstring for the grouping).
+    """The objects the drags move, back to front (see the module docstring for the grouping).
 
     Args:
         image_uint8: (H,W,3) uint8.
@@ -151,6 +153,8 @@ def object_layers(
         masks: optional {trajectory index: (H,W) bool mask} for drags whose object the user gave (painted,
             or from a learned segmenter); the other drags are segmented with `segment_object`.
         grow_px: passed to `segment_object`.
+        disparity: optional (H,W) depth map as disparity (larger = nearer, e.g. the joint app's): objects
+            are ordered by their mean disparity, the nearest in front. Without it the later drawn is in front.
     """
     height, width = image_uint8.shape[:2]
     masks = masks or {}
@@ -186,7 +190,17 @@ def object_layers(
         joined = layer_at(index) if trajectory.is_anchor else None
         if joined is not None:
             layers[joined][1].append(index)
-    return [ObjectLayer(mask, tuple(tracks)) for mask, tracks in layers]
+    ordered = [ObjectLayer(mask, tuple(tracks)) for mask, tracks in layers]
+    if disparity is None:
+        return ordered
+    disparity = np.asarray(disparity, np.float64)
+    if disparity.shape != (height, width) or not np.isfinite(disparity).all():
+        raise InputError(
+            f"The depth map must be a {height}x{width} map of finite values, got {disparity.shape}."
+        )
+    return sorted(
+        ordered, key=lambda layer: float(disparity[layer.mask].mean())
+    )  # stable: ties keep drawing order
 
 
 def similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -141,3 +141,21 @@ def test_on_held_out_scenes_objects_move_and_the_background_holds():
     objects, sheet = score_scene(scene, "objects"), score_scene(scene, "sheet")
     assert objects["object_epe"] <= 1.0 and objects["background_epe"] <= 0.25
     assert objects["psnr_db"] > sheet["psnr_db"]
+
+
+def test_a_depth_map_puts_the_nearer_object_in_front(scene):
+    image = scene.frames_uint8[0]
+    square_a, square_b = np.zeros((SIDE, SIDE), bool), np.zeros((SIDE, SIDE), bool)
+    square_a[10:30, 10:30] = True
+    square_b[10:30, 60:80] = True
+    drags = Trajectories(
+        (_drag(_to_norm((20, 20)), _to_norm((70, 20))), _drag(_to_norm((70, 20)), _to_norm((70, 21))))
+    )
+    masks = {0: square_a, 1: square_b}
+    disparity = np.where(square_a, 0.9, 0.1)  # a is nearer, though drawn first
+    layers = object_layers(image, drags, masks=masks, disparity=disparity)
+    assert [layer.tracks for layer in layers] == [(1,), (0,)]
+    result = animate_objects(image, drags, 2, layers=layers)
+    assert np.array_equal(result.frames_uint8[1][15, 65:75], image[15, 15:25])  # a covers b
+    with pytest.raises(InputError, match="depth map must be a 128x128 map"):
+        object_layers(image, drags, masks=masks, disparity=disparity[:5])
