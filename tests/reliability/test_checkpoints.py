@@ -241,3 +241,33 @@ def test_checkpoint_of_other_model_flags_is_one_sentence(good_run, tmp_path, cap
     code, err = _train(data_dir, output_dir, *extra, capsys=capsys)
     assert code == 2 and f"{NEWEST} does not fit this run" in err
     assert_clear_message(err)
+
+
+def test_a_save_killed_before_its_manifest_leaves_only_a_partial_folder(
+    good_run, tmp_path, monkeypatch, caplog
+):
+    """The second save dies after accelerate wrote its files: no checkpoint-4 appears, latest ignores the
+    partial folder (saying so) and resumes from checkpoint-2, and the next save of step 4 replaces it."""
+    data_dir, good_dir = good_run
+    output_dir = tmp_path / "run"
+    write_manifest = checkpoints.write_manifest
+
+    def killed_at_step_4(folder, step):
+        if step == 4:
+            raise KeyboardInterrupt  # what a kill looks like from inside: the save stops here
+        write_manifest(folder, step)
+
+    monkeypatch.setattr(checkpoints, "write_manifest", killed_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        _train(data_dir, output_dir)
+    monkeypatch.undo()
+    assert [p.name for p in checkpoints.list_checkpoints(output_dir)] == [PREVIOUS]
+    assert not (output_dir / NEWEST).exists() and (output_dir / f".partial-{NEWEST}" / RNG_NAME).is_file()
+    assert _train(data_dir, output_dir, "--resume_from_checkpoint", "latest")[0] == 0
+    assert f"Ignoring .partial-{NEWEST}: a checkpoint save that was interrupted." in caplog.text
+    assert (
+        json.loads((output_dir / SUMMARY_NAME).read_text())["loss_curve"]
+        == json.loads((good_dir / SUMMARY_NAME).read_text())["loss_curve"]
+    )
+    assert checkpoints.inspect_checkpoint(output_dir / NEWEST) == []
+    assert not (output_dir / f".partial-{NEWEST}").exists()
