@@ -67,6 +67,18 @@ def test_the_learned_path_gives_an_image_sized_mask_holding_the_point(image, seg
         assert mask[row, column]
 
 
+def test_the_drags_on_one_image_encode_it_once(image, segmenter, monkeypatch):
+    encoded = []
+    encode = segmenter.model.get_image_embeddings
+    monkeypatch.setattr(
+        segmenter.model, "get_image_embeddings", lambda pixels: encoded.append(1) or encode(pixels)
+    )
+    other = image[::-1].copy()
+    for picture, point in [(other, (5, 5)), (other, (50, 40)), (image, (5, 5)), (image, (60, 20))]:
+        segment_object(picture, point, segmenter=segmenter)
+    assert len(encoded) == 2
+
+
 def test_grow_shrink_and_the_speck_rule_apply_to_the_learned_mask(image, segmenter):
     import cv2
 
