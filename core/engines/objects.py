@@ -264,12 +264,44 @@ def _feathered(mask: np.ndarray) -> np.ndarray:
     return np.maximum(mask.astype(np.float32), cv2.GaussianBlur(mask.astype(np.float32), (0, 0), _FEATHER_PX))
 
 
-def _relative_flow(before: np.ndarray, after: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(H,W,2) float32: where a pixel q of frame t goes in frame t+1 for an object mapped by `before` at t
-    and `after` at t+1 (each (2,3) from frame 0): after(before^-1(q)) - q."""
+def _corners(mask: np.ndarray) -> np.ndarray:
+    """(4,3) homogeneous corners of the box around `mask` and its feather."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    margin = 3 * _FEATHER_PX + 1
+    return np.array(
+        [
+            [x, y, 1.0]
+            for x in (cols[0] - margin, cols[-1] + margin)
+            for y in (rows[0] - margin, rows[-1] + margin)
+        ]
+    )
+
+
+def _region(
+    corners: np.ndarray, transform: np.ndarray, height: int, width: int
+) -> tuple[slice, slice] | None:
+    """The rows and columns of the frame that an object's box (`_corners`) covers once mapped by `transform`
+    ((2,3) from frame 0), or None when it is out of the frame."""
+    mapped = corners @ transform.T
+    left, top = np.floor(mapped.min(axis=0)).astype(int)
+    right, bottom = np.ceil(mapped.max(axis=0)).astype(int) + 1
+    left, top, right, bottom = max(0, left), max(0, top), min(width, right), min(height, bottom)
+    return (slice(top, bottom), slice(left, right)) if left < right and top < bottom else None
+
+
+def _in_region(transform: np.ndarray, region: tuple[slice, slice]) -> np.ndarray:
+    """`transform` for output coordinates relative to the region's top-left corner."""
+    shifted = transform.copy()
+    shifted[:, 2] -= (region[1].start, region[0].start)
+    return shifted
+
+
+def _relative_flow(before: np.ndarray, after: np.ndarray, region: tuple[slice, slice]) -> np.ndarray:
+    """(h,w,2) float32 over `region`: where a pixel q of frame t goes in frame t+1 for an object mapped by
+    `before` at t and `after` at t+1 (each (2,3) from frame 0): after(before^-1(q)) - q."""
     step = np.vstack([after, (0, 0, 1)]) @ np.linalg.inv(np.vstack([before, (0, 0, 1)]))
-    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    flow = np.empty((height, width, 2), np.float32)
+    grid_y, grid_x = np.mgrid[region].astype(np.float32)
+    flow = np.empty((*grid_x.shape, 2), np.float32)
     flow[..., 0] = (step[0, 0] - 1) * grid_x + step[0, 1] * grid_y + step[0, 2]
     flow[..., 1] = step[1, 0] * grid_x + (step[1, 1] - 1) * grid_y + step[1, 2]
     return flow
@@ -284,12 +316,17 @@ def animate_objects(
     camera: CameraMotion | None = None,
     progress: ProgressCallback | None = None,
     settings: Settings | None = None,
+    with_flow: bool = True,
 ) -> WarpResult:
     """Animate an image by moving the objects under the drags (see the module docstring).
+
+    Each object is mapped and composited only over the part of the frame it covers, so the cost follows
+    the objects' size, not the image's: a live preview needs no smaller copy.
 
     Args:
         image_uint8, trajectories, num_frames, camera, progress, settings: as in `core.engines.warp.animate`.
         layers: the objects (`object_layers`; computed here when None: apps cache them per image).
+        with_flow: False skips the flow (`flow_px` None): what a preview needs.
 
     Returns:
         WarpResult: frames (frame 0 the input exactly), frame-to-frame forward flow, requested positions,
@@ -328,37 +365,42 @@ def animate_objects(
     ]
     frames = np.empty((num_frames, height, width, 3), np.uint8)
     filled = np.zeros((num_frames, height, width), np.float32)
-    flow = background_flow.copy()
+    flow = background_flow.copy() if with_flow else None
     frames[0] = image_uint8
     if progress is not None:
         progress(1, num_frames)
-    size = (width, height)
+    boxes = [_corners(layer.mask) for layer in layers]
+    hole_share = hole.astype(np.float32)
     for t in range(1, num_frames):
-        frame = background[t].astype(np.float32)
-        uncovered = (
-            np.maximum(hole.astype(np.float32), background_filled[t])
-            if camera is None
-            else background_filled[t]
-        )
-        for layer_alpha, layer_transforms in zip(alphas, transforms, strict=True):
-            alpha = cv2.warpAffine(layer_alpha, layer_transforms[t], size, flags=cv2.INTER_LINEAR)[..., None]
+        frames[t] = background[t]
+        filled[t] = np.maximum(hole_share, background_filled[t]) if camera is None else background_filled[t]
+        for box, alpha_0, layer_transforms in zip(boxes, alphas, transforms, strict=True):
+            region = _region(box, layer_transforms[t], height, width)
+            if region is None:
+                continue
+            shifted = _in_region(layer_transforms[t], region)
+            size = (region[1].stop - region[1].start, region[0].stop - region[0].start)
+            alpha = cv2.warpAffine(alpha_0, shifted, size, flags=cv2.INTER_LINEAR)
             content = cv2.warpAffine(
-                image_uint8,
-                layer_transforms[t],
-                size,
-                flags=cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_REPLICATE,
+                image_uint8, shifted, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
             )
-            frame += alpha * (content - frame)
-            uncovered *= 1.0 - alpha[..., 0]
-        frames[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
-        filled[t] = uncovered
+            below = frames[t][region].astype(np.float32)
+            frames[t][region] = np.clip(np.rint(below + alpha[..., None] * (content - below)), 0, 255)
+            filled[t][region] *= 1.0 - alpha
         if progress is not None:
             progress(t + 1, num_frames)
+    if flow is None:
+        return WarpResult(frames, None, tracks_px, filled)
     for t in range(num_frames - 1):
-        for layer_alpha, layer_transforms in zip(alphas, transforms, strict=True):
-            visible = cv2.warpAffine(layer_alpha, layer_transforms[t], size, flags=cv2.INTER_LINEAR) >= 0.5
-            flow[t][visible] = _relative_flow(layer_transforms[t], layer_transforms[t + 1], height, width)[
-                visible
-            ]
+        for box, alpha_0, layer_transforms in zip(boxes, alphas, transforms, strict=True):
+            region = _region(box, layer_transforms[t], height, width)
+            if region is None:
+                continue
+            size = (region[1].stop - region[1].start, region[0].stop - region[0].start)
+            visible = (
+                cv2.warpAffine(alpha_0, _in_region(layer_transforms[t], region), size, flags=cv2.INTER_LINEAR)
+                >= 0.5
+            )
+            step = _relative_flow(layer_transforms[t], layer_transforms[t + 1], region)
+            flow[t][region][visible] = step[visible]
     return WarpResult(frames, flow, tracks_px, filled)
