@@ -9,8 +9,10 @@ rubber sheet. Here a drag selects an object instead:
    A part smaller than a disc of 0.06 x the shorter side (a speck of texture, not an object) is replaced by
    that disc around the point: the patch under the drag moves. Chosen by measurement on 30 synthetic sprite
    scenes of the validation seeds (`python -m core.eval.drag_objects --segmentation`): mean IoU 0.92 / 0.98
-   at 128 / 256 px, against 0.83 / 0.84 for mean-shift smoothing + flood fill. `grow_px` grows (or,
-   negative, shrinks) the mask; an app may pass its own mask per drag instead (painted, or a learned one).
+   at 128 / 256 px, against 0.83 / 0.84 for mean-shift smoothing + flood fill. With SAM configured
+   (`Settings.sam_model`, `core.models.load_sam`) SAM's mask for a point prompt at the drag start
+   (`core.engines.sam_segment`) takes GrabCut's place; the rules after it are the same for both. `grow_px`
+   grows (or, negative, shrinks) the mask; an app may pass its own mask per drag instead (painted).
 2. Grouping (`object_layers`): a drag that starts inside an earlier drag's object moves that same object;
    an anchor (a point that does not move) inside an object pins it there. An object with one drag
    translates; with several drags and anchors it follows the least-squares similarity (translation,
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -44,6 +47,9 @@ from core.engines.warp import (
 )
 from core.errors import InputError
 from core.trajectory import CameraMotion, Trajectories, tracks_to_px
+
+if TYPE_CHECKING:
+    from core.engines.sam_segment import SamSegmenter
 
 SEGMENT_SIDE_PX = 320
 """Longest side of the copy GrabCut runs on (its cost grows with the pixels; the mask is enlarged back)."""
@@ -86,11 +92,19 @@ def _grow(mask: np.ndarray, grow_px: int) -> np.ndarray:
     return operation(mask.astype(np.uint8), kernel).astype(bool)
 
 
-def segment_object(image_uint8: np.ndarray, point_px: Sequence[float], *, grow_px: int = 0) -> np.ndarray:
+def segment_object(
+    image_uint8: np.ndarray,
+    point_px: Sequence[float],
+    *,
+    grow_px: int = 0,
+    segmenter: SamSegmenter | None = None,
+) -> np.ndarray:
     """The object under `point_px` (x, y in pixel-centre coordinates), as an (H,W) bool mask.
 
-    GrabCut on a copy at most `SEGMENT_SIDE_PX` long (see the module docstring); the connected part under
-    the point; grown by `grow_px` (negative: shrunk). The point's own pixel is always in the mask.
+    Without `segmenter`: GrabCut on a copy at most `SEGMENT_SIDE_PX` long (see the module docstring). With one
+    (`core.models.load_sam`): SAM's best mask for a point prompt there. Either way the connected part under
+    the point, grown by `grow_px` (negative: shrunk), a speck replaced by a disc; the point's own pixel is
+    always in the mask.
     """
     height, width = image_uint8.shape[:2]
     x, y = float(point_px[0]), float(point_px[1])
@@ -98,6 +112,18 @@ def segment_object(image_uint8: np.ndarray, point_px: Sequence[float], *, grow_p
         raise InputError(f"The drag starts at ({x:.1f}, {y:.1f}), outside the {width}x{height} image.")
     if isinstance(grow_px, bool) or not isinstance(grow_px, int | np.integer):
         raise InputError(f"The object's grow/shrink must be a whole number of pixels, got {grow_px!r}.")
+    if segmenter is None:
+        found = _grabcut(image_uint8, x, y)
+    else:
+        pixel = min(width - 1, max(0, round(x))), min(height - 1, max(0, round(y)))
+        found = _part_under(segmenter.mask(image_uint8, (x, y)), pixel)
+    return _object_rules(found, x, y, int(grow_px))
+
+
+def _grabcut(image_uint8: np.ndarray, x: float, y: float) -> np.ndarray:
+    """(H,W) bool: the connected part of GrabCut's foreground under (x, y), on the copy of at most
+    `SEGMENT_SIDE_PX` and enlarged back."""
+    height, width = image_uint8.shape[:2]
     scale = min(1.0, SEGMENT_SIDE_PX / max(height, width))
     small_w, small_h = max(1, round(width * scale)), max(1, round(height * scale))
     small = (
@@ -125,11 +151,26 @@ def segment_object(image_uint8: np.ndarray, point_px: Sequence[float], *, grow_p
         cv2.GC_INIT_WITH_MASK,
     )
     foreground = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
-    _, parts = cv2.connectedComponents(foreground.astype(np.uint8))
-    mask = _resize_mask(parts == parts[seed[1], seed[0]], height, width)
-    mask = _grow(mask, int(grow_px))
+    return _resize_mask(_part_under(foreground, seed), height, width)
+
+
+def _part_under(mask: np.ndarray, pixel: tuple[int, int]) -> np.ndarray:
+    """The connected part of the (H,W) bool `mask` holding `pixel` (column, row); empty if it is off the mask."""
+    column, row = pixel
+    if not mask[row, column]:
+        return np.zeros(mask.shape, bool)
+    _, parts = cv2.connectedComponents(mask.astype(np.uint8))
+    return parts == parts[row, column]
+
+
+def _object_rules(found: np.ndarray, x: float, y: float, grow_px: int) -> np.ndarray:
+    """The rules every segmenter's (H,W) bool part under (x, y) goes through: grown by `grow_px`; smaller
+    than a disc of `_SMALLEST_PER_SIDE` x the shorter side (a speck of texture, not an object), replaced by
+    that disc around the point (the patch under the drag moves); the point's own pixel in."""
+    height, width = found.shape
+    mask = _grow(found, grow_px)
     radius = _SMALLEST_PER_SIDE * min(height, width)
-    if mask.sum() < np.pi * radius**2:  # a speck of texture, not an object: move the patch around the point
+    if mask.sum() < np.pi * radius**2:
         mask = np.zeros((height, width), np.uint8)
         cv2.circle(mask, (round(x), round(y)), round(radius), 1, -1)
         mask = mask.astype(bool)
@@ -143,6 +184,7 @@ def object_layers(
     *,
     masks: dict[int, np.ndarray] | None = None,
     grow_px: int = 0,
+    segmenter: SamSegmenter | None = None,
     disparity: np.ndarray | None = None,
 ) -> list[ObjectLayer]:
     """The objects the drags move, back to front (see the module docstring for the grouping).
@@ -152,7 +194,7 @@ def object_layers(
         trajectories: the drags and anchors.
         masks: optional {trajectory index: (H,W) bool mask} for drags whose object the user gave (painted,
             or from a learned segmenter); the other drags are segmented with `segment_object`.
-        grow_px: passed to `segment_object`.
+        grow_px, segmenter: passed to `segment_object` (a segmenter: SAM, `core.models.load_sam`).
         disparity: optional (H,W) depth map as disparity (larger = nearer, e.g. the joint app's): objects
             are ordered by their mean disparity, the nearest in front. Without it the later drawn is in front.
     """
@@ -183,7 +225,9 @@ def object_layers(
             continue
         joined = layer_at(index)
         if joined is None:
-            layers.append((segment_object(image_uint8, starts_px[index], grow_px=grow_px), [index]))
+            layers.append(
+                (segment_object(image_uint8, starts_px[index], grow_px=grow_px, segmenter=segmenter), [index])
+            )
         else:
             layers[joined][1].append(index)
     for index, trajectory in enumerate(trajectories):
