@@ -142,6 +142,7 @@ def _grabcut(image_uint8: np.ndarray, x: float, y: float) -> np.ndarray:
     cv2.circle(labels, seed, _LIKELY_PER_SURE * sure, cv2.GC_PR_FGD, -1)
     cv2.circle(labels, seed, sure, cv2.GC_FGD, -1)
     models = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut seeds its colour models from OpenCV's global generator: same image, same mask
     cv2.grabCut(
         np.ascontiguousarray(small[..., ::-1]),
         labels,
