@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -40,20 +39,18 @@ import streamlit as st  # noqa: E402
 
 from apps.common.examples import MINI_DESCRIPTION, MINI_EXAMPLE_LABEL, is_mini, mini_drag_example  # noqa: E402
 from apps.common.low_vram import LOW_VRAM_LABEL, low_vram_help  # noqa: E402
-from apps.common.runs import new_run_folder  # noqa: E402
-from apps.drag import backends, job, ui_canvas  # noqa: E402
-from apps.drag.overlay import colour_of, draw_trajectory_overlay, with_border  # noqa: E402
+from apps.drag import backends, ui_canvas, ui_generate, ui_tracks  # noqa: E402
+from apps.drag.overlay import draw_trajectory_overlay, with_border  # noqa: E402
 from apps.drag.params import DragParams  # noqa: E402
 from core.config import ENV_PREFIX, Settings  # noqa: E402
 from core.engines.warp import preview_flow, preview_video  # noqa: E402
-from core.errors import InputError, KinemaError, ModelNotAvailable  # noqa: E402
+from core.errors import InputError  # noqa: E402
 from core.eval.learning import MINI_SIDE  # noqa: E402
 from core.imaging import load_image, resize_to_multiple  # noqa: E402
 from core.models.presets import MINI  # noqa: E402
 from core.motion import suggest_motion_bucket  # noqa: E402
 from core.trajectory import Trajectories  # noqa: E402
 from core.trajectory.canvas import (  # noqa: E402
-    ParsedCanvas,
     canvas_objects,
     mask_from_strokes,
     objects_from_trajectories,
@@ -138,23 +135,10 @@ def init_state() -> None:
         st.session_state.setdefault(key, value)
 
 
-def remount_canvas(objects: list[dict]) -> None:
-    """Show `objects` on a freshly mounted canvas (the only way to take objects away from the component)."""
-    st.session_state.canvas_seed = list(objects)
-    st.session_state.canvas_objects = list(objects)
-    st.session_state.canvas_rev += 1
-
-
-def delete_trajectory(object_index: int) -> None:
-    objects = list(st.session_state.canvas_objects)
-    del objects[object_index]
-    remount_canvas(objects)
-
-
 def on_tool_change() -> None:
     # An open polyline lives only in the component until it is sent; remounting keeps what was sent
     # as a finished object instead of letting the new tool silently drop it.
-    remount_canvas(st.session_state.canvas_objects)
+    ui_tracks.remount_canvas(st.session_state.canvas_objects)
 
 
 def on_trajectory_file() -> None:
@@ -213,48 +197,6 @@ def image_source(settings: Settings) -> tuple[str, bytes, str | None] | None:
         )
         return None
     return upload.name, data, None
-
-
-def trajectory_list(parsed: ParsedCanvas, image_wh: tuple[int, int]) -> None:
-    st.markdown("**Trajectories**")
-    if not len(parsed.trajectories):
-        st.caption("None yet: draw on the image.")
-    rev = st.session_state.canvas_rev
-    for i, (trajectory, object_index) in enumerate(zip(parsed.trajectories, parsed.object_index)):
-        text_col, button_col = st.columns([4, 1], vertical_alignment="center")
-        if trajectory.is_anchor:
-            x, y = trajectory.points_norm[0] * image_wh
-            text_col.markdown(f":blue[**{i + 1}**] anchor at ({x:.0f}, {y:.0f}) px")
-        else:
-            r, g, b = colour_of(i)
-            swatch = f'<span style="color:rgb({r},{g},{b})">&#9632;</span>'
-            text_col.markdown(
-                f"{swatch} **{i + 1}** track, {len(trajectory.points_norm)} points, "
-                f"{trajectory.length(image_wh):.0f} px",
-                unsafe_allow_html=True,
-            )
-        button_col.button(
-            "Delete",
-            key=f"delete-{rev}-{i}",
-            on_click=delete_trajectory,
-            args=(object_index,),
-            help=f"Delete trajectory {i + 1}",
-        )
-    for problem in parsed.problems:
-        st.warning(problem)
-    if parsed.clipped:
-        numbers = ", ".join(str(i + 1) for i in parsed.clipped)
-        if len(parsed.clipped) == 1:
-            st.warning(f"Trajectory {numbers} left the image and was clipped to its edge.")
-        else:
-            st.warning(f"Trajectories {numbers} left the image and were clipped to its edge.")
-    st.button(
-        "Reset all",
-        key=f"reset-{rev}",
-        on_click=remount_canvas,
-        args=([],),
-        disabled=not st.session_state.canvas_objects,
-    )
 
 
 def motion_brush(image: np.ndarray, canvas_size: tuple[int, int], image_id: str) -> np.ndarray | None:
@@ -376,41 +318,6 @@ def trajectory_file_section() -> None:
         st.sidebar.error(st.session_state.trajectory_file_error)
 
 
-def show_result(result: job.DragResult) -> None:
-    st.subheader("Result")
-    p = result.request.params
-    files = result.outputs
-    st.caption(
-        f"{backends.BACKENDS[p.backend].label}: {p.frames} frames at {p.fps} fps, "
-        f"{result.frames_uint8.shape[2]}x{result.frames_uint8.shape[1]} px, {result.seconds:.1f} s "
-        f"(saved in {files.folder})"
-    )
-    video_col, flow_col = st.columns(2)
-    with video_col:
-        st.markdown("Video")
-        st.video(files.video.read_bytes(), format="video/mp4", loop=True, autoplay=True, muted=True)
-    generated_flow = p.backend == "svd-joint-flow"
-    with flow_col:
-        st.markdown("Generated flow (flow colours)" if generated_flow else "Motion (flow colours)")
-        st.video(files.flow.read_bytes(), format="video/mp4", loop=True, autoplay=True, muted=True)
-    st.markdown("Side by side: trajectories, video, motion")
-    st.video(files.side_by_side.read_bytes(), format="video/mp4", loop=True, autoplay=True, muted=True)
-    columns = st.columns(4)
-    downloads = [
-        ("Video (mp4)", files.video.read_bytes(), "kinema-drag.mp4", "video/mp4"),
-        ("Video (gif)", result.gif_bytes, "kinema-drag.gif", "image/gif"),
-        (
-            "Trajectories (JSON)",
-            result.request.trajectories.read_text(),
-            "trajectories.json",
-            "application/json",
-        ),
-        ("Parameters (JSON)", files.record.read_text(), "parameters.json", "application/json"),
-    ]
-    for column, (label, data, name, mime) in zip(columns, downloads):
-        column.download_button(label, data, file_name=name, mime=mime, on_click="ignore")
-
-
 # -- the page ------------------------------------------------------------------------------------------
 
 
@@ -423,19 +330,21 @@ def sync_canvas(
     image_id = hashlib.sha1(data).hexdigest()[:12]
     layout_id = f"{image_id}-{resize}-{max_side}"
     if st.session_state.image_id is None or st.session_state.image_id.split("-")[0] != image_id:
-        remount_canvas([])
+        ui_tracks.remount_canvas([])
         _clear_brush()
         if tracks_json is not None:
             load_tracks(tracks_json)
     elif st.session_state.image_id != layout_id:
         old = st.session_state.get("canvas_size", canvas_size)
         kept = parse_objects(st.session_state.canvas_objects, old).trajectories
-        remount_canvas(objects_from_trajectories(kept, canvas_size))
+        ui_tracks.remount_canvas(objects_from_trajectories(kept, canvas_size))
         _clear_brush()
     st.session_state.image_id = layout_id
     st.session_state.canvas_size = canvas_size
     if st.session_state.pending_trajectories is not None:
-        remount_canvas(objects_from_trajectories(st.session_state.pending_trajectories, canvas_size))
+        ui_tracks.remount_canvas(
+            objects_from_trajectories(st.session_state.pending_trajectories, canvas_size)
+        )
         st.session_state.pending_trajectories = None
     return image_id
 
@@ -462,7 +371,7 @@ def drawing_section(image: np.ndarray, canvas_size: tuple[int, int], image_id: s
 def preview_section(image: np.ndarray, parsed, chosen: dict, region_mask: np.ndarray | None) -> None:
     """The trajectory list, the trajectories over the image and the warp's motion preview."""
     height, width = image.shape[:2]
-    trajectory_list(parsed, (width, height))
+    ui_tracks.trajectory_list(parsed, (width, height))
     preview = preview_flow(
         (width, height),
         parsed.trajectories,
@@ -487,58 +396,6 @@ def preview_section(image: np.ndarray, parsed, chosen: dict, region_mask: np.nda
         return
     st.video(clip, format="video/mp4", loop=True, autoplay=True, muted=True)
     st.caption("Warp preview video (reduced resolution; Generate makes the full-size result)")
-
-
-def load_backend(backend: str, settings: Settings):
-    """The chosen backend's pipeline (None for the warp) and the sentence saying why it cannot run."""
-    if backend == "warp":
-        return None, None
-    try:
-        with st.spinner(f"Loading {backends.BACKENDS[backend].label} (once per process)..."):
-            return backends.load(backend, settings), None  # core.models caches the weights
-    except ModelNotAvailable as err:
-        st.error(f"{err} The warp backend works without weights.")
-        return None, str(err)
-
-
-def generate_section(image, image_name, trajectories, region_mask, params: DragParams, settings) -> None:
-    """The Generate button and the run behind it (a failed run keeps the earlier result on screen). Each progress
-    update (every frame and step) is where Streamlit stops a rerun or stopped script; an unfinished run's folder
-    is removed."""
-    pipe, blocked = load_backend(params.backend, settings)
-    moving = len(trajectories.moving) > 0 or params.camera != "none"
-    if not moving:
-        st.info(
-            "Draw at least one trajectory that moves (line, polyline or freehand), or choose a camera "
-            "move, then press Generate. Anchors alone only pin the image."
-        )
-    if not st.button("Generate", type="primary", disabled=not moving or blocked is not None):
-        return
-    bar = st.progress(0.0, text="Starting")
-    folder = None
-    try:
-        folder = new_run_folder(settings.output_dir, "drag")
-        request = job.save_inputs(folder, image, trajectories, params, region_mask)
-        st.session_state.result = job.run(
-            request,
-            job.DragOutputs.in_folder(folder),
-            settings,
-            action="ui:generate",
-            front_end_arguments={"image_name": image_name},
-            pipeline=pipe,
-            progress=lambda event: bar.progress(min(max(event.fraction, 0.0), 1.0), text=event.text),
-        )
-        st.session_state.run_error = None
-        folder = None  # finished: the run folder stays
-    except (KinemaError, OSError) as err:
-        st.session_state.run_error = str(err)
-    except Exception as err:  # keep the app and the earlier result alive; the log has the trace
-        log.exception("drag generation failed")
-        st.session_state.run_error = f"Generation failed ({type(err).__name__}: {err})."
-    finally:
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-    bar.empty()
 
 
 def main() -> None:
@@ -566,7 +423,7 @@ def main() -> None:
             st.error(str(err))
     if image is None:
         if st.session_state.result is not None:  # no usable image: keep what was generated before
-            show_result(st.session_state.result)
+            ui_generate.show_result(st.session_state.result)
         return
 
     height, width = image.shape[:2]
@@ -589,11 +446,13 @@ def main() -> None:
             LOW_VRAM_LABEL, settings.low_vram, help=low_vram_help(settings), key="low_vram"
         )
     run_settings = settings.replace(low_vram=low_vram)  # this run's mode: the pipeline is placed for it
-    generate_section(image, image_name, parsed.trajectories, region_mask, DragParams(**chosen), run_settings)
+    ui_generate.generate_section(
+        image, image_name, parsed.trajectories, region_mask, DragParams(**chosen), run_settings
+    )
     if st.session_state.run_error:
         st.error(st.session_state.run_error)
     if st.session_state.result is not None:
-        show_result(st.session_state.result)
+        ui_generate.show_result(st.session_state.result)
 
 
 main()

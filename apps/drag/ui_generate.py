@@ -1,0 +1,107 @@
+"""The drag app's run section: the Generate button and the job behind it, and the result with its videos
+and downloads.
+
+Session state it uses (see `apps.drag.app`): result, run_error.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import streamlit as st
+
+from apps.common.runs import new_run_folder
+from apps.drag import backends, job
+from apps.drag.params import DragParams
+from core.config import Settings
+from core.errors import KinemaError, ModelNotAvailable
+
+log = logging.getLogger("kinema.drag")
+
+
+def show_result(result: job.DragResult) -> None:
+    st.subheader("Result")
+    p = result.request.params
+    files = result.outputs
+    st.caption(
+        f"{backends.BACKENDS[p.backend].label}: {p.frames} frames at {p.fps} fps, "
+        f"{result.frames_uint8.shape[2]}x{result.frames_uint8.shape[1]} px, {result.seconds:.1f} s "
+        f"(saved in {files.folder})"
+    )
+    video_col, flow_col = st.columns(2)
+    with video_col:
+        st.markdown("Video")
+        st.video(files.video.read_bytes(), format="video/mp4", loop=True, autoplay=True, muted=True)
+    generated_flow = p.backend == "svd-joint-flow"
+    with flow_col:
+        st.markdown("Generated flow (flow colours)" if generated_flow else "Motion (flow colours)")
+        st.video(files.flow.read_bytes(), format="video/mp4", loop=True, autoplay=True, muted=True)
+    st.markdown("Side by side: trajectories, video, motion")
+    st.video(files.side_by_side.read_bytes(), format="video/mp4", loop=True, autoplay=True, muted=True)
+    columns = st.columns(4)
+    downloads = [
+        ("Video (mp4)", files.video.read_bytes(), "kinema-drag.mp4", "video/mp4"),
+        ("Video (gif)", result.gif_bytes, "kinema-drag.gif", "image/gif"),
+        (
+            "Trajectories (JSON)",
+            result.request.trajectories.read_text(),
+            "trajectories.json",
+            "application/json",
+        ),
+        ("Parameters (JSON)", files.record.read_text(), "parameters.json", "application/json"),
+    ]
+    for column, (label, data, name, mime) in zip(columns, downloads):
+        column.download_button(label, data, file_name=name, mime=mime, on_click="ignore")
+
+
+def load_backend(backend: str, settings: Settings):
+    """The chosen backend's pipeline (None for the warp) and the sentence saying why it cannot run."""
+    if backend == "warp":
+        return None, None
+    try:
+        with st.spinner(f"Loading {backends.BACKENDS[backend].label} (once per process)..."):
+            return backends.load(backend, settings), None  # core.models caches the weights
+    except ModelNotAvailable as err:
+        st.error(f"{err} The warp backend works without weights.")
+        return None, str(err)
+
+
+def generate_section(image, image_name, trajectories, region_mask, params: DragParams, settings) -> None:
+    """The Generate button and the run behind it (a failed run keeps the earlier result on screen). Each progress
+    update (every frame and step) is where Streamlit stops a rerun or stopped script; an unfinished run's folder
+    is removed."""
+    pipe, blocked = load_backend(params.backend, settings)
+    moving = len(trajectories.moving) > 0 or params.camera != "none"
+    if not moving:
+        st.info(
+            "Draw at least one trajectory that moves (line, polyline or freehand), or choose a camera "
+            "move, then press Generate. Anchors alone only pin the image."
+        )
+    if not st.button("Generate", type="primary", disabled=not moving or blocked is not None):
+        return
+    bar = st.progress(0.0, text="Starting")
+    folder = None
+    try:
+        folder = new_run_folder(settings.output_dir, "drag")
+        request = job.save_inputs(folder, image, trajectories, params, region_mask)
+        st.session_state.result = job.run(
+            request,
+            job.DragOutputs.in_folder(folder),
+            settings,
+            action="ui:generate",
+            front_end_arguments={"image_name": image_name},
+            pipeline=pipe,
+            progress=lambda event: bar.progress(min(max(event.fraction, 0.0), 1.0), text=event.text),
+        )
+        st.session_state.run_error = None
+        folder = None  # finished: the run folder stays
+    except (KinemaError, OSError) as err:
+        st.session_state.run_error = str(err)
+    except Exception as err:  # keep the app and the earlier result alive; the log has the trace
+        log.exception("drag generation failed")
+        st.session_state.run_error = f"Generation failed ({type(err).__name__}: {err})."
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+    bar.empty()
