@@ -10,8 +10,12 @@
   the video and its flow together with the tracks' flow held by replacement; its generated flow is
   shown where the others show the warp's.
 
-The warp always runs first: it is the "warp" backend's result, the guide video of the SVD backends,
-and the motion the motion bucket is estimated from when none is given. The drag job (`apps.drag.job`,
+The warp always runs first: it is the "warp" backend's result and the guide video of the SVD backends.
+Its engine is the request's: "objects" (`core.engines.objects.animate_objects`: each drag moves the object
+under its start, the background holds) or "sheet" (`core.engines.warp.animate`: the whole picture moves
+as a smooth field, with the reach and the motion brush). A request without a motion bucket gets
+`core.motion.suggest_motion_bucket` of the same request (tracks, camera, brush, reach, the objects): the
+number the app suggests for it. The drag job (`apps.drag.job`,
 behind the app and the CLI) and the ObjMC harness call `render`; they differ only in how they show its
 progress events.
 
@@ -30,18 +34,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.config import Settings
+from core.engines.objects import ObjectLayer, animate_objects, object_layers
 from core.engines.warp import CAMERA_PRESETS, DEFAULT_FRAMES, WarpResult, animate
 from core.errors import InputError
 from core.flow import video_to_flows
 from core.imaging import unit_to_uint8
 from core.memory import decode_chunk_frames
-from core.motion import motion_bucket_from_flow
+from core.motion import suggest_motion_bucket
 from core.trajectory import CameraMotion, Trajectories, tracks_to_px
 
 # Frames the VAE decodes at once: bounds decoder memory (SVD-XT at 1024x576 fits a 24 GB card).
 SVD_DECODE_CHUNK = 8
 # Share of a model backend's progress that the warp takes (the denoising loop takes the rest).
 _WARP_SHARE = 1 / 3
+# What a drag moves: the object under it (core.engines.objects) or the whole picture (core.engines.warp).
+ENGINES = ("objects", "sheet")
 
 
 @dataclass(frozen=True)
@@ -224,15 +231,20 @@ def render(
     camera: str = "none",
     region_mask: np.ndarray | None = None,
     radius_px: float | None = None,
+    engine: str = "sheet",
+    grow_px: int = 0,
+    layers: list[ObjectLayer] | None = None,
     settings: Settings | None = None,
     pipeline=None,
     progress: ProgressFn | None = None,
 ) -> DragVideo:
     """Animate `image_uint8` (H,W,3) uint8 along `trajectories` with backend `name`.
 
-    The warp runs first (bad input is reported before any weights load). `motion_bucket_id` None takes
-    `core.motion.motion_bucket_from_flow` of the warp's flow (what the drags, the camera and the motion
-    brush together move). `strength` None takes the backend's default. `pipeline` is what `load(name,
+    The warp runs first (bad input is reported before any weights load), with `engine` "sheet"
+    (`core.engines.warp.animate`; `region_mask` and `radius_px` apply) or "objects"
+    (`core.engines.objects.animate_objects` over `layers`, or over `object_layers` with `grow_px` and
+    `core.models.load_sam(settings)` when None; a motion brush or reach is an InputError there).
+    `motion_bucket_id` None takes `core.motion.suggest_motion_bucket` of the same request. `strength` None takes the backend's default. `pipeline` is what `load(name,
     settings)` returns (loaded here when None). SVD arguments are those of
     `SVDTrajectoryPipeline.__call__` (`controlnet_scale` is its `controlnet_conditioning_scale`, used by
     "svd-controlnet" only); the generator is a CPU generator seeded with `seed`, and the VAE decodes
@@ -252,31 +264,63 @@ def render(
         strength = None  # the backend takes none
     elif strength is None:
         strength = backend.default_strength
+    if engine not in ENGINES:
+        raise InputError(f"Unknown engine {engine!r}; choose one of {', '.join(ENGINES)}.")
+    if engine == "objects" and (region_mask is not None or radius_px is not None):
+        raise InputError(
+            "The motion brush and the reach shape the sheet engine's field; the objects engine moves whole "
+            "objects. Choose the sheet engine to use them."
+        )
     report = progress or (lambda event: None)
     warp_share = 1.0 if backend.name == "warp" else _WARP_SHARE
 
     def warp_progress(done: int, total: int) -> None:
         report(RenderProgress("warp", done, total, round(warp_share * done / max(total, 1), 4)))
 
-    warp = animate(
-        image_uint8,
-        trajectories,
-        num_frames,
-        region_mask=region_mask,
-        camera=camera_motion,
-        radius_px=radius_px,
-        progress=warp_progress,
-        settings=settings,
-    )
+    if engine == "objects":
+        if layers is None:
+            from core.models import load_sam
+
+            layers = object_layers(image_uint8, trajectories, grow_px=grow_px, segmenter=load_sam(settings))
+        warp = animate_objects(
+            image_uint8,
+            trajectories,
+            num_frames,
+            layers=layers,
+            camera=camera_motion,
+            progress=warp_progress,
+            settings=settings,
+        )
+    else:
+        layers = None
+        warp = animate(
+            image_uint8,
+            trajectories,
+            num_frames,
+            region_mask=region_mask,
+            camera=camera_motion,
+            radius_px=radius_px,
+            progress=warp_progress,
+            settings=settings,
+        )
+    height, width = image_uint8.shape[:2]
     if motion_bucket_id is None:
-        motion_bucket_id = motion_bucket_from_flow(warp.flow_px, fps)
+        motion_bucket_id = suggest_motion_bucket(
+            trajectories,
+            num_frames,
+            fps,
+            (width, height),
+            camera=camera_motion,
+            region_mask=region_mask,
+            radius_px=radius_px,
+            layers=layers,
+        )
     frames, flow_px = warp.frames_uint8, warp.flow_px
     if backend.name != "warp":
         if pipeline is None:
             pipeline = load(backend.name, settings)
         from core.models.state import attached
 
-        height, width = image_uint8.shape[:2]
         # The cached SVD UNet is shared: hold it for this run, with the joint-flow patch for that backend.
         with attached(pipeline.unet, *([pipeline.joint_weights] if backend.name == "svd-joint-flow" else [])):
             frames, generated_flow_px = _run_model(

@@ -3,8 +3,9 @@
     python -m apps.drag.cli --image photo.jpg --trajectories drag.json --out out/video.mp4 \\
         [--backend warp|svd|svd-controlnet|svd-joint-flow] [--frames 14] [--fps 7] [--motion-bucket B] \\
         [--strength S] [--controlnet-scale 1.0] [--steps 25] [--seed 0] [--resize crop|pad] \\
-        [--max-side 1024] [--camera zoom_in] [--region-mask mask.png] \\
-        [--flow-out out/flow.mp4] [--gif]  + settings flags (--svd-model, --device, ...; see --help)
+        [--max-side 1024] [--camera zoom_in] [--engine objects|sheet] [--grow-px 0] \\
+        [--radius R] [--region-mask mask.png] [--flow-out out/flow.mp4] [--side-by-side out/sbs.mp4] \\
+        [--gif]  + settings flags (--svd-model, --device, ...; see --help)
 
 The trajectories file is what `core.trajectory.Trajectories.to_json()` writes (the drag app's
 "trajectories.json"), in coordinates normalised to the --image as given. The image is scaled so its
@@ -18,6 +19,10 @@ ControlNet from --svd-controlnet-model / KINEMA_SVD_CONTROLNET_MODEL; --strength
 ControlNet; --controlnet-scale); "svd-joint-flow" (experimental: joint video + flow from
 --svd-joint-flow-model / KINEMA_SVD_JOINT_FLOW_MODEL; --flow-out then writes its generated flow). A
 backend whose weights are not configured exits with status 2 and one line naming the setting.
+
+--engine objects (default) moves the object under each drag's start and holds the background
+(`core.engines.objects`; SAM segments when KINEMA_SAM_MODEL is set, GrabCut otherwise; --grow-px grows or
+shrinks the objects); --engine sheet is the whole-picture warp, shaped by --radius and --region-mask.
 
 The job (`apps.drag.job`) is the app's: one request, one render, one run record. Beside the video,
 `<out stem>.params.json` is that record (`apps.common.runs.RunRecord`): the command, every flag as
@@ -104,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the flow video here (the warp's; svd-joint-flow: the generated one)",
     )
     parser.add_argument("--gif", action="store_true", help="also write a .gif beside --out")
+    parser.add_argument(
+        "--side-by-side",
+        type=Path,
+        default=None,
+        help="also write the side by side here (trajectories | video | motion, .mp4 or .gif)",
+    )
     DragParams.add_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     Settings.add_arguments(parser)
@@ -115,9 +126,15 @@ def outputs_of(args: argparse.Namespace) -> DragOutputs:
     _check_out(args.out, "--out")
     if args.flow_out is not None:
         _check_out(args.flow_out, "--flow-out")
+    if args.side_by_side is not None:
+        _check_out(args.side_by_side, "--side-by-side")
     gif = args.out.with_suffix(".gif") if args.gif and args.out.suffix.lower() != ".gif" else None
     return DragOutputs(
-        video=args.out, record=args.out.with_name(args.out.stem + ".params.json"), flow=args.flow_out, gif=gif
+        video=args.out,
+        record=args.out.with_name(args.out.stem + ".params.json"),
+        flow=args.flow_out,
+        gif=gif,
+        side_by_side=args.side_by_side,
     )
 
 

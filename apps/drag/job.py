@@ -39,6 +39,7 @@ from apps.drag.overlay import draw_trajectory_overlay
 from apps.drag.params import DragParams
 from core.cancel import CancelToken
 from core.config import Settings
+from core.engines.objects import ObjectLayer
 from core.errors import InputError
 from core.flow import flows_to_video, render_flow_video
 from core.imaging import ResizeInfo, apply_resize, load_image, plan_resize
@@ -239,6 +240,7 @@ def run(
     pipeline=None,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
+    layers: list[ObjectLayer] | None = None,
 ) -> DragResult:
     """Animate the request with its backend, write `outputs` and the run record; return the result.
 
@@ -246,7 +248,8 @@ def run(
     `action` and `command` go into the record ("ui:<button>" for the app, "cli" and the command line
     for the CLI); `front_end_arguments` are recorded beside the request's (the CLI's other flags).
     `cancel` is checked at every warped frame and denoising step: a cancelled run raises
-    `core.cancel.Cancelled` before it writes anything.
+    `core.cancel.Cancelled` before it writes anything. `layers`: the objects engine's objects, already
+    found on the request's image as fitted (the app caches them per image); None: found by the backend.
     """
     report = progress or (lambda event: None)
     started = time.perf_counter()
@@ -272,6 +275,9 @@ def run(
         camera=params.camera,
         region_mask=fitted.region_mask,
         radius_px=params.radius,
+        engine=params.engine,
+        grow_px=params.grow_px,
+        layers=layers,
         settings=settings,
         pipeline=pipeline,
         progress=(cancel or CancelToken()).watch(on_render),

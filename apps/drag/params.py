@@ -5,7 +5,7 @@ Fields are named like the CLI flags (``max_side`` is ``--max-side``); the run re
 use the same names. Each field's metadata:
 
     help        the CLI help text (argparse appends nothing: the text says the default when it matters)
-    label       the app's widget label; no label: the app does not show it (``radius``, CLI only)
+    label       the app's widget label (none: the app labels it itself: strength, per backend)
     ui          (low, high, step) of the app's slider or number input
     limit       the Settings field that caps the value in the app (frames: ``max_frames``)
     choices     the allowed values (argparse choices; the app's options)
@@ -27,13 +27,15 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from apps.common.examples import MINI_STEPS
-from apps.drag.backends import BACKENDS
+from apps.drag.backends import BACKENDS, ENGINES
 from core.engines.warp import CAMERA_PRESETS, DEFAULT_FRAMES
 from core.errors import InputError
 from core.eval.learning import MINI_FPS, MINI_FRAMES, MINI_SIDE
 
 # The app's working sizes (long side, px); the CLI takes any --max-side of at least 64.
 WORKING_SIDES = (64, 128, 256, 384, 512, 768, 1024)
+# What a record written before a field existed ran with: those runs redo exactly.
+RECORD_FALLBACKS = {"engine": "sheet", "grow_px": 0}
 
 
 def _param(default: Any, help: str, label: str = "", **ui: Any) -> Any:
@@ -49,6 +51,20 @@ class DragParams:
         "warp (no weights), svd, svd-controlnet or svd-joint-flow (experimental); see above",
         "Backend",
         choices=tuple(BACKENDS),
+    )
+    engine: str = _param(
+        "objects",
+        "what a drag moves: objects (the object under its start, rigidly; the background holds) or sheet "
+        "(the whole picture, as a smooth field: today's warp; --radius and --region-mask apply to it) "
+        "(default objects)",
+        "Drags move",
+        choices=ENGINES,
+    )
+    grow_px: int = _param(
+        0,
+        "objects engine: grow (or, negative, shrink) each object's mask by this many px (default 0)",
+        "Grow / shrink the objects (px)",
+        ui=(-30, 30, 1),
     )
     frames: int = _param(
         DEFAULT_FRAMES,
@@ -98,7 +114,12 @@ class DragParams:
     camera: str = _param(
         "none", "camera move added to the drags", "Camera move", choices=("none", *CAMERA_PRESETS)
     )
-    radius: float | None = _param(None, "smallest reach of a drag in px")
+    radius: float | None = _param(
+        None,
+        "sheet engine: smallest reach of a drag in px (default 0.1 x the shorter side)",
+        "Reach (px)",
+        ui=(4, 512, 1),
+    )
 
     # -- the CLI -----------------------------------------------------------------------------------
 
@@ -128,7 +149,9 @@ class DragParams:
 
     @classmethod
     def from_arguments(cls, arguments: dict[str, Any], source: str = "the run record") -> DragParams:
-        """The parameters a record's ``arguments`` name (other keys are the inputs or front-end options)."""
+        """The parameters a record's ``arguments`` name (other keys are the inputs or front-end options);
+        a field added since the record was written takes `RECORD_FALLBACKS` (what the run used)."""
+        arguments = {**RECORD_FALLBACKS, **arguments}
         missing = [f.name for f in fields(cls) if f.name not in arguments]
         if missing:
             raise InputError(f"{source} is damaged: its arguments lack {', '.join(missing)}.")
