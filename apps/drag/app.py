@@ -8,9 +8,14 @@ too); the SVD section's low-VRAM checkbox (start: KINEMA_LOW_VRAM) sets `Setting
 The samples include a held-out synthetic scene for the mini models (`apps.common.examples`; listed first, and
 the widgets start at the mini SVD's 64 px, 8 frames at fps 8 and 15 steps, when KINEMA_SVD_MODEL=mini): picking
 it loads the scene's exact sprite tracks onto the canvas.
-Generate runs the CLI's job (`apps.drag.job`): a new run folder under KINEMA_OUTPUT_DIR/drag gets the
-working image, the trajectories and the brush as drawn, then the videos and the run record
-(parameters.json, which names the low-VRAM choice in its settings) that redoes the run.
+Under the canvas, the engine (`apps.drag.ui_engine`): drags move the object under them (tinted in the
+track's colour beside the canvas; grow/shrink) or the whole picture (reach, motion brush). The track list
+(`apps.drag.ui_tracks`) sets when each track moves. The motion bucket is pre-filled with
+`core.motion.suggest_motion_bucket` of the request as drawn: the number the CLI computes for it.
+Generate (`apps.drag.ui_generate`) runs the CLI's job (`apps.drag.job`): a new run folder under
+KINEMA_OUTPUT_DIR/drag gets the working image, the trajectories (with their timing) and the brush as
+drawn, then the videos and the run record (parameters.json, which names the low-VRAM choice in its
+settings) that redoes the run; all of them can be downloaded.
 
 Session state (per browser tab):
     canvas_rev, canvas_seed   the canvas is mounted under a key holding canvas_rev, showing canvas_seed;
@@ -18,7 +23,9 @@ Session state (per browser tab):
                               switching tools bumps canvas_rev with a new seed (the component keeps its own
                               objects otherwise)
     canvas_objects            the objects the canvas last reported (one per trajectory, in order)
+    track_timings             each canvas object's Timing, by index (`apps.drag.ui_tracks`)
     brush_rev                 the motion-brush canvas starts empty; clearing it bumps brush_rev
+    object_layers             the objects engine's objects of recent drawings (`apps.drag.ui_engine`)
     result, run_error         the last finished run (kept when a later run fails) and the last failure
 """
 
@@ -39,20 +46,21 @@ import streamlit as st  # noqa: E402
 
 from apps.common.examples import MINI_DESCRIPTION, MINI_EXAMPLE_LABEL, is_mini, mini_drag_example  # noqa: E402
 from apps.common.low_vram import LOW_VRAM_LABEL, low_vram_help  # noqa: E402
-from apps.drag import backends, ui_canvas, ui_generate, ui_tracks  # noqa: E402
-from apps.drag.overlay import draw_trajectory_overlay, with_border  # noqa: E402
+from apps.drag import backends, ui_canvas, ui_engine, ui_generate, ui_tracks  # noqa: E402
+from apps.drag.overlay import draw_object_overlay, draw_trajectory_overlay, with_border  # noqa: E402
 from apps.drag.params import DragParams  # noqa: E402
 from core.config import ENV_PREFIX, Settings  # noqa: E402
+from core.engines.objects import ObjectLayer, animate_objects  # noqa: E402
 from core.engines.warp import preview_flow, preview_video  # noqa: E402
-from core.errors import InputError  # noqa: E402
+from core.errors import InputError, KinemaError  # noqa: E402
 from core.eval.learning import MINI_SIDE  # noqa: E402
 from core.imaging import load_image, resize_to_multiple  # noqa: E402
 from core.models.presets import MINI  # noqa: E402
 from core.motion import suggest_motion_bucket  # noqa: E402
 from core.trajectory import Trajectories  # noqa: E402
 from core.trajectory.canvas import (  # noqa: E402
+    ParsedCanvas,
     canvas_objects,
-    mask_from_strokes,
     objects_from_trajectories,
     parse_objects,
 )
@@ -94,16 +102,28 @@ def preview_clip(
     fps: int,
     camera: str,
     region_mask: np.ndarray | None,
+    radius: float | None,
+    layers_key: str | None,
+    _layers: list[ObjectLayer] | None,
 ) -> bytes:
-    """The warp's quick look (`core.engines.warp.preview_video`) as mp4 bytes; cached, so widgets that do not
-    change the motion do not redo it. InputError (not cached) when nothing moves."""
-    clip = preview_video(
-        image,
-        Trajectories.from_json(trajectories_json),
-        frames,
-        region_mask=region_mask,
-        camera=backends.camera_of(camera),
-    )
+    """The engine's quick look as mp4 bytes: the sheet's `core.engines.warp.preview_video`, or the objects
+    engine's `animate_objects` without flow over `_layers` (named by `layers_key`, which the cache hashes
+    instead). Cached, so widgets that do not change the motion do not redo it. InputError (not cached) when
+    nothing moves."""
+    trajectories = Trajectories.from_json(trajectories_json)
+    if _layers is None:
+        clip = preview_video(
+            image,
+            trajectories,
+            frames,
+            region_mask=region_mask,
+            camera=backends.camera_of(camera),
+            radius_px=radius,
+        )
+    else:
+        clip = animate_objects(
+            image, trajectories, frames, layers=_layers, camera=backends.camera_of(camera), with_flow=False
+        ).frames_uint8
     with tempfile.TemporaryDirectory() as folder:  # a preview's quality (crf 30) keeps it small and quick
         return write_video(Path(folder) / "preview.mp4", clip, fps, crf=PREVIEW_CRF).read_bytes()
 
@@ -130,6 +150,7 @@ def init_state() -> None:
         "pending_trajectories": None,
         "trajectory_file_error": None,
         "bucket_suggestion": None,
+        "track_timings": {},
     }
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
@@ -138,7 +159,7 @@ def init_state() -> None:
 def on_tool_change() -> None:
     # An open polyline lives only in the component until it is sent; remounting keeps what was sent
     # as a finished object instead of letting the new tool silently drop it.
-    ui_tracks.remount_canvas(st.session_state.canvas_objects)
+    ui_tracks.remount_canvas(st.session_state.canvas_objects, st.session_state.track_timings)
 
 
 def on_trajectory_file() -> None:
@@ -197,33 +218,6 @@ def image_source(settings: Settings) -> tuple[str, bytes, str | None] | None:
         )
         return None
     return upload.name, data, None
-
-
-def motion_brush(image: np.ndarray, canvas_size: tuple[int, int], image_id: str) -> np.ndarray | None:
-    """The optional motion-brush region (H,W) bool at the image's size, or None."""
-    with st.expander("Motion brush (optional): only the painted region moves"):
-        if not st.checkbox("Use a motion brush", key="use_brush"):
-            return None
-        size = st.slider("Brush size (px)", 5, 80, 30, key="brush_size")
-        st.button("Clear the brush", on_click=_clear_brush)
-        result = ui_canvas.draw_canvas(
-            image,
-            canvas_size,
-            drawing_mode="freedraw",
-            initial_objects=[],
-            key=f"brush-{image_id}-{st.session_state.brush_rev}",
-            stroke_width=size,
-            stroke_colour="rgba(52, 199, 89, 0.6)",
-        )
-        objects = canvas_objects(result.json_data)
-        mask = mask_from_strokes(objects, canvas_size, image.shape[:2])
-        if mask is None:
-            st.caption("Paint over the part of the image that may move.")
-        return mask
-
-
-def _clear_brush() -> None:
-    st.session_state.brush_rev += 1
 
 
 def sidebar_controls(settings: Settings) -> dict:
@@ -331,26 +325,29 @@ def sync_canvas(
     layout_id = f"{image_id}-{resize}-{max_side}"
     if st.session_state.image_id is None or st.session_state.image_id.split("-")[0] != image_id:
         ui_tracks.remount_canvas([])
-        _clear_brush()
+        ui_engine.clear_brush()
         if tracks_json is not None:
             load_tracks(tracks_json)
     elif st.session_state.image_id != layout_id:
         old = st.session_state.get("canvas_size", canvas_size)
-        kept = parse_objects(st.session_state.canvas_objects, old).trajectories
-        ui_tracks.remount_canvas(objects_from_trajectories(kept, canvas_size))
-        _clear_brush()
+        kept = parse_objects(st.session_state.canvas_objects, old)
+        timings = st.session_state.track_timings
+        kept_timings = {new: timings[i] for new, i in enumerate(kept.object_index) if i in timings}
+        ui_tracks.remount_canvas(objects_from_trajectories(kept.trajectories, canvas_size), kept_timings)
+        ui_engine.clear_brush()
     st.session_state.image_id = layout_id
     st.session_state.canvas_size = canvas_size
     if st.session_state.pending_trajectories is not None:
+        pending = st.session_state.pending_trajectories
         ui_tracks.remount_canvas(
-            objects_from_trajectories(st.session_state.pending_trajectories, canvas_size)
+            objects_from_trajectories(pending, canvas_size), ui_tracks.timings_of(pending)
         )
         st.session_state.pending_trajectories = None
     return image_id
 
 
-def drawing_section(image: np.ndarray, canvas_size: tuple[int, int], image_id: str):
-    """The tool choice, the canvas and the motion brush: (parsed canvas, region mask (H,W) bool or None)."""
+def drawing_section(image: np.ndarray, canvas_size: tuple[int, int], image_id: str) -> ParsedCanvas:
+    """The tool choice and the canvas: what it holds."""
     tool_label = st.radio(
         "Tool", list(ui_canvas.TOOLS), horizontal=True, key="tool", on_change=on_tool_change
     )
@@ -364,35 +361,54 @@ def drawing_section(image: np.ndarray, canvas_size: tuple[int, int], image_id: s
         key=f"canvas-{image_id}-{st.session_state.canvas_rev}",
     )
     st.session_state.canvas_objects = canvas_objects(result.json_data)
-    region_mask = motion_brush(image, canvas_size, image_id)
-    return parse_objects(st.session_state.canvas_objects, canvas_size), region_mask
+    return parse_objects(st.session_state.canvas_objects, canvas_size)
 
 
-def preview_section(image: np.ndarray, parsed, chosen: dict, region_mask: np.ndarray | None) -> None:
-    """The trajectory list, the trajectories over the image and the warp's motion preview."""
+def preview_section(
+    image: np.ndarray,
+    trajectories: Trajectories,
+    chosen: dict,
+    region_mask: np.ndarray | None,
+    layers: list[ObjectLayer] | None,
+    layers_key: str | None,
+) -> None:
+    """The trajectories over the image (with their objects, tinted, for the objects engine: `layers`), the
+    sheet's motion picture and the engine's preview video."""
     height, width = image.shape[:2]
-    ui_tracks.trajectory_list(parsed, (width, height))
-    preview = preview_flow(
-        (width, height),
-        parsed.trajectories,
-        chosen["frames"],
-        region_mask=region_mask,
-        camera=backends.camera_of(chosen["camera"]),
-    )
     arrows_col, flow_col = st.columns(2)
-    overlay = draw_trajectory_overlay(image, parsed.trajectories)
-    arrows_col.image(overlay, caption="Trajectories", width="stretch")
-    flow_col.image(with_border(preview), caption="Motion preview (colour = direction)", width="stretch")
+    if layers is None:
+        preview = preview_flow(
+            (width, height),
+            trajectories,
+            chosen["frames"],
+            region_mask=region_mask,
+            camera=backends.camera_of(chosen["camera"]),
+            radius_px=chosen["radius"],
+        )
+        arrows_col.image(
+            draw_trajectory_overlay(image, trajectories), caption="Trajectories", width="stretch"
+        )
+        flow_col.image(with_border(preview), caption="Motion preview (colour = direction)", width="stretch")
+    else:
+        overlay = draw_trajectory_overlay(draw_object_overlay(image, layers), trajectories)
+        arrows_col.image(overlay, caption="Trajectories and the objects they move", width="stretch")
     try:
         clip = preview_clip(
             image,
-            parsed.trajectories.to_json(),
+            trajectories.to_json(),
             chosen["frames"],
             chosen["fps"],
             chosen["camera"],
             region_mask,
+            chosen["radius"],
+            layers_key,
+            layers,
         )
     except InputError:  # nothing moves yet: the flow picture above says so by staying white
+        return
+    if layers is not None:
+        flow_col.video(clip, format="video/mp4", loop=True, autoplay=True, muted=True)
+        flow_col.caption("Preview video (Generate makes the result and its files)")
         return
     st.video(clip, format="video/mp4", loop=True, autoplay=True, muted=True)
     st.caption("Warp preview video (reduced resolution; Generate makes the full-size result)")
@@ -431,11 +447,32 @@ def main() -> None:
     image_id = sync_canvas(data, chosen["resize"], chosen["max_side"], canvas_size, tracks_json)
     draw_col, side_col = st.columns([3, 2])
     with draw_col:
-        parsed, region_mask = drawing_section(image, canvas_size, image_id)
+        parsed = drawing_section(image, canvas_size, image_id)
+        engine = ui_engine.engine_controls(image, canvas_size, image_id)
+    chosen.update(engine.params)
     with side_col:
-        preview_section(image, parsed, chosen, region_mask)
+        trajectories = ui_tracks.trajectory_list(parsed, (width, height), chosen["frames"])
+        layers = layers_key = None
+        if chosen["engine"] == "objects":
+            key = ui_engine.layers_key(st.session_state.image_id, trajectories, chosen["grow_px"], settings)
+            try:
+                layers = ui_engine.object_layers_for(image, key, trajectories, chosen["grow_px"], settings)
+                layers_key = key
+            except KinemaError as err:  # a configured SAM that does not load
+                st.error(str(err))
+                return
+        preview_section(image, trajectories, chosen, engine.region_mask, layers, layers_key)
 
-    suggestion = suggest_motion_bucket(parsed.trajectories, chosen["frames"], chosen["fps"], (width, height))
+    suggestion = suggest_motion_bucket(
+        trajectories,
+        chosen["frames"],
+        chosen["fps"],
+        (width, height),
+        camera=backends.camera_of(chosen["camera"]),
+        region_mask=engine.region_mask,
+        radius_px=chosen["radius"],
+        layers=layers,
+    )
     if st.session_state.bucket_suggestion != suggestion:
         # Pre-fill the motion bucket whenever the drawing (or frames / fps) implies a new value.
         st.session_state.bucket_suggestion = suggestion
@@ -447,7 +484,7 @@ def main() -> None:
         )
     run_settings = settings.replace(low_vram=low_vram)  # this run's mode: the pipeline is placed for it
     ui_generate.generate_section(
-        image, image_name, parsed.trajectories, region_mask, DragParams(**chosen), run_settings
+        image, image_name, trajectories, engine.region_mask, DragParams(**chosen), run_settings, layers
     )
     if st.session_state.run_error:
         st.error(st.session_state.run_error)

@@ -1,11 +1,12 @@
-"""Pictures of the trajectories as numbered arrows over the image: beside the drag app's canvas, and the
-first panel of the job's side-by-side video."""
+"""Pictures of the trajectories as numbered arrows over the image (beside the drag app's canvas, and the
+first panel of the job's side-by-side video), and of the objects the drags move, tinted in their colours."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
+from core.engines.objects import ObjectLayer
 from core.trajectory import Trajectories
 
 # Distinct, bright colours (RGB) so neighbouring arrows and their numbers in the list match up.
@@ -20,6 +21,7 @@ PALETTE = (
     (0, 122, 255),
 )
 ANCHOR_RGB = (0, 183, 255)
+OBJECT_TINT = 0.45  # share of the track colour in an object's pixels
 
 
 def colour_of(index: int) -> tuple[int, int, int]:
@@ -84,3 +86,22 @@ def _arrow_head(
     back = tip - direction * head_px
     corners = np.array([tip, back + normal * head_px * 0.5, back - normal * head_px * 0.5])
     cv2.fillPoly(image, [np.round(corners).astype(np.int32)], colour, cv2.LINE_AA)
+
+
+def draw_object_overlay(image_uint8: np.ndarray, layers: list[ObjectLayer]) -> np.ndarray:
+    """The image (H,W,3) uint8 with each object tinted in the colour of its first drag (the list's and the
+    arrows' colour) and outlined in it. Returns a new (H,W,3) uint8 array."""
+    out = image_uint8.astype(np.float32)
+    outlines = []
+    for layer in layers:
+        colour = np.array(colour_of(layer.tracks[0]), np.float32)
+        out[layer.mask] += OBJECT_TINT * (colour - out[layer.mask])
+        contours, _ = cv2.findContours(
+            layer.mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+        )
+        outlines.append((contours, tuple(int(c) for c in colour)))
+    out = np.ascontiguousarray(np.clip(np.rint(out), 0, 255).astype(np.uint8))
+    thickness = max(1, round(min(out.shape[:2]) / 256))
+    for contours, colour in outlines:
+        cv2.drawContours(out, contours, -1, colour, thickness, cv2.LINE_AA)
+    return out

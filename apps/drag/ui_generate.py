@@ -39,19 +39,20 @@ def show_result(result: job.DragResult) -> None:
         st.video(files.flow.read_bytes(), format="video/mp4", loop=True, autoplay=True, muted=True)
     st.markdown("Side by side: trajectories, video, motion")
     st.video(files.side_by_side.read_bytes(), format="video/mp4", loop=True, autoplay=True, muted=True)
-    columns = st.columns(4)
     downloads = [
-        ("Video (mp4)", files.video.read_bytes(), "kinema-drag.mp4", "video/mp4"),
+        ("Video (mp4)", files.video.read_bytes, "kinema-drag.mp4", "video/mp4"),
         ("Video (gif)", result.gif_bytes, "kinema-drag.gif", "image/gif"),
+        ("Flow video (mp4)", files.flow.read_bytes, "kinema-drag-flow.mp4", "video/mp4"),
+        ("Side by side (mp4)", files.side_by_side.read_bytes, "kinema-drag-side-by-side.mp4", "video/mp4"),
         (
             "Trajectories (JSON)",
-            result.request.trajectories.read_text(),
+            result.request.trajectories.read_text,
             "trajectories.json",
             "application/json",
         ),
-        ("Parameters (JSON)", files.record.read_text(), "parameters.json", "application/json"),
+        ("Parameters (JSON)", files.record.read_text, "parameters.json", "application/json"),
     ]
-    for column, (label, data, name, mime) in zip(columns, downloads):
+    for column, (label, data, name, mime) in zip(st.columns(3) + st.columns(3), downloads, strict=True):
         column.download_button(label, data, file_name=name, mime=mime, on_click="ignore")
 
 
@@ -67,10 +68,12 @@ def load_backend(backend: str, settings: Settings):
         return None, str(err)
 
 
-def generate_section(image, image_name, trajectories, region_mask, params: DragParams, settings) -> None:
+def generate_section(
+    image, image_name, trajectories, region_mask, params: DragParams, settings, layers=None
+) -> None:
     """The Generate button and the run behind it (a failed run keeps the earlier result on screen). Each progress
     update (every frame and step) is where Streamlit stops a rerun or stopped script; an unfinished run's folder
-    is removed."""
+    is removed. `layers`: the objects engine's objects of this drawing (found once, `apps.drag.ui_engine`)."""
     pipe, blocked = load_backend(params.backend, settings)
     moving = len(trajectories.moving) > 0 or params.camera != "none"
     if not moving:
@@ -92,6 +95,7 @@ def generate_section(image, image_name, trajectories, region_mask, params: DragP
             action="ui:generate",
             front_end_arguments={"image_name": image_name},
             pipeline=pipe,
+            layers=layers,
             progress=lambda event: bar.progress(min(max(event.fraction, 0.0), 1.0), text=event.text),
         )
         st.session_state.run_error = None

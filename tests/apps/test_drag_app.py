@@ -80,7 +80,7 @@ def test_warp_generation_end_to_end(app, canvas, monkeypatch):
     real_clip = warp.preview_video
     monkeypatch.setattr(warp, "preview_video", lambda *a, **k: clips.append(real_clip(*a, **k)) or clips[-1])
     video_caption = "Warp preview video (reduced resolution; Generate makes the full-size result)"
-    app.run()
+    app.radio(key="engine").set_value("sheet").run()  # the whole-picture warp (the objects engine: below)
     assert not clips and video_caption not in [c.value for c in app.caption]  # nothing drawn, nothing moves
     canvas.draw(fixture_objects("mixed"))
     app.run()
@@ -148,6 +148,8 @@ def test_warp_generation_end_to_end(app, canvas, monkeypatch):
     assert [b.label for b in app.get("download_button")] == [
         "Video (mp4)",
         "Video (gif)",
+        "Flow video (mp4)",
+        "Side by side (mp4)",
         "Trajectories (JSON)",
         "Parameters (JSON)",
     ]
@@ -305,6 +307,7 @@ def test_motion_brush_moves_only_the_painted_region(app, canvas):
     def change(frames: np.ndarray, where) -> float:
         return float(np.abs(frames[-1][where].astype(int) - frames[0][where]).mean())
 
+    app.radio(key="engine").set_value("sheet").run()
     canvas.draw(fixture_objects("line"))
     app.run()
     generate_button(app).click().run()
@@ -330,6 +333,7 @@ def test_the_app_record_redoes_its_run_through_the_job(app, canvas, tmp_path):
     the same frames and videos, the same arguments, from the inputs the app saved beside its outputs."""
     canvas.draw(fixture_objects("mixed"))
     app.selectbox(key="camera").set_value("pan_left").run()
+    app.radio(key="engine").set_value("sheet").run()
     app.checkbox(key="use_brush").check().run()
     canvas.draw([{**fixture_objects("line")[0], "strokeWidth": 60}], prefix="brush-")
     app.run()

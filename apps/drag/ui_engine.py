@@ -1,0 +1,130 @@
+"""The drag app's engine section: what a drag moves, and that engine's controls.
+
+- "objects" (`core.engines.objects`): each drag moves the object under its start. The objects are found
+  once per picture and drawing (`object_layers_for`: cached in the session, keyed by the working image and
+  the drags' start points, since nothing else changes them) with SAM when KINEMA_SAM_MODEL is set
+  (`core.models.load_sam`), GrabCut otherwise; a slider grows or shrinks them.
+- "sheet" (`core.engines.warp`): the whole picture moves as a smooth field, shaped by the reach (the
+  smallest distance a drag pulls, default 0.1 x the shorter side) and the optional motion brush. The brush
+  mask is handed over as painted (bool at the image's size); the engine feathers its edge.
+
+Session state it uses (see `apps.drag.app`): brush_rev, object_layers (the cache).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+
+from apps.drag import ui_canvas
+from apps.drag.params import DragParams
+from core.config import Settings
+from core.engines.objects import ObjectLayer, object_layers
+from core.trajectory import Trajectories
+from core.trajectory.canvas import canvas_objects, mask_from_strokes
+
+ENGINE_LABELS = {"objects": "The object under each drag", "sheet": "The whole picture (sheet)"}
+# Cached drawings per session: enough to go back and forth between a few edits without segmenting again.
+LAYER_CACHE_SIZE = 8
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """The engine section's choices: the DragParams fields it sets (`params`: engine, grow_px, radius) and
+    the motion-brush mask (H,W) bool or None (sheet only)."""
+
+    params: dict
+    region_mask: np.ndarray | None
+
+
+def engine_controls(image: np.ndarray, canvas_size: tuple[int, int], image_id: str) -> EngineChoice:
+    """The engine radio and the chosen engine's controls (under the canvas)."""
+    engine = DragParams.widget("engine")
+    name = st.radio(
+        engine.label, list(engine.choices), format_func=ENGINE_LABELS.get, horizontal=True, key="engine"
+    )
+    if name == "objects":
+        grow = DragParams.widget("grow_px")
+        grow_px = st.slider(
+            grow.label,
+            grow.low,
+            grow.high,
+            grow.default,
+            grow.step,
+            key="grow_px",
+            help="Each drag moves the object under its start, tinted in its colour beside the canvas; "
+            "grow the objects to take in more of their edge, shrink them to leave the background out.",
+        )
+        return EngineChoice({"engine": name, "grow_px": grow_px, "radius": None}, None)
+    return EngineChoice(
+        {"engine": name, "grow_px": 0, "radius": reach_control(image.shape[:2])},
+        motion_brush(image, canvas_size, image_id),
+    )
+
+
+def reach_control(image_hw: tuple[int, int]) -> float | None:
+    """The sheet's reach in px, or None for the engine's default (0.1 x the shorter side)."""
+    reach = DragParams.widget("radius")
+    default = round(0.1 * min(image_hw))
+    if not st.checkbox(
+        "Set the reach", key="custom_reach", help=f"Default: 0.1 x the shorter side ({default} px)."
+    ):
+        return None
+    high = max(reach.low, min(reach.high, max(image_hw)))
+    value = st.slider(
+        reach.label, reach.low, high, min(max(default, reach.low), high), reach.step, key="radius"
+    )
+    return float(value)
+
+
+def motion_brush(image: np.ndarray, canvas_size: tuple[int, int], image_id: str) -> np.ndarray | None:
+    """The optional motion-brush region (H,W) bool at the image's size, or None."""
+    with st.expander("Motion brush (optional): only the painted region moves"):
+        if not st.checkbox("Use a motion brush", key="use_brush"):
+            return None
+        size = st.slider("Brush size (px)", 5, 80, 30, key="brush_size")
+        st.button("Clear the brush", on_click=clear_brush)
+        result = ui_canvas.draw_canvas(
+            image,
+            canvas_size,
+            drawing_mode="freedraw",
+            initial_objects=[],
+            key=f"brush-{image_id}-{st.session_state.brush_rev}",
+            stroke_width=size,
+            stroke_colour="rgba(52, 199, 89, 0.6)",
+        )
+        objects = canvas_objects(result.json_data)
+        mask = mask_from_strokes(objects, canvas_size, image.shape[:2])
+        if mask is None:
+            st.caption("Paint over the part of the image that may move (its edge is feathered).")
+        return mask
+
+
+def clear_brush() -> None:
+    st.session_state.brush_rev += 1
+
+
+def layers_key(image_id: str, trajectories: Trajectories, grow_px: int, settings: Settings) -> str:
+    """What the objects of a drawing depend on: the picture, the drags' start points and which of them are
+    anchors, the grow/shrink and the segmenter."""
+    starts = ";".join(
+        f"{t.points_norm[0][0]!r},{t.points_norm[0][1]!r},{t.is_anchor:d}" for t in trajectories
+    )
+    return f"{image_id}|{grow_px}|{settings.sam_model}|{starts}"
+
+
+def object_layers_for(
+    image: np.ndarray, key: str, trajectories: Trajectories, grow_px: int, settings: Settings
+) -> list[ObjectLayer]:
+    """`core.engines.objects.object_layers` of the drawing, from the session's cache when `key` (see
+    `layers_key`) was seen. Raises ModelNotAvailable when a configured SAM cannot be loaded."""
+    cache: dict = st.session_state.setdefault("object_layers", {})
+    if key not in cache:
+        from core.models import load_sam
+
+        while len(cache) >= LAYER_CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        cache[key] = object_layers(image, trajectories, grow_px=grow_px, segmenter=load_sam(settings))
+    return cache[key]
