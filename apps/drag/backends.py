@@ -1,6 +1,6 @@
 """The drag app's backends: which engines turn an image and trajectories into a video, and one render.
 
-- "warp": `core.engines.warp.animate`, instant, no weights.
+- "warp": the engine alone (below), instant, no weights.
 - "svd": the warp as the guide video of `core.pipelines.svd_trajectory.SVDTrajectoryPipeline` (SDEdit,
   training-free, stock SVD weights).
 - "svd-controlnet": the same pipeline with the trained flow ControlNet (`core.controlnet_svd`), fed the
