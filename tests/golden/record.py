@@ -1,6 +1,6 @@
 """Golden outputs of every app path, to show that a restructuring changes no behaviour.
 
-`python -m tests.golden.record --write` runs (on one CPU thread) each CLI (drag: warp, svd, svd-controlnet, svd-joint-flow on the
+`python -m tests.golden.record --write` runs (on one CPU thread) each CLI (drag: warp with each engine, svd, svd-controlnet, svd-joint-flow on the
 tiny models; keyframe: filter + flow, sd edit + svd-trf on tiny) and the joint-depth job (three modes on tiny with
 seeded joint weights) in fixed folders under /tmp/kinema-golden, and stores the SHA-256 of every decoded video
 and image, and every parameters JSON (timings and clock fields dropped), in tests/golden/golden.json.
@@ -193,6 +193,9 @@ def _joint() -> dict:
 
 CASES = {
     "drag-warp": lambda: _drag("drag-warp", "--frames", "8", "--max-side", "256", "--gif"),
+    "drag-warp-sheet": lambda: _drag(
+        "drag-warp-sheet", "--engine", "sheet", "--frames", "8", "--max-side", "256"
+    ),
     "drag-svd": lambda: _drag(
         "drag-svd", "--backend", "svd", "--max-side", "64", "--frames", "3", "--steps", "2"
     ),
