@@ -264,3 +264,25 @@ def test_the_brush_edge_is_feathered_not_torn():
     speed = np.hypot(*np.moveaxis(video.flow_px[0][128, 60:200], -1, 0))  # x = 60 .. 199
     assert speed[:10].min() > 10.0 and speed[-20:].max() < 0.05  # moves inside, still far outside
     assert np.abs(np.diff(speed)).max() < 0.1 * speed.max()  # no step at the edge
+
+
+def test_a_configured_sam_segments_the_objects(monkeypatch):
+    """KINEMA_SAM_MODEL set (the random-weight tiny SAM): render's objects come from SAM, not GrabCut."""
+    from core.config import Settings
+    from core.models import load_sam
+
+    monkeypatch.setenv("KINEMA_SAM_MODEL", "tiny")
+    monkeypatch.setenv("KINEMA_DEVICE", "cpu")
+    settings = Settings.from_env()
+    image, drag = disc_scene(), Trajectories((DRAG,))
+    video = backends.render("warp", image, drag, num_frames=3, engine="objects", settings=settings)
+    expected = backends.render(
+        "warp",
+        image,
+        drag,
+        num_frames=3,
+        engine="objects",
+        layers=object_layers(image, drag, segmenter=load_sam(settings)),
+        settings=settings,
+    )
+    np.testing.assert_array_equal(video.frames_uint8, expected.frames_uint8)
