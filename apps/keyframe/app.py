@@ -30,7 +30,7 @@ from typing import Any
 import gradio as gr
 
 from apps.common.examples import EXAMPLE_FOLDER, MINI_EXAMPLE_LABEL, MINI_STEPS, is_mini
-from apps.common.gradio import low_vram_checkbox, serve
+from apps.common.gradio import ImageUpload, low_vram_checkbox, serve
 from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS
 from apps.keyframe.handlers import (
     DEFAULT_FILTER,
@@ -58,10 +58,8 @@ def _control(param, key: str):
     label = f"{param.name.replace('_', ' ')}"
     if param.kind == "bool":
         return gr.Checkbox(value=param.default, label=label, info=param.help, elem_id=f"kf-{key}")
-    if param.kind == "image":
-        return gr.Image(
-            type="numpy", image_mode="RGB", sources=["upload"], label=f"{label}: {param.help}", height=160
-        )
+    if param.kind == "image":  # its path; the handler reads it with core.imaging
+        return ImageUpload(sources=["upload"], label=f"{label}: {param.help}", height=160)
     return gr.Slider(
         param.minimum,
         param.maximum,
@@ -198,9 +196,7 @@ def _edit_section() -> Components:
         ui["reedit_btn"] = gr.Button("Re-edit the selected keyframe", size="sm")
     ui["preview"] = gr.Image(label="Preview: original | edited", interactive=False, height=240, format="png")
     with gr.Accordion("Your own edit for the selected keyframe", open=False):
-        ui["own_image"] = gr.Image(
-            type="numpy", image_mode="RGB", sources=["upload"], label="Image", height=200
-        )
+        ui["own_image"] = ImageUpload(sources=["upload"], label="Image", height=200)
         ui["upload_btn"] = gr.Button("Use it for the selected keyframe", size="sm")
     return ui
 
