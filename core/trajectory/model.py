@@ -10,6 +10,8 @@ Coordinates
 
 Degenerate input (the contract)
     - NaN or infinite coordinates, a non-positive image size: `InputError`.
+    - A file (`Trajectories.from_json`) holds JSON numbers only (no booleans, strings or nulls), at most
+      MAX_TRACKS trajectories of at most MAX_POINTS points, and no deep nesting; anything else: `InputError`.
     - Points outside the image are clipped to [0, 1]: a stroke that leaves the picture ends at its edge.
     - A zero-length path (repeated clicks on one pixel) is an anchor.
     - `from_clicks` with no clicks raises `InputError`; an empty `Trajectories` is valid, the caller
@@ -31,6 +33,8 @@ from core.errors import InputError
 
 JSON_FORMAT = "kinema.trajectories"
 JSON_VERSION = 1
+MAX_TRACKS = 256  # per file: far more than anyone draws, few enough that every backend stays fast
+MAX_POINTS = 4096  # per trajectory: a hand-drawn stroke has tens to hundreds
 
 # Segments shorter than this (in the arc-length metric) carry no arc length and are dropped.
 _MIN_SEGMENT = 1e-9
@@ -159,14 +163,18 @@ class Trajectories:
     @classmethod
     def from_json(cls, text: str | bytes) -> Trajectories:
         """Inverse of `to_json` (exact round trip). InputError on anything else or a newer version."""
+        if isinstance(text, str):
+            text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
         try:
             payload = json.loads(text)
+        except RecursionError as err:
+            raise InputError("The trajectory file is nested far too deeply to be a trajectory file.") from err
         except (TypeError, ValueError) as err:
             raise InputError("The trajectory file is not valid JSON.") from err
         if not isinstance(payload, dict) or payload.get("format") != JSON_FORMAT:
             raise InputError(f"The file is not a trajectory file (expected format {JSON_FORMAT!r}).")
         version = payload.get("version")
-        if not isinstance(version, int) or version < 1:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise InputError(f"The trajectory file has no valid version (got {version!r}).")
         if version > JSON_VERSION:
             raise InputError(
@@ -176,12 +184,32 @@ class Trajectories:
         entries = payload.get("trajectories")
         if not isinstance(entries, list):
             raise InputError("The trajectory file has no 'trajectories' list.")
+        if len(entries) > MAX_TRACKS:
+            raise InputError(
+                f"The trajectory file has {len(entries)} trajectories; at most {MAX_TRACKS} are allowed."
+            )
         items = []
         for i, entry in enumerate(entries):
             if not isinstance(entry, dict) or "points_norm" not in entry:
                 raise InputError(f"Trajectory {i} in the file has no 'points_norm'.")
-            items.append(Trajectory(_as_points(entry["points_norm"], f"Trajectory {i} in the file")))
+            items.append(Trajectory(_json_points(entry["points_norm"], f"Trajectory {i} in the file")))
         return cls(tuple(items))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _json_points(points: Any, what: str) -> np.ndarray:
+    """The `points_norm` of a file: a list of at most MAX_POINTS [x, y] pairs of JSON numbers, nothing else
+    (no booleans, strings or nulls that numpy would turn into numbers)."""
+    if not isinstance(points, list) or not all(
+        isinstance(point, list) and len(point) == 2 and all(map(_is_number, point)) for point in points
+    ):
+        raise InputError(f"{what} must be a list of [x, y] number pairs.")
+    if len(points) > MAX_POINTS:
+        raise InputError(f"{what} has {len(points)} points; at most {MAX_POINTS} are allowed.")
+    return _as_points(points, what)
 
 
 def _metric(image_size: tuple[int, int] | None) -> np.ndarray:
