@@ -27,6 +27,11 @@ from apps.common.low_vram import LOW_VRAM_LABEL, low_vram_help
 from core.config import Settings
 from core.errors import InputError, KinemaError
 
+# The servers are multi-threaded: imageio-ffmpeg's default preexec_fn (os.setpgrp, run between fork and exec)
+# can leave the forked child spinning forever there (imageio-ffmpeg issue #58), and the request with it. This
+# turns that off for every ffmpeg these processes start.
+os.environ.setdefault("IMAGEIO_FFMPEG_NO_PREVENT_SIGINT", "1")
+
 
 def shows_errors(fn: Callable) -> Callable:
     """Show our errors' one sentence in the UI (gr.Error) instead of a generic failure."""
@@ -46,29 +51,28 @@ def low_vram_checkbox(settings: Settings, elem_id: str) -> gr.Checkbox:
     return gr.Checkbox(settings.low_vram, label=LOW_VRAM_LABEL, info=low_vram_help(settings), elem_id=elem_id)
 
 
-class ImageUpload(gr.Image):
-    """An image input (drawn as gr.Image) whose value reaches the handler as the upload's server path,
-    undecoded, so the handler reads it with core.imaging: size checked from the header against
-    Settings.max_image_side before any pixel is decoded, anything unreadable answered in one sentence.
+def image_upload(**kwargs) -> gr.Image:
+    """An image input (gr.Image) whose value reaches the handler as the upload's server path, undecoded, so
+    the handler reads it with core.imaging: size checked from the header against Settings.max_image_side
+    before any pixel is decoded, anything unreadable answered in one sentence.
 
-    gr.Image would open the file itself first (a corrupt one gives "Could not preprocess input component"),
-    and takes any path a client names: this one takes only files in Gradio's upload folder.
+    gr.Image's own preprocess opens the file first (a corrupt one gives "Could not preprocess input
+    component") and opens any path a client names; this one takes only files in Gradio's upload folder. It
+    is set on the instance, not in a subclass, because gradio writes a .pyi stub beside the source of every
+    Component subclass; so never gr.update() these inputs (an update rebuilds a plain gr.Image).
     """
+    image = gr.Image(type="filepath", **kwargs)
+    image.preprocess = _uploaded_path
+    return image
 
-    is_template = True  # the frontend draws it with gr.Image's own component
 
-    def __init__(self, **kwargs):
-        super().__init__(type="filepath", **kwargs)
-
-    def preprocess(self, payload: ImageData | None) -> str | None:
-        path = payload.path if payload is not None else None
-        if not path:
-            return None
-        if not Path(path).resolve().is_relative_to(Path(get_upload_folder()).resolve()):
-            raise gr.Error(
-                "Send the image as an upload; server paths are not accepted.", print_exception=False
-            )
-        return path
+def _uploaded_path(payload: ImageData | None) -> str | None:
+    path = payload.path if payload is not None else None
+    if not path:
+        return None
+    if not Path(path).resolve().is_relative_to(Path(get_upload_folder()).resolve()):
+        raise gr.Error("Send the image as an upload; server paths are not accepted.", print_exception=False)
+    return path
 
 
 def served_copies(paths: Iterable[str | Path]) -> list[str]:

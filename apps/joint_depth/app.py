@@ -12,7 +12,7 @@ app runs on the tiny preset and the banner says so; without joint weights it run
 so too. With ``KINEMA_SD_MODEL=mini`` the banner says what the mini models are, the steps start at 15, and each
 tab's examples start with the held-out synthetic scene they were made for (:mod:`apps.common.examples`).
 
-Uploads reach the handlers as paths, undecoded (:class:`apps.common.gradio.ImageUpload`), and are read by
+Uploads reach the handlers as paths, undecoded (:func:`apps.common.gradio.image_upload`), and are read by
 core.imaging, which checks the size from the header before decoding and answers unreadable files with one sentence. A colour image given as a
 depth map is refused (its colours are not depth); a grey image stored as RGB is accepted.
 
@@ -37,7 +37,7 @@ from typing import Any
 import gradio as gr
 
 from apps.common.examples import MINI_EXAMPLE_LABEL, MINI_STEPS, is_mini, mini_image_example
-from apps.common.gradio import ImageUpload, low_vram_checkbox, serve, served_copies, shows_errors
+from apps.common.gradio import image_upload, low_vram_checkbox, serve, served_copies, shows_errors
 from apps.joint_depth import examples, job
 from apps.joint_depth.job import JointRequest, LoadedModel
 from core.config import ENV_PREFIX, Settings
@@ -274,7 +274,7 @@ def _mode_tabs(settings: Settings) -> Components:
                 ([[mini_caption]], [ui["prompt"]], mini_label),
             )
         with gr.Tab("Image -> depth", id="image_to_depth"):
-            ui["image_in"] = ImageUpload(sources=["upload", "clipboard"], label="Image", elem_id="jd-image")
+            ui["image_in"] = image_upload(sources=["upload", "clipboard"], label="Image", elem_id="jd-image")
             ui["image_prompt"] = gr.Textbox(label="Prompt (optional: what the image shows)")
             ui["image_side"] = _side_slider(
                 settings, "Longest side (px; the image is cropped to multiples of 64)", "jd-image-side"
@@ -286,7 +286,7 @@ def _mode_tabs(settings: Settings) -> Components:
                 ([[str(mini_image), mini_caption]], [ui["image_in"], ui["image_prompt"]], mini_label),
             )
         with gr.Tab("Depth -> image", id="depth_to_image"):
-            ui["depth_in"] = ImageUpload(
+            ui["depth_in"] = image_upload(
                 sources=["upload", "clipboard"],
                 label="Depth map (greyscale 8/16-bit PNG, near = white)",
                 elem_id="jd-depth",

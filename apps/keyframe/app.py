@@ -8,7 +8,9 @@ Staged, as users of such tools expect: load a part of a video (frames and sugges
 the keyframes, preview the edit on the first keyframe, edit all keyframes, re-edit or replace single
 keyframes, then inbetween (which writes the run record, params.json, beside the outputs). Per-session data (frames, motion, keyframes, edits) lives in `gr.State`;
 the event functions are in `apps.keyframe.handlers`, the job in `apps.keyframe.job`. The edit and inbetween events share one
-queue slot ("gpu", limit 1).
+queue slot ("gpu", limit 1). Image uploads (the colour-grade reference, your own edit) reach the handlers as
+paths (:func:`apps.common.gradio.image_upload`) and are read by core.imaging with its size limit; a run's files
+are served only to the session that made them (:func:`apps.common.gradio.served_copies`).
 
 API (every work event has an api_name; gradio_client keeps the session across calls):
     /sample_video, /mini_sample_video (the synthetic clip for the mini models, with its working size and
@@ -30,7 +32,7 @@ from typing import Any
 import gradio as gr
 
 from apps.common.examples import EXAMPLE_FOLDER, MINI_EXAMPLE_LABEL, MINI_STEPS, is_mini
-from apps.common.gradio import ImageUpload, low_vram_checkbox, serve
+from apps.common.gradio import image_upload, low_vram_checkbox, serve
 from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS
 from apps.keyframe.handlers import (
     DEFAULT_FILTER,
@@ -59,7 +61,7 @@ def _control(param, key: str):
     if param.kind == "bool":
         return gr.Checkbox(value=param.default, label=label, info=param.help, elem_id=f"kf-{key}")
     if param.kind == "image":  # its path; the handler reads it with core.imaging
-        return ImageUpload(sources=["upload"], label=f"{label}: {param.help}", height=160)
+        return image_upload(sources=["upload"], label=f"{label}: {param.help}", height=160)
     return gr.Slider(
         param.minimum,
         param.maximum,
@@ -196,7 +198,7 @@ def _edit_section() -> Components:
         ui["reedit_btn"] = gr.Button("Re-edit the selected keyframe", size="sm")
     ui["preview"] = gr.Image(label="Preview: original | edited", interactive=False, height=240, format="png")
     with gr.Accordion("Your own edit for the selected keyframe", open=False):
-        ui["own_image"] = ImageUpload(sources=["upload"], label="Image", height=200)
+        ui["own_image"] = image_upload(sources=["upload"], label="Image", height=200)
         ui["upload_btn"] = gr.Button("Use it for the selected keyframe", size="sm")
     return ui
 

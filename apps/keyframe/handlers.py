@@ -155,7 +155,7 @@ class Handlers:
         return [(thumb, f"{i} ({i / video.fps:.2f} s)") for i, thumb in enumerate(thumbs)]
 
     def _image(self, path: str | None, what: str) -> np.ndarray:
-        """An image upload (its path, from an ImageUpload input) read by core.imaging: its size checked from
+        """An image upload (its path, from an `image_upload` input) read by core.imaging: its size checked from
         the header against Settings.max_image_side, anything unreadable refused in one sentence."""
         if not path:
             raise InputError(f"Upload {what} first.")
