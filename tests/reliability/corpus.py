@@ -240,6 +240,12 @@ def _trajectories(*tracks, **header) -> str:
     )
 
 
+def _timed(points: list, **timing) -> str:
+    """A version 2 file of one trajectory with the given timing keys."""
+    entry = {"points_norm": points, **timing}
+    return json.dumps({"format": "kinema.trajectories", "version": 2, "trajectories": [entry]})
+
+
 def trajectory_cases() -> list[Case]:
     """Malformed, nested, non-finite, boolean and degenerate trajectory files, as text."""
     line = [[0.2, 0.5], [0.6, 0.5]]
@@ -315,6 +321,18 @@ def trajectory_cases() -> list[Case]:
         "far_out_of_frame": (_trajectories([[-1e6, 0.5], [1e6, 0.5]]), False),
         "bom": ("\ufeff" + _trajectories(line), False),
         "unknown_keys": (_trajectories(line, extra={"nested": [1, 2, 3]}), False),
+        "timing_valid": (_timed(line, start=0.2, end=0.8, easing="ease-in-out"), False),
+        "timing_reversed": (_timed(line, start=0.8, end=0.2), True),
+        "timing_outside_clip": (_timed(line, start=-1, end=3), True),
+        "timing_boolean": (_timed(line, start=True), True),
+        "timing_string": (_timed(line, end="1"), True),
+        "timing_nan": (_timed(line, end=float("nan")), True),
+        "timing_easing_unknown": (_timed(line, easing="bounce"), True),
+        "timing_easing_object": (_timed(line, easing={"a": 1}), True),
+        "timing_in_version_1": (
+            _trajectories(line).replace('"points_norm"', '"start": 0.5, "points_norm"'),
+            True,
+        ),
     }
     return [Case(f"trajectories:{name}", refuse, text=text) for name, (text, refuse) in texts.items()]
 
