@@ -13,8 +13,9 @@ so too. With ``KINEMA_SD_MODEL=mini`` the banner says what the mini models are, 
 tab's examples start with the held-out synthetic scene they were made for (:mod:`apps.common.examples`).
 
 Uploads reach the handlers as paths, undecoded (:func:`apps.common.gradio.image_upload`), and are read by
-core.imaging, which checks the size from the header before decoding and answers unreadable files with one sentence. A colour image given as a
-depth map is refused (its colours are not depth); a grey image stored as RGB is accepted.
+core.imaging, which checks the size from the header before decoding and answers unreadable files with one
+sentence. A colour image given as a depth map is refused (its colours are not depth); a grey image stored as
+RGB is accepted.
 
 Privacy: results are served only through the links each run hands its own session
 (:func:`apps.common.gradio.served_copies`); the page shows the run's name, never a server path. The joint
