@@ -24,7 +24,9 @@ whether or not such a path exists on the server.
 
 API (every event has an api_name; model events share one queue slot, "gpu", limit 1):
     /startup (model banner and its native size; runs on page load), /model_status (banner for a weights
-    choice), /list_weights, /generate, /image_to_depth, /depth_to_image.
+    choice), /list_weights, /generate, /image_to_depth, /depth_to_image; /stop_generate, /stop_image_to_depth,
+    /stop_depth_to_image (the Stop buttons: this session's runs stop at their next denoising step, as they do
+    when the page or client goes away).
 The settings are keyword inputs: weights, steps, guidance, seed, batch, low_vram, near, far, fov_deg,
 max_points.
 """
@@ -38,7 +40,7 @@ from typing import Any
 import gradio as gr
 
 from apps.common.examples import MINI_EXAMPLE_LABEL, MINI_STEPS, is_mini, mini_image_example
-from apps.common.gradio import image_upload, low_vram_checkbox, serve, served_copies, shows_errors
+from apps.common.gradio import RunStops, image_upload, low_vram_checkbox, serve, served_copies, shows_errors
 from apps.joint_depth import examples, job
 from apps.joint_depth.job import JointRequest, LoadedModel
 from core.config import ENV_PREFIX, Settings
@@ -58,6 +60,7 @@ class Handlers:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.stops = RunStops()
 
     # -- models ----------------------------------------------------------------------------------------
 
@@ -127,11 +130,16 @@ class Handlers:
 
     # -- runs ------------------------------------------------------------------------------------------
 
-    def _run(self, request: JointRequest, action: str, progress, low_vram: bool | None):
+    def _run(
+        self, request: JointRequest, action: str, progress, low_vram: bool | None, client: gr.Request | None
+    ):
         """Run a checked request with its files and record; the values of the result outputs. `low_vram`:
-        this run's low-VRAM mode (None: the server's)."""
+        this run's low-VRAM mode (None: the server's); `client`: whose Stop button or leaving stops it."""
         settings = self.settings if low_vram is None else self.settings.replace(low_vram=low_vram)
-        done = job.run_job(request, settings, action=action, progress=lambda text: progress(0, desc=text))
+        with self.stops.running(client) as token:
+            done = job.run_job(
+                request, settings, action=action, progress=lambda text: progress(0, desc=text), cancel=token
+            )
         model, images, files = done.model, done.images_uint8, done.files
         height, width = images.shape[1:3]
         weights_name = Path(model.weights).name if model.weights else "none (untrained)"
@@ -161,6 +169,7 @@ class Handlers:
         height: float,
         width: float,
         progress=gr.Progress(track_tqdm=True),
+        client: gr.Request = None,
         *,
         weights: str | None = "",
         low_vram: bool | None = None,
@@ -177,7 +186,7 @@ class Handlers:
             weights=self._weights(weights),
             **options,
         )
-        return self._run(request, "ui:generate", progress, low_vram)
+        return self._run(request, "ui:generate", progress, low_vram, client)
 
     @shows_errors
     def image_to_depth(
@@ -186,6 +195,7 @@ class Handlers:
         prompt: str,
         side: float,
         progress=gr.Progress(track_tqdm=True),
+        client: gr.Request = None,
         *,
         weights: str | None = "",
         low_vram: bool | None = None,
@@ -201,7 +211,7 @@ class Handlers:
             **options,
         )
         request = replace(request, input_path=image or "")  # run_job asks for an upload when there is none
-        return self._run(request, "ui:image_to_depth", progress, low_vram)
+        return self._run(request, "ui:image_to_depth", progress, low_vram, client)
 
     @shows_errors
     def depth_to_image(
@@ -211,6 +221,7 @@ class Handlers:
         negative_prompt: str,
         side: float,
         progress=gr.Progress(track_tqdm=True),
+        client: gr.Request = None,
         *,
         weights: str | None = "",
         low_vram: bool | None = None,
@@ -227,7 +238,7 @@ class Handlers:
             **options,
         )
         request = replace(request, input_path=depth or "")
-        return self._run(request, "ui:depth_to_image", progress, low_vram)
+        return self._run(request, "ui:depth_to_image", progress, low_vram, client)
 
     @staticmethod
     def show_point_cloud(clouds: list[str] | None, evt: gr.SelectData):
@@ -268,7 +279,9 @@ def _mode_tabs(settings: Settings) -> Components:
             with gr.Row():
                 ui["height"] = _side_slider(settings, "Height (px)", "jd-height")
                 ui["width"] = _side_slider(settings, "Width (px)", "jd-width")
-            ui["generate_btn"] = gr.Button("Generate", variant="primary", elem_id="jd-generate")
+            with gr.Row():
+                ui["generate_btn"] = gr.Button("Generate", variant="primary", elem_id="jd-generate", scale=3)
+                ui["generate_stop"] = gr.Button("Stop", variant="stop", elem_id="jd-generate-stop", scale=1)
             _examples(
                 mini_first,
                 ([[p] for p in [*examples.PROMPTS, scene_caption]], [ui["prompt"]], "Examples"),
@@ -280,7 +293,11 @@ def _mode_tabs(settings: Settings) -> Components:
             ui["image_side"] = _side_slider(
                 settings, "Longest side (px; the image is cropped to multiples of 64)", "jd-image-side"
             )
-            ui["image_btn"] = gr.Button("Estimate depth", variant="primary", elem_id="jd-image-go")
+            with gr.Row():
+                ui["image_btn"] = gr.Button(
+                    "Estimate depth", variant="primary", elem_id="jd-image-go", scale=3
+                )
+                ui["image_stop"] = gr.Button("Stop", variant="stop", elem_id="jd-image-stop", scale=1)
             _examples(
                 mini_first,
                 ([[str(p)] for p in [*examples.SAMPLE_IMAGES, scene_image]], [ui["image_in"]], "Examples"),
@@ -295,7 +312,11 @@ def _mode_tabs(settings: Settings) -> Components:
             ui["depth_prompt"] = gr.Textbox(label="Prompt", elem_id="jd-depth-prompt")
             ui["depth_negative"] = gr.Textbox(label="Negative prompt")
             ui["depth_side"] = _side_slider(settings, "Longest side (px)", "jd-depth-side")
-            ui["depth_btn"] = gr.Button("Generate image", variant="primary", elem_id="jd-depth-go")
+            with gr.Row():
+                ui["depth_btn"] = gr.Button(
+                    "Generate image", variant="primary", elem_id="jd-depth-go", scale=3
+                )
+                ui["depth_stop"] = gr.Button("Stop", variant="stop", elem_id="jd-depth-stop", scale=1)
             depth_inputs = [ui["depth_in"], ui["depth_prompt"]]
             _examples(
                 mini_first,
@@ -396,7 +417,7 @@ def _events(demo: gr.Blocks, h: Handlers, ui: Components) -> None:
     demo.load(h.startup, ui["weights"], sizes, api_name="startup", **gpu)
     ui["weights"].input(h.model_status, ui["weights"], ui["banner"], api_name="model_status", **gpu)
     ui["refresh_btn"].click(h.list_weights, None, ui["weights"], api_name="list_weights", queue=False)
-    gr.on(
+    generate = gr.on(
         [ui["generate_btn"].click, ui["prompt"].submit],
         h.generate,
         [ui["prompt"], ui["negative"], ui["height"], ui["width"]],
@@ -404,20 +425,26 @@ def _events(demo: gr.Blocks, h: Handlers, ui: Components) -> None:
         api_name="generate",
         **run,
     )
-    ui["image_btn"].click(
+    image_to_depth = ui["image_btn"].click(
         h.image_to_depth,
         [ui["image_in"], ui["image_prompt"], ui["image_side"]],
         results,
         api_name="image_to_depth",
         **run,
     )
-    ui["depth_btn"].click(
+    depth_to_image = ui["depth_btn"].click(
         h.depth_to_image,
         [ui["depth_in"], ui["depth_prompt"], ui["depth_negative"], ui["depth_side"]],
         results,
         api_name="depth_to_image",
         **run,
     )
+    stops = {
+        "stop_generate": (ui["generate_stop"], [generate]),
+        "stop_image_to_depth": (ui["image_stop"], [image_to_depth]),
+        "stop_depth_to_image": (ui["depth_stop"], [depth_to_image]),
+    }
+    h.stops.wire(demo, ui["status"], stops)
     glue = {"queue": False, "api_visibility": "private"}
     ui["images_out"].select(h.show_point_cloud, ui["clouds"], ui["cloud_out"], **glue)
     ui["depth_out"].select(h.show_point_cloud, ui["clouds"], ui["cloud_out"], **glue)
