@@ -7,6 +7,7 @@
 5. write the mp4 (and, when asked, a gif, original | result, a zip of the keyframes) and the run record
    (`apps.common.runs.RunRecord`) beside them. Images given as inputs (an uploaded edit, a filter's
    reference image) are written beside the record too, so :func:`request_from_record` redoes the run.
+   Every file goes through `core.outputs.atomic_path`: complete under its name, or not there.
 
 The app runs steps 1-3 interactively and hands what it has (`Prepared`) to :func:`run`, which then only
 does what is left; the CLI hands nothing and :func:`run` does it all.
@@ -42,6 +43,7 @@ from core.engines.interpolate import VideoMotion
 from core.engines.keyframes import Keyframe
 from core.errors import InputError
 from core.imaging import load_image
+from core.outputs import atomic_path
 from core.video import write_video
 
 # stage text, done, total: a stage that reports once has total 1.
@@ -303,16 +305,18 @@ def _write(
     indices: list[int],
     edited_uint8: np.ndarray,
 ) -> dict[str, str]:
-    """Write the videos and the zip asked for; where they are, by output."""
-    for path in files.paths():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    write_video(files.video_mp4, result_uint8, fps)
+    """Write the videos and the zip asked for (each through `atomic_path`); where they are, by output."""
+    with atomic_path(files.video_mp4) as temp:
+        write_video(temp, result_uint8, fps)
     if files.video_gif is not None:
-        write_video(files.video_gif, result_uint8, fps)
+        with atomic_path(files.video_gif) as temp:
+            write_video(temp, result_uint8, fps)
     if files.side_by_side_mp4 is not None:
-        write_video(files.side_by_side_mp4, side_by_side(original_uint8, result_uint8), fps)
+        with atomic_path(files.side_by_side_mp4) as temp:
+            write_video(temp, side_by_side(original_uint8, result_uint8), fps)
     if files.keyframes_zip is not None:
-        write_keyframes_zip(files.keyframes_zip, indices, original_uint8[indices], edited_uint8)
+        with atomic_path(files.keyframes_zip) as temp:
+            write_keyframes_zip(temp, indices, original_uint8[indices], edited_uint8)
     named = (
         ("video_mp4", files.video_mp4),
         ("video_gif", files.video_gif),
@@ -332,8 +336,8 @@ def _write(
 
 
 def _save_png(folder: Path, name: str, image_uint8: np.ndarray) -> str:
-    folder.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image_uint8).save(folder / name)
+    with atomic_path(folder / name) as temp:
+        Image.fromarray(image_uint8).save(temp)
     return name
 
 
