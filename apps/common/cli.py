@@ -33,7 +33,7 @@ def limited(name: str) -> Callable[[str], int | float]:
 
     def parse(text: str) -> int | float:
         try:
-            value = float(text)
+            value = int(text) if text.strip().lstrip("+-").isdigit() else float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{limit.what} must be a number, got {text!r}") from None
         try:

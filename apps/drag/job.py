@@ -171,11 +171,11 @@ def load_trajectories(path: str | Path) -> Trajectories:
     """A trajectories file written by `Trajectories.to_json()`; InputError when missing or invalid."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"The trajectory file {path} does not exist.")
+        raise InputError(f"The trajectory file {path.name} does not exist.")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"The trajectory file {path} cannot be read as text.") from err
+        raise InputError(f"The trajectory file {path.name} cannot be read as text.") from err
     return Trajectories.from_json(text)
 
 
