@@ -470,9 +470,9 @@ def _open_checked(source: str | Path | bytes, max_side: int) -> Image.Image:
     else:
         path = Path(source)
         if not path.is_file():
-            raise InputError(f"The image file {path} does not exist or is not a file.")
+            raise InputError(f"The image file {path.name} does not exist or is not a file.")
         if path.stat().st_size == 0:
-            raise InputError(f"The image file {path} is empty (0 bytes).")
+            raise InputError(f"The image file {path.name} is empty (0 bytes).")
         stream, name = io.BytesIO(path.read_bytes()), f"The image file {path.name}"
     try:
         image = Image.open(stream)

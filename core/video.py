@@ -245,7 +245,7 @@ def _ffmpeg_source(path: Path) -> _Source:
 def _open_source(path: str | Path, folder_fps: float) -> _Source:
     path = Path(path)
     if not path.exists():
-        raise InputError(f"The video {path} does not exist.")
+        raise InputError(f"The video {path.name} does not exist.")
     if path.is_dir():
         if not (folder_fps > 0 and math.isfinite(folder_fps)):
             raise InputError(f"The frame rate of a frame folder must be a positive number, got {folder_fps}.")

@@ -114,6 +114,10 @@ class RunRecord:
         path = Path(path)
         try:
             data = json.loads(path.read_text())
+        except RecursionError as error:
+            raise InputError(
+                f"The run record {path.name} is nested far too deeply to be a run record."
+            ) from error
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise InputError(f"Cannot read the run record {path.name}: {error}.") from error
         return cls.from_dict(data, source=path.name)

@@ -86,7 +86,7 @@ def check_upload(path: str | Path, settings: Settings) -> Path:
         raise InputError("Choose a video first (upload one or use the sample clip).")
     path = Path(path)
     if not path.exists():
-        raise InputError(f"The video {path} does not exist.")
+        raise InputError(f"The video {path.name} does not exist.")
     if path.is_file() and path.stat().st_size > settings.max_upload_bytes:
         size_mb = path.stat().st_size / 2**20
         raise InputError(

@@ -7,7 +7,7 @@ well under a pixel; anchors pin their neighbourhood; a region mask and a camera 
 `core.trajectory`. Frame 0 is the input, unchanged.
 
 What the warp cannot know is filled, never left black (the fill is documented here, in one place).
-The fill is push-pull (`_fill`): a pyramid of known-weighted averages, read back from coarse to fine,
+The fill is push-pull (`fill_holes`): a pyramid of known-weighted averages, read back from coarse to fine,
 gives a smooth blend of the surrounding colours that grows softer with the distance to known pixels.
 We chose it over OpenCV's Telea inpainting and over a replicated border because those smear wide holes
 into streaks (compared on the scikit-image photos), and it costs two image pyramids whatever the hole.
@@ -167,10 +167,27 @@ def _check_motion(
     return trajectories
 
 
+def check_animation(
+    image_uint8: np.ndarray,
+    trajectories: object,
+    num_frames: object,
+    camera: CameraMotion | None,
+    region_mask: np.ndarray | None,
+    settings: Settings,
+) -> tuple[int, int, int, Trajectories, CameraMotion | None]:
+    """The checks every engine's animate runs: (height, width, num_frames, trajectories, camera or None for
+    a still one); InputError with one sentence for a bad image, frame count, mask or camera, or nothing
+    that moves."""
+    height, width = _check_image(image_uint8, settings)
+    num_frames = _check_num_frames(num_frames, settings)
+    trajectories = _check_motion(trajectories, camera, region_mask)
+    return height, width, num_frames, trajectories, None if _is_still(camera) else camera
+
+
 # -- fill ----------------------------------------------------------------------------------------------
 
 
-def _fill(image_uint8: np.ndarray, known: np.ndarray) -> np.ndarray:
+def fill_holes(image_uint8: np.ndarray, known: np.ndarray) -> np.ndarray:
     """A smooth fill of the pixels where `known` (H,W bool) is False, from the known ones (push-pull).
 
     Pull: halve the image repeatedly (cv2.pyrDown) as known-weighted averages, so every coarse pixel
@@ -238,7 +255,7 @@ class _Canvas:
         padded = cv2.copyMakeBorder(image_uint8, top, bottom, left, right, cv2.BORDER_REPLICATE)
         margin = np.ones(padded.shape[:2], bool)
         margin[top : top + height, left : left + width] = False
-        padded[margin] = np.clip(np.rint(_fill(padded, ~margin)[margin]), 0, 255).astype(np.uint8)
+        padded[margin] = np.clip(np.rint(fill_holes(padded, ~margin)[margin]), 0, 255).astype(np.uint8)
         return cls(padded, left, top)
 
     def sample(self, sample_x: np.ndarray, sample_y: np.ndarray) -> np.ndarray:
@@ -307,7 +324,7 @@ def _render(
         # Fill from the pixels that are warped faithfully, around the stretched ones only; blend by
         # the stretch weight.
         box = _crop_around(stretch > 0)
-        fill = _fill(frame[box], stretch[box] == 0)
+        fill = fill_holes(frame[box], stretch[box] == 0)
         weight = stretch[box][..., None]
         blended = frame[box] + weight * (fill - frame[box])
         frame[box] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
@@ -372,11 +389,9 @@ def animate(
         InputError: a bad image, frame count, mask or camera, or nothing that moves.
     """
     settings = settings or Settings.from_env()
-    height, width = _check_image(image_uint8, settings)
-    num_frames = _check_num_frames(num_frames, settings)
-    trajectories = _check_motion(trajectories, camera, region_mask)
-    camera = None if _is_still(camera) else camera
-
+    height, width, num_frames, trajectories, camera = check_animation(
+        image_uint8, trajectories, num_frames, camera, region_mask, settings
+    )
     tracks_norm = trajectories.tracks_norm(num_frames, (width, height))
     frames, flow, filled = _warp(
         image_uint8, tracks_norm, region_mask, camera, radius_px, progress, with_flow=True
@@ -467,10 +482,9 @@ def preview_video(
         InputError: as `animate`, and for a bad `max_side_px`.
     """
     settings = settings or Settings.from_env()
-    height, width = _check_image(image_uint8, settings)
-    num_frames = _check_num_frames(num_frames, settings)
-    trajectories = _check_motion(trajectories, camera, region_mask)
-    camera = None if _is_still(camera) else camera
+    height, width, num_frames, trajectories, camera = check_animation(
+        image_uint8, trajectories, num_frames, camera, region_mask, settings
+    )
     if isinstance(max_side_px, bool) or not isinstance(max_side_px, int | np.integer):
         raise InputError(f"max_side_px must be a whole number of pixels, got {max_side_px!r}.")
     if max_side_px < MIN_IMAGE_SIDE_PX:

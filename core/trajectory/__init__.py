@@ -20,8 +20,10 @@ from core.trajectory.flow import (
     tracks_to_px,
 )
 from core.trajectory.model import (
+    EASINGS,
     JSON_FORMAT,
     JSON_VERSION,
+    Timing,
     Trajectories,
     Trajectory,
     from_clicks,
@@ -29,9 +31,11 @@ from core.trajectory.model import (
 )
 
 __all__ = [
+    "EASINGS",
     "JSON_FORMAT",
     "JSON_VERSION",
     "CameraMotion",
+    "Timing",
     "Trajectories",
     "Trajectory",
     "backward_flow",

@@ -10,15 +10,23 @@ Coordinates
 
 Degenerate input (the contract)
     - NaN or infinite coordinates, a non-positive image size: `InputError`.
+    - A file (`Trajectories.from_json`) holds JSON numbers only (no booleans, strings or nulls), at most
+      MAX_TRACKS trajectories of at most MAX_POINTS points, and no deep nesting; anything else: `InputError`.
     - Points outside the image are clipped to [0, 1]: a stroke that leaves the picture ends at its edge.
     - A zero-length path (repeated clicks on one pixel) is an anchor.
     - `from_clicks` with no clicks raises `InputError`; an empty `Trajectories` is valid, the caller
       decides whether that is an error.
+
+Timing
+    Each trajectory moves during its `Timing`: from `start` to `end`, fractions of the clip (0 = the first
+    frame, 1 = the last), still before and after, with linear or ease-in-out speed along the path. The default
+    (0, 1, linear) spreads the path evenly over the whole clip; two objects can move one after the other.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +38,10 @@ from core.checks import check_size
 from core.errors import InputError
 
 JSON_FORMAT = "kinema.trajectories"
-JSON_VERSION = 1
+JSON_VERSION = 2  # 2 adds each trajectory's timing; version 1 files (no timing) are read as before
+EASINGS = ("linear", "ease-in-out")
+MAX_TRACKS = 256  # per file: far more than anyone draws, few enough that every backend stays fast
+MAX_POINTS = 4096  # per trajectory: a hand-drawn stroke has tens to hundreds
 
 # Segments shorter than this (in the arc-length metric) carry no arc length and are dropped.
 _MIN_SEGMENT = 1e-9
@@ -51,6 +62,42 @@ def _as_points(points: Any, what: str) -> np.ndarray:
     return array
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """When a trajectory moves: from `start` to `end` (fractions of the clip, 0 <= start < end <= 1), with
+    `easing` "linear" (constant speed) or "ease-in-out" (starting and stopping smoothly)."""
+
+    start: float = 0.0
+    end: float = 1.0
+    easing: str = "linear"
+
+    def __post_init__(self) -> None:
+        if not all(_is_number(v) and math.isfinite(v) for v in (self.start, self.end)):
+            raise InputError(
+                f"A trajectory's start and end must be numbers, got {self.start!r} and {self.end!r}."
+            )
+        if not 0.0 <= self.start < self.end <= 1.0:
+            raise InputError(
+                f"A trajectory must start before it ends, within the clip (0 to 1), got {self.start} to {self.end}."
+            )
+        if self.easing not in EASINGS:
+            raise InputError(
+                f"A trajectory's easing must be one of {', '.join(EASINGS)}, got {self.easing!r}."
+            )
+        object.__setattr__(self, "start", float(self.start))
+        object.__setattr__(self, "end", float(self.end))
+
+    def fractions(self, num_frames: int) -> np.ndarray:
+        """(N,) float64 in [0,1]: how much of the path is covered at each frame (0 at the first, 1 at the last)."""
+        clip = np.linspace(0.0, 1.0, num_frames)
+        local = np.clip((clip - self.start) / (self.end - self.start), 0.0, 1.0)
+        return local if self.easing == "linear" else 0.5 - 0.5 * np.cos(np.pi * local)
+
+
 @dataclass(frozen=True, eq=False)
 class Trajectory:
     """One polyline in normalised image coordinates; a single point (or zero length) is an anchor.
@@ -58,20 +105,28 @@ class Trajectory:
     Attributes:
         points_norm: (K,2) float64 in [0,1], (x, y), x right and y down, K >= 1. Construction clips
             points outside the image to [0,1] and raises InputError on NaN/inf; the array is read-only.
+        timing: when it moves (see `Timing`); an anchor ignores it.
     """
 
     points_norm: np.ndarray
+    timing: Timing = Timing()
 
     def __post_init__(self) -> None:
         points = np.clip(_as_points(self.points_norm, "A trajectory"), 0.0, 1.0)
         points.setflags(write=False)
         object.__setattr__(self, "points_norm", points)
+        if not isinstance(self.timing, Timing):
+            raise InputError("A trajectory's timing must be a Timing.")
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Trajectory) and np.array_equal(self.points_norm, other.points_norm)
+        return (
+            isinstance(other, Trajectory)
+            and np.array_equal(self.points_norm, other.points_norm)
+            and self.timing == other.timing
+        )
 
     def __hash__(self) -> int:
-        return hash(self.points_norm.tobytes())
+        return hash((self.points_norm.tobytes(), self.timing))
 
     def length(self, image_size: tuple[int, int] | None = None) -> float:
         """Arc length: in pixels of an image of `image_size` (width, height), else in normalised units."""
@@ -84,7 +139,7 @@ class Trajectory:
         return bool(np.all(self.points_norm == self.points_norm[0]))
 
     def resample(self, num_frames: int, image_size: tuple[int, int] | None = None) -> np.ndarray:
-        """Positions at `num_frames` frames, evenly spaced in arc length along a PCHIP curve.
+        """Positions at `num_frames` frames along a PCHIP curve, evenly spaced in arc length over its timing.
 
         The curve interpolates the polyline's vertices with a shape-preserving cubic (scipy
         PchipInterpolator) over cumulative arc length s, one interpolant per coordinate: between two
@@ -101,7 +156,7 @@ class Trajectory:
         Returns:
             (N,2) float64 in [0,1].
         """
-        return resample_polyline(self.points_norm, num_frames, image_size)
+        return resample_polyline(self.points_norm, num_frames, image_size, self.timing)
 
 
 @dataclass(frozen=True)
@@ -148,25 +203,36 @@ class Trajectories:
         return np.stack([t.resample(num_frames, image_size) for t in self.items])
 
     def to_json(self) -> str:
-        """Serialise as `{"format": "kinema.trajectories", "version": 1, "trajectories": [...]}`."""
-        payload = {
-            "format": JSON_FORMAT,
-            "version": JSON_VERSION,
-            "trajectories": [{"points_norm": t.points_norm.tolist()} for t in self.items],
-        }
+        """Serialise as `{"format": "kinema.trajectories", "version": 2, "trajectories": [{"points_norm": [[x,
+        y], ...], "start": 0.0, "end": 1.0, "easing": "linear"}, ...]}`."""
+        entries = [
+            {
+                "points_norm": t.points_norm.tolist(),
+                "start": t.timing.start,
+                "end": t.timing.end,
+                "easing": t.timing.easing,
+            }
+            for t in self.items
+        ]
+        payload = {"format": JSON_FORMAT, "version": JSON_VERSION, "trajectories": entries}
         return json.dumps(payload)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Trajectories:
-        """Inverse of `to_json` (exact round trip). InputError on anything else or a newer version."""
+        """Inverse of `to_json` (exact round trip); reads version 1 files (no timing: the default one).
+        InputError on anything else or a newer version."""
+        if isinstance(text, str):
+            text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
         try:
             payload = json.loads(text)
+        except RecursionError as err:
+            raise InputError("The trajectory file is nested far too deeply to be a trajectory file.") from err
         except (TypeError, ValueError) as err:
             raise InputError("The trajectory file is not valid JSON.") from err
         if not isinstance(payload, dict) or payload.get("format") != JSON_FORMAT:
             raise InputError(f"The file is not a trajectory file (expected format {JSON_FORMAT!r}).")
         version = payload.get("version")
-        if not isinstance(version, int) or version < 1:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise InputError(f"The trajectory file has no valid version (got {version!r}).")
         if version > JSON_VERSION:
             raise InputError(
@@ -176,12 +242,36 @@ class Trajectories:
         entries = payload.get("trajectories")
         if not isinstance(entries, list):
             raise InputError("The trajectory file has no 'trajectories' list.")
+        if len(entries) > MAX_TRACKS:
+            raise InputError(
+                f"The trajectory file has {len(entries)} trajectories; at most {MAX_TRACKS} are allowed."
+            )
         items = []
         for i, entry in enumerate(entries):
             if not isinstance(entry, dict) or "points_norm" not in entry:
                 raise InputError(f"Trajectory {i} in the file has no 'points_norm'.")
-            items.append(Trajectory(_as_points(entry["points_norm"], f"Trajectory {i} in the file")))
+            what = f"Trajectory {i} in the file"
+            timing = {key: entry[key] for key in ("start", "end", "easing") if key in entry}
+            if version == 1 and timing:
+                raise InputError(f"{what} has timing, which version 1 files do not have; set version 2.")
+            try:
+                parsed_timing = Timing(**timing)
+            except InputError as error:
+                raise InputError(f"{what}: {error}") from None
+            items.append(Trajectory(_json_points(entry["points_norm"], what), parsed_timing))
         return cls(tuple(items))
+
+
+def _json_points(points: Any, what: str) -> np.ndarray:
+    """The `points_norm` of a file: a list of at most MAX_POINTS [x, y] pairs of JSON numbers, nothing else
+    (no booleans, strings or nulls that numpy would turn into numbers)."""
+    if not isinstance(points, list) or not all(
+        isinstance(point, list) and len(point) == 2 and all(map(_is_number, point)) for point in points
+    ):
+        raise InputError(f"{what} must be a list of [x, y] number pairs.")
+    if len(points) > MAX_POINTS:
+        raise InputError(f"{what} has {len(points)} points; at most {MAX_POINTS} are allowed.")
+    return _as_points(points, what)
 
 
 def _metric(image_size: tuple[int, int] | None) -> np.ndarray:
@@ -199,7 +289,10 @@ def _check_num_frames(num_frames: Any) -> int:
 
 
 def resample_polyline(
-    points_norm: np.ndarray, num_frames: int, image_size: tuple[int, int] | None = None
+    points_norm: np.ndarray,
+    num_frames: int,
+    image_size: tuple[int, int] | None = None,
+    timing: Timing = Timing(),
 ) -> np.ndarray:
     """Resample a (K,2) polyline to `num_frames` positions; see `Trajectory.resample`."""
     num_frames = _check_num_frames(num_frames)
@@ -215,9 +308,14 @@ def resample_polyline(
     arc = np.concatenate([[0.0], np.cumsum(steps)])
     # PCHIP divides by segment slopes; a denormal-small slope overflows to a harmless zero derivative.
     with np.errstate(over="ignore", divide="ignore"):
-        out = PchipInterpolator(arc, points, axis=0)(np.linspace(0.0, arc[-1], num_frames))
-    out[-1] = points[-1]
-    out[0] = points[0]  # last, so that a single frame is the start
+        covered = (
+            np.linspace(0.0, arc[-1], num_frames)
+            if timing == Timing()
+            else timing.fractions(num_frames) * arc[-1]
+        )
+        out = PchipInterpolator(arc, points, axis=0)(covered)
+    out[covered == arc[-1]] = points[-1]
+    out[covered == 0.0] = points[0]  # last, so that a single frame is the start
     return np.clip(out, 0.0, 1.0)
 
 

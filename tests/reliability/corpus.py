@@ -61,9 +61,11 @@ def assert_clear_message(message: str, *, forbidden: tuple[str, ...] = ()) -> No
 def good_image_uint8() -> np.ndarray:
     width, height = GOOD_SIZE
     y, x = np.mgrid[0:height, 0:width]
-    return np.stack([x * 255 // (width - 1), y * 255 // (height - 1), (x + y) % 256], axis=-1).astype(
-        np.uint8
-    )
+    ramp = np.stack([x * 255 // (width - 1), y * 255 // (height - 1), (x + y) % 256], axis=-1)
+    noise = np.random.default_rng(SEED).integers(
+        -24, 25, ramp.shape
+    )  # so no encoder packs it into a few bytes
+    return np.clip(ramp + noise, 0, 255).astype(np.uint8)
 
 
 def _encoded(image: Image.Image, fmt: str, **params) -> bytes:
@@ -180,8 +182,9 @@ def video_cases(folder: Path) -> list[Case]:
         (folder / name).write_bytes(payload)
         cases.append(Case(f"video:{name}", refuse, path=folder / name))
 
-    for percent in (5, 30, 60, 95):
+    for percent in (5, 30, 60):
         add(f"truncated{percent}.mp4", data[: len(data) * percent // 100], True)
+    add("truncated95.mp4", data[: len(data) * 95 // 100], False)  # the frames before the cut decode
     add("head_cut.mp4", data[1024:], True)
     add("empty.mp4", b"", True)
     add("random_bytes.mp4", rng.integers(0, 256, 8192, dtype=np.uint8).tobytes(), True)
@@ -237,6 +240,12 @@ def _trajectories(*tracks, **header) -> str:
     )
 
 
+def _timed(points: list, **timing) -> str:
+    """A version 2 file of one trajectory with the given timing keys."""
+    entry = {"points_norm": points, **timing}
+    return json.dumps({"format": "kinema.trajectories", "version": 2, "trajectories": [entry]})
+
+
 def trajectory_cases() -> list[Case]:
     """Malformed, nested, non-finite, boolean and degenerate trajectory files, as text."""
     line = [[0.2, 0.5], [0.6, 0.5]]
@@ -271,7 +280,7 @@ def trajectory_cases() -> list[Case]:
             True,
         ),
         "points_empty": (_trajectories([]), True),
-        "points_single": (_trajectories([[0.5, 0.5]]), True),
+        "points_single": (_trajectories([[0.5, 0.5]]), False),
         "points_one_coordinate": (_trajectories([[0.5], [0.6]]), True),
         "points_three_coordinates": (_trajectories([[0.5, 0.5, 0.5], [0.6, 0.6, 0.6]]), True),
         "points_strings": (_trajectories([["0.1", "0.2"], ["0.3", "0.4"]]), True),
@@ -309,33 +318,73 @@ def trajectory_cases() -> list[Case]:
         "no_tracks": (_trajectories(), False),
         "zero_length": (_trajectories([[0.5, 0.5], [0.5, 0.5]]), False),
         "out_of_frame": (_trajectories([[-0.5, 0.5], [1.5, 0.5]]), False),
-        "far_out_of_frame": (_trajectories([[-1e6, 0.5], [1e6, 0.5]]), True),
+        "far_out_of_frame": (_trajectories([[-1e6, 0.5], [1e6, 0.5]]), False),
         "bom": ("\ufeff" + _trajectories(line), False),
         "unknown_keys": (_trajectories(line, extra={"nested": [1, 2, 3]}), False),
+        "timing_valid": (_timed(line, start=0.2, end=0.8, easing="ease-in-out"), False),
+        "timing_reversed": (_timed(line, start=0.8, end=0.2), True),
+        "timing_outside_clip": (_timed(line, start=-1, end=3), True),
+        "timing_boolean": (_timed(line, start=True), True),
+        "timing_string": (_timed(line, end="1"), True),
+        "timing_nan": (_timed(line, end=float("nan")), True),
+        "timing_easing_unknown": (_timed(line, easing="bounce"), True),
+        "timing_easing_object": (_timed(line, easing={"a": 1}), True),
+        "timing_in_version_1": (
+            _trajectories(line).replace('"points_norm"', '"start": 0.5, "points_norm"'),
+            True,
+        ),
     }
     return [Case(f"trajectories:{name}", refuse, text=text) for name, (text, refuse) in texts.items()]
 
 
+def run_record_cases() -> list[Case]:
+    """Damaged and hostile run records (the params.json a run is redone from), as text."""
+    record = {"format": "kinema.run", "version": 1, "app": "drag", "action": "cli", "arguments": {}}
+    texts = {
+        "not_json": ("{params", True),
+        "empty": ("", True),
+        "list": ("[]", True),
+        "deep_lists": ("[" * 100_000 + "]" * 100_000, True),
+        "deep_arguments": (
+            json.dumps(record).replace(
+                '"arguments": {}', '"arguments": ' + '{"a":' * 100_000 + "1" + "}" * 100_000
+            ),
+            True,
+        ),
+        "wrong_format": (json.dumps({**record, "format": "other"}), True),
+        "version_future": (json.dumps({**record, "version": 99}), True),
+        "no_app": (json.dumps({k: v for k, v in record.items() if k != "app"}), True),
+        "unknown_app": (json.dumps({**record, "app": "other"}), True),
+        "bad_action": (json.dumps({**record, "action": "rm -rf"}), True),
+        "arguments_list": (json.dumps({**record, "arguments": []}), True),
+        "unknown_key": (json.dumps({**record, "extra": 1}), True),
+        "binary": ("\x00\x01\x02", True),
+        "valid": (json.dumps(record), False),
+    }
+    return [Case(f"run_record:{name}", refuse, text=text) for name, (text, refuse) in texts.items()]
+
+
 def write_corpus(folder: Path) -> dict[str, Case]:
-    """Write every case under `folder` (images/, videos/, trajectories/); returns them by name."""
-    trajectories = trajectory_cases()
-    (folder / "trajectories").mkdir(parents=True, exist_ok=True)
+    """Write every case under `folder` (images/, videos/, trajectories/, run_records/); returns them by name."""
     written = []
-    for case in trajectories:
-        path = folder / "trajectories" / (case.name.split(":", 1)[1] + ".json")
-        path.write_text(case.text, encoding="utf-8")
-        written.append(Case(case.name, case.refuse, path=path, text=case.text))
+    for kind, cases in (("trajectories", trajectory_cases()), ("run_records", run_record_cases())):
+        (folder / kind).mkdir(parents=True, exist_ok=True)
+        for case in cases:
+            path = folder / kind / (case.name.split(":", 1)[1] + ".json")
+            path.write_text(case.text, encoding="utf-8")
+            written.append(Case(case.name, case.refuse, path=path, text=case.text))
     cases = image_cases(folder / "images") + video_cases(folder / "videos") + written
     return {case.name: case for case in cases}
 
 
 def case_names(kind: str) -> list[str]:
-    """The names of one kind's cases ("image", "video", "trajectories"), known without writing anything:
+    """The names of one kind's cases ("image", "video", "trajectories", "run_record"), known without writing:
     what tests parametrize over, then look up in the `corpus` fixture."""
     names = {
         "image": [f"image:{name}" for name in image_payloads()],
         "video": [f"video:{name}" for name in VIDEO_NAMES],
         "trajectories": [case.name for case in trajectory_cases()],
+        "run_record": [case.name for case in run_record_cases()],
     }
     return names[kind]
 
@@ -343,5 +392,5 @@ def case_names(kind: str) -> list[str]:
 if __name__ == "__main__":
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "reliability-corpus")
     cases = write_corpus(target)
-    counts = {kind: len(case_names(kind)) for kind in ("image", "video", "trajectories")}
+    counts = {kind: len(case_names(kind)) for kind in ("image", "video", "trajectories", "run_record")}
     print(f"{len(cases)} cases in {target}: " + ", ".join(f"{kind} {n}" for kind, n in counts.items()))

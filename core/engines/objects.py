@@ -1,0 +1,320 @@
+"""Object-aware drags: each drag moves the object under its start point, rigidly; the background holds.
+
+The warp engine (`core.engines.warp`) spreads every drag as a smooth field, so the picture moves like a
+rubber sheet. Here a drag selects an object instead:
+
+1. Segmentation, without weights (`segment_object`): OpenCV's GrabCut, seeded with a sure-foreground disc at
+   the drag's start, a probable-foreground disc around it and a sure-background image border, run on a copy
+   at most `SEGMENT_SIDE_PX` long and enlarged back; the connected part under the start point is the object.
+   A part smaller than a disc of 0.06 x the shorter side (a speck of texture, not an object) is replaced by
+   that disc around the point: the patch under the drag moves. Chosen by measurement on 30 synthetic sprite
+   scenes of the validation seeds (`python -m core.eval.drag_objects --segmentation`): mean IoU 0.92 / 0.98
+   at 128 / 256 px, against 0.83 / 0.84 for mean-shift smoothing + flood fill. `grow_px` grows (or,
+   negative, shrinks) the mask; an app may pass its own mask per drag instead (painted, or a learned one).
+2. Grouping (`object_layers`): a drag that starts inside an earlier drag's object moves that same object;
+   an anchor (a point that does not move) inside an object pins it there. An object with one drag
+   translates; with several drags and anchors it follows the least-squares similarity (translation,
+   rotation, uniform scale) that carries their start points to their positions in each frame.
+3. Rendering (`animate_objects`): the background plate is the image with every moving object cut out and
+   the hole filled (the warp engine's push-pull fill, `fill_holes`); each frame is the plate (still, or
+   moved by the camera move through the warp engine) with the objects composited over it back to front (the
+   later drawn in front, or the nearer by a depth map given to `object_layers`), each with a one-pixel
+   feathered edge. What an object uncovers shows the filled plate, never a stretched picture;
+   `WarpResult.filled` marks it.
+
+The result is the warp engine's `WarpResult`, so every backend takes either engine's output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from core.config import Settings
+from core.engines.warp import (
+    DEFAULT_FRAMES,
+    ProgressCallback,
+    WarpResult,
+    animate,
+    check_animation,
+    fill_holes,
+)
+from core.errors import InputError
+from core.trajectory import CameraMotion, Trajectories, tracks_to_px
+
+SEGMENT_SIDE_PX = 320
+"""Longest side of the copy GrabCut runs on (its cost grows with the pixels; the mask is enlarged back)."""
+
+_SURE_PER_SIDE = 1 / 64  # radius of the sure-foreground disc at the drag start, per shorter image side
+_LIKELY_PER_SURE = 3  # the probable-foreground disc around it, in sure radii
+_BORDER_PER_SIDE = 1 / 40  # the sure-background band along the image border
+_GRABCUT_ITERATIONS = 5
+_SMALLEST_PER_SIDE = 0.06  # radius, per shorter image side, of the disc a too small segment is replaced by
+_HOLE_MARGIN_PX = 2  # the plate's hole is the objects grown by this: their edge colours stay off the plate
+_FEATHER_PX = 1.0  # Gaussian sigma of an object's edge when composited
+
+
+@dataclass(frozen=True)
+class ObjectLayer:
+    """One object a drag moves.
+
+    Attributes:
+        mask: (H,W) bool, the object in the input image.
+        tracks: indices into the trajectories that carry it (its drags, then the anchors inside it).
+    """
+
+    mask: np.ndarray
+    tracks: tuple[int, ...]
+
+
+def _resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    if mask.shape == (height, width):
+        return mask
+    soft = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    return soft >= 0.5
+
+
+def _grow(mask: np.ndarray, grow_px: int) -> np.ndarray:
+    if grow_px == 0:
+        return mask
+    size = 2 * abs(grow_px) + 1
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    operation = cv2.dilate if grow_px > 0 else cv2.erode
+    return operation(mask.astype(np.uint8), kernel).astype(bool)
+
+
+def segment_object(image_uint8: np.ndarray, point_px: Sequence[float], *, grow_px: int = 0) -> np.ndarray:
+    """The object under `point_px` (x, y in pixel-centre coordinates), as an (H,W) bool mask.
+
+    GrabCut on a copy at most `SEGMENT_SIDE_PX` long (see the module docstring); the connected part under
+    the point; grown by `grow_px` (negative: shrunk). The point's own pixel is always in the mask.
+    """
+    height, width = image_uint8.shape[:2]
+    x, y = float(point_px[0]), float(point_px[1])
+    if not (np.isfinite(x) and np.isfinite(y) and -0.5 <= x < width - 0.5 and -0.5 <= y < height - 0.5):
+        raise InputError(f"The drag starts at ({x:.1f}, {y:.1f}), outside the {width}x{height} image.")
+    if isinstance(grow_px, bool) or not isinstance(grow_px, int | np.integer):
+        raise InputError(f"The object's grow/shrink must be a whole number of pixels, got {grow_px!r}.")
+    scale = min(1.0, SEGMENT_SIDE_PX / max(height, width))
+    small_w, small_h = max(1, round(width * scale)), max(1, round(height * scale))
+    small = (
+        image_uint8
+        if scale == 1.0
+        else cv2.resize(image_uint8, (small_w, small_h), interpolation=cv2.INTER_AREA)
+    )
+    seed = (
+        min(small_w - 1, round((x + 0.5) * scale - 0.5)),
+        min(small_h - 1, round((y + 0.5) * scale - 0.5)),
+    )
+    sure = max(1, round(_SURE_PER_SIDE * min(small_h, small_w)))
+    labels = np.full((small_h, small_w), cv2.GC_PR_BGD, np.uint8)
+    border = max(1, round(_BORDER_PER_SIDE * min(small_h, small_w)))
+    labels[:border], labels[-border:], labels[:, :border], labels[:, -border:] = (cv2.GC_BGD,) * 4
+    cv2.circle(labels, seed, _LIKELY_PER_SURE * sure, cv2.GC_PR_FGD, -1)
+    cv2.circle(labels, seed, sure, cv2.GC_FGD, -1)
+    models = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.grabCut(
+        np.ascontiguousarray(small[..., ::-1]),
+        labels,
+        None,
+        *models,
+        _GRABCUT_ITERATIONS,
+        cv2.GC_INIT_WITH_MASK,
+    )
+    foreground = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+    _, parts = cv2.connectedComponents(foreground.astype(np.uint8))
+    mask = _resize_mask(parts == parts[seed[1], seed[0]], height, width)
+    mask = _grow(mask, int(grow_px))
+    radius = _SMALLEST_PER_SIDE * min(height, width)
+    if mask.sum() < np.pi * radius**2:  # a speck of texture, not an object: move the patch around the point
+        mask = np.zeros((height, width), np.uint8)
+        cv2.circle(mask, (round(x), round(y)), round(radius), 1, -1)
+        mask = mask.astype(bool)
+    mask[min(height - 1, max(0, round(y))), min(width - 1, max(0, round(x)))] = True
+    return mask
+
+
+def object_layers(
+    image_uint8: np.ndarray,
+    trajectories: Trajectories,
+    *,
+    masks: dict[int, np.ndarray] | None = None,
+    grow_px: int = 0,
+    disparity: np.ndarray | None = None,
+) -> list[ObjectLayer]:
+    """The objects the drags move, back to front (see the module docstring for the grouping).
+
+    Args:
+        image_uint8: (H,W,3) uint8.
+        trajectories: the drags and anchors.
+        masks: optional {trajectory index: (H,W) bool mask} for drags whose object the user gave (painted,
+            or from a learned segmenter); the other drags are segmented with `segment_object`.
+        grow_px: passed to `segment_object`.
+        disparity: optional (H,W) depth map as disparity (larger = nearer, e.g. the joint app's): objects
+            are ordered by their mean disparity, the nearest in front. Without it the later drawn is in front.
+    """
+    height, width = image_uint8.shape[:2]
+    masks = masks or {}
+    starts_px = np.array([(t.points_norm[0] * (width, height)) - 0.5 for t in trajectories]).reshape(-1, 2)
+    layers: list[tuple[np.ndarray, list[int]]] = []
+
+    def layer_at(index: int) -> int | None:
+        column, row = (
+            min(n - 1, max(0, round(v))) for v, n in zip(starts_px[index], (width, height), strict=True)
+        )
+        for k in reversed(range(len(layers))):  # the front-most object under the point
+            if layers[k][0][row, column]:
+                return k
+        return None
+
+    for index, trajectory in enumerate(trajectories):
+        if trajectory.is_anchor:
+            continue
+        if index in masks:
+            mask = np.asarray(masks[index], bool)
+            if mask.shape != (height, width) or not mask.any():
+                raise InputError(
+                    f"The object mask of drag {index + 1} must be a non-empty {height}x{width} mask."
+                )
+            layers.append((mask, [index]))
+            continue
+        joined = layer_at(index)
+        if joined is None:
+            layers.append((segment_object(image_uint8, starts_px[index], grow_px=grow_px), [index]))
+        else:
+            layers[joined][1].append(index)
+    for index, trajectory in enumerate(trajectories):
+        joined = layer_at(index) if trajectory.is_anchor else None
+        if joined is not None:
+            layers[joined][1].append(index)
+    ordered = [ObjectLayer(mask, tuple(tracks)) for mask, tracks in layers]
+    if disparity is None:
+        return ordered
+    disparity = np.asarray(disparity, np.float64)
+    if disparity.shape != (height, width) or not np.isfinite(disparity).all():
+        raise InputError(
+            f"The depth map must be a {height}x{width} map of finite values, got {disparity.shape}."
+        )
+    return sorted(
+        ordered, key=lambda layer: float(disparity[layer.mask].mean())
+    )  # stable: ties keep drawing order
+
+
+def similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The (2,3) affine map of the least-squares similarity taking points `source` (K,2) to `target` (K,2):
+    a translation for one point; rotation, uniform scale and translation for more (no reflection)."""
+    source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
+    a = (source - source_mean) @ (1, 1j)
+    b = (target - target_mean) @ (1, 1j)
+    power = float(np.vdot(a, a).real)
+    factor = complex(np.vdot(a, b)) / power if power > 1e-12 else 1.0 + 0j
+    linear = np.array([[factor.real, -factor.imag], [factor.imag, factor.real]])
+    return np.hstack([linear, (target_mean - linear @ source_mean)[:, None]])
+
+
+def _feathered(mask: np.ndarray) -> np.ndarray:
+    """(H,W) float32 alpha: 1 inside the mask, a Gaussian edge of `_FEATHER_PX` around it."""
+    return np.maximum(mask.astype(np.float32), cv2.GaussianBlur(mask.astype(np.float32), (0, 0), _FEATHER_PX))
+
+
+def _relative_flow(before: np.ndarray, after: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(H,W,2) float32: where a pixel q of frame t goes in frame t+1 for an object mapped by `before` at t
+    and `after` at t+1 (each (2,3) from frame 0): after(before^-1(q)) - q."""
+    step = np.vstack([after, (0, 0, 1)]) @ np.linalg.inv(np.vstack([before, (0, 0, 1)]))
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    flow = np.empty((height, width, 2), np.float32)
+    flow[..., 0] = (step[0, 0] - 1) * grid_x + step[0, 1] * grid_y + step[0, 2]
+    flow[..., 1] = step[1, 0] * grid_x + (step[1, 1] - 1) * grid_y + step[1, 2]
+    return flow
+
+
+def animate_objects(
+    image_uint8: np.ndarray,
+    trajectories: Trajectories,
+    num_frames: int = DEFAULT_FRAMES,
+    *,
+    layers: list[ObjectLayer] | None = None,
+    camera: CameraMotion | None = None,
+    progress: ProgressCallback | None = None,
+    settings: Settings | None = None,
+) -> WarpResult:
+    """Animate an image by moving the objects under the drags (see the module docstring).
+
+    Args:
+        image_uint8, trajectories, num_frames, camera, progress, settings: as in `core.engines.warp.animate`.
+        layers: the objects (`object_layers`; computed here when None: apps cache them per image).
+
+    Returns:
+        WarpResult: frames (frame 0 the input exactly), frame-to-frame forward flow, requested positions,
+        and the share of each pixel that is filled background.
+    """
+    settings = settings or Settings.from_env()
+    height, width, num_frames, trajectories, camera = check_animation(
+        image_uint8, trajectories, num_frames, camera, None, settings
+    )
+    layers = object_layers(image_uint8, trajectories) if layers is None else layers
+    tracks_norm = trajectories.tracks_norm(num_frames, (width, height))
+    tracks_px = tracks_to_px(tracks_norm, height, width)
+
+    hole = _grow(
+        np.logical_or.reduce([layer.mask for layer in layers] or [np.zeros((height, width), bool)]),
+        _HOLE_MARGIN_PX,
+    )
+    plate = image_uint8.copy()
+    if hole.any():
+        plate[hole] = np.clip(np.rint(fill_holes(image_uint8, ~hole)[hole]), 0, 255).astype(np.uint8)
+    if camera is None:
+        background = np.broadcast_to(plate, (num_frames, height, width, 3))
+        background_flow = np.zeros((num_frames - 1, height, width, 2), np.float32)
+        background_filled = np.zeros((num_frames, height, width), np.float32)
+    else:
+        moved = animate(plate, Trajectories(), num_frames, camera=camera, settings=settings)
+        background, background_flow, background_filled = moved.frames_uint8, moved.flow_px, moved.filled
+
+    alphas = [_feathered(layer.mask) for layer in layers]
+    transforms = [
+        [
+            similarity(tracks_px[list(layer.tracks), 0], tracks_px[list(layer.tracks), t])
+            for t in range(num_frames)
+        ]
+        for layer in layers
+    ]
+    frames = np.empty((num_frames, height, width, 3), np.uint8)
+    filled = np.zeros((num_frames, height, width), np.float32)
+    flow = background_flow.copy()
+    frames[0] = image_uint8
+    if progress is not None:
+        progress(1, num_frames)
+    size = (width, height)
+    for t in range(1, num_frames):
+        frame = background[t].astype(np.float32)
+        uncovered = (
+            np.maximum(hole.astype(np.float32), background_filled[t])
+            if camera is None
+            else background_filled[t]
+        )
+        for layer_alpha, layer_transforms in zip(alphas, transforms, strict=True):
+            alpha = cv2.warpAffine(layer_alpha, layer_transforms[t], size, flags=cv2.INTER_LINEAR)[..., None]
+            content = cv2.warpAffine(
+                image_uint8,
+                layer_transforms[t],
+                size,
+                flags=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
+            frame += alpha * (content - frame)
+            uncovered *= 1.0 - alpha[..., 0]
+        frames[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+        filled[t] = uncovered
+        if progress is not None:
+            progress(t + 1, num_frames)
+    for t in range(num_frames - 1):
+        for layer_alpha, layer_transforms in zip(alphas, transforms, strict=True):
+            visible = cv2.warpAffine(layer_alpha, layer_transforms[t], size, flags=cv2.INTER_LINEAR) >= 0.5
+            flow[t][visible] = _relative_flow(layer_transforms[t], layer_transforms[t + 1], height, width)[
+                visible
+            ]
+    return WarpResult(frames, flow, tracks_px, filled)
