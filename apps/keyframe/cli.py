@@ -238,8 +238,17 @@ def output_files(args: argparse.Namespace) -> job.OutputFiles:
         "--keyframes-zip": files.keyframes_zip,
     }
     images = {f"--param {p.partition('=')[0]}": Path(p.partition("=")[2]) for p in args.param}
+    # A filter's image parameters are saved beside the record, so that the record redoes the run.
+    copies = [
+        (
+            f"the copy of --param {param.name}",
+            job.filter_image_path(files.params_json.parent, args.edit, param.name),
+        )
+        for param in (EDITS[args.edit].params if args.edit in EDITS else ())
+        if param.kind == "image" and f"--param {param.name}" in images
+    ]
     check_outputs(
-        [(flag, path) for flag, path in named.items() if path is not None],
+        [(flag, path) for flag, path in named.items() if path is not None] + copies,
         {"--video": Path(args.video), **{flag: path for flag, path in images.items() if path.is_file()}},
         overwrite=args.overwrite,
         suffixes={

@@ -341,8 +341,16 @@ def _save_png(folder: Path, name: str, image_uint8: np.ndarray) -> str:
     return name
 
 
-def _step_record(step: KeyframeEdit, folder: Path) -> dict[str, Any]:
-    """How a keyframe was edited, JSON-ready; input images are written to `folder` and named."""
+def filter_image_path(folder: Path, filter_name: str, param: str, first: int | None = None) -> Path:
+    """Where a filter's image parameter is saved beside the record: ``FILTER_PARAM.png`` when the run has one
+    edit (always the CLI's, so it can check the path before any work), ``FILTER_PARAM_NNNN.png`` (NNNN: the
+    first frame of the edit's batch) for the app's edits in several goes."""
+    return folder / f"{filter_name}_{param}{'' if first is None else f'_{first:04d}'}.png"
+
+
+def _step_record(step: KeyframeEdit, folder: Path, only: bool) -> dict[str, Any]:
+    """How a keyframe was edited, JSON-ready; input images are written to `folder` and named. `only`: the
+    run's only edit (see :func:`filter_image_path`)."""
     if step.edit is None:
         height, width = step.image_uint8.shape[:2]
         file = _save_png(folder, f"edit_{step.keys[0]:04d}.png", step.image_uint8)
@@ -355,9 +363,9 @@ def _step_record(step: KeyframeEdit, folder: Path) -> dict[str, Any]:
     record = step.edit.record()
     images = {k: v for k, v in step.edit.filter_params.items() if isinstance(v, np.ndarray)}
     if step.edit.backend == "filter" and images:
-        first = step.batch[0]
+        first = None if only else step.batch[0]
         record["files"] = {
-            name: _save_png(folder, f"{step.edit.filter}_{name}_{first:04d}.png", image)
+            name: _save_png(folder, filter_image_path(folder, step.edit.filter, name, first).name, image)
             for name, image in images.items()
         }
     return {**record, "batch": [int(i) for i in step.batch]}
@@ -372,7 +380,7 @@ def _arguments(
 ) -> dict[str, Any]:
     """What redoes the run: the request, with each keyframe's edit, and what was loaded."""
     step_of = {k: step for step in steps for k in step.keys}
-    records = {id(step): _step_record(step, folder) for step in steps}
+    records = {id(step): _step_record(step, folder, only=len(steps) == 1) for step in steps}
     return {
         "video_path": str(Path(request.video).resolve()),
         "start_s": request.start_s,

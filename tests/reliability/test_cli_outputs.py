@@ -40,6 +40,7 @@ BASE = {
     "joint": ["--prompt", "a test", *JOINT_FAST],
     "keyframe": ["--video", "{in}/clip.mp4", "--edit", "cartoon", *KEYFRAME_FAST],
 }
+GRADE = ("--edit", "color_grade", "--param")  # the filter whose image parameter is saved beside the record
 DEFAULT_OUT = {"drag": "{out}/video.mp4", "joint": "{out}/run", "keyframe": "{out}/result.mp4"}
 
 
@@ -85,6 +86,10 @@ def _collisions() -> list[Collision]:
         Collision("keyframe", "gif_is_params", ("--gif", "{out}/x.gif", "--params", "{out}/x.gif"), says="both"),
         Collision("keyframe", "zip_is_params", ("--keyframes-zip", "{out}/k.zip", "--params", "{out}/k.zip"),
                   says="both name"),
+        Collision("keyframe", "reference_copy_is_reference", (*GRADE, "reference={out}/color_grade_reference.png",
+                  "--overwrite"), {"out/color_grade_reference.png": "file"}, says="same file as --param reference"),
+        Collision("keyframe", "reference_copy_exists", (*GRADE, "reference={in}/picture.png"),
+                  {"out/color_grade_reference.png": "file"}, says="the copy of --param reference"),
         Collision("keyframe", "params_links_to_gif", ("--gif", "{out}/g.gif", "--params", "{out}/l.json"),
                   {"out/l.json": "symlink:out/g.gif"}, says="both name"),
     ]  # fmt: skip
@@ -108,6 +113,8 @@ def _collisions() -> list[Collision]:
         Collision("keyframe", "every_output", ("--gif", "{out}/a.gif", "--side-by-side", "{out}/s.mp4",
                   "--keyframes-zip", "{out}/k.zip", "--params", "{out}/p.json"), refuse=False),
         Collision("keyframe", "unrelated_files_stay", (), {"out/notes.txt": "file"}, refuse=False),
+        Collision("keyframe", "overwrite_reference_copy", (*GRADE, "reference={in}/picture.png", "--overwrite"),
+                  {"out/color_grade_reference.png": "file"}, refuse=False),
     ]  # fmt: skip
 
     cases += [
