@@ -11,6 +11,7 @@ the case passed --overwrite and the file was one of the run's outputs.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -217,14 +218,20 @@ def _stop(*args, **kwargs):
     raise ReachedTheModel
 
 
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """The inputs every case starts from (copied per case): the good ones and a folder of frames."""
+    good = write_good_inputs(tmp_path_factory.mktemp("collision_inputs"))
+    (good.folder / "frames").mkdir()
+    for t, frame in enumerate(read_video(good.video).frames_uint8[:4]):
+        Image.fromarray(frame).save(good.folder / "frames" / f"{t:04d}.png")
+    return good.folder
+
+
 @pytest.mark.parametrize("case_id", list(COLLISIONS))
-def test_output_collisions(env, tmp_path, capsys, case_id):
+def test_output_collisions(env, inputs, tmp_path, capsys, case_id):
     case = COLLISIONS[case_id]
-    good = write_good_inputs(tmp_path / "in")
-    frames = read_video(good.video).frames_uint8
-    (tmp_path / "in" / "frames").mkdir()
-    for t, frame in enumerate(frames[:4]):
-        Image.fromarray(frame).save(tmp_path / "in" / "frames" / f"{t:04d}.png")
+    shutil.copytree(inputs, tmp_path / "in")
     _lay_out(tmp_path, case.scene)
     folders = {"in": tmp_path / "in", "out": tmp_path / "out"}
     flags = [flag.format(**folders) for flag in case.flags]
