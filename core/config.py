@@ -122,6 +122,13 @@ class Settings:
             "core.training.svd_interp_lora, or 'mini'); empty: the keyframe app's svd-lora backend runs stock SVD."
         },
     )
+    sam_model: str = field(
+        default="",
+        metadata={
+            "help": "Optional SAM segmenter for the object-aware drags (transformers' SamModel: a hub id such "
+            "as facebook/sam-vit-base, a folder with its processor config, or 'tiny'); empty: GrabCut."
+        },
+    )
     device: Device = field(default="auto", metadata={"help": "auto (cuda > mps > cpu), cuda, mps or cpu."})
     dtype: Dtype = field(default="auto", metadata={"help": "auto (float16 on cuda, float32 elsewhere)."})
     offload: Offload = field(

@@ -22,14 +22,17 @@ the curve bends from linear to logarithmic. Then
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
+import cv2
 import numpy as np
 
 from core.checks import check_flow_stack
+from core.engines.objects import ObjectLayer, similarity
 from core.errors import InputError
 from core.flow import estimate_video_flow
-from core.trajectory import Trajectories, dense_displacement
+from core.trajectory import CameraMotion, Trajectories, dense_displacement, tracks_to_px
 
 SVD_WIDTH_PX = 1024
 SVD_FPS = 7.0
@@ -97,21 +100,34 @@ def motion_bucket_from_video(frames_uint8: np.ndarray, fps: float, estimator: st
 
 
 def suggest_motion_bucket(
-    trajectories: Trajectories, num_frames: int, fps: float, image_size: tuple[int, int]
+    trajectories: Trajectories,
+    num_frames: int,
+    fps: float,
+    image_size: tuple[int, int],
+    *,
+    camera: CameraMotion | None = None,
+    region_mask: np.ndarray | None = None,
+    radius_px: float | None = None,
+    layers: Sequence[ObjectLayer] | None = None,
 ) -> int:
-    """A motion bucket for the drag app, from the motion the drawn trajectories imply.
+    """The motion bucket of a drag request, from the dense motion the drag backends receive.
 
-    The bucket is a whole-frame statistic, so a drag that moves one object should not count as if the
-    whole picture moved: the tracks are turned into the dense displacement the warp engine would apply
-    (`core.trajectory.dense_displacement`, default reach), whose static area weighs in at zero motion,
-    and the mean frame-to-frame magnitude of that field goes through `motion_bucket_from_flow`'s
-    mapping. No trajectory, or only anchors, gives the minimum bucket.
+    One function for the drag app's suggestion and the backends' automatic bucket (CLI and app alike), so
+    both give the same number for the same request. The bucket is a whole-frame statistic, so a drag that
+    moves one object does not count as if the whole picture moved: the motion is the warp engine's forward
+    displacement (`core.trajectory.dense_displacement`: the tracks with their reach `radius_px`, the motion
+    brush `region_mask`, the `camera` move) or, for object-aware drags (`layers` from
+    `core.engines.objects.object_layers`), each object's rigid motion over its pixels and the camera's
+    elsewhere. Its mean frame-to-frame magnitude goes through `motion_bucket_from_flow`'s mapping. Nothing
+    that moves (no drag, only anchors, a still camera) gives the minimum bucket.
 
     Args:
         trajectories: the drawn tracks and anchors.
         num_frames: frames of the clip to generate (N >= 2 for any motion).
         fps: the frame rate the clip will be played (and conditioned) at.
         image_size: (width, height) in px of the image the clip starts from.
+        camera, region_mask, radius_px: as the warp engine takes them (`region_mask` at `image_size`).
+        layers: the objects of an object-aware request (the sheet's reach and brush do not apply then).
 
     Returns:
         int in [1, 255].
@@ -128,13 +144,41 @@ def suggest_motion_bucket(
         raise InputError(f"image_size must be (width, height) in whole pixels, got {image_size!r}.")
     width, height = int(image_size[0]), int(image_size[1])
     tracks = trajectories.tracks_norm(num_frames, (width, height))
-    if len(trajectories.moving) == 0 or num_frames < 2:
+    camera = None if camera is None or camera == CameraMotion() else camera
+    if (len(trajectories.moving) == 0 and camera is None) or num_frames < 2:
         return MIN_BUCKET
     # Normalised tracks make the field resolution-independent up to scale, and the bucket normalises by
     # width anyway, so a small copy of the frame gives the same mean far cheaper.
     small_w = min(width, _SUGGEST_WIDTH_PX)
     small_h = max(1, round(height * small_w / width))
-    displacement = dense_displacement(tracks, small_h, small_w, grid_step=1)
+    scale = small_w / width
+
+    def small(mask: np.ndarray) -> np.ndarray:
+        return (
+            cv2.resize(np.asarray(mask, np.float32), (small_w, small_h), interpolation=cv2.INTER_AREA) >= 0.5
+        )
+
+    if layers is None:
+        displacement = dense_displacement(
+            tracks,
+            small_h,
+            small_w,
+            radius_px=None if radius_px is None else radius_px * scale,
+            region_mask=None if region_mask is None else small(region_mask),
+            camera=camera,
+            grid_step=1,
+        )
+    else:
+        displacement = dense_displacement(tracks[:0], small_h, small_w, camera=camera, grid_step=1)
+        tracks_px = tracks_to_px(tracks, small_h, small_w)
+        grid = np.stack(np.meshgrid(np.arange(small_w), np.arange(small_h)), axis=-1).astype(np.float64)
+        for layer in layers:
+            inside = small(layer.mask)
+            points = grid[inside]
+            chosen = tracks_px[list(layer.tracks)]
+            for t in range(num_frames):
+                transform = similarity(chosen[:, 0], chosen[:, t])
+                displacement[t][inside] = points @ transform[:, :2].T + transform[:, 2] - points
     frame_to_frame = np.diff(displacement, axis=0)  # entry t: frame t -> t+1 (on frame 0's grid)
     mean_px = float(np.mean(np.hypot(frame_to_frame[..., 0], frame_to_frame[..., 1]), dtype=np.float64))
     return bucket_from_svd_speed(svd_speed(mean_px, small_w, fps))

@@ -9,8 +9,10 @@ rubber sheet. Here a drag selects an object instead:
    A part smaller than a disc of 0.06 x the shorter side (a speck of texture, not an object) is replaced by
    that disc around the point: the patch under the drag moves. Chosen by measurement on 30 synthetic sprite
    scenes of the validation seeds (`python -m core.eval.drag_objects --segmentation`): mean IoU 0.92 / 0.98
-   at 128 / 256 px, against 0.83 / 0.84 for mean-shift smoothing + flood fill. `grow_px` grows (or,
-   negative, shrinks) the mask; an app may pass its own mask per drag instead (painted, or a learned one).
+   at 128 / 256 px, against 0.83 / 0.84 for mean-shift smoothing + flood fill. With SAM configured
+   (`Settings.sam_model`, `core.models.load_sam`) SAM's mask for a point prompt at the drag start
+   (`core.engines.sam_segment`) takes GrabCut's place; the rules after it are the same for both. `grow_px`
+   grows (or, negative, shrinks) the mask; an app may pass its own mask per drag instead (painted).
 2. Grouping (`object_layers`): a drag that starts inside an earlier drag's object moves that same object;
    an anchor (a point that does not move) inside an object pins it there. An object with one drag
    translates; with several drags and anchors it follows the least-squares similarity (translation,
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -44,6 +47,9 @@ from core.engines.warp import (
 )
 from core.errors import InputError
 from core.trajectory import CameraMotion, Trajectories, tracks_to_px
+
+if TYPE_CHECKING:
+    from core.engines.sam_segment import SamSegmenter
 
 SEGMENT_SIDE_PX = 320
 """Longest side of the copy GrabCut runs on (its cost grows with the pixels; the mask is enlarged back)."""
@@ -86,11 +92,19 @@ def _grow(mask: np.ndarray, grow_px: int) -> np.ndarray:
     return operation(mask.astype(np.uint8), kernel).astype(bool)
 
 
-def segment_object(image_uint8: np.ndarray, point_px: Sequence[float], *, grow_px: int = 0) -> np.ndarray:
+def segment_object(
+    image_uint8: np.ndarray,
+    point_px: Sequence[float],
+    *,
+    grow_px: int = 0,
+    segmenter: SamSegmenter | None = None,
+) -> np.ndarray:
     """The object under `point_px` (x, y in pixel-centre coordinates), as an (H,W) bool mask.
 
-    GrabCut on a copy at most `SEGMENT_SIDE_PX` long (see the module docstring); the connected part under
-    the point; grown by `grow_px` (negative: shrunk). The point's own pixel is always in the mask.
+    Without `segmenter`: GrabCut on a copy at most `SEGMENT_SIDE_PX` long (see the module docstring). With one
+    (`core.models.load_sam`): SAM's best mask for a point prompt there. Either way the connected part under
+    the point, grown by `grow_px` (negative: shrunk), a speck replaced by a disc; the point's own pixel is
+    always in the mask.
     """
     height, width = image_uint8.shape[:2]
     x, y = float(point_px[0]), float(point_px[1])
@@ -98,6 +112,18 @@ def segment_object(image_uint8: np.ndarray, point_px: Sequence[float], *, grow_p
         raise InputError(f"The drag starts at ({x:.1f}, {y:.1f}), outside the {width}x{height} image.")
     if isinstance(grow_px, bool) or not isinstance(grow_px, int | np.integer):
         raise InputError(f"The object's grow/shrink must be a whole number of pixels, got {grow_px!r}.")
+    if segmenter is None:
+        found = _grabcut(image_uint8, x, y)
+    else:
+        pixel = min(width - 1, max(0, round(x))), min(height - 1, max(0, round(y)))
+        found = _part_under(segmenter.mask(image_uint8, (x, y)), pixel)
+    return _object_rules(found, x, y, int(grow_px))
+
+
+def _grabcut(image_uint8: np.ndarray, x: float, y: float) -> np.ndarray:
+    """(H,W) bool: the connected part of GrabCut's foreground under (x, y), on the copy of at most
+    `SEGMENT_SIDE_PX` and enlarged back."""
+    height, width = image_uint8.shape[:2]
     scale = min(1.0, SEGMENT_SIDE_PX / max(height, width))
     small_w, small_h = max(1, round(width * scale)), max(1, round(height * scale))
     small = (
@@ -116,6 +142,7 @@ def segment_object(image_uint8: np.ndarray, point_px: Sequence[float], *, grow_p
     cv2.circle(labels, seed, _LIKELY_PER_SURE * sure, cv2.GC_PR_FGD, -1)
     cv2.circle(labels, seed, sure, cv2.GC_FGD, -1)
     models = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut seeds its colour models from OpenCV's global generator: same image, same mask
     cv2.grabCut(
         np.ascontiguousarray(small[..., ::-1]),
         labels,
@@ -125,11 +152,26 @@ def segment_object(image_uint8: np.ndarray, point_px: Sequence[float], *, grow_p
         cv2.GC_INIT_WITH_MASK,
     )
     foreground = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
-    _, parts = cv2.connectedComponents(foreground.astype(np.uint8))
-    mask = _resize_mask(parts == parts[seed[1], seed[0]], height, width)
-    mask = _grow(mask, int(grow_px))
+    return _resize_mask(_part_under(foreground, seed), height, width)
+
+
+def _part_under(mask: np.ndarray, pixel: tuple[int, int]) -> np.ndarray:
+    """The connected part of the (H,W) bool `mask` holding `pixel` (column, row); empty if it is off the mask."""
+    column, row = pixel
+    if not mask[row, column]:
+        return np.zeros(mask.shape, bool)
+    _, parts = cv2.connectedComponents(mask.astype(np.uint8))
+    return parts == parts[row, column]
+
+
+def _object_rules(found: np.ndarray, x: float, y: float, grow_px: int) -> np.ndarray:
+    """The rules every segmenter's (H,W) bool part under (x, y) goes through: grown by `grow_px`; smaller
+    than a disc of `_SMALLEST_PER_SIDE` x the shorter side (a speck of texture, not an object), replaced by
+    that disc around the point (the patch under the drag moves); the point's own pixel in."""
+    height, width = found.shape
+    mask = _grow(found, grow_px)
     radius = _SMALLEST_PER_SIDE * min(height, width)
-    if mask.sum() < np.pi * radius**2:  # a speck of texture, not an object: move the patch around the point
+    if mask.sum() < np.pi * radius**2:
         mask = np.zeros((height, width), np.uint8)
         cv2.circle(mask, (round(x), round(y)), round(radius), 1, -1)
         mask = mask.astype(bool)
@@ -143,6 +185,7 @@ def object_layers(
     *,
     masks: dict[int, np.ndarray] | None = None,
     grow_px: int = 0,
+    segmenter: SamSegmenter | None = None,
     disparity: np.ndarray | None = None,
 ) -> list[ObjectLayer]:
     """The objects the drags move, back to front (see the module docstring for the grouping).
@@ -152,7 +195,7 @@ def object_layers(
         trajectories: the drags and anchors.
         masks: optional {trajectory index: (H,W) bool mask} for drags whose object the user gave (painted,
             or from a learned segmenter); the other drags are segmented with `segment_object`.
-        grow_px: passed to `segment_object`.
+        grow_px, segmenter: passed to `segment_object` (a segmenter: SAM, `core.models.load_sam`).
         disparity: optional (H,W) depth map as disparity (larger = nearer, e.g. the joint app's): objects
             are ordered by their mean disparity, the nearest in front. Without it the later drawn is in front.
     """
@@ -183,7 +226,9 @@ def object_layers(
             continue
         joined = layer_at(index)
         if joined is None:
-            layers.append((segment_object(image_uint8, starts_px[index], grow_px=grow_px), [index]))
+            layers.append(
+                (segment_object(image_uint8, starts_px[index], grow_px=grow_px, segmenter=segmenter), [index])
+            )
         else:
             layers[joined][1].append(index)
     for index, trajectory in enumerate(trajectories):
@@ -220,12 +265,44 @@ def _feathered(mask: np.ndarray) -> np.ndarray:
     return np.maximum(mask.astype(np.float32), cv2.GaussianBlur(mask.astype(np.float32), (0, 0), _FEATHER_PX))
 
 
-def _relative_flow(before: np.ndarray, after: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(H,W,2) float32: where a pixel q of frame t goes in frame t+1 for an object mapped by `before` at t
-    and `after` at t+1 (each (2,3) from frame 0): after(before^-1(q)) - q."""
+def _corners(mask: np.ndarray) -> np.ndarray:
+    """(4,3) homogeneous corners of the box around `mask` and its feather."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    margin = 3 * _FEATHER_PX + 1
+    return np.array(
+        [
+            [x, y, 1.0]
+            for x in (cols[0] - margin, cols[-1] + margin)
+            for y in (rows[0] - margin, rows[-1] + margin)
+        ]
+    )
+
+
+def _region(
+    corners: np.ndarray, transform: np.ndarray, height: int, width: int
+) -> tuple[slice, slice] | None:
+    """The rows and columns of the frame that an object's box (`_corners`) covers once mapped by `transform`
+    ((2,3) from frame 0), or None when it is out of the frame."""
+    mapped = corners @ transform.T
+    left, top = np.floor(mapped.min(axis=0)).astype(int)
+    right, bottom = np.ceil(mapped.max(axis=0)).astype(int) + 1
+    left, top, right, bottom = max(0, left), max(0, top), min(width, right), min(height, bottom)
+    return (slice(top, bottom), slice(left, right)) if left < right and top < bottom else None
+
+
+def _in_region(transform: np.ndarray, region: tuple[slice, slice]) -> np.ndarray:
+    """`transform` for output coordinates relative to the region's top-left corner."""
+    shifted = transform.copy()
+    shifted[:, 2] -= (region[1].start, region[0].start)
+    return shifted
+
+
+def _relative_flow(before: np.ndarray, after: np.ndarray, region: tuple[slice, slice]) -> np.ndarray:
+    """(h,w,2) float32 over `region`: where a pixel q of frame t goes in frame t+1 for an object mapped by
+    `before` at t and `after` at t+1 (each (2,3) from frame 0): after(before^-1(q)) - q."""
     step = np.vstack([after, (0, 0, 1)]) @ np.linalg.inv(np.vstack([before, (0, 0, 1)]))
-    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    flow = np.empty((height, width, 2), np.float32)
+    grid_y, grid_x = np.mgrid[region].astype(np.float32)
+    flow = np.empty((*grid_x.shape, 2), np.float32)
     flow[..., 0] = (step[0, 0] - 1) * grid_x + step[0, 1] * grid_y + step[0, 2]
     flow[..., 1] = step[1, 0] * grid_x + (step[1, 1] - 1) * grid_y + step[1, 2]
     return flow
@@ -240,12 +317,17 @@ def animate_objects(
     camera: CameraMotion | None = None,
     progress: ProgressCallback | None = None,
     settings: Settings | None = None,
+    with_flow: bool = True,
 ) -> WarpResult:
     """Animate an image by moving the objects under the drags (see the module docstring).
+
+    Each object is mapped and composited only over the part of the frame it covers, so the cost follows
+    the objects' size, not the image's: a live preview needs no smaller copy.
 
     Args:
         image_uint8, trajectories, num_frames, camera, progress, settings: as in `core.engines.warp.animate`.
         layers: the objects (`object_layers`; computed here when None: apps cache them per image).
+        with_flow: False skips the flow (`flow_px` None): what a preview needs.
 
     Returns:
         WarpResult: frames (frame 0 the input exactly), frame-to-frame forward flow, requested positions,
@@ -284,37 +366,42 @@ def animate_objects(
     ]
     frames = np.empty((num_frames, height, width, 3), np.uint8)
     filled = np.zeros((num_frames, height, width), np.float32)
-    flow = background_flow.copy()
+    flow = background_flow.copy() if with_flow else None
     frames[0] = image_uint8
     if progress is not None:
         progress(1, num_frames)
-    size = (width, height)
+    boxes = [_corners(layer.mask) for layer in layers]
+    hole_share = hole.astype(np.float32)
     for t in range(1, num_frames):
-        frame = background[t].astype(np.float32)
-        uncovered = (
-            np.maximum(hole.astype(np.float32), background_filled[t])
-            if camera is None
-            else background_filled[t]
-        )
-        for layer_alpha, layer_transforms in zip(alphas, transforms, strict=True):
-            alpha = cv2.warpAffine(layer_alpha, layer_transforms[t], size, flags=cv2.INTER_LINEAR)[..., None]
+        frames[t] = background[t]
+        filled[t] = np.maximum(hole_share, background_filled[t]) if camera is None else background_filled[t]
+        for box, alpha_0, layer_transforms in zip(boxes, alphas, transforms, strict=True):
+            region = _region(box, layer_transforms[t], height, width)
+            if region is None:
+                continue
+            shifted = _in_region(layer_transforms[t], region)
+            size = (region[1].stop - region[1].start, region[0].stop - region[0].start)
+            alpha = cv2.warpAffine(alpha_0, shifted, size, flags=cv2.INTER_LINEAR)
             content = cv2.warpAffine(
-                image_uint8,
-                layer_transforms[t],
-                size,
-                flags=cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_REPLICATE,
+                image_uint8, shifted, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
             )
-            frame += alpha * (content - frame)
-            uncovered *= 1.0 - alpha[..., 0]
-        frames[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
-        filled[t] = uncovered
+            below = frames[t][region].astype(np.float32)
+            frames[t][region] = np.clip(np.rint(below + alpha[..., None] * (content - below)), 0, 255)
+            filled[t][region] *= 1.0 - alpha
         if progress is not None:
             progress(t + 1, num_frames)
+    if flow is None:
+        return WarpResult(frames, None, tracks_px, filled)
     for t in range(num_frames - 1):
-        for layer_alpha, layer_transforms in zip(alphas, transforms, strict=True):
-            visible = cv2.warpAffine(layer_alpha, layer_transforms[t], size, flags=cv2.INTER_LINEAR) >= 0.5
-            flow[t][visible] = _relative_flow(layer_transforms[t], layer_transforms[t + 1], height, width)[
-                visible
-            ]
+        for box, alpha_0, layer_transforms in zip(boxes, alphas, transforms, strict=True):
+            region = _region(box, layer_transforms[t], height, width)
+            if region is None:
+                continue
+            size = (region[1].stop - region[1].start, region[0].stop - region[0].start)
+            visible = (
+                cv2.warpAffine(alpha_0, _in_region(layer_transforms[t], region), size, flags=cv2.INTER_LINEAR)
+                >= 0.5
+            )
+            step = _relative_flow(layer_transforms[t], layer_transforms[t + 1], region)
+            flow[t][region][visible] = step[visible]
     return WarpResult(frames, flow, tracks_px, filled)

@@ -1,8 +1,8 @@
 """Models: where weights come from and who may change the shared modules.
 
-- :mod:`core.models.loading`: every loader (SD, SVD, their ControlNets, the joint video+flow model, joint-weight
-  folders), cached once per process, and :func:`~core.models.loading.missing_weights`, the one sentence for
-  weights that are not there.
+- :mod:`core.models.loading`: every loader (SD, SVD, their ControlNets, SAM, the joint video+flow model,
+  joint-weight folders), cached once per process, and :func:`~core.models.loading.missing_weights`, the one
+  sentence for weights that are not there.
 - :mod:`core.models.presets`: model settings built in code (``tiny``) and the offline CLIP tokenizer.
 - :mod:`core.models.state`: the one place that attaches patches and adapters to a shared cached module
   (``attached``, thread-safe, exact restore). Imported on its own (it pulls in peft and the patches).
@@ -20,6 +20,7 @@ from core.models.loading import (
     load_components,
     load_controlnet,
     load_pipeline,
+    load_sam,
     load_svd_controlnet,
     load_svd_joint_flow,
     missing_weights,
@@ -45,6 +46,7 @@ __all__ = [
     "load_components",
     "load_controlnet",
     "load_pipeline",
+    "load_sam",
     "load_svd_controlnet",
     "load_svd_joint_flow",
     "missing_weights",

@@ -1,4 +1,5 @@
-"""Every loader: SD, SVD, their ControlNets, the joint video+flow model, joint-weight folders; missing weights.
+"""Every loader: SD, SVD, their ControlNets, SAM, the joint video+flow model, joint-weight folders; missing
+weights.
 
 - :func:`load_pipeline` is the one entry point the apps use: ``load_pipeline("sd", settings)`` or
   ``load_pipeline("svd", settings, pipeline_cls=MyPipeline)``. The stock pipeline of each model is
@@ -8,6 +9,7 @@
   Hub ids load with ``local_files_only`` when ``HF_HUB_OFFLINE`` is set.
 - :func:`load_controlnet` (SD) and :func:`load_svd_controlnet` (the flow ControlNet for SVD) load the
   optional ControlNets, cached the same way; None when their setting is empty.
+- :func:`load_sam`: the optional SAM segmenter of the object-aware drags, cached the same way; None if unset.
 - :func:`load_svd_joint_flow`: the experimental joint video+flow pipeline, with the joint weights its UNet
   carries while it runs. :func:`find_joint_weights`, :func:`joint_weights_folder`, :func:`check_joint_weights`:
   folders of trained joint weights (joint-depth app).
@@ -33,6 +35,7 @@ from core.memory import place_pipeline
 from core.models.presets import TINY, ModelKind, build_preset, is_preset
 
 if TYPE_CHECKING:
+    from core.engines.sam_segment import SamSegmenter
     from core.pipelines.svd_joint_flow import SVDJointFlowPipeline
 
 _SETTING_OF_KIND = {"sd": "sd_model", "svd": "svd_model"}
@@ -79,6 +82,12 @@ WEIGHT_SETTINGS: dict[str, WeightsSetting] = {
         "Joint video+flow",
         "a folder written by python -m core.training.svd_joint_flow",
         tiny="an untrained patch on the configured SVD",
+    ),
+    "sam_model": WeightsSetting(
+        "SAM",
+        "a folder of SamModel and SamProcessor (save_pretrained) or a hub id in your Hugging Face cache",
+        tiny="a random tiny SAM",
+        otherwise="leave it empty to segment with GrabCut, without weights",
     ),
 }
 
@@ -246,6 +255,72 @@ def load_svd_controlnet(settings: Settings | None = None):
     return model.to(settings.resolved_device())
 
 
+# -- the learned segmenter ----------------------------------------------------------------------------
+
+
+_SAM_PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_sam(model: str, torch_dtype: torch.dtype) -> SamSegmenter:
+    from transformers import AutoConfig, SamModel, SamProcessor
+
+    from core.engines.sam_segment import SamSegmenter
+
+    if is_preset(model):
+        built = build_preset(model, "sam")
+        return SamSegmenter(built["model"].to(torch_dtype), built["processor"])
+    local = Path(model).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise missing_weights("sam_model", model, "no config.json in that folder")
+        if not any((local / name).is_file() for name in _SAM_PROCESSOR_FILES):
+            raise missing_weights(
+                "sam_model", model, f"no {' or '.join(_SAM_PROCESSOR_FILES)} in that folder"
+            )
+    elif local.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1:
+        raise missing_weights("sam_model", model, "no such folder")
+    source, local_only = (str(local), True) if local.is_dir() else (model, hub_offline())
+    try:
+        config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+        if config.model_type == "sam":  # another model would load into SamModel as random weights
+            sam, info = SamModel.from_pretrained(
+                source,
+                config=config,
+                dtype=torch_dtype,
+                local_files_only=local_only,
+                output_loading_info=True,
+            )
+            processor = SamProcessor.from_pretrained(source, local_files_only=local_only)
+    except (OSError, ValueError) as err:
+        offline = hub_offline() and not local.is_dir()
+        why = "offline and not in the cache" if offline else f"{type(err).__name__}: {err}".split("\n")[0]
+        raise missing_weights("sam_model", model, why) from err
+    if config.model_type != "sam":
+        raise missing_weights("sam_model", model, f"it holds a {config.model_type} model, not SAM")
+    if info["missing_keys"]:
+        raise missing_weights(
+            "sam_model", model, f"its weights lack {len(info['missing_keys'])} of SAM's tensors"
+        )
+    return SamSegmenter(sam.eval(), processor)
+
+
+def load_sam(settings: Settings | None = None) -> SamSegmenter | None:
+    """The configured SAM segmenter (``Settings.sam_model``) on the device, or None when the setting is empty.
+
+    ``tiny``: :func:`core.models.presets.tiny_sam`. A folder or hub id: its ``SamModel`` and ``SamProcessor``
+    (the folder needs the processor's config beside the weights). Anything else, a folder of another model or
+    with missing weights included, raises ModelNotAvailable naming KINEMA_SAM_MODEL. Loaded once per process
+    (one segmenter: its last image embedding is shared too).
+    """
+    settings = settings or Settings.from_env()
+    if not settings.sam_model:
+        return None
+    segmenter = _cached_sam(settings.sam_model, settings.resolved_dtype())
+    segmenter.model.to(settings.resolved_device())
+    return segmenter
+
+
 # -- the joint video+flow model ---------------------------------------------------------------------
 
 
@@ -368,4 +443,5 @@ def clear_cache() -> None:
     _cached_components.cache_clear()
     _cached_controlnet.cache_clear()
     _cached_svd_controlnet.cache_clear()
+    _cached_sam.cache_clear()
     check_joint_weights.cache_clear()

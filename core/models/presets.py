@@ -1,9 +1,9 @@
 """Model presets: named models built in code, with no download.
 
 - ``tiny``: deterministic random-weight tiny components at the sizes of diffusers' own pipeline tests
-  (:func:`tiny_sd_components`, :func:`tiny_svd_components`) and ControlNets shaped like them
-  (:func:`tiny_controlnet`, :func:`tiny_svd_controlnet`, zero-initialised outputs), for tests and for trying
-  the apps offline; their outputs are noise.
+  (:func:`tiny_sd_components`, :func:`tiny_svd_components`), ControlNets shaped like them
+  (:func:`tiny_controlnet`, :func:`tiny_svd_controlnet`, zero-initialised outputs) and a tiny SAM
+  (:func:`tiny_sam`), for tests and for trying the apps offline; their outputs are noise.
 - ``mini``: the SD and SVD trained from scratch on synthetic 64 px scenes (:func:`mini_components`), loaded
   from ``assets/models/mini/{sd,svd}`` (``make prove`` writes them); toy-domain models, not SD/SVD.
 - The offline CLIP tokenizer (:func:`offline_clip_tokenizer`): a byte-level vocabulary generated in code.
@@ -237,6 +237,40 @@ def tiny_svd_controlnet():
     return SVDFlowControlNet.from_unet(tiny["unet"], vae_scale_factor=vae_scale_factor).eval()
 
 
+# The tiny SAM's input side: the processor resizes the longest image side to this and pads to a square of it.
+TINY_SAM_SIDE = 64
+
+
+def tiny_sam(seed: int = 0) -> dict:
+    """A tiny random ``SamModel`` (ViT of 2 layers at 64 px in 8 px patches: 8x8 embeddings, 32x32 masks) and
+    its ``SamProcessor`` (resize to 64, pad to 64x64), deterministic by seed: ``{"model", "processor"}``."""
+    from transformers import SamConfig, SamModel, SamProcessor
+
+    patch = {"image_size": TINY_SAM_SIDE, "patch_size": 8}
+    config = SamConfig(
+        vision_config={"hidden_size": 16, "output_channels": 8, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "window_size": 4, "global_attn_indexes": [1], "num_pos_feats": 4, "mlp_dim": 16, **patch},
+        prompt_encoder_config={"hidden_size": 8, "mask_input_channels": 4, **patch},
+        mask_decoder_config={"hidden_size": 8, "mlp_dim": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+                             "iou_head_hidden_dim": 8},
+    )  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = SamModel(config).eval()
+    # Through a processor config, as a downloaded SAM has one: transformers picks the image processor class
+    # that this installation provides (torchvision or PIL backend).
+    processor_config = {
+        "image_processor_type": "SamImageProcessor",
+        "processor_class": "SamProcessor",
+        "size": {"longest_edge": TINY_SAM_SIDE},
+        "pad_size": {"height": TINY_SAM_SIDE, "width": TINY_SAM_SIDE},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "preprocessor_config.json").write_text(json.dumps(processor_config))
+        processor = SamProcessor.from_pretrained(tmp, local_files_only=True)
+    return {"model": model, "processor": processor}
+
+
 # -- mini components (trained from scratch on synthetic scenes) -----------------------------------
 
 MINI = "mini"
@@ -262,15 +296,16 @@ def mini_components(kind: ModelKind) -> dict:
 
 # -- presets by name -------------------------------------------------------------------------------
 
-PresetKind = Literal["sd", "svd", "controlnet", "svd_controlnet"]
-# preset name -> kind -> builder: the stock pipeline's components ("sd", "svd"), or the model ("controlnet",
-# "svd_controlnet"), float32 on the CPU, deterministic
+PresetKind = Literal["sd", "svd", "controlnet", "svd_controlnet", "sam"]
+# preset name -> kind -> builder: the stock pipeline's components ("sd", "svd"), the model ("controlnet",
+# "svd_controlnet"), or the model and its processor ("sam"), float32 on the CPU, deterministic
 PRESETS: dict[str, dict[PresetKind, Callable[[], Any]]] = {
     TINY: {
         "sd": tiny_sd_components,
         "svd": tiny_svd_components,
         "controlnet": tiny_controlnet,
         "svd_controlnet": tiny_svd_controlnet,
+        "sam": tiny_sam,
     },
     MINI: {"sd": lambda: mini_components("sd"), "svd": lambda: mini_components("svd")},
 }
@@ -282,7 +317,8 @@ def is_preset(model: str) -> bool:
 
 
 def build_preset(model: str, kind: PresetKind) -> Any:
-    """Preset ``model``'s ``kind``, freshly built: a dict of pipeline components, or a ControlNet model.
+    """Preset ``model``'s ``kind``, freshly built: a dict of pipeline components, a ControlNet model, or SAM's
+    ``{"model", "processor"}``.
 
     Raises ModelNotAvailable for a kind the preset has no model of (``mini`` has no ControlNets)."""
 

@@ -19,15 +19,17 @@ checkpoints, the final weights in ``--output_dir`` and ``summary.json`` (steps, 
 Checkpoints are ``OUTPUT_DIR/checkpoint-STEP/`` folders: accelerate's ``save_state`` (optimizer, LR
 scheduler, gradient scaler, RNG) with the model weights written by the task's ``save_weights`` through
 accelerate's save/load state hooks, so a checkpoint holds only the trained weights (e.g. LoRA
-safetensors), never a copy of the frozen model. ``trainer_state.json`` is written last and marks a
-checkpoint complete; ``--checkpoints_total_limit`` prunes the oldest before each save.
+safetensors), never a copy of the frozen model. ``core.training.checkpoints`` writes them atomically with
+a manifest of checksums, checks them before loading (``latest`` skips damaged ones, saying which file is
+damaged) and prunes to ``--checkpoints_total_limit`` after each save.
 
 Exact resume: ``--resume_from_checkpoint latest`` reaches the same final weights, bit for bit on CPU, as
 an uninterrupted run with the same seed. Three things make that hold: the data order is a function of
 (seed, epoch) (accelerate's seedable sampler) and a resumed epoch skips the batches already used; the
 global RNGs (torch, numpy, random) are reseeded from (seed, step, micro-batch, process) before every
 micro-batch, so the noise and timesteps a loss draws do not depend on what ran before; weights,
-optimizer and schedule come back from the checkpoint. The dataset's part of the contract: an item must
+optimizer, schedule and RNG states come back from the checkpoint (a checkpoint without its RNG state is
+refused unless ``--allow_inexact_resume``). The dataset's part of the contract: an item must
 be a function of its index (seed any random crop by index, as ``core.data`` does).
 
 Several GPUs and DeepSpeed come from ``accelerate launch`` with no change to the scripts::
@@ -58,8 +60,8 @@ from torch.utils.data import DataLoader, Dataset
 from core.errors import InputError, KinemaError
 from core.training.checkpoints import (
     CHECKPOINT_PREFIX,
-    TRAINER_STATE_NAME,
     list_checkpoints,
+    load_checkpoint,
     resolve_resume,
     save_checkpoint,
 )
@@ -198,7 +200,14 @@ def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--resume_from_checkpoint",
         type=str,
         default=None,
-        help="'latest' (the newest checkpoint in --output_dir, or a fresh start if there is none) or a checkpoint folder.",
+        help="'latest' (the newest complete, undamaged checkpoint in --output_dir, or a fresh start if there is "
+        "none) or a checkpoint folder.",
+    )
+    add(
+        "--allow_inexact_resume",
+        action="store_true",
+        help="Resume from a checkpoint whose RNG state is missing or damaged (the run then does not repeat an "
+        "uninterrupted one exactly); without it such a checkpoint is refused.",
     )
     add(
         "--validation_steps",
@@ -354,7 +363,6 @@ def run_training(args: argparse.Namespace, build_task: TaskBuilder) -> dict:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     check_common_args(args)
     output_dir = Path(args.output_dir)
-    resumed_from = resolve_resume(args.resume_from_checkpoint, output_dir)
     tracker = _resolved_tracker(args.report_to)
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -366,6 +374,14 @@ def run_training(args: argparse.Namespace, build_task: TaskBuilder) -> dict:
         # Data order = f(seed, epoch) on every process: what lets a resumed epoch skip exactly its used batches.
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
     )
+    # Checked before any model is built, for as many RNG files as there are processes.
+    resume = resolve_resume(
+        args.resume_from_checkpoint,
+        output_dir,
+        num_processes=accelerator.num_processes,
+        allow_inexact_resume=args.allow_inexact_resume,
+    )
+    resumed_from = resume.folder if resume is not None else None
     # `accelerate launch --gradient_accumulation_steps` or a DeepSpeed config may override the flag.
     accumulation = accelerator.gradient_accumulation_steps
     if args.allow_tf32 and torch.cuda.is_available():
@@ -423,10 +439,8 @@ def run_training(args: argparse.Namespace, build_task: TaskBuilder) -> dict:
 
     # 4. Resume.
     global_step, loss_curve, validated_at = 0, [], []
-    if resumed_from is not None:
-        logger.info("Resuming from %s.", resumed_from)
-        accelerator.load_state(str(resumed_from))
-        state = json.loads((resumed_from / TRAINER_STATE_NAME).read_text())
+    if resume is not None:
+        state = load_checkpoint(accelerator, resume)
         global_step, loss_curve = state["global_step"], state["loss_curve"]
         validated_at = state["validated_at"]
     start_step = global_step

@@ -10,7 +10,10 @@ Rows:
   evaluated at every pixel (the naive per-pixel RBF: same kernel, no coarse grid, no upsampling);
 - the maps alone, against the per-pixel maps;
 - what the coarse grid costs in accuracy: mean |coarse - per-pixel| over all pixels and frames,
-  against the mean displacement it approximates.
+  against the mean displacement it approximates;
+- the object engine (`core.engines.objects`: each drag moves the object under it) as a live preview (no
+  flow, objects segmented once per image and cached, as the app does) against the warp preview, and its
+  segmentation of the objects against one full `animate_objects` clip.
 
 Run: .venv/bin/python tests/benchmarks/run.py trajectory
 """
@@ -21,6 +24,7 @@ import cv2
 import numpy as np
 from harness import Row, median_seconds
 
+from core.engines.objects import animate_objects, object_layers
 from core.engines.warp import PREVIEW_VIDEO_SIDE_PX, animate, preview_video
 from core.eval.fixtures import load_photo
 from core.eval.metrics import psnr_db
@@ -71,6 +75,12 @@ def run() -> list[Row]:
     fine = backward_flow(tracks, HEIGHT, WIDTH, grid_step=1)
     error_px = float(np.linalg.norm(coarse - fine, axis=-1).mean())
     motion_px = float(np.linalg.norm(fine, axis=-1).mean())
+    segment_s = median_seconds(lambda: object_layers(image, trajectories), repeat=1, warmup=0)
+    layers = object_layers(image, trajectories)
+    objects_preview_s = median_seconds(
+        lambda: animate_objects(image, trajectories, FRAMES, layers=layers, with_flow=False), repeat=5
+    )
+    objects_s = median_seconds(lambda: animate_objects(image, trajectories, FRAMES, layers=layers), repeat=3)
     name = "trajectory_576x1024"
     return [
         Row(name, "warp preview, 5 tracks -> 14 frames", preview_s * 1e3, "ms", "animate (full resolution)",
@@ -82,4 +92,8 @@ def run() -> list[Row]:
         Row(name, "backward maps (grid step 8)", maps_s * 1e3, "ms", "per-pixel maps", naive_maps_s * 1e3),
         Row(name, "mean map error vs per-pixel", error_px, "px", "mean displacement", motion_px,
             "a small fraction of the motion"),
+        Row(name, "object preview, 5 tracks -> 14 frames", objects_preview_s * 1e3, "ms", "warp preview",
+            preview_s * 1e3, "interactive (a few hundred ms)"),
+        Row(name, "object segmentation (once per image)", segment_s * 1e3, "ms", "object clip with flow",
+            objects_s * 1e3),
     ]  # fmt: skip

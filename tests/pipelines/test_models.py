@@ -123,6 +123,12 @@ def test_controlnet_is_optional_tiny_or_reported_missing(tmp_path):
         models.load_controlnet(TINY.replace(controlnet_model="nobody/no-controlnet"))
 
 
+def test_the_tiny_sam_is_a_preset_of_the_sam_setting():
+    segmenter = models.load_sam(TINY.replace(sam_model="tiny"))
+    assert segmenter.model.config.vision_config.image_size == 64
+    assert segmenter.mask(np.zeros((20, 30, 3), np.uint8), (3.0, 4.0)).shape == (20, 30)
+
+
 def test_presets_are_found_by_name():
     assert (
         is_preset("tiny")
@@ -130,7 +136,7 @@ def test_presets_are_found_by_name():
         and list(PRESETS) == ["tiny", "mini"]
     )
     _assert_same_weights(build_preset("tiny", "svd")["unet"], models.tiny_svd_components()["unet"])
-    assert set(PRESETS["tiny"]) == {"sd", "svd", "controlnet", "svd_controlnet"}
+    assert set(PRESETS["tiny"]) == {"sd", "svd", "controlnet", "svd_controlnet", "sam"}
     assert set(PRESETS["mini"]) == {"sd", "svd"}
 
 
@@ -173,11 +179,13 @@ def _unconfigured_drag_backend(tmp_path):
         ("svd_controlnet_model", _missing_svd_controlnet),
         ("svd_joint_flow_model", _missing_svd_joint_flow),
         ("svd_controlnet_model", _unconfigured_drag_backend),
+        ("sam_model", lambda tmp_path: models.load_sam(TINY.replace(sam_model=str(tmp_path / "no")))),
+        ("sam_model", lambda tmp_path: models.load_sam(TINY.replace(sam_model="nobody/no-such-sam"))),
     ],
 )
 def test_every_missing_model_gets_the_same_sentence_and_the_offer_of_tiny(tmp_path, setting, load):
-    assert set(models.WEIGHT_SETTINGS) == {"sd_model", "svd_model", "controlnet_model",
-                                           "svd_controlnet_model", "svd_joint_flow_model"}  # fmt: skip
+    assert set(models.WEIGHT_SETTINGS) == {"sd_model", "svd_model", "controlnet_model", "svd_controlnet_model",
+                                           "svd_joint_flow_model", "sam_model"}  # fmt: skip
     with pytest.raises(ModelNotAvailable) as info:
         load(tmp_path)
     assert _missing_weights_shape(setting).match(str(info.value)), str(info.value)

@@ -177,8 +177,10 @@ def test_loss_decreases(full_run):
 
 def test_checkpoints_every_n_with_total_limit(full_run):
     run, summary, out = full_run
-    # Saved at 3, 6, 9, 12 (LoRA-only, through the task's hook), then the final weights into output_dir.
-    assert run.saved_to == ["checkpoint-3", "checkpoint-6", "checkpoint-9", "checkpoint-12", out.name]
+    # Saved at 3, 6, 9, 12 (LoRA-only, through the task's hook) into a partial folder renamed when complete,
+    # then the final weights into output_dir.
+    partial = [f"{checkpoints.PARTIAL_PREFIX}checkpoint-{step}" for step in (3, 6, 9, 12)]
+    assert run.saved_to == [*partial, out.name]
     assert [p.name for p in checkpoints.list_checkpoints(out)] == ["checkpoint-9", "checkpoint-12"]
     assert summary["checkpoints"] == ["checkpoint-9", "checkpoint-12"]
     files = sorted(p.name for p in (out / "checkpoint-12").iterdir())
@@ -189,8 +191,11 @@ def test_checkpoints_every_n_with_total_limit(full_run):
             "random_states_0.pkl",
             f"{LORA}.safetensors",
             checkpoints.TRAINER_STATE_NAME,
+            checkpoints.MANIFEST_NAME,
         ]
     )
+    assert checkpoints.inspect_checkpoint(out / "checkpoint-12") == []
+    assert not list(out.glob(f"{checkpoints.PARTIAL_PREFIX}*"))
     state = json.loads((out / "checkpoint-9" / checkpoints.TRAINER_STATE_NAME).read_text())
     assert state["global_step"] == 9 and state["loss_curve"] == summary["loss_curve"][:9]
     assert state["validated_at"] == [5]
@@ -245,6 +250,7 @@ def test_resume_latest_reaches_identical_weights(full_run, data_dir, tmp_path):
     summary = common.run_training(_args(out, "--resume_from_checkpoint", "latest"), resumed.build)
     assert (summary["start_step"], summary["steps"]) == (9, 12)
     assert summary["resumed_from"] == str(out / "checkpoint-9")
+    assert not list(out.glob("checkpoint-12.replaced-*"))
     # Steps 10-12 see the same batches, noise and timesteps: same losses, same weights, bit for bit.
     assert resumed.losses == full.losses[-len(resumed.losses) :] and len(resumed.losses) == 4
     assert summary["loss_curve"] == full_summary["loss_curve"]
@@ -285,10 +291,16 @@ def test_bad_flags_raise_input_error(tmp_path):
 
 def test_latest_without_checkpoints_starts_fresh(tmp_path):
     assert checkpoints.resolve_resume("latest", tmp_path) is None
-    (tmp_path / "checkpoint-3").mkdir()  # interrupted save: no trainer_state.json
+    (tmp_path / ".partial-checkpoint-4").mkdir()  # a save that was killed: never a candidate
+    assert checkpoints.resolve_resume("latest", tmp_path) is None
+
+
+def test_latest_with_only_damaged_checkpoints_is_refused(tmp_path):
+    (tmp_path / "checkpoint-3").mkdir()  # interrupted save of the earlier version: no trainer_state.json
     (tmp_path / "checkpoint-2").mkdir()
     (tmp_path / "checkpoint-2" / checkpoints.TRAINER_STATE_NAME).write_text("{}")
-    assert checkpoints.resolve_resume("latest", tmp_path) == tmp_path / "checkpoint-2"
+    with pytest.raises(InputError, match="no usable checkpoint .*checkpoint-3 is not a complete checkpoint"):
+        checkpoints.resolve_resume("latest", tmp_path)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")
@@ -325,6 +337,7 @@ def test_two_processes_resume_exactly(data_dir, tmp_path):
     assert (summary["num_processes"], summary["start_step"], summary["steps"]) == (2, 9, 12)
     assert summary["loss_curve"] == json.loads((full / common.SUMMARY_NAME).read_text())["loss_curve"]
     assert (resumed / "checkpoint-12" / "random_states_1.pkl").is_file()
+    assert checkpoints.inspect_checkpoint(resumed / "checkpoint-12", num_processes=2) == []
     expected, got = _lora_file(full), _lora_file(resumed)
     assert expected.keys() == got.keys()
     for key in expected:

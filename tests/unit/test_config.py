@@ -76,6 +76,17 @@ def test_joint_weights_and_the_svd_interp_lora_are_separate_settings():
     assert not hasattr(s, "lora_path")
 
 
+def test_the_sam_setting_is_empty_unless_set_by_env_or_flag():
+    assert Settings.from_env({}).sam_model == ""  # no learned segmenter: GrabCut
+    assert (
+        Settings.from_env({"KINEMA_SAM_MODEL": "facebook/sam-vit-base"}).sam_model == "facebook/sam-vit-base"
+    )
+    parser = argparse.ArgumentParser()
+    Settings.add_arguments(parser)
+    args = parser.parse_args(["--sam-model", "/weights/sam"])
+    assert Settings.from_args(args, {"KINEMA_SAM_MODEL": "env-sam"}).sam_model == "/weights/sam"
+
+
 def test_mini_names_the_mini_folder_of_each_trained_weights_setting():
     from core.config import MINI_WEIGHTS
     from core.models.presets import MINI_FOLDER

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from skimage.data import astronaut
 
+from core.engines.objects import ObjectLayer
 from core.errors import InputError
 from core.motion import (
     MODERATE_PX,
@@ -17,7 +18,7 @@ from core.motion import (
     suggest_motion_bucket,
     svd_speed,
 )
-from core.trajectory import Trajectories, Trajectory, dense_displacement
+from core.trajectory import CameraMotion, Trajectories, Trajectory, dense_displacement
 
 
 def _uniform_flow(frames, h, w, dx, dy=0.0):
@@ -130,3 +131,37 @@ def test_suggestion_grows_with_the_drag_and_is_minimal_without_motion():
         suggest_motion_bucket(Trajectories(), 14, 7, (0, 576))
     with pytest.raises(InputError):
         suggest_motion_bucket([[0.1, 0.2]], 14, 7, size)
+
+
+def test_a_camera_move_alone_has_motion_and_the_bucket_of_its_field():
+    size = (512, 288)
+    pan = CameraMotion(pan_x=0.15)
+    bucket = suggest_motion_bucket(Trajectories(), 14, 7, size, camera=pan)
+    field = dense_displacement(np.zeros((0, 14, 2)), size[1], size[0], camera=pan)
+    assert abs(bucket - motion_bucket_from_flow(np.diff(field, axis=0), fps=7)) <= 2
+    assert bucket > 100
+    assert suggest_motion_bucket(Trajectories(), 14, 7, size, camera=CameraMotion()) == 1
+
+
+def test_the_motion_brush_and_the_reach_change_the_bucket_as_the_warp_would():
+    size = (512, 288)
+    drag = Trajectories((Trajectory([[0.3, 0.5], [0.6, 0.5]]),))
+    free = suggest_motion_bucket(drag, 14, 7, size)
+    brush = np.zeros((288, 512), bool)
+    brush[100:180, 120:220] = True
+    assert suggest_motion_bucket(drag, 14, 7, size, region_mask=brush) < free
+    assert suggest_motion_bucket(drag, 14, 7, size, radius_px=2000.0) > free
+
+
+def test_object_drags_count_the_object_s_pixels_only():
+    size = (96, 96)  # the suggestion's own working width: no resampling of the mask
+    mask = np.zeros((96, 96), bool)
+    mask[24:72, 24:72] = True  # a quarter of the picture
+    drag = Trajectories(
+        (Trajectory([[0.5, 0.5], [0.5 + 13 * 2 / 96, 0.5]]),)
+    )  # 2 px per frame over 14 frames
+    bucket = suggest_motion_bucket(drag, 14, 7, size, layers=[ObjectLayer(mask, (0,))])
+    assert bucket == motion_bucket_from_flow(
+        np.where(mask[None, ..., None], [2.0, 0.0], 0.0)[[0] * 13], fps=7
+    )
+    assert bucket < suggest_motion_bucket(drag, 14, 7, size, radius_px=1e4)  # the whole sheet moving

@@ -159,3 +159,9 @@ def test_a_depth_map_puts_the_nearer_object_in_front(scene):
     assert np.array_equal(result.frames_uint8[1][15, 65:75], image[15, 15:25])  # a covers b
     with pytest.raises(InputError, match="depth map must be a 128x128 map"):
         object_layers(image, drags, masks=masks, disparity=disparity[:5])
+
+
+def test_segmentation_is_repeatable(scene):
+    image = np.ascontiguousarray(scene.frames_uint8[0])
+    masks = [segment_object(image, (50.0, 60.0)) for _ in range(3)]
+    assert all(np.array_equal(masks[0], mask) for mask in masks[1:])
