@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn
@@ -55,11 +56,15 @@ def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
 
 @contextmanager
 def sigterm_interrupts() -> Iterator[None]:
-    """Within the block SIGTERM raises KeyboardInterrupt, so cleanup (``core.outputs.atomic_path``) runs."""
+    """Within the block SIGTERM raises KeyboardInterrupt, so cleanup (``core.outputs.atomic_path``) runs.
+    Python handles signals in the main thread only: elsewhere (a CLI called from a worker) nothing changes."""
 
     def interrupt(signum: int, frame: object) -> NoReturn:
         raise KeyboardInterrupt
 
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         yield
