@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -501,7 +502,9 @@ def load_backend(backend: str, settings: Settings):
 
 
 def generate_section(image, image_name, trajectories, region_mask, params: DragParams, settings) -> None:
-    """The Generate button and the run behind it (a failed run keeps the earlier result on screen)."""
+    """The Generate button and the run behind it (a failed run keeps the earlier result on screen). Each progress
+    update (every frame and step) is where Streamlit stops a rerun or stopped script; an unfinished run's folder
+    is removed."""
     pipe, blocked = load_backend(params.backend, settings)
     moving = len(trajectories.moving) > 0 or params.camera != "none"
     if not moving:
@@ -512,6 +515,7 @@ def generate_section(image, image_name, trajectories, region_mask, params: DragP
     if not st.button("Generate", type="primary", disabled=not moving or blocked is not None):
         return
     bar = st.progress(0.0, text="Starting")
+    folder = None
     try:
         folder = new_run_folder(settings.output_dir, "drag")
         request = job.save_inputs(folder, image, trajectories, params, region_mask)
@@ -525,11 +529,15 @@ def generate_section(image, image_name, trajectories, region_mask, params: DragP
             progress=lambda event: bar.progress(min(max(event.fraction, 0.0), 1.0), text=event.text),
         )
         st.session_state.run_error = None
+        folder = None  # finished: the run folder stays
     except (KinemaError, OSError) as err:
         st.session_state.run_error = str(err)
     except Exception as err:  # keep the app and the earlier result alive; the log has the trace
         log.exception("drag generation failed")
         st.session_state.run_error = f"Generation failed ({type(err).__name__}: {err})."
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
     bar.empty()
 
 

@@ -38,6 +38,7 @@ from apps.drag import backends
 from apps.drag.backends import RenderProgress
 from apps.drag.overlay import draw_trajectory_overlay
 from apps.drag.params import DragParams
+from core.cancel import CancelToken
 from core.config import Settings
 from core.errors import InputError
 from core.flow import flows_to_video, render_flow_video
@@ -243,12 +244,15 @@ def run(
     front_end_arguments: dict[str, Any] | None = None,
     pipeline=None,
     progress: Progress | None = None,
+    cancel: CancelToken | None = None,
 ) -> DragResult:
     """Animate the request with its backend, write `outputs` and the run record; return the result.
 
     `pipeline` is what `apps.drag.backends.load(backend, settings)` returned (loaded here when None).
     `action` and `command` go into the record ("ui:<button>" for the app, "cli" and the command line
     for the CLI); `front_end_arguments` are recorded beside the request's (the CLI's other flags).
+    `cancel` is checked at every warped frame and denoising step: a cancelled run raises
+    `core.cancel.Cancelled` before it writes anything.
     """
     report = progress or (lambda event: None)
     started = time.perf_counter()
@@ -276,7 +280,7 @@ def run(
         radius_px=params.radius,
         settings=settings,
         pipeline=pipeline,
-        progress=on_render,
+        progress=(cancel or CancelToken()).watch(on_render),
     )
     rendered = time.perf_counter()
     _write_videos(outputs, fitted, video, params.fps, report)

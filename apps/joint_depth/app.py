@@ -18,7 +18,9 @@ depth map is refused (its colours are not depth); a grey image stored as RGB is 
 
 API (every event has an api_name; model events share one queue slot, "gpu", limit 1):
     /startup (model banner and its native size; runs on page load), /model_status (banner for a weights
-    choice), /list_weights, /generate, /image_to_depth, /depth_to_image.
+    choice), /list_weights, /generate, /image_to_depth, /depth_to_image; /stop_generate, /stop_image_to_depth,
+    /stop_depth_to_image (the Stop buttons: this session's runs stop at their next denoising step, as they do
+    when the page or client goes away).
 The settings are keyword inputs: weights, steps, guidance, seed, batch, low_vram, near, far, fov_deg,
 max_points.
 """
@@ -32,7 +34,7 @@ from typing import Any
 import gradio as gr
 
 from apps.common.examples import MINI_EXAMPLE_LABEL, MINI_STEPS, is_mini, mini_image_example
-from apps.common.gradio import low_vram_checkbox, serve, shows_errors
+from apps.common.gradio import RunStops, low_vram_checkbox, serve, shows_errors
 from apps.joint_depth import examples, job
 from apps.joint_depth.job import JointRequest, LoadedModel
 from core.config import ENV_PREFIX, LIMITS, Settings
@@ -60,6 +62,7 @@ class Handlers:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.stops = RunStops()
 
     # -- models ----------------------------------------------------------------------------------------
 
@@ -110,11 +113,16 @@ class Handlers:
 
     # -- runs ------------------------------------------------------------------------------------------
 
-    def _run(self, request: JointRequest, action: str, progress, low_vram: bool | None):
+    def _run(
+        self, request: JointRequest, action: str, progress, low_vram: bool | None, client: gr.Request | None
+    ):
         """Run a checked request with its files and record; the values of the result outputs. `low_vram`:
-        this run's low-VRAM mode (None: the server's)."""
+        this run's low-VRAM mode (None: the server's); `client`: whose Stop button or leaving stops it."""
         settings = self.settings if low_vram is None else self.settings.replace(low_vram=low_vram)
-        done = job.run_job(request, settings, action=action, progress=lambda text: progress(0, desc=text))
+        with self.stops.running(client) as token:
+            done = job.run_job(
+                request, settings, action=action, progress=lambda text: progress(0, desc=text), cancel=token
+            )
         model, images, files = done.model, done.images_uint8, done.files
         height, width = images.shape[1:3]
         weights_name = Path(model.weights).name if model.weights else "none (untrained)"
@@ -142,6 +150,7 @@ class Handlers:
         height: float,
         width: float,
         progress=gr.Progress(track_tqdm=True),
+        client: gr.Request = None,
         *,
         weights: str | None = "",
         low_vram: bool | None = None,
@@ -158,7 +167,7 @@ class Handlers:
             weights=weights,
             **options,
         )
-        return self._run(request, "ui:generate", progress, low_vram)
+        return self._run(request, "ui:generate", progress, low_vram, client)
 
     @shows_errors
     def image_to_depth(
@@ -167,6 +176,7 @@ class Handlers:
         prompt: str,
         side: float,
         progress=gr.Progress(track_tqdm=True),
+        client: gr.Request = None,
         *,
         weights: str | None = "",
         low_vram: bool | None = None,
@@ -182,7 +192,7 @@ class Handlers:
             **options,
         )
         request = replace(request, input_path=_upload_path(image, "an image"))
-        return self._run(request, "ui:image_to_depth", progress, low_vram)
+        return self._run(request, "ui:image_to_depth", progress, low_vram, client)
 
     @shows_errors
     def depth_to_image(
@@ -192,6 +202,7 @@ class Handlers:
         negative_prompt: str,
         side: float,
         progress=gr.Progress(track_tqdm=True),
+        client: gr.Request = None,
         *,
         weights: str | None = "",
         low_vram: bool | None = None,
@@ -208,7 +219,7 @@ class Handlers:
             **options,
         )
         request = replace(request, input_path=_upload_path(depth, "a depth map"))
-        return self._run(request, "ui:depth_to_image", progress, low_vram)
+        return self._run(request, "ui:depth_to_image", progress, low_vram, client)
 
     @staticmethod
     def show_point_cloud(clouds: list[str] | None, evt: gr.SelectData):
@@ -249,7 +260,9 @@ def _mode_tabs(settings: Settings) -> Components:
             with gr.Row():
                 ui["height"] = _side_slider(settings, "Height (px)", "jd-height")
                 ui["width"] = _side_slider(settings, "Width (px)", "jd-width")
-            ui["generate_btn"] = gr.Button("Generate", variant="primary", elem_id="jd-generate")
+            with gr.Row():
+                ui["generate_btn"] = gr.Button("Generate", variant="primary", elem_id="jd-generate", scale=3)
+                ui["generate_stop"] = gr.Button("Stop", variant="stop", elem_id="jd-generate-stop", scale=1)
             _examples(
                 mini_first,
                 ([[p] for p in [*examples.PROMPTS, scene_caption]], [ui["prompt"]], "Examples"),
@@ -263,7 +276,11 @@ def _mode_tabs(settings: Settings) -> Components:
             ui["image_side"] = _side_slider(
                 settings, "Longest side (px; the image is cropped to multiples of 64)", "jd-image-side"
             )
-            ui["image_btn"] = gr.Button("Estimate depth", variant="primary", elem_id="jd-image-go")
+            with gr.Row():
+                ui["image_btn"] = gr.Button(
+                    "Estimate depth", variant="primary", elem_id="jd-image-go", scale=3
+                )
+                ui["image_stop"] = gr.Button("Stop", variant="stop", elem_id="jd-image-stop", scale=1)
             _examples(
                 mini_first,
                 ([[str(p)] for p in [*examples.SAMPLE_IMAGES, scene_image]], [ui["image_in"]], "Examples"),
@@ -279,7 +296,11 @@ def _mode_tabs(settings: Settings) -> Components:
             ui["depth_prompt"] = gr.Textbox(label="Prompt", elem_id="jd-depth-prompt")
             ui["depth_negative"] = gr.Textbox(label="Negative prompt")
             ui["depth_side"] = _side_slider(settings, "Longest side (px)", "jd-depth-side")
-            ui["depth_btn"] = gr.Button("Generate image", variant="primary", elem_id="jd-depth-go")
+            with gr.Row():
+                ui["depth_btn"] = gr.Button(
+                    "Generate image", variant="primary", elem_id="jd-depth-go", scale=3
+                )
+                ui["depth_stop"] = gr.Button("Stop", variant="stop", elem_id="jd-depth-stop", scale=1)
             depth_inputs = [ui["depth_in"], ui["depth_prompt"]]
             _examples(
                 mini_first,
@@ -389,7 +410,7 @@ def _events(demo: gr.Blocks, h: Handlers, ui: Components) -> None:
     demo.load(h.startup, ui["weights"], sizes, api_name="startup", **gpu)
     ui["weights"].input(h.model_status, ui["weights"], ui["banner"], api_name="model_status", **gpu)
     ui["refresh_btn"].click(h.list_weights, None, ui["weights"], api_name="list_weights", queue=False)
-    gr.on(
+    generate = gr.on(
         [ui["generate_btn"].click, ui["prompt"].submit],
         h.generate,
         [ui["prompt"], ui["negative"], ui["height"], ui["width"]],
@@ -398,7 +419,7 @@ def _events(demo: gr.Blocks, h: Handlers, ui: Components) -> None:
         **run,
     )
     # Uploads arrive unprocessed so core.imaging reads (and checks) them, not gradio's own decoder.
-    ui["image_btn"].click(
+    image_to_depth = ui["image_btn"].click(
         h.image_to_depth,
         [ui["image_in"], ui["image_prompt"], ui["image_side"]],
         results,
@@ -406,7 +427,7 @@ def _events(demo: gr.Blocks, h: Handlers, ui: Components) -> None:
         preprocess=False,
         **run,
     )
-    ui["depth_btn"].click(
+    depth_to_image = ui["depth_btn"].click(
         h.depth_to_image,
         [ui["depth_in"], ui["depth_prompt"], ui["depth_negative"], ui["depth_side"]],
         results,
@@ -414,6 +435,12 @@ def _events(demo: gr.Blocks, h: Handlers, ui: Components) -> None:
         preprocess=False,
         **run,
     )
+    stops = {
+        "stop_generate": (ui["generate_stop"], [generate]),
+        "stop_image_to_depth": (ui["image_stop"], [image_to_depth]),
+        "stop_depth_to_image": (ui["depth_stop"], [depth_to_image]),
+    }
+    h.stops.wire(demo, ui["status"], stops)
     glue = {"queue": False, "api_visibility": "private"}
     ui["images_out"].select(h.show_point_cloud, ui["clouds"], ui["cloud_out"], **glue)
     ui["depth_out"].select(h.show_point_cloud, ui["clouds"], ui["cloud_out"], **glue)

@@ -31,6 +31,7 @@ import PIL.Image
 
 from apps.common.examples import MINI_DESCRIPTION, is_mini
 from apps.common.runs import RunRecord, new_run_folder
+from core.cancel import CancelToken
 from core.config import ENV_PREFIX, LIMITS, Limit, Settings
 from core.data.image_depth import normalize_disparity
 from core.errors import InputError, ModelNotAvailable
@@ -230,11 +231,13 @@ def run(
     *,
     image_uint8: np.ndarray | None = None,
     depth_unit: np.ndarray | None = None,
+    cancel: CancelToken | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run one request -> (images uint8 (B,H,W,3), disparity float32 (B,H,W) in [0,1], near = 1).
 
     The given modality is returned as given (repeated B times), not after the VAE round trip the pipeline
-    returns, so the files hold exactly what was uploaded (resized). Progress goes to the pipeline's tqdm bar.
+    returns, so the files hold exactly what was uploaded (resized). Progress goes to the pipeline's tqdm bar;
+    ``cancel`` is checked after every denoising step (a cancelled run raises core.cancel.Cancelled).
     """
     given = {"image_to_depth": image_uint8, "depth_to_image": depth_unit}.get(request.mode)
     if request.mode != "joint" and given is None:
@@ -253,6 +256,7 @@ def run(
             seed=request.seed,
             normalize_given_depth=False,  # prepare_depth normalised it already; the files keep that map
             output_type="uint8",
+            callback_on_step_end=(cancel or CancelToken()).on_step_end,
             **size,
         )
     images, depth = out.images, out.depth
@@ -340,11 +344,15 @@ def run_job(
     action: str = "cli",
     command: list[str] | None = None,
     progress: Callable[[str], None] | None = None,
+    cancel: CancelToken | None = None,
 ) -> JobResult:
     """The whole job: model, input, run, files and the run record, in ``folder`` (default: a new run folder
     under ``settings.output_dir``). Raises InputError for bad input (a missing or unreadable upload, a joint-
-    weights folder that does not load). ``progress`` gets a short text before each stage."""
-    report = progress or (lambda text: None)
+    weights folder that does not load). ``progress`` gets a short text before each stage. ``cancel`` is checked
+    before each stage and after every denoising step: a cancelled job raises core.cancel.Cancelled and writes
+    nothing."""
+    cancel = cancel or CancelToken()
+    report = cancel.watch(progress)
     given = {}
     if request.mode != "joint":
         what = "an image" if request.mode == "image_to_depth" else "a depth map"
@@ -357,7 +365,7 @@ def run_job(
     model = load_model(settings, request.weights)
     report(f"{request.mode.replace('_', ' ')}: {request.steps} steps")
     started = time.perf_counter()
-    images, depth = run(model, request, **given)
+    images, depth = run(model, request, cancel=cancel, **given)
     seconds = time.perf_counter() - started
     report("writing files")
     folder = new_run_folder(settings.output_dir, "joint_depth") if folder is None else Path(folder)

@@ -13,7 +13,8 @@ queue slot ("gpu", limit 1).
 API (every work event has an api_name; gradio_client keeps the session across calls):
     /sample_video, /mini_sample_video (the synthetic clip for the mini models, with its working size and
     keyframe spacing), /probe_video, /load_video, /suggest_keyframes, /set_keyframes, /toggle_keyframe,
-    /edit_preview, /edit_all, /reedit_keyframe, /upload_edit, /inbetween.
+    /edit_preview, /edit_all, /reedit_keyframe, /upload_edit, /inbetween; /stop_edit, /stop_inbetween (the Stop
+    buttons: this session's runs stop at their next step or frame, as they do when the page or client goes away).
 The edit controls are keyword inputs of the edit events: backend, filter, prompt, negative_prompt,
 keyframe_prompts, strength, guidance, steps, seed, low_vram and the filter parameters as EDIT_PARAM (e.g.
 ``adjust_hue_deg``); only those of the chosen filter are read. The low-VRAM checkbox under the model line
@@ -198,6 +199,7 @@ def _edit_section() -> Components:
         ui["edit_btn"] = gr.Button("2b. Edit all keyframes", variant="primary", elem_id="kf-edit-all")
     with gr.Row():
         ui["reedit_btn"] = gr.Button("Re-edit the selected keyframe", size="sm")
+        ui["edit_stop"] = gr.Button("Stop", variant="stop", size="sm", elem_id="kf-edit-stop")
     ui["preview"] = gr.Image(label="Preview: original | edited", interactive=False, height=240, format="png")
     with gr.Accordion("Your own edit for the selected keyframe", open=False):
         ui["own_image"] = gr.Image(
@@ -235,7 +237,9 @@ def _inbetween_section(settings: Settings) -> Components:
             step=1,
             label="Decode chunk size (frames)",
         )
-    ui["interp_btn"] = gr.Button("3. Inbetween", variant="primary", elem_id="kf-inbetween")
+    with gr.Row():
+        ui["interp_btn"] = gr.Button("3. Inbetween", variant="primary", elem_id="kf-inbetween", scale=3)
+        ui["interp_stop"] = gr.Button("Stop", variant="stop", elem_id="kf-inbetween-stop", scale=1)
     ui["result"] = gr.Video(label="Result", elem_id="kf-result", autoplay=True, loop=True, height=360)
     ui["result_side"] = gr.Video(label="Original | result", elem_id="kf-side-by-side", loop=True, height=240)
     ui["downloads"] = gr.File(label="Downloads", file_count="multiple", elem_id="kf-downloads")
@@ -288,8 +292,9 @@ def _video_and_keyframe_events(h: Handlers, ui: Components) -> None:
     ui["key_gallery"].select(h.select_keyframe, ui["keys_text"], ui["selected"], **glue)
 
 
-def _edit_and_inbetween_events(h: Handlers, ui: Components) -> None:
-    """Steps 2 and 3: the edit events (edit controls as keyword inputs), uploads, inbetweening, visibility."""
+def _edit_and_inbetween_events(demo: gr.Blocks, h: Handlers, ui: Components) -> None:
+    """Steps 2 and 3: the edit events (edit controls as keyword inputs), uploads, inbetweening, their Stop
+    buttons, visibility."""
     edit_controls = {
         "backend": ui["edit_backend"],
         "filter": ui["filter_name"],
@@ -307,11 +312,11 @@ def _edit_and_inbetween_events(h: Handlers, ui: Components) -> None:
     session, keys_text, selected = ui["session"], ui["keys_text"], ui["selected"]
     edited_out = [session, ui["key_gallery"], ui["status"]]
     edit = {**gpu, "inputs_kwargs": edit_controls}
-    ui["preview_btn"].click(
+    preview = ui["preview_btn"].click(
         h.edit_preview, [session, keys_text], [ui["preview"], ui["status"]], api_name="edit_preview", **edit
     )
-    ui["edit_btn"].click(h.edit_all, [session, keys_text], edited_out, api_name="edit_all", **edit)
-    ui["reedit_btn"].click(
+    edit_all = ui["edit_btn"].click(h.edit_all, [session, keys_text], edited_out, api_name="edit_all", **edit)
+    reedit = ui["reedit_btn"].click(
         h.reedit_keyframe, [session, keys_text, selected], edited_out, api_name="reedit_keyframe", **edit
     )
     ui["upload_btn"].click(
@@ -325,13 +330,18 @@ def _edit_and_inbetween_events(h: Handlers, ui: Components) -> None:
         "interp_steps",
         "interp_seed",
     ]
-    ui["interp_btn"].click(
+    inbetween = ui["interp_btn"].click(
         h.inbetween,
         [session, keys_text, *[ui[k] for k in interp], ui["decode_chunk"], ui["low_vram"]],
         [session, ui["result"], ui["result_side"], ui["downloads"], ui["status"]],
         api_name="inbetween",
         **gpu,
     )
+    stops = {
+        "stop_edit": (ui["edit_stop"], [preview, edit_all, reedit]),
+        "stop_inbetween": (ui["interp_stop"], [inbetween]),
+    }
+    h.stops.wire(demo, ui["status"], stops)
     glue = {"queue": False, "api_visibility": "private"}
     backend = ui["edit_backend"]
     backend.change(h.show_edit_backend, backend, [ui["filter_group"], ui["sd_group"]], **glue)
@@ -358,7 +368,7 @@ def build_demo(settings: Settings) -> gr.Blocks:
             with gr.Column():
                 ui.update(_inbetween_section(settings))
         _video_and_keyframe_events(h, ui)
-        _edit_and_inbetween_events(h, ui)
+        _edit_and_inbetween_events(demo, h, ui)
     return demo
 
 

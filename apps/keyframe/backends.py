@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from apps.keyframe.video import resize_frames
+from core.cancel import CancelToken
 from core.config import ENV_PREFIX, LIMITS, Settings
 from core.engines.edit import apply_edit, resolve_params
 from core.engines.interpolate import VideoMotion, crossfade, interpolate_flow
@@ -146,12 +147,14 @@ def edit_keyframes(
     settings: Settings,
     *,
     progress: bool = False,
+    cancel: CancelToken | None = None,
 ) -> np.ndarray:
     """Edit K keyframes (K,H,W,3) uint8 taken at frames `keyframe_indices`; returns (K,H,W,3) uint8.
 
     The SD backend edits all K in one batch (cross-keyframe attention keeps them consistent); editing
     a subset gives a different result than editing them all. Raises InputError for bad parameters and
-    ModelNotAvailable (naming the setting) when SD weights are missing.
+    ModelNotAvailable (naming the setting) when SD weights are missing; `cancel` is checked after every
+    denoising step (core.cancel.Cancelled when set).
     """
     request.check()
     if len(keyframe_indices) != len(keyframes_uint8):
@@ -179,6 +182,7 @@ def edit_keyframes(
             num_inference_steps=int(request.steps),
             seed=int(request.seed),
             output_type="uint8",
+            callback_on_step_end=(cancel or CancelToken()).on_step_end,
         ).images
     return undo_resize(edited, resize)
 
@@ -246,15 +250,19 @@ def inbetween(
     motion: VideoMotion | None = None,
     progress: bool = False,
     callback: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
 ) -> np.ndarray:
     """Fill every frame of the original video (T,H,W,3) from the edited keyframes (K,H,W,3) uint8.
 
     Returns (T,H,W,3) uint8; frame keyframe_indices[k] is edited_uint8[k]. `motion` reuses
     `estimate_video_motion(frames_uint8, request.flow_method)` for the flow backend; `callback(done,
     total)` reports output frames. `fps` (the video's) conditions SVD when `request.fps` is None.
-    Raises InputError / ModelNotAvailable like the backends.
+    Raises InputError / ModelNotAvailable like the backends; `cancel` is checked at every output frame and,
+    for SVD, every denoising step (core.cancel.Cancelled when set).
     """
     request.check()
+    cancel = cancel or CancelToken()
+    callback = cancel.watch(callback)
     if request.backend == "flow":
         return interpolate_flow(
             frames_uint8,
@@ -267,8 +275,7 @@ def inbetween(
         )
     if request.backend == "crossfade":
         out = crossfade(frames_uint8.shape[0], keyframe_indices, edited_uint8)
-        if callback is not None:
-            callback(out.shape[0], out.shape[0])
+        callback(out.shape[0], out.shape[0])
         return out
     return _svd_inbetween(
         frames_uint8,
@@ -279,6 +286,7 @@ def inbetween(
         request.fps or fps,
         progress,
         callback,
+        cancel,
     )
 
 
@@ -290,7 +298,8 @@ def _svd_inbetween(
     settings: Settings,
     fps: float,
     progress: bool,
-    callback: ProgressCallback | None,
+    callback: ProgressCallback,
+    cancel: CancelToken,
 ) -> np.ndarray:
     """One SVD run per pair of neighbouring keyframes, as long as their gap; keyframes stay exact."""
     n_frames = frames_uint8.shape[0]
@@ -335,11 +344,11 @@ def _svd_inbetween(
                 decode_chunk_size=decode_chunk_frames(
                     *padded.shape[1:3], request.decode_chunk_size, settings.low_vram
                 ),
+                callback_on_step_end=cancel.on_step_end,
             )
             out[a + 1 : b] = undo_resize(video[1:-1], resize)
             done += b - a - 1
-            if callback is not None:
-                callback(done, n_frames)
+            callback(done, n_frames)
     return out
 
 

@@ -12,7 +12,7 @@ import gradio as gr
 import numpy as np
 
 from apps.common.examples import MINI_DESCRIPTION, is_mini, mini_clip_example
-from apps.common.gradio import shows_errors
+from apps.common.gradio import RunStops, shows_errors
 from apps.common.runs import new_run_folder
 from apps.keyframe import job
 from apps.keyframe.backends import (
@@ -109,6 +109,7 @@ class Handlers:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.stops = RunStops()
 
     def _run_settings(self, low_vram: bool | None) -> Settings:
         """The settings of one run: the server's, with the run's low-VRAM choice (None: the server's)."""
@@ -187,6 +188,7 @@ class Handlers:
         request: EditRequest,
         progress: gr.Progress,
         low_vram: bool | None,
+        client: gr.Request | None,
     ) -> tuple[np.ndarray, float]:
         frames = self._video(session).frames_uint8
         progress(
@@ -194,7 +196,8 @@ class Handlers:
         )
         started = time.perf_counter()
         settings = self._run_settings(low_vram)
-        edited = edit_keyframes(frames[indices], indices, request, settings, progress=True)
+        with self.stops.running(client) as token:
+            edited = edit_keyframes(frames[indices], indices, request, settings, progress=True, cancel=token)
         return edited, time.perf_counter() - started
 
     # -- 1. video --------------------------------------------------------------------------------------
@@ -369,6 +372,7 @@ class Handlers:
         session: Session | None,
         keys_text: str,
         progress=gr.Progress(track_tqdm=True),
+        client: gr.Request = None,
         *,
         color_grade_reference: np.ndarray | None = None,
         low_vram: bool | None = None,
@@ -378,7 +382,7 @@ class Handlers:
         keys = self._keys(session, keys_text)
         request = self._edit_request(keys, {**edit, "color_grade_reference": color_grade_reference})
         first = keys[0].index
-        edited, seconds = self._run_edit(session, [first], request, progress, low_vram)
+        edited, seconds = self._run_edit(session, [first], request, progress, low_vram, client)
         original = self._video(session).frames_uint8[first]
         preview = side_by_side(original[None], edited)[0]
         return preview, f"Preview of keyframe {first} (original | edited) in {seconds:.1f} s."
@@ -389,6 +393,7 @@ class Handlers:
         session: Session | None,
         keys_text: str,
         progress=gr.Progress(track_tqdm=True),
+        client: gr.Request = None,
         *,
         color_grade_reference: np.ndarray | None = None,
         low_vram: bool | None = None,
@@ -398,7 +403,7 @@ class Handlers:
         keys = self._keys(session, keys_text)
         request = self._edit_request(keys, {**edit, "color_grade_reference": color_grade_reference})
         indices = [k.index for k in keys]
-        edited, seconds = self._run_edit(session, indices, request, progress, low_vram)
+        edited, seconds = self._run_edit(session, indices, request, progress, low_vram, client)
         step = KeyframeEdit(tuple(indices), tuple(indices), request)
         session = replace(
             session,
@@ -418,6 +423,7 @@ class Handlers:
         keys_text: str,
         frame: float | None,
         progress=gr.Progress(track_tqdm=True),
+        client: gr.Request = None,
         *,
         color_grade_reference: np.ndarray | None = None,
         low_vram: bool | None = None,
@@ -427,7 +433,7 @@ class Handlers:
         keys = self._keys(session, keys_text)
         index = self._selected_keyframe(keys, frame)
         request = self._edit_request(keys, {**edit, "color_grade_reference": color_grade_reference})
-        edited, seconds = self._run_edit(session, [index], request, progress, low_vram)
+        edited, seconds = self._run_edit(session, [index], request, progress, low_vram, client)
         session = replace(
             session,
             edited={**session.edited, index: edited[0]},
@@ -488,6 +494,7 @@ class Handlers:
         decode_chunk_size: float,
         low_vram: bool | None = None,
         progress=gr.Progress(track_tqdm=True),
+        client: gr.Request = None,
     ):
         """Fill the frames between the edited keyframes; write the mp4, gif, side by side, zip and record.
         `low_vram`: this run's low-VRAM mode (None: the server's), recorded with its settings."""
@@ -523,14 +530,16 @@ class Handlers:
 
         folder = new_run_folder(self.settings.output_dir, "keyframe")
         try:
-            done = job.run(
-                request,
-                self._run_settings(low_vram),
-                OutputFiles.in_folder(folder),
-                action="ui:inbetween",
-                prepared=prepared,
-                progress=report,
-            )
+            with self.stops.running(client) as token:
+                done = job.run(
+                    request,
+                    self._run_settings(low_vram),
+                    OutputFiles.in_folder(folder),
+                    action="ui:inbetween",
+                    prepared=prepared,
+                    progress=report,
+                    cancel=token,
+                )
         finally:
             if not any(folder.iterdir()):
                 folder.rmdir()  # a refused or failed run leaves no empty run folder behind

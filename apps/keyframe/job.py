@@ -38,6 +38,7 @@ from apps.keyframe.backends import (
 )
 from apps.keyframe.keyframes import check_keyframe_prompts, choose_keyframes, format_indices, motion_of
 from apps.keyframe.video import DEFAULT_WORKING_SIDE, LoadedVideo, load_video
+from core.cancel import CancelToken
 from core.config import Settings
 from core.engines.interpolate import VideoMotion
 from core.engines.keyframes import Keyframe
@@ -174,7 +175,9 @@ def _edits_of(request: KeyframeRequest, indices: list[int]) -> tuple[KeyframeEdi
     )
 
 
-def _edit(video: LoadedVideo, step: KeyframeEdit, settings: Settings) -> dict[int, np.ndarray]:
+def _edit(
+    video: LoadedVideo, step: KeyframeEdit, settings: Settings, cancel: CancelToken
+) -> dict[int, np.ndarray]:
     if step.edit is None:
         return {step.keys[0]: fit_image(step.image_uint8, video.size_hw)}
     if not set(step.keys) <= set(step.batch) or not all(0 <= i < video.num_frames for i in step.batch):
@@ -183,7 +186,7 @@ def _edit(video: LoadedVideo, step: KeyframeEdit, settings: Settings) -> dict[in
             f"as its batch; they must include those keyframes and lie in 0..{video.num_frames - 1}."
         )
     edited = edit_keyframes(
-        video.frames_uint8[list(step.batch)], step.batch, step.edit, settings, progress=True
+        video.frames_uint8[list(step.batch)], step.batch, step.edit, settings, progress=True, cancel=cancel
     )
     return {k: edited[step.batch.index(k)] for k in step.keys}
 
@@ -215,12 +218,16 @@ def run(
     prepared: Prepared | None = None,
     progress: Progress | None = None,
     say: Callable[[str], None] | None = None,
+    cancel: CancelToken | None = None,
 ) -> JobResult:
     """Run the whole job (the parts `prepared` does not hold) and write `files` with the run record.
 
-    Raises InputError / ModelNotAvailable (one sentence) for bad input or missing weights.
+    Raises InputError / ModelNotAvailable (one sentence) for bad input or missing weights. `cancel` is
+    checked at every stage, output frame and denoising step: a cancelled run raises core.cancel.Cancelled
+    before it writes any file.
     """
-    report = progress or (lambda stage, done, total: None)
+    cancel = cancel or CancelToken()
+    report = cancel.watch(progress)
     tell = say or (lambda text: None)
     interp = request.interp.check()
     notes = backend_notes(interp, settings)
@@ -248,7 +255,7 @@ def run(
     todo = [step for step in steps if not all(k in edited_by_key for k in step.keys)]
     for step in todo:
         report(f"editing {len(step.batch)} keyframe{'s' if len(step.batch) > 1 else ''}", 0, 1)
-        edited_by_key.update(_edit(video, step, settings))
+        edited_by_key.update(_edit(video, step, settings, cancel))
     if todo:
         timings["edit"] = time.perf_counter() - started
     edited = np.stack([edited_by_key[i] for i in indices])
@@ -273,6 +280,7 @@ def run(
         motion=motion,
         progress=True,
         callback=lambda done, total: report(f"inbetweening ({interp.backend})", done, total),
+        cancel=cancel,
     )
     timings["inbetween"] = time.perf_counter() - started
 

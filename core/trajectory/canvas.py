@@ -441,7 +441,8 @@ def mask_from_strokes(
         obj = objects[i]
         stroke_px = float(obj.get("strokeWidth") or 1) * abs(float(obj.get("scaleX") or 1)) * px_per_canvas_px
         points = np.round(trajectory.points_norm * scale - 0.5).astype(np.int32)
-        thickness = max(1, round(stroke_px))
+        # Wider than twice the picture covers all of it; OpenCV refuses lines over 32767 px.
+        thickness = min(max(1, round(stroke_px)), 2 * max(height, width))
         cv2.polylines(mask, [points], isClosed=False, color=1, thickness=thickness, lineType=cv2.LINE_8)
         cv2.circle(mask, tuple(int(v) for v in points[0]), max(1, thickness // 2), 1, thickness=-1)
     return mask.astype(bool)

@@ -44,6 +44,9 @@ EXPECTED_API = {
     "/generate",
     "/image_to_depth",
     "/depth_to_image",
+    "/stop_generate",
+    "/stop_image_to_depth",
+    "/stop_depth_to_image",
 }
 FAST = {"steps": 2, "guidance": 7.5, "batch": 1, "weights": ""}
 

@@ -364,10 +364,76 @@ def run_record_cases() -> list[Case]:
     return [Case(f"run_record:{name}", refuse, text=text) for name, (text, refuse) in texts.items()]
 
 
+def _canvas_line(**changes) -> dict:
+    """A Fabric 7.4 line as the drawing canvas sends it (600x400 canvas), with `changes`."""
+    line = {"type": "Line", "version": "7.4.0", "left": 240, "top": 160, "width": 240, "height": 160,
+            "x1": -120, "y1": -80, "x2": 120, "y2": 80, "originX": "center", "originY": "center",
+            "strokeWidth": 20}  # fmt: skip
+    return {**line, **changes}
+
+
+def _canvas_path(commands: object, **changes) -> dict:
+    return {"type": "Path", "version": "7.4.0", "left": 300, "top": 200, "originX": "center",
+            "originY": "center", "strokeWidth": 20, "path": commands, **changes}  # fmt: skip
+
+
+def canvas_cases() -> list[Case]:
+    """Hostile drawing-canvas objects (what the browser component sends back), one object per case as the
+    text of a JSON object list: the drag app reads them as trajectories and as motion-brush strokes."""
+    nan, inf = float("nan"), float("inf")
+    many = [["M", 10.0, 10.0]] + [["L", 10.0 + (i % 500), 10.0 + i / 100] for i in range(20_000)]
+    objects: dict[str, tuple[object, bool]] = {
+        "not_an_object": (42, True),
+        "string": ("Line", True),
+        "no_type": ({"left": 1, "top": 2}, True),
+        "type_number": ({"type": 7}, True),
+        "rect": ({"type": "Rect", "left": 10, "top": 10, "width": 50, "height": 50}, True),
+        "text": ({"type": "Textbox", "text": "<script>alert(1)</script>"}, True),
+        "line_strings": (_canvas_line(x1="a", y1="b"), True),
+        "line_boolean": (_canvas_line(x1=True), False),  # Fabric's flips are booleans: read as 0/1
+        "line_null": (_canvas_line(x2=None), False),  # Fabric writes null for unset values: the default
+        "line_nan": (_canvas_line(x1=nan), True),
+        "line_infinite_left": (_canvas_line(left=inf), True),
+        "line_scale_nan": (_canvas_line(scaleX=nan), True),
+        "line_angle_string": (_canvas_line(angle="90deg"), True),
+        "line_origin_unknown": (_canvas_line(originX="middle"), True),
+        "line_nested_coordinate": (_canvas_line(x1=[[1]]), True),
+        "path_empty": (_canvas_path([]), True),
+        "path_not_list": (_canvas_path("M 0 0 L 1 1"), True),
+        "path_unknown_command": (_canvas_path([["M", 1, 2], ["X", 3, 4]]), True),
+        "path_strings": (_canvas_path([["M", "a", "b"], ["L", 1, 1]]), True),
+        "path_short_command": (_canvas_path([["M", 1], ["L", 1, 1]]), True),
+        "path_nested": (
+            _canvas_path([["M", [1], [2]], ["L", 1, 1]]),
+            False,
+        ),  # one-number lists read as numbers
+        "path_nan": (_canvas_path([["M", nan, 1], ["L", 2, 2]]), True),
+        "polygon_points_string": ({"type": "Polygon", "left": 1, "top": 1, "points": "1,2 3,4"}, True),
+        "polygon_point_missing_y": ({"type": "Polygon", "left": 1, "top": 1, "points": [{"x": 1}]}, True),
+        "circle_radius_string": (
+            {"type": "Circle", "left": 1, "top": 1, "radius": "big"},
+            False,
+        ),  # a point: radius unused
+        "valid_line": (_canvas_line(), False),
+        "far_outside": (_canvas_line(left=1e9, top=-1e9), False),
+        "many_points": (_canvas_path(many), False),
+        "zero_length_click": (_canvas_path([["M", 300.0, 200.0], ["L", 300.0, 200.0]]), False),
+        "huge_stroke": (_canvas_line(strokeWidth=1e6), False),
+        "negative_scale": (_canvas_line(scaleX=-1, scaleY=-2), False),
+    }
+    return [Case(f"canvas:{name}", refuse, text=json.dumps([obj])) for name, (obj, refuse) in objects.items()]
+
+
 def write_corpus(folder: Path) -> dict[str, Case]:
-    """Write every case under `folder` (images/, videos/, trajectories/, run_records/); returns them by name."""
+    """Write every case under `folder` (images/, videos/, trajectories/, run_records/, canvas/); returns them by
+    name."""
     written = []
-    for kind, cases in (("trajectories", trajectory_cases()), ("run_records", run_record_cases())):
+    kinds = (
+        ("trajectories", trajectory_cases()),
+        ("run_records", run_record_cases()),
+        ("canvas", canvas_cases()),
+    )
+    for kind, cases in kinds:
         (folder / kind).mkdir(parents=True, exist_ok=True)
         for case in cases:
             path = folder / kind / (case.name.split(":", 1)[1] + ".json")
@@ -378,13 +444,14 @@ def write_corpus(folder: Path) -> dict[str, Case]:
 
 
 def case_names(kind: str) -> list[str]:
-    """The names of one kind's cases ("image", "video", "trajectories", "run_record"), known without writing:
-    what tests parametrize over, then look up in the `corpus` fixture."""
+    """The names of one kind's cases ("image", "video", "trajectories", "run_record", "canvas"), known without
+    writing: what tests parametrize over, then look up in the `corpus` fixture."""
     names = {
         "image": [f"image:{name}" for name in image_payloads()],
         "video": [f"video:{name}" for name in VIDEO_NAMES],
         "trajectories": [case.name for case in trajectory_cases()],
         "run_record": [case.name for case in run_record_cases()],
+        "canvas": [case.name for case in canvas_cases()],
     }
     return names[kind]
 
@@ -392,5 +459,6 @@ def case_names(kind: str) -> list[str]:
 if __name__ == "__main__":
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "reliability-corpus")
     cases = write_corpus(target)
-    counts = {kind: len(case_names(kind)) for kind in ("image", "video", "trajectories", "run_record")}
+    kinds = ("image", "video", "trajectories", "run_record", "canvas")
+    counts = {kind: len(case_names(kind)) for kind in kinds}
     print(f"{len(cases)} cases in {target}: " + ", ".join(f"{kind} {n}" for kind, n in counts.items()))
