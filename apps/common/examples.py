@@ -18,7 +18,6 @@ generated is committed) through :func:`write_once`, which apps started together 
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ from core.data.synthetic import VideoScene, disparity_of, make_image_scene, make
 from core.eval.learning import MINI_FPS, MINI_FRAMES, MINI_SIDE, held_out_seeds
 from core.imaging import save_png16
 from core.models.presets import MINI
+from core.outputs import atomic_path
 from core.trajectory import Trajectories, Trajectory
 from core.video import write_video
 
@@ -58,10 +58,8 @@ def write_once(path: Path, write: Callable[[Path], object]) -> Path:
     """Write ``path`` with ``write(partial)`` through a temporary name unless it exists (apps started together
     may race); returns ``path``."""
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")
-        write(partial)
-        os.replace(partial, path)
+        with atomic_path(path) as partial:
+            write(partial)
     return path
 
 
