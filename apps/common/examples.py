@@ -20,10 +20,8 @@ name (``tempfile.mkdtemp``, mode 0700) and removes at exit, so no other local us
 from __future__ import annotations
 
 import atexit
-import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +32,7 @@ from core.data.synthetic import VideoScene, disparity_of, make_image_scene, make
 from core.eval.learning import MINI_FPS, MINI_FRAMES, MINI_SIDE, held_out_seeds
 from core.imaging import save_png16
 from core.models.presets import MINI
+from core.outputs import atomic_path
 from core.trajectory import Trajectories, Trajectory
 from core.video import write_video
 
@@ -63,10 +62,8 @@ def write_once(path: Path, write: Callable[[Path], object]) -> Path:
     """Write ``path`` with ``write(partial)`` through a temporary name unless it exists (requests served at
     the same time may race); returns ``path``."""
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}{path.suffix}")
-        write(partial)
-        os.replace(partial, path)
+        with atomic_path(path) as partial:
+            write(partial)
     return path
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InputError
+from core.outputs import atomic_path
 
 RUN_FORMAT = "kinema.run"
 RUN_VERSION = 1
@@ -78,8 +79,10 @@ class RunRecord:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     def write(self, path: str | Path) -> Path:
+        """Write the record to `path` atomically (`core.outputs.atomic_path`); returns `path`."""
         path = Path(path)
-        path.write_text(self.to_json())
+        with atomic_path(path) as temp:
+            temp.write_text(self.to_json())
         return path
 
     @classmethod

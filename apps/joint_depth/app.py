@@ -43,7 +43,7 @@ from apps.common.examples import MINI_EXAMPLE_LABEL, MINI_STEPS, is_mini, mini_i
 from apps.common.gradio import RunStops, image_upload, low_vram_checkbox, serve, served_copies, shows_errors
 from apps.joint_depth import examples, job
 from apps.joint_depth.job import JointRequest, LoadedModel
-from core.config import ENV_PREFIX, Settings
+from core.config import ENV_PREFIX, LIMITS, Settings
 from core.errors import InputError
 from core.eval.learning import MINI_SIDE
 from core.models import find_joint_weights
@@ -252,10 +252,10 @@ Components = dict[str, Any]
 
 
 def _side_slider(settings: Settings, label: str, elem_id: str) -> gr.Slider:
-    max_side = min(job.MAX_SIDE, settings.max_image_side)
+    max_side = settings.limit("side").high
     max_side -= max_side % job.SIZE_MULTIPLE
     return gr.Slider(
-        job.MIN_SIDE,
+        LIMITS["side"].low,
         max_side,
         value=min(DEFAULT_SIDE, max_side),
         step=job.SIZE_MULTIPLE,
@@ -350,11 +350,15 @@ def _settings_panel(h: Handlers) -> Components:
             ui["refresh_btn"] = gr.Button("Refresh", size="sm", scale=1)
         with gr.Row():
             steps = MINI_STEPS if is_mini(h.settings.sd_model) else DEFAULT_STEPS
-            ui["steps"] = gr.Slider(1, job.MAX_STEPS, value=steps, step=1, label="Steps", elem_id="jd-steps")
-            ui["guidance"] = gr.Slider(0.0, job.MAX_GUIDANCE, value=7.5, step=0.5, label="Guidance")
+            ui["steps"] = gr.Slider(
+                1, LIMITS["joint_steps"].high, value=steps, step=1, label="Steps", elem_id="jd-steps"
+            )
+            ui["guidance"] = gr.Slider(
+                0.0, LIMITS["joint_guidance"].high, value=7.5, step=0.5, label="Guidance"
+            )
         with gr.Row():
-            ui["seed"] = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=job.MAX_SEED)
-            ui["batch"] = gr.Slider(1, job.MAX_BATCH, value=1, step=1, label="Batch size")
+            ui["seed"] = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=job.SEED.high)
+            ui["batch"] = gr.Slider(1, LIMITS["joint_batch"].high, value=1, step=1, label="Batch size")
         ui["low_vram"] = low_vram_checkbox(h.settings, "jd-low-vram")
     with gr.Accordion("Point cloud camera", open=False):
         gr.Markdown(
@@ -367,7 +371,11 @@ def _settings_panel(h: Handlers) -> Components:
         with gr.Row():
             ui["fov_deg"] = gr.Slider(10, 150, value=DEFAULT_FOV_DEG, step=1, label="Field of view (deg)")
             ui["max_points"] = gr.Number(
-                DEFAULT_MAX_POINTS, label="Max points", precision=0, minimum=1, maximum=job.MAX_POINTS
+                DEFAULT_MAX_POINTS,
+                label="Max points",
+                precision=0,
+                minimum=1,
+                maximum=LIMITS["joint_max_points"].high,
             )
     return ui
 

@@ -46,7 +46,7 @@ from apps.keyframe.handlers import (
 )
 from apps.keyframe.sample import SAMPLE_VIDEO
 from apps.keyframe.video import DEFAULT_WORKING_SIDE, MIN_WORKING_SIDE
-from core.config import Settings
+from core.config import LIMITS, Settings
 from core.engines.edit import EDITS
 from core.engines.keyframes import DEFAULT_THRESHOLDS
 from core.eval.learning import MINI_SIDE
@@ -77,7 +77,7 @@ def _control(param, key: str):
 def _video_section(settings: Settings) -> Components:
     """1. The video, the part to use, the working size and the keyframe suggestion (their start values suit
     the mini SVD when it is the configured model: MINI_SIDE px, a keyframe every MINI_KEY_EVERY frames)."""
-    max_side = min(settings.max_image_side, 2048)
+    max_side = settings.limit("side").high
     mini = is_mini(settings.svd_model)
     ui: Components = {}
     ui["video_in"] = gr.Video(label="Video", sources=["upload"], elem_id="kf-video", height=260)
@@ -190,7 +190,9 @@ def _edit_section() -> Components:
             ui["strength"] = gr.Slider(0.05, 1.0, value=0.6, step=0.05, label="Strength")
             ui["guidance"] = gr.Slider(0.0, 20.0, value=7.5, step=0.5, label="Guidance")
         with gr.Row():
-            ui["edit_steps"] = gr.Slider(1, 100, value=30, step=1, label="Steps")
+            ui["edit_steps"] = gr.Slider(
+                LIMITS["edit_steps"].low, LIMITS["edit_steps"].high, value=30, step=1, label="Steps"
+            )
             ui["edit_seed"] = gr.Number(0, label="Seed", precision=0)
     with gr.Row():
         ui["preview_btn"] = gr.Button("2a. Preview on the first keyframe", elem_id="kf-preview")
@@ -222,9 +224,17 @@ def _inbetween_section(settings: Settings) -> Components:
         ui["motion_bucket"] = gr.Slider(0, 255, value=127, step=1, label="Motion bucket")
         with gr.Row():
             steps = MINI_STEPS if is_mini(settings.svd_model) else 25
-            ui["interp_steps"] = gr.Slider(1, 100, value=steps, step=1, label="Steps")
+            ui["interp_steps"] = gr.Slider(
+                LIMITS["interp_steps"].low, LIMITS["interp_steps"].high, value=steps, step=1, label="Steps"
+            )
             ui["interp_seed"] = gr.Number(0, label="Seed", precision=0)
-        ui["decode_chunk"] = gr.Slider(1, 25, value=8, step=1, label="Decode chunk size (frames)")
+        ui["decode_chunk"] = gr.Slider(
+            LIMITS["decode_chunk_size"].low,
+            LIMITS["decode_chunk_size"].high,
+            value=8,
+            step=1,
+            label="Decode chunk size (frames)",
+        )
     with gr.Row():
         ui["interp_btn"] = gr.Button("3. Inbetween", variant="primary", elem_id="kf-inbetween", scale=3)
         ui["interp_stop"] = gr.Button("Stop", variant="stop", elem_id="kf-inbetween-stop", scale=1)
