@@ -31,11 +31,6 @@ from core.cancel import CancelToken
 from core.config import Settings
 from core.errors import InputError, KinemaError
 
-# The servers are multi-threaded: imageio-ffmpeg's default preexec_fn (os.setpgrp, run between fork and exec)
-# can leave the forked child spinning forever there (imageio-ffmpeg issue #58), and the request with it. This
-# turns that off for every ffmpeg these processes start.
-os.environ.setdefault("IMAGEIO_FFMPEG_NO_PREVENT_SIGINT", "1")
-
 
 def shows_errors(fn: Callable) -> Callable:
     """Show our errors' one sentence in the UI (gr.Error) instead of a generic failure."""
