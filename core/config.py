@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from types import MappingProxyType
 from typing import Literal
 
 from core.errors import InputError
@@ -35,6 +37,46 @@ MINI_WEIGHTS = {
     "joint_weights": "joint_lora",
     "svd_interp_lora": "svd_interp_lora",
 }
+
+
+@dataclass(frozen=True)
+class Limit:
+    """An inclusive range of one request value; `what` names the value in messages ("SD edit steps")."""
+
+    low: float
+    high: float
+    what: str
+    whole: bool = True  # a whole number (steps, sizes) rather than any number (guidance)
+
+    def check(self, value: object, name: str | None = None) -> int | float:
+        """`value` as a number in [low, high]; InputError naming `name` (default: `what`) otherwise.
+        Integral floats pass as whole numbers (UI number fields send floats)."""
+        number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or (self.whole and value != int(value)) or not self.low <= value <= self.high:
+            kind, low, high = (
+                ("a whole number", f"{self.low:.0f}", f"{self.high:.0f}")
+                if self.whole
+                else ("a number", f"{self.low:g}", f"{self.high:g}")
+            )
+            raise InputError(f"{name or self.what} must be {kind} from {low} to {high}, got {value!r}.")
+        return int(value) if self.whole else float(value)
+
+
+# The one table of request limits: the apps' widgets show these ranges, the jobs and CLIs refuse values
+# beyond them. Limits a deployment sets (max_frames, max_image_side) are Settings fields; see Settings.limit.
+LIMITS = MappingProxyType(
+    {
+        "drag_steps": Limit(1, 50, "SVD denoising steps"),
+        "edit_steps": Limit(1, 100, "SD edit steps"),
+        "interp_steps": Limit(1, 100, "SVD inbetweening steps"),
+        "decode_chunk_size": Limit(1, 25, "Decode chunk size"),
+        "joint_steps": Limit(1, 150, "Steps"),
+        "joint_guidance": Limit(0.0, 30.0, "Guidance", whole=False),
+        "joint_batch": Limit(1, 8, "Batch size"),
+        "joint_max_points": Limit(1, 1_000_000, "Max points"),
+        "side": Limit(64, 2048, "Side"),  # any generated or working image side, px
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -180,6 +222,13 @@ class Settings:
         if self.dtype == "auto":
             return torch.float16 if self.resolved_device() == "cuda" else torch.float32
         return getattr(torch, self.dtype)
+
+    def limit(self, name: str) -> Limit:
+        """The limit `name` of :data:`LIMITS`; "side" capped by this deployment's ``max_image_side``."""
+        limit = LIMITS[name]
+        if name == "side":
+            return dataclasses.replace(limit, high=min(limit.high, self.max_image_side))
+        return limit
 
     @property
     def max_upload_bytes(self) -> int:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing
@@ -45,6 +46,11 @@ from PIL import Image, ImageSequence
 from core.checks import check_frames
 from core.errors import InputError
 from core.imaging import load_image, pil_to_rgb_uint8
+
+# The app servers are multi-threaded: imageio-ffmpeg's default preexec_fn (os.setpgrp, run between fork and
+# exec) can leave a forked child spinning forever there (imageio-ffmpeg issue #58), and the request with it.
+# Every process that reads or writes video through this module starts ffmpeg without it.
+os.environ.setdefault("IMAGEIO_FFMPEG_NO_PREVENT_SIGINT", "1")
 
 DEFAULT_FPS = 8.0  # frame folders, and files whose header gives no rate
 FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg")

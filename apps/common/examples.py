@@ -12,13 +12,15 @@ scene (:func:`core.eval.learning.held_out_seeds`: seeds no mini model was traine
   the joint-depth app;
 - :func:`mini_clip_example`: a longer sprite clip (mp4), for the keyframe app's inbetweening.
 
-Files are rendered on first use into a temporary folder (milliseconds; identical bytes every time, so nothing
-generated is committed) through :func:`write_once`, which apps started together can share.
+Files are rendered on first use (milliseconds; identical bytes every time, so nothing generated is committed)
+through :func:`write_once` into :data:`EXAMPLE_FOLDER`: a private folder this process creates with a random
+name (``tempfile.mkdtemp``, mode 0700) and removes at exit, so no other local user can plant files there first.
 """
 
 from __future__ import annotations
 
-import os
+import atexit
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -30,10 +32,12 @@ from core.data.synthetic import VideoScene, disparity_of, make_image_scene, make
 from core.eval.learning import MINI_FPS, MINI_FRAMES, MINI_SIDE, held_out_seeds
 from core.imaging import save_png16
 from core.models.presets import MINI
+from core.outputs import atomic_path
 from core.trajectory import Trajectories, Trajectory
 from core.video import write_video
 
-EXAMPLE_FOLDER = Path(tempfile.gettempdir()) / "kinema-examples"
+EXAMPLE_FOLDER = Path(tempfile.mkdtemp(prefix="kinema-examples-"))
+atexit.register(shutil.rmtree, EXAMPLE_FOLDER, ignore_errors=True)
 MINI_EXAMPLE_LABEL = "synthetic scene for the mini models"
 # What the apps say where they name a mini model.
 MINI_DESCRIPTION = (
@@ -55,13 +59,11 @@ def is_mini(model: str) -> bool:
 
 
 def write_once(path: Path, write: Callable[[Path], object]) -> Path:
-    """Write ``path`` with ``write(partial)`` through a temporary name unless it exists (apps started together
-    may race); returns ``path``."""
+    """Write ``path`` with ``write(partial)`` through a temporary name unless it exists (requests served at
+    the same time may race); returns ``path``."""
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")
-        write(partial)
-        os.replace(partial, path)
+        with atomic_path(path) as partial:
+            write(partial)
     return path
 
 

@@ -1,17 +1,30 @@
 """What the two Gradio apps share: our errors shown as one sentence, the low-VRAM checkbox, Stop buttons and
-closed sessions stopping their runs (`RunStops`), and the `main()` that serves them."""
+closed sessions stopping their runs (`RunStops`), uploads read by our own loaders, results served privately,
+and the `main()` that serves them.
+
+Privacy of results: the output folder is NOT in ``allowed_paths``, so ``/gradio_api/file=<output folder>/...``
+is refused whatever the run's name. A handler hands out its run's files through :func:`served_copies`: hard
+links (copies across file systems) in a new folder with a random 128-bit name inside Gradio's upload cache,
+which Gradio serves and ages out (``delete_cache``) without copying them again. Only the session that ran the
+job gets those URLs; the file route refuses folders, so the names cannot be listed.
+"""
 
 from __future__ import annotations
 
 import argparse
 import functools
+import os
+import secrets
+import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.data_classes import ImageData
+from gradio.utils import get_upload_folder
 
 from apps.common.low_vram import LOW_VRAM_LABEL, low_vram_help
 from core.cancel import CancelToken
@@ -94,11 +107,55 @@ def low_vram_checkbox(settings: Settings, elem_id: str) -> gr.Checkbox:
     return gr.Checkbox(settings.low_vram, label=LOW_VRAM_LABEL, info=low_vram_help(settings), elem_id=elem_id)
 
 
+def image_upload(**kwargs) -> gr.Image:
+    """An image input (gr.Image) whose value reaches the handler as the upload's server path, undecoded, so
+    the handler reads it with core.imaging: size checked from the header against Settings.max_image_side
+    before any pixel is decoded, anything unreadable answered in one sentence.
+
+    gr.Image's own preprocess opens the file first (a corrupt one gives "Could not preprocess input
+    component") and opens any path a client names; this one takes only files in Gradio's upload folder. It
+    is set on the instance, not in a subclass, because gradio writes a .pyi stub beside the source of every
+    Component subclass; so never gr.update() these inputs (an update rebuilds a plain gr.Image).
+    """
+    image = gr.Image(type="filepath", **kwargs)
+    image.preprocess = _uploaded_path
+    return image
+
+
+def _uploaded_path(payload: ImageData | None) -> str | None:
+    path = payload.path if payload is not None else None
+    if not path:
+        return None
+    if not Path(path).resolve().is_relative_to(Path(get_upload_folder()).resolve()):
+        raise gr.Error("Send the image as an upload; server paths are not accepted.", print_exception=False)
+    return path
+
+
+def served_copies(paths: Iterable[str | Path]) -> list[str]:
+    """Links to ``paths`` (files of one run) that Gradio serves to whoever receives them, and nobody else.
+
+    They go into a new folder with an unguessable name in Gradio's upload cache (mode 0700); a hard link
+    costs no space, a copy is made where the cache is on another file system. Returns the new paths, in order.
+    """
+    folder = Path(get_upload_folder()) / f"kinema-{secrets.token_hex(16)}"
+    folder.mkdir(mode=0o700, parents=True)
+    served = []
+    for path in map(Path, paths):
+        target = folder / path.name
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copyfile(path, target)
+        served.append(str(target))
+    return served
+
+
 def launch_kwargs(settings: Settings, *served_folders: Path) -> dict[str, Any]:
-    """`launch()` arguments that depend on the settings: upload limit, the folders results are served from."""
+    """`launch()` arguments that depend on the settings: the upload limit and the folders of public files
+    (samples, examples). Results are not among them: handlers hand them out through :func:`served_copies`."""
     return {
         "max_file_size": settings.max_upload_bytes,
-        "allowed_paths": [str(Path(settings.output_dir).resolve()), *map(str, served_folders)],
+        "allowed_paths": list(map(str, served_folders)),
         "show_error": True,
     }
 

@@ -25,12 +25,14 @@ read from disk redoes its run.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.errors import InputError
+from core.outputs import atomic_path
 
 RUN_FORMAT = "kinema.run"
 RUN_VERSION = 1
@@ -38,19 +40,16 @@ APPS = ("drag", "joint_depth", "keyframe")
 
 
 def new_run_folder(output_dir: str | Path, app: str) -> Path:
-    """A new, empty folder ``output_dir/app/<YYYYmmdd-HHMMSS>`` (with ``-N`` appended when taken)."""
+    """A new, empty folder ``output_dir/app/<YYYYmmdd-HHMMSS>-<token>``.
+
+    The token (16 random hex digits) makes run names unguessable: knowing when someone ran a job is not
+    enough to name, let alone fetch, their outputs.
+    """
     if app not in APPS:
         raise ValueError(f"app must be one of {APPS}, got {app!r}")
-    base = Path(output_dir) / app
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in range(1000):
-        folder = base / (stamp if n == 0 else f"{stamp}-{n}")
-        try:
-            folder.mkdir(parents=True, exist_ok=False)
-            return folder
-        except FileExistsError:
-            continue
-    raise OSError(f"Could not create a new run folder under {base}.")
+    folder = Path(output_dir) / app / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(8)}"
+    folder.mkdir(parents=True, exist_ok=False)
+    return folder
 
 
 @dataclass(frozen=True)
@@ -80,8 +79,10 @@ class RunRecord:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     def write(self, path: str | Path) -> Path:
+        """Write the record to `path` atomically (`core.outputs.atomic_path`); returns `path`."""
         path = Path(path)
-        path.write_text(self.to_json())
+        with atomic_path(path) as temp:
+            temp.write_text(self.to_json())
         return path
 
     @classmethod

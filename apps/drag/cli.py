@@ -5,7 +5,7 @@
         [--strength S] [--controlnet-scale 1.0] [--steps 25] [--seed 0] [--resize crop|pad] \\
         [--max-side 1024] [--camera zoom_in] [--engine objects|sheet] [--grow-px 0] \\
         [--radius R] [--region-mask mask.png] [--flow-out out/flow.mp4] [--side-by-side out/sbs.mp4] \\
-        [--gif]  + settings flags (--svd-model, --device, ...; see --help)
+        [--gif] [--overwrite]  + settings flags (--svd-model, --device, ...; see --help)
 
 The trajectories file is what `core.trajectory.Trajectories.to_json()` writes (the drag app's
 "trajectories.json"), in coordinates normalised to the --image as given. The image is scaled so its
@@ -39,12 +39,15 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from apps.common.cli import INTERRUPTED, Parser, add_overwrite_argument, sigterm_interrupts
 from apps.drag.backends import RenderProgress
 from apps.drag.job import DragOutputs, DragRequest, run
 from apps.drag.params import DragParams
 from core.config import Settings
 from core.errors import InputError, ModelNotAvailable
+from core.outputs import check_outputs
 
+PROG = "python -m apps.drag.cli"
 VIDEO_SUFFIXES = (".mp4", ".gif")
 UNITS = {"warp": "frame", "svd": "step", "write": "video"}
 
@@ -84,18 +87,11 @@ class TqdmProgress:
         self.close()
 
 
-def _check_out(path: Path, what: str) -> None:
-    if path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise InputError(f"{what} must end in .mp4 or .gif, got {path.name}.")
-
-
 # -- command line ----------------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m apps.drag.cli", description=__doc__.split("\n\n")[0], allow_abbrev=False
-    )
+    parser = Parser(prog=PROG, description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--image", required=True, type=Path, help="the picture to animate (png, jpg, ...)")
     parser.add_argument(
         "--trajectories", required=True, type=Path, help="trajectories JSON (Trajectories.to_json format)"
@@ -115,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also write the side by side here (trajectories | video | motion, .mp4 or .gif)",
     )
+    add_overwrite_argument(parser)
     DragParams.add_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     Settings.add_arguments(parser)
@@ -122,20 +119,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def outputs_of(args: argparse.Namespace) -> DragOutputs:
-    """Where the parsed flags say to write: --out, --flow-out, a .gif beside --out, the record beside it."""
-    _check_out(args.out, "--out")
-    if args.flow_out is not None:
-        _check_out(args.flow_out, "--flow-out")
-    if args.side_by_side is not None:
-        _check_out(args.side_by_side, "--side-by-side")
+    """Where the parsed flags say to write: --out, --flow-out, --side-by-side, a .gif beside --out, the record
+    beside it.
+
+    Raises InputError (before any work) when one of them would replace an input, another output or,
+    without --overwrite, an existing file.
+    """
     gif = args.out.with_suffix(".gif") if args.gif and args.out.suffix.lower() != ".gif" else None
-    return DragOutputs(
+    outputs = DragOutputs(
         video=args.out,
         record=args.out.with_name(args.out.stem + ".params.json"),
         flow=args.flow_out,
         gif=gif,
         side_by_side=args.side_by_side,
     )
+    named = {
+        "--out": outputs.video,
+        "--flow-out": outputs.flow,
+        "--gif": outputs.gif,
+        "--side-by-side": outputs.side_by_side,
+        "the run record": outputs.record,
+    }
+    check_outputs(
+        [(flag, path) for flag, path in named.items() if path is not None],
+        {"--image": args.image, "--trajectories": args.trajectories, "--region-mask": args.region_mask},
+        overwrite=args.overwrite,
+        suffixes={"--out": VIDEO_SUFFIXES, "--flow-out": VIDEO_SUFFIXES, "--side-by-side": VIDEO_SUFFIXES},
+    )
+    return outputs
 
 
 def run_cli(args: argparse.Namespace, argv: list[str]) -> DragOutputs:
@@ -162,13 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
-        outputs = run_cli(args, argv)
+        with sigterm_interrupts():
+            outputs = run_cli(args, argv)
     except (InputError, ModelNotAvailable) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # e.g. an output folder that cannot be written
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted; earlier outputs are unchanged.", file=sys.stderr)
+        return INTERRUPTED
     for name, path in {**outputs.files(), "record": outputs.record}.items():
         print(f"{name}: {path}")
     return 0

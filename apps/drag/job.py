@@ -12,7 +12,8 @@ maps the trajectories and the mask into that frame. The app saves what its canva
 
 Outputs (`DragOutputs`): the video (.mp4 or .gif), optionally the flow video, a GIF copy and the side by
 side (trajectories | video | motion), and the run record (`apps.common.runs.RunRecord`). The app writes a
-run folder (`DragOutputs.in_folder`); the CLI writes where its flags say.
+run folder (`DragOutputs.in_folder`); the CLI writes where its flags say. Each file is written through
+`core.outputs.atomic_path` (complete under its name, or not there).
 
 Record ``arguments``: the request (``image``, ``trajectories``, ``region_mask`` and every DragParams
 field), the front end's own options (the CLI's flags as parsed), and under ``resolved`` what the job
@@ -43,6 +44,7 @@ from core.engines.objects import ObjectLayer
 from core.errors import InputError
 from core.flow import flows_to_video, render_flow_video
 from core.imaging import ResizeInfo, apply_resize, load_image, plan_resize
+from core.outputs import atomic_path
 from core.trajectory import Trajectories, Trajectory
 from core.video import write_video
 
@@ -124,7 +126,8 @@ class DragResult:
         """
         path = self.outputs.gif or self.outputs.video.with_suffix(".gif")
         if not path.is_file():
-            write_video(path, self.frames_uint8, self.request.params.fps)
+            with atomic_path(path) as temp:
+                write_video(temp, self.frames_uint8, self.request.params.fps)
         return path.read_bytes()
 
 
@@ -154,12 +157,15 @@ def save_inputs(
     and return the request that names them (absolute paths, so the record redoes the run from anywhere).
     `region_mask` is (H,W) bool at the image's size."""
     folder = Path(folder).absolute()
-    Image.fromarray(image_uint8).save(folder / "image.png")
-    (folder / "trajectories.json").write_text(trajectories.to_json())
+    with atomic_path(folder / "image.png") as temp:
+        Image.fromarray(image_uint8).save(temp)
+    with atomic_path(folder / "trajectories.json") as temp:
+        temp.write_text(trajectories.to_json())
     mask_path = None
     if region_mask is not None:
         mask_path = folder / "region_mask.png"
-        Image.fromarray(np.where(region_mask, 255, 0).astype(np.uint8)).save(mask_path)
+        with atomic_path(mask_path) as temp:
+            Image.fromarray(np.where(region_mask, 255, 0).astype(np.uint8)).save(temp)
     return DragRequest(folder / "image.png", folder / "trajectories.json", params, mask_path)
 
 
@@ -167,11 +173,11 @@ def load_trajectories(path: str | Path) -> Trajectories:
     """A trajectories file written by `Trajectories.to_json()`; InputError when missing or invalid."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"The trajectory file {path} does not exist.")
+        raise InputError(f"The trajectory file {path.name} does not exist.")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"The trajectory file {path} cannot be read as text.") from err
+        raise InputError(f"The trajectory file {path.name} cannot be read as text.") from err
     return Trajectories.from_json(text)
 
 
@@ -333,8 +339,8 @@ def _write_videos(
 
     def write(path: Path, clip: np.ndarray) -> None:
         nonlocal done
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_video(path, clip, fps)
+        with atomic_path(path) as temp:
+            write_video(temp, clip, fps)
         done += 1
         fraction = RENDER_SHARE + (1 - RENDER_SHARE) * done / len(files)
         report(RenderProgress("write", done, len(files), round(fraction, 4)))

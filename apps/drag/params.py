@@ -8,6 +8,8 @@ use the same names. Each field's metadata:
     label       the app's widget label (none: the app labels it itself: strength, per backend)
     ui          (low, high, step) of the app's slider or number input
     limit       the Settings field that caps the value in the app (frames: ``max_frames``)
+    table       the entry of ``core.config.LIMITS`` that bounds the value: the slider's range and the
+                CLI flag's check (steps)
     choices     the allowed values (argparse choices; the app's options)
     options     the app's options where the CLI takes any value (the working sizes)
     ui_default  the app's starting value where it differs from the CLI default (the working size)
@@ -26,8 +28,10 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from apps.common.cli import limited
 from apps.common.examples import MINI_STEPS
 from apps.drag.backends import BACKENDS, ENGINES
+from core.config import LIMITS
 from core.engines.warp import CAMERA_PRESETS, DEFAULT_FRAMES
 from core.errors import InputError
 from core.eval.learning import MINI_FPS, MINI_FRAMES, MINI_SIDE
@@ -92,7 +96,12 @@ class DragParams:
         ui=(0.0, 1.0, 0.05),
     )
     steps: int = _param(
-        25, "svd: denoising steps of the full schedule (25)", "Steps", ui=(1, 50, 1), mini=MINI_STEPS
+        25,
+        "svd: denoising steps of the full schedule (25)",
+        "Steps",
+        ui=(LIMITS["drag_steps"].low, LIMITS["drag_steps"].high, 1),
+        table="drag_steps",
+        mini=MINI_STEPS,
     )
     controlnet_scale: float = _param(
         1.0, "svd-controlnet: conditioning scale (1.0)", "ControlNet scale", ui=(0.0, 2.0, 0.05)
@@ -134,6 +143,8 @@ class DragParams:
             options: dict[str, Any] = {"default": f.default, "help": f.metadata["help"]}
             if "choices" in f.metadata:
                 options["choices"] = list(f.metadata["choices"])
+            elif "table" in f.metadata:
+                options["type"] = limited(f.metadata["table"])
             else:
                 options["type"] = _value_type(hints[f.name])
             parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **options)

@@ -12,9 +12,15 @@ app runs on the tiny preset and the banner says so; without joint weights it run
 so too. With ``KINEMA_SD_MODEL=mini`` the banner says what the mini models are, the steps start at 15, and each
 tab's examples start with the held-out synthetic scene they were made for (:mod:`apps.common.examples`).
 
-Uploads reach the handlers unprocessed (``preprocess=False``) and are read by core.imaging, which checks the
-size from the header before decoding and answers unreadable files with one sentence. A colour image given as a
-depth map is refused (its colours are not depth); a grey image stored as RGB is accepted.
+Uploads reach the handlers as paths, undecoded (:func:`apps.common.gradio.image_upload`), and are read by
+core.imaging, which checks the size from the header before decoding and answers unreadable files with one
+sentence. A colour image given as a depth map is refused (its colours are not depth); a grey image stored as
+RGB is accepted.
+
+Privacy: results are served only through the links each run hands its own session
+(:func:`apps.common.gradio.served_copies`); the page shows the run's name, never a server path. The joint
+weights are picked by name from the folders under Settings.joint_weights; any other value is refused alike,
+whether or not such a path exists on the server.
 
 API (every event has an api_name; model events share one queue slot, "gpu", limit 1):
     /startup (model banner and its native size; runs on page load), /model_status (banner for a weights
@@ -34,10 +40,10 @@ from typing import Any
 import gradio as gr
 
 from apps.common.examples import MINI_EXAMPLE_LABEL, MINI_STEPS, is_mini, mini_image_example
-from apps.common.gradio import RunStops, low_vram_checkbox, serve, shows_errors
+from apps.common.gradio import RunStops, image_upload, low_vram_checkbox, serve, served_copies, shows_errors
 from apps.joint_depth import examples, job
 from apps.joint_depth.job import JointRequest, LoadedModel
-from core.config import ENV_PREFIX, Settings
+from core.config import ENV_PREFIX, LIMITS, Settings
 from core.errors import InputError
 from core.eval.learning import MINI_SIDE
 from core.models import find_joint_weights
@@ -49,14 +55,6 @@ DEFAULT_SIDE = 512
 DEFAULT_STEPS = 30
 
 
-def _upload_path(payload: Any, what: str) -> str:
-    """The server path of an unprocessed gr.Image upload (a FileData dict), or InputError when there is none."""
-    path = payload.get("path") if isinstance(payload, dict) else payload
-    if not path:
-        raise InputError(f"Upload {what} first.")
-    return str(path)
-
-
 class Handlers:
     """The event functions; `settings` holds models and limits. Each returns values for its outputs."""
 
@@ -66,26 +64,45 @@ class Handlers:
 
     # -- models ----------------------------------------------------------------------------------------
 
-    def weight_choices(self) -> list[tuple[str, str]]:
-        """(label, folder) of every joint-weights folder under Settings.joint_weights, after the 'none' choice."""
+    def weight_folders(self) -> dict[str, str]:
+        """Every joint-weights folder under Settings.joint_weights by its name: its path from the root's parent
+        (e.g. ``joint/checkpoint-10``), so the page never shows a server path."""
         root = Path(self.settings.joint_weights).expanduser() if self.settings.joint_weights else None
-        choices = [(NO_WEIGHTS_LABEL, "")]
+        folders = {}
         for folder in find_joint_weights(self.settings.joint_weights):
-            label = (
-                str(folder.relative_to(root.parent)) if root is not None and root.is_dir() else str(folder)
-            )
-            choices.append((label, str(folder)))
-        return choices
+            name = folder.relative_to(root.parent) if root.is_dir() else Path(folder.name)
+            folders[name.as_posix()] = str(folder)
+        return folders
+
+    def weight_choices(self) -> list[tuple[str, str]]:
+        """(label, value) of the 'none' choice and every joint-weights folder, both by its name."""
+        return [(NO_WEIGHTS_LABEL, ""), *((name, name) for name in self.weight_folders())]
+
+    def _weights(self, choice: str | None) -> str:
+        """The folder of a listed joint-weights name ("" for none). Anything else is refused with the same
+        sentence, without looking it up on disk: the answer tells nothing about the server's files."""
+        if not choice:
+            return ""
+        folders = self.weight_folders()
+        if choice not in folders:
+            raise InputError("Choose joint weights from the list (Refresh finds new checkpoints).")
+        return folders[choice]
 
     def _model_with_warning(self, weights: str | None) -> LoadedModel:
-        """Load the model; a fallback to the tiny preset also pops up as a warning."""
-        model = job.load_model(self.settings, weights)
+        """Load the model with the chosen joint weights (by name); a fallback to the tiny preset also pops up
+        as a warning."""
+        model = job.load_model(self.settings, self._weights(weights))
         if model.sd_model != self.settings.sd_model:
             gr.Warning(model.notices[0], duration=15)
         return model
 
     def _banner(self, model: LoadedModel) -> str:
-        weights = f"`{model.weights}`" if model.weights else "none (untrained joint layers)"
+        names = {folder: name for name, folder in self.weight_folders().items()}
+        weights = (
+            f"`{names.get(model.weights, Path(model.weights).name)}`"
+            if model.weights
+            else "none (untrained joint layers)"
+        )
         lines = [
             f"**Model**: Stable Diffusion `{model.sd_model}` ({ENV_PREFIX}SD_MODEL), joint weights {weights}; "
             f"native size {model.native_side} px; device `{self.settings.resolved_device()}`. **Limits**: "
@@ -129,15 +146,17 @@ class Handlers:
         status = (
             f"{len(images)} sample{'s' if len(images) > 1 else ''} of {width}x{height} in {done.seconds:.1f} s "
             f"({request.mode}, {request.steps} steps, guidance {request.guidance:g}, seed {request.seed}; model "
-            f"{model.sd_model}, joint weights {weights_name}); files in {files.folder}."
+            f"{model.sd_model}, joint weights {weights_name}); run {files.folder.name}."
         )
         captions = [f"{k}" for k in range(1, len(images) + 1)]
-        clouds = [str(path) for path in files.clouds]
+        downloads = files.downloads()
+        served = dict(zip(downloads, served_copies(downloads)))
+        clouds = [served[path] for path in files.clouds]
         return (
-            [(str(path), caption) for path, caption in zip(files.images, captions)],
-            [(str(path), caption) for path, caption in zip(files.depth_color, captions)],
+            [(served[path], caption) for path, caption in zip(files.images, captions)],
+            [(served[path], caption) for path, caption in zip(files.depth_color, captions)],
             clouds[0],
-            [str(path) for path in files.downloads()],
+            [served[path] for path in downloads],
             status,
             clouds,
         )
@@ -164,7 +183,7 @@ class Handlers:
             negative_prompt=negative_prompt,
             height=height,
             width=width,
-            weights=weights,
+            weights=self._weights(weights),
             **options,
         )
         return self._run(request, "ui:generate", progress, low_vram, client)
@@ -172,7 +191,7 @@ class Handlers:
     @shows_errors
     def image_to_depth(
         self,
-        image: Any,
+        image: str | None,
         prompt: str,
         side: float,
         progress=gr.Progress(track_tqdm=True),
@@ -188,16 +207,16 @@ class Handlers:
             mode="image_to_depth",
             prompt=prompt,
             side=side,
-            weights=weights,
+            weights=self._weights(weights),
             **options,
         )
-        request = replace(request, input_path=_upload_path(image, "an image"))
+        request = replace(request, input_path=image or "")  # run_job asks for an upload when there is none
         return self._run(request, "ui:image_to_depth", progress, low_vram, client)
 
     @shows_errors
     def depth_to_image(
         self,
-        depth: Any,
+        depth: str | None,
         prompt: str,
         negative_prompt: str,
         side: float,
@@ -215,10 +234,10 @@ class Handlers:
             prompt=prompt,
             negative_prompt=negative_prompt,
             side=side,
-            weights=weights,
+            weights=self._weights(weights),
             **options,
         )
-        request = replace(request, input_path=_upload_path(depth, "a depth map"))
+        request = replace(request, input_path=depth or "")
         return self._run(request, "ui:depth_to_image", progress, low_vram, client)
 
     @staticmethod
@@ -233,10 +252,10 @@ Components = dict[str, Any]
 
 
 def _side_slider(settings: Settings, label: str, elem_id: str) -> gr.Slider:
-    max_side = min(job.MAX_SIDE, settings.max_image_side)
+    max_side = settings.limit("side").high
     max_side -= max_side % job.SIZE_MULTIPLE
     return gr.Slider(
-        job.MIN_SIDE,
+        LIMITS["side"].low,
         max_side,
         value=min(DEFAULT_SIDE, max_side),
         step=job.SIZE_MULTIPLE,
@@ -269,9 +288,7 @@ def _mode_tabs(settings: Settings) -> Components:
                 ([[mini_caption]], [ui["prompt"]], mini_label),
             )
         with gr.Tab("Image -> depth", id="image_to_depth"):
-            ui["image_in"] = gr.Image(
-                type="filepath", sources=["upload", "clipboard"], label="Image", elem_id="jd-image"
-            )
+            ui["image_in"] = image_upload(sources=["upload", "clipboard"], label="Image", elem_id="jd-image")
             ui["image_prompt"] = gr.Textbox(label="Prompt (optional: what the image shows)")
             ui["image_side"] = _side_slider(
                 settings, "Longest side (px; the image is cropped to multiples of 64)", "jd-image-side"
@@ -287,8 +304,7 @@ def _mode_tabs(settings: Settings) -> Components:
                 ([[str(mini_image), mini_caption]], [ui["image_in"], ui["image_prompt"]], mini_label),
             )
         with gr.Tab("Depth -> image", id="depth_to_image"):
-            ui["depth_in"] = gr.Image(
-                type="filepath",
+            ui["depth_in"] = image_upload(
                 sources=["upload", "clipboard"],
                 label="Depth map (greyscale 8/16-bit PNG, near = white)",
                 elem_id="jd-depth",
@@ -324,22 +340,25 @@ def _settings_panel(h: Handlers) -> Components:
         with gr.Row():
             ui["weights"] = gr.Dropdown(
                 h.weight_choices(),
-                value=job.default_weights(h.settings),
-                allow_custom_value=True,
+                value=next(iter(h.weight_folders()), ""),
                 label="Joint weights",
-                info="a folder written by python -m core.training.joint_lora, or a checkpoint-N in it; "
-                "type a path to use another",
+                info=f"a folder written by python -m core.training.joint_lora under {ENV_PREFIX}JOINT_WEIGHTS, "
+                "or a checkpoint-N in it",
                 elem_id="jd-weights",
                 scale=4,
             )
             ui["refresh_btn"] = gr.Button("Refresh", size="sm", scale=1)
         with gr.Row():
             steps = MINI_STEPS if is_mini(h.settings.sd_model) else DEFAULT_STEPS
-            ui["steps"] = gr.Slider(1, job.MAX_STEPS, value=steps, step=1, label="Steps", elem_id="jd-steps")
-            ui["guidance"] = gr.Slider(0.0, job.MAX_GUIDANCE, value=7.5, step=0.5, label="Guidance")
+            ui["steps"] = gr.Slider(
+                1, LIMITS["joint_steps"].high, value=steps, step=1, label="Steps", elem_id="jd-steps"
+            )
+            ui["guidance"] = gr.Slider(
+                0.0, LIMITS["joint_guidance"].high, value=7.5, step=0.5, label="Guidance"
+            )
         with gr.Row():
-            ui["seed"] = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=job.MAX_SEED)
-            ui["batch"] = gr.Slider(1, job.MAX_BATCH, value=1, step=1, label="Batch size")
+            ui["seed"] = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=job.SEED.high)
+            ui["batch"] = gr.Slider(1, LIMITS["joint_batch"].high, value=1, step=1, label="Batch size")
         ui["low_vram"] = low_vram_checkbox(h.settings, "jd-low-vram")
     with gr.Accordion("Point cloud camera", open=False):
         gr.Markdown(
@@ -352,7 +371,11 @@ def _settings_panel(h: Handlers) -> Components:
         with gr.Row():
             ui["fov_deg"] = gr.Slider(10, 150, value=DEFAULT_FOV_DEG, step=1, label="Field of view (deg)")
             ui["max_points"] = gr.Number(
-                DEFAULT_MAX_POINTS, label="Max points", precision=0, minimum=1, maximum=job.MAX_POINTS
+                DEFAULT_MAX_POINTS,
+                label="Max points",
+                precision=0,
+                minimum=1,
+                maximum=LIMITS["joint_max_points"].high,
             )
     return ui
 
@@ -410,13 +433,11 @@ def _events(demo: gr.Blocks, h: Handlers, ui: Components) -> None:
         api_name="generate",
         **run,
     )
-    # Uploads arrive unprocessed so core.imaging reads (and checks) them, not gradio's own decoder.
     image_to_depth = ui["image_btn"].click(
         h.image_to_depth,
         [ui["image_in"], ui["image_prompt"], ui["image_side"]],
         results,
         api_name="image_to_depth",
-        preprocess=False,
         **run,
     )
     depth_to_image = ui["depth_btn"].click(
@@ -424,7 +445,6 @@ def _events(demo: gr.Blocks, h: Handlers, ui: Components) -> None:
         [ui["depth_in"], ui["depth_prompt"], ui["depth_negative"], ui["depth_side"]],
         results,
         api_name="depth_to_image",
-        preprocess=False,
         **run,
     )
     stops = {

@@ -9,6 +9,8 @@ and the run record params.json (apps.common.runs.RunRecord, which apps.joint_dep
 redoes) into --out (default: a new folder under KINEMA_OUTPUT_DIR/joint_depth/). Without SD weights it runs on
 the tiny preset and says so; the joint weights are --weights, else the first folder under
 KINEMA_JOINT_WEIGHTS, else the untrained patch. Bad input exits with status 2 and one line on stderr.
+Files already in --out are kept (the run is refused) unless --overwrite, and none may be an input; each
+file is written under a temporary name and moved into place when complete (SIGTERM included).
 """
 
 from __future__ import annotations
@@ -16,25 +18,20 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import NoReturn
 
+from apps.common.cli import INTERRUPTED, Parser, add_overwrite_argument, limited, sigterm_interrupts
 from apps.joint_depth import job
 from core.config import Settings
 from core.errors import KinemaError
+from core.outputs import check_outputs
 from core.pointcloud import DEFAULT_FAR, DEFAULT_FOV_DEG, DEFAULT_MAX_POINTS, DEFAULT_NEAR
 
 PROG = "python -m apps.joint_depth.cli"
 DEFAULTS = job.JointRequest()
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        """One line on stderr and status 2, like every other bad input."""
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog=PROG, description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     given = parser.add_mutually_exclusive_group()
@@ -47,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompt", default="", help="what to generate (optional for --image)")
     parser.add_argument("--negative-prompt", default="", help="what to avoid")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: a new run folder)")
+    add_overwrite_argument(parser)
     parser.add_argument(
         "--weights", default=None, help="joint-weights folder (default: see above); '' = untrained"
     )
@@ -54,11 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--width", type=int, default=DEFAULTS.width, help="prompt mode: width in px (x64)")
     parser.add_argument("--side", type=int, default=DEFAULTS.side, help="--image/--depth: longest side (x64)")
     parser.add_argument(
-        "--steps", type=int, default=DEFAULTS.steps, help=f"inference steps (default {DEFAULTS.steps})"
+        "--steps",
+        type=limited("joint_steps"),
+        default=DEFAULTS.steps,
+        help=f"inference steps (default {DEFAULTS.steps})",
     )
     parser.add_argument("--guidance", type=float, default=DEFAULTS.guidance, help="classifier-free guidance")
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="random seed")
-    parser.add_argument("--batch", type=int, default=DEFAULTS.batch, help="samples per run")
+    parser.add_argument(
+        "--batch", type=limited("joint_batch"), default=DEFAULTS.batch, help="samples per run"
+    )
     cloud = parser.add_argument_group("point cloud camera (see core.pointcloud)")
     cloud.add_argument("--near", type=float, default=DEFAULT_NEAR, help="near plane")
     cloud.add_argument("--far", type=float, default=DEFAULT_FAR, help="far plane")
@@ -91,25 +94,46 @@ def request_from_args(args: argparse.Namespace, settings: Settings) -> job.Joint
     )
 
 
+def check_out(args: argparse.Namespace, request: job.JointRequest) -> None:
+    """Refuse (InputError, before any work) an --out whose files would replace an input or, without
+    --overwrite, an earlier run's files. No --out: a new, empty run folder."""
+    if args.out is None:
+        return
+    files = job.planned_files(args.out, request.batch)
+    check_outputs(
+        [("--out", path) for path in files.downloads()],
+        {
+            "--image": Path(args.image) if args.image else None,
+            "--depth": Path(args.depth) if args.depth else None,
+        },
+        overwrite=args.overwrite,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
-        settings = Settings.from_args(args)
-        request = request_from_args(args, settings)
-        done = job.run_job(
-            request,
-            settings,
-            args.out,
-            command=["python", "-m", "apps.joint_depth.cli", *argv],
-            progress=print,
-        )
+        with sigterm_interrupts():
+            settings = Settings.from_args(args)
+            request = request_from_args(args, settings)
+            check_out(args, request)
+            done = job.run_job(
+                request,
+                settings,
+                args.out,
+                command=["python", "-m", "apps.joint_depth.cli", *argv],
+                progress=print,
+            )
     except KinemaError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; earlier outputs are unchanged.", file=sys.stderr)
+        return INTERRUPTED
     for notice in done.model.notices:
         print(notice)
     height, width = done.images_uint8.shape[1:3]

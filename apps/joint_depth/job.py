@@ -21,7 +21,6 @@ it; an uploaded depth map is read the same way (near = bright) and normalised as
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -33,7 +32,7 @@ import PIL.Image
 from apps.common.examples import MINI_DESCRIPTION, is_mini
 from apps.common.runs import RunRecord, new_run_folder
 from core.cancel import CancelToken
-from core.config import ENV_PREFIX, Settings
+from core.config import ENV_PREFIX, LIMITS, Limit, Settings
 from core.data.image_depth import normalize_disparity
 from core.errors import InputError, ModelNotAvailable
 from core.imaging import (
@@ -48,6 +47,7 @@ from core.models import TINY, check_joint_weights, find_joint_weights, joint_wei
 from core.models.loading import JOINT_TRAIN_COMMAND
 from core.models.presets import MINI
 from core.models.state import JointWeights, attached
+from core.outputs import atomic_path
 from core.pipelines.joint_sd import MODES, JointSDPipeline
 from core.pointcloud import (
     DEFAULT_FAR,
@@ -59,13 +59,10 @@ from core.pointcloud import (
 )
 
 SIZE_MULTIPLE = 64  # every SD-family UNet takes sides that divide by 64
-MIN_SIDE = 64
-MAX_SIDE = 2048
-MAX_STEPS = 150
-MAX_GUIDANCE = 30.0
-MAX_BATCH = 8
-MAX_SEED = 2**32 - 1
-MAX_POINTS = 1_000_000
+# Steps, guidance, batch, points and sides: core.config.LIMITS ("joint_*", "side"); these are not costs.
+SEED = Limit(0, 2**32 - 1, "Seed")
+NEAR, FAR = Limit(1e-6, 1e6, "Near", whole=False), Limit(1e-6, 1e6, "Far", whole=False)
+FOV_DEG = Limit(1.0, 170.0, "Field of view", whole=False)
 
 
 def default_weights(settings: Settings) -> str:
@@ -145,21 +142,6 @@ def load_model(settings: Settings, weights: str | None = "") -> LoadedModel:
 # -- one run ---------------------------------------------------------------------------------------------
 
 
-def _integer(value: object, name: str, low: int, high: int) -> int:
-    """An integer in [low, high] from an int or an integral float (UI number fields send floats)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InputError(f"{name} must be a whole number, got {value!r}.")
-    if value != int(value) or not low <= value <= high:
-        raise InputError(f"{name} must be a whole number from {low} to {high}, got {value!r}.")
-    return int(value)
-
-
-def _number(value: object, name: str, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise InputError(f"{name} must be a number from {low:g} to {high:g}, got {value!r}.")
-    return float(value)
-
-
 @dataclass(frozen=True)
 class JointRequest:
     """One run's parameters. ``height`` / ``width``: the output size for "joint" (multiples of 64);
@@ -188,20 +170,19 @@ class JointRequest:
     @classmethod
     def from_ui(cls, settings: Settings, **values: object) -> JointRequest:
         """A checked request from UI or API values (numbers may arrive as floats). Raises InputError."""
-        max_side = min(MAX_SIDE, settings.max_image_side)
         if values.get("mode", "joint") not in MODES:
             raise InputError(f"mode must be one of {', '.join(MODES)}, got {values.get('mode')!r}.")
         sides = {}
         for name in ("height", "width", "side"):
             if name in values:
-                side = _integer(values[name], name.capitalize(), MIN_SIDE, max_side)
+                side = settings.limit("side").check(values[name], name.capitalize())
                 if side % SIZE_MULTIPLE:
                     raise InputError(
                         f"{name.capitalize()} must be a multiple of {SIZE_MULTIPLE} px, got {side}."
                     )
                 sides[name] = side
-        near = _number(values.get("near", DEFAULT_NEAR), "Near", 1e-6, 1e6)
-        far = _number(values.get("far", DEFAULT_FAR), "Far", 1e-6, 1e6)
+        near = NEAR.check(values.get("near", DEFAULT_NEAR))
+        far = FAR.check(values.get("far", DEFAULT_FAR))
         if not near < far:
             raise InputError(
                 f"The point cloud's near plane ({near:g}) must be closer than its far plane ({far:g})."
@@ -210,14 +191,14 @@ class JointRequest:
             mode=str(values.get("mode", "joint")),
             prompt=str(values.get("prompt") or ""),
             negative_prompt=str(values.get("negative_prompt") or ""),
-            steps=_integer(values.get("steps", cls.steps), "Steps", 1, MAX_STEPS),
-            guidance=_number(values.get("guidance", cls.guidance), "Guidance", 0.0, MAX_GUIDANCE),
-            seed=_integer(values.get("seed", cls.seed), "Seed", 0, MAX_SEED),
-            batch=_integer(values.get("batch", cls.batch), "Batch size", 1, MAX_BATCH),
+            steps=LIMITS["joint_steps"].check(values.get("steps", cls.steps)),
+            guidance=LIMITS["joint_guidance"].check(values.get("guidance", cls.guidance)),
+            seed=SEED.check(values.get("seed", cls.seed)),
+            batch=LIMITS["joint_batch"].check(values.get("batch", cls.batch)),
             near=near,
             far=far,
-            fov_deg=_number(values.get("fov_deg", DEFAULT_FOV_DEG), "Field of view", 1.0, 170.0),
-            max_points=_integer(values.get("max_points", DEFAULT_MAX_POINTS), "Max points", 1, MAX_POINTS),
+            fov_deg=FOV_DEG.check(values.get("fov_deg", DEFAULT_FOV_DEG)),
+            max_points=LIMITS["joint_max_points"].check(values.get("max_points", DEFAULT_MAX_POINTS)),
             weights=str(values.get("weights") or ""),
             input_path=str(values.get("input_path") or ""),
             **sides,
@@ -303,18 +284,33 @@ class RunFiles:
         return [path for sample in per_sample for path in sample] + [self.params_json]
 
 
+def planned_files(folder: Path, batch: int) -> RunFiles:
+    """The files a run of `batch` samples writes into `folder` (see :func:`write_results`)."""
+    samples = range(1, batch + 1)
+    return RunFiles(
+        folder,
+        images=[folder / f"image_{k}.png" for k in samples],
+        depth16=[folder / f"depth_{k}.png" for k in samples],
+        depth_color=[folder / f"depth_{k}_color.png" for k in samples],
+        clouds=[folder / f"points_{k}.ply" for k in samples],
+        params_json=folder / "params.json",
+    )
+
+
 def write_results(
     folder: Path, images_uint8: np.ndarray, depth_unit: np.ndarray, request: JointRequest
 ) -> RunFiles:
     """Write per sample K: ``image_K.png``, ``depth_K.png`` (16-bit, near = white), ``depth_K_color.png``
-    (turbo, near = warm) and ``points_K.ply``. The run record (``params.json``) is :func:`run_job`'s."""
-    files = RunFiles(folder, [], [], [], [], folder / "params.json")
-    for k, (image, depth) in enumerate(zip(images_uint8, depth_unit), start=1):
-        files.images.append(folder / f"image_{k}.png")
-        PIL.Image.fromarray(image).save(files.images[-1])
-        files.depth16.append(save_png16(folder / f"depth_{k}.png", depth))
-        files.depth_color.append(folder / f"depth_{k}_color.png")
-        PIL.Image.fromarray(colorize_depth(depth, disparity=True)).save(files.depth_color[-1])
+    (turbo, near = warm) and ``points_K.ply``, each through ``core.outputs.atomic_path``. The run record
+    (``params.json``) is :func:`run_job`'s."""
+    files = planned_files(folder, len(images_uint8))
+    for k, (image, depth) in enumerate(zip(images_uint8, depth_unit)):
+        with atomic_path(files.images[k]) as temp:
+            PIL.Image.fromarray(image).save(temp)
+        with atomic_path(files.depth16[k]) as temp:
+            save_png16(temp, depth)
+        with atomic_path(files.depth_color[k]) as temp:
+            PIL.Image.fromarray(colorize_depth(depth, disparity=True)).save(temp)
         cloud = depth_to_point_cloud(
             image,
             depth,
@@ -323,7 +319,8 @@ def write_results(
             fov_deg=request.fov_deg,
             max_points=request.max_points,
         )
-        files.clouds.append(write_ply(folder / f"points_{k}.ply", cloud))
+        with atomic_path(files.clouds[k]) as temp:
+            write_ply(temp, cloud)
     return files
 
 

@@ -8,7 +8,9 @@ Staged, as users of such tools expect: load a part of a video (frames and sugges
 the keyframes, preview the edit on the first keyframe, edit all keyframes, re-edit or replace single
 keyframes, then inbetween (which writes the run record, params.json, beside the outputs). Per-session data (frames, motion, keyframes, edits) lives in `gr.State`;
 the event functions are in `apps.keyframe.handlers`, the job in `apps.keyframe.job`. The edit and inbetween events share one
-queue slot ("gpu", limit 1).
+queue slot ("gpu", limit 1). Image uploads (the colour-grade reference, your own edit) reach the handlers as
+paths (:func:`apps.common.gradio.image_upload`) and are read by core.imaging with its size limit; a run's files
+are served only to the session that made them (:func:`apps.common.gradio.served_copies`).
 
 API (every work event has an api_name; gradio_client keeps the session across calls):
     /sample_video, /mini_sample_video (the synthetic clip for the mini models, with its working size and
@@ -31,7 +33,7 @@ from typing import Any
 import gradio as gr
 
 from apps.common.examples import EXAMPLE_FOLDER, MINI_EXAMPLE_LABEL, MINI_STEPS, is_mini
-from apps.common.gradio import low_vram_checkbox, serve
+from apps.common.gradio import image_upload, low_vram_checkbox, serve
 from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS
 from apps.keyframe.handlers import (
     DEFAULT_FILTER,
@@ -44,7 +46,7 @@ from apps.keyframe.handlers import (
 )
 from apps.keyframe.sample import SAMPLE_VIDEO
 from apps.keyframe.video import DEFAULT_WORKING_SIDE, MIN_WORKING_SIDE
-from core.config import Settings
+from core.config import LIMITS, Settings
 from core.engines.edit import EDITS
 from core.engines.keyframes import DEFAULT_THRESHOLDS
 from core.eval.learning import MINI_SIDE
@@ -59,10 +61,8 @@ def _control(param, key: str):
     label = f"{param.name.replace('_', ' ')}"
     if param.kind == "bool":
         return gr.Checkbox(value=param.default, label=label, info=param.help, elem_id=f"kf-{key}")
-    if param.kind == "image":
-        return gr.Image(
-            type="numpy", image_mode="RGB", sources=["upload"], label=f"{label}: {param.help}", height=160
-        )
+    if param.kind == "image":  # its path; the handler reads it with core.imaging
+        return image_upload(sources=["upload"], label=f"{label}: {param.help}", height=160)
     return gr.Slider(
         param.minimum,
         param.maximum,
@@ -77,7 +77,7 @@ def _control(param, key: str):
 def _video_section(settings: Settings) -> Components:
     """1. The video, the part to use, the working size and the keyframe suggestion (their start values suit
     the mini SVD when it is the configured model: MINI_SIDE px, a keyframe every MINI_KEY_EVERY frames)."""
-    max_side = min(settings.max_image_side, 2048)
+    max_side = settings.limit("side").high
     mini = is_mini(settings.svd_model)
     ui: Components = {}
     ui["video_in"] = gr.Video(label="Video", sources=["upload"], elem_id="kf-video", height=260)
@@ -190,7 +190,9 @@ def _edit_section() -> Components:
             ui["strength"] = gr.Slider(0.05, 1.0, value=0.6, step=0.05, label="Strength")
             ui["guidance"] = gr.Slider(0.0, 20.0, value=7.5, step=0.5, label="Guidance")
         with gr.Row():
-            ui["edit_steps"] = gr.Slider(1, 100, value=30, step=1, label="Steps")
+            ui["edit_steps"] = gr.Slider(
+                LIMITS["edit_steps"].low, LIMITS["edit_steps"].high, value=30, step=1, label="Steps"
+            )
             ui["edit_seed"] = gr.Number(0, label="Seed", precision=0)
     with gr.Row():
         ui["preview_btn"] = gr.Button("2a. Preview on the first keyframe", elem_id="kf-preview")
@@ -200,9 +202,7 @@ def _edit_section() -> Components:
         ui["edit_stop"] = gr.Button("Stop", variant="stop", size="sm", elem_id="kf-edit-stop")
     ui["preview"] = gr.Image(label="Preview: original | edited", interactive=False, height=240, format="png")
     with gr.Accordion("Your own edit for the selected keyframe", open=False):
-        ui["own_image"] = gr.Image(
-            type="numpy", image_mode="RGB", sources=["upload"], label="Image", height=200
-        )
+        ui["own_image"] = image_upload(sources=["upload"], label="Image", height=200)
         ui["upload_btn"] = gr.Button("Use it for the selected keyframe", size="sm")
     return ui
 
@@ -224,9 +224,17 @@ def _inbetween_section(settings: Settings) -> Components:
         ui["motion_bucket"] = gr.Slider(0, 255, value=127, step=1, label="Motion bucket")
         with gr.Row():
             steps = MINI_STEPS if is_mini(settings.svd_model) else 25
-            ui["interp_steps"] = gr.Slider(1, 100, value=steps, step=1, label="Steps")
+            ui["interp_steps"] = gr.Slider(
+                LIMITS["interp_steps"].low, LIMITS["interp_steps"].high, value=steps, step=1, label="Steps"
+            )
             ui["interp_seed"] = gr.Number(0, label="Seed", precision=0)
-        ui["decode_chunk"] = gr.Slider(1, 25, value=8, step=1, label="Decode chunk size (frames)")
+        ui["decode_chunk"] = gr.Slider(
+            LIMITS["decode_chunk_size"].low,
+            LIMITS["decode_chunk_size"].high,
+            value=8,
+            step=1,
+            label="Decode chunk size (frames)",
+        )
     with gr.Row():
         ui["interp_btn"] = gr.Button("3. Inbetween", variant="primary", elem_id="kf-inbetween", scale=3)
         ui["interp_stop"] = gr.Button("Stop", variant="stop", elem_id="kf-inbetween-stop", scale=1)

@@ -19,7 +19,7 @@ import numpy as np
 
 from apps.keyframe.video import resize_frames
 from core.cancel import CancelToken
-from core.config import ENV_PREFIX, Settings
+from core.config import ENV_PREFIX, LIMITS, Settings
 from core.engines.edit import apply_edit, resolve_params
 from core.engines.interpolate import VideoMotion, crossfade, interpolate_flow
 from core.errors import InputError
@@ -110,6 +110,7 @@ class EditRequest:
     def check(self) -> EditRequest:
         """Validate what can be checked without frames or models; returns self."""
         _choose("edit", self.backend, EDIT_BACKENDS)
+        LIMITS["edit_steps"].check(self.steps)
         if self.backend == "filter":
             resolve_params(self.filter, **self.filter_params)
         elif not self.prompt.strip() and not self.keyframe_prompts:
@@ -228,11 +229,8 @@ class InterpRequest:
             )
         if not 0 <= self.motion_bucket <= 255:
             raise InputError(f"The motion bucket must be between 0 and 255, got {self.motion_bucket}.")
-        for name in ("steps", "decode_chunk_size"):
-            if getattr(self, name) < 1:
-                raise InputError(
-                    f"{name.replace('_', ' ').capitalize()} must be at least 1, got {getattr(self, name)}."
-                )
+        LIMITS["interp_steps"].check(self.steps)
+        LIMITS["decode_chunk_size"].check(self.decode_chunk_size)
         return self
 
     def record(self) -> dict[str, Any]:

@@ -7,7 +7,10 @@
 
 Writes the result mp4 and its run record next to it (OUT with .json: apps.common.runs.RunRecord, which
 apps.keyframe.job.request_from_record redoes), plus a gif, an original | result video and a zip of the
-keyframes when asked (--gif, --side-by-side, --keyframes-zip).
+keyframes when asked (--gif, --side-by-side, --keyframes-zip). Before any work the outputs are checked
+(`core.outputs.check_outputs`): none may be an input or another output, and existing files are kept unless
+--overwrite; each is written under a temporary name and moved into place when complete, so a failed or
+killed run (SIGTERM) leaves the earlier outputs intact. Steps are capped by `core.config.LIMITS`.
 Limits come from the settings (KINEMA_MAX_FRAMES, KINEMA_MAX_IMAGE_SIDE, KINEMA_MAX_UPLOAD_MB): see
 apps/keyframe/video.py. Bad input exits with status 2 and one line on stderr.
 """
@@ -17,8 +20,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
+from apps.common.cli import INTERRUPTED, Parser, add_overwrite_argument, limited, sigterm_interrupts
 from apps.keyframe import job
 from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS, EditRequest, InterpRequest
 from apps.keyframe.keyframes import parse_keyframe_prompts
@@ -28,18 +32,13 @@ from core.engines.edit import EDITS
 from core.errors import InputError, KinemaError
 from core.flow import METHODS as FLOW_METHODS
 from core.imaging import load_image
+from core.outputs import check_outputs
 
 PROG = "python -m apps.keyframe.cli"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        """One line on stderr and status 2, like every other bad input."""
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog=PROG,
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -66,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_WORKING_SIDE,
         help=f"longer side in px the job works at; larger videos are downscaled (default {DEFAULT_WORKING_SIDE})",
     )
-    io.add_argument("--params", type=Path, default=None, help="the run record (default: OUT with .json)")
+    io.add_argument(
+        "--params", type=Path, default=None, help="the run record (.json; default: OUT with .json)"
+    )
     io.add_argument("--gif", type=Path, default=None, help="also write the result as a gif here")
     io.add_argument(
         "--side-by-side", type=Path, default=None, help="also write original | result (.mp4) here"
@@ -75,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--keyframes-zip",
         type=Path,
         default=None,
-        help="also write the keyframes (original and edited PNGs) here",
+        help="also write the keyframes (original and edited PNGs) here (.zip)",
     )
+    add_overwrite_argument(io)
 
     keys = parser.add_argument_group("keyframes")
     keys.add_argument(
@@ -116,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument(
         "--guidance", type=float, default=7.5, help="sd: classifier-free guidance (default 7.5)"
     )
-    edit.add_argument("--steps", type=int, default=30, help="sd: inference steps (default 30)")
+    edit.add_argument(
+        "--steps", type=limited("edit_steps"), default=30, help="sd: inference steps (default 30)"
+    )
     edit.add_argument("--seed", type=int, default=0, help="sd: random seed (default 0)")
 
     interp = parser.add_argument_group("inbetweening")
@@ -134,10 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     interp.add_argument(
         "--motion-bucket", type=int, default=127, help="svd: motion conditioning 0..255 (default 127)"
     )
-    interp.add_argument("--interp-steps", type=int, default=25, help="svd: inference steps (default 25)")
+    interp.add_argument(
+        "--interp-steps", type=limited("interp_steps"), default=25, help="svd: inference steps (default 25)"
+    )
     interp.add_argument("--interp-seed", type=int, default=0, help="svd: random seed (default 0)")
     interp.add_argument(
-        "--decode-chunk-size", type=int, default=8, help="svd: frames the VAE decodes at once (default 8)"
+        "--decode-chunk-size",
+        type=limited("decode_chunk_size"),
+        default=8,
+        help="svd: frames the VAE decodes at once (default 8)",
     )
     Settings.add_arguments(parser)
     return parser
@@ -211,10 +220,9 @@ def request_from_args(args: argparse.Namespace, settings: Settings) -> job.Keyfr
     )
 
 
-def run(args: argparse.Namespace, settings: Settings, argv: list[str]) -> job.JobResult:
-    """The whole job; returns what it wrote. Raises InputError / ModelNotAvailable on bad input."""
-    if args.out.suffix.lower() != ".mp4":
-        raise InputError(f"--out must be an .mp4 file, got {args.out.name}.")
+def output_files(args: argparse.Namespace) -> job.OutputFiles:
+    """Where the parsed flags say to write. Raises InputError (before any work) when an output would
+    replace an input, another output or, without --overwrite, an existing file."""
     files = job.OutputFiles(
         args.out,
         args.params or args.out.with_suffix(".json"),
@@ -222,6 +230,41 @@ def run(args: argparse.Namespace, settings: Settings, argv: list[str]) -> job.Jo
         args.side_by_side,
         args.keyframes_zip,
     )
+    named = {
+        "--out": files.video_mp4,
+        "--params" if args.params else "the run record": files.params_json,
+        "--gif": files.video_gif,
+        "--side-by-side": files.side_by_side_mp4,
+        "--keyframes-zip": files.keyframes_zip,
+    }
+    images = {f"--param {p.partition('=')[0]}": Path(p.partition("=")[2]) for p in args.param}
+    # A filter's image parameters are saved beside the record, so that the record redoes the run.
+    copies = [
+        (
+            f"the copy of --param {param.name}",
+            job.filter_image_path(files.params_json.parent, args.edit, param.name),
+        )
+        for param in (EDITS[args.edit].params if args.edit in EDITS else ())
+        if param.kind == "image" and f"--param {param.name}" in images
+    ]
+    check_outputs(
+        [(flag, path) for flag, path in named.items() if path is not None] + copies,
+        {"--video": Path(args.video), **{flag: path for flag, path in images.items() if path.is_file()}},
+        overwrite=args.overwrite,
+        suffixes={
+            "--out": (".mp4",),
+            "--params": (".json",),
+            "--gif": (".gif",),
+            "--side-by-side": (".mp4",),
+            "--keyframes-zip": (".zip",),
+        },
+    )
+    return files
+
+
+def run(args: argparse.Namespace, settings: Settings, argv: list[str]) -> job.JobResult:
+    """The whole job; returns what it wrote. Raises InputError / ModelNotAvailable on bad input."""
+    files = output_files(args)
     return job.run(
         request_from_args(args, settings),
         settings,
@@ -236,14 +279,18 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     try:
-        settings = Settings.from_args(args)
-        run(args, settings, argv)
+        with sigterm_interrupts():
+            settings = Settings.from_args(args)
+            run(args, settings, argv)
     except KinemaError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; earlier outputs are unchanged.", file=sys.stderr)
+        return INTERRUPTED
     return 0
 
 

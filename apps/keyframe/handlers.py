@@ -12,7 +12,7 @@ import gradio as gr
 import numpy as np
 
 from apps.common.examples import MINI_DESCRIPTION, is_mini, mini_clip_example
-from apps.common.gradio import RunStops, shows_errors
+from apps.common.gradio import RunStops, served_copies, shows_errors
 from apps.common.runs import new_run_folder
 from apps.keyframe import job
 from apps.keyframe.backends import (
@@ -49,6 +49,7 @@ from core.engines.interpolate import VideoMotion
 from core.engines.keyframes import Keyframe, select_keyframes
 from core.errors import InputError
 from core.eval.learning import MINI_FRAMES, MINI_SIDE
+from core.imaging import load_image
 from core.models import TINY
 
 THUMB_SIDE = 160  # frame strip thumbnails (px)
@@ -154,8 +155,16 @@ class Handlers:
         thumbs = resize_frames(video.frames_uint8, working_size(height, width, THUMB_SIDE))
         return [(thumb, f"{i} ({i / video.fps:.2f} s)") for i, thumb in enumerate(thumbs)]
 
+    def _image(self, path: str | None, what: str) -> np.ndarray:
+        """An image upload (its path, from an `image_upload` input) read by core.imaging: its size checked from
+        the header against Settings.max_image_side, anything unreadable refused in one sentence."""
+        if not path:
+            raise InputError(f"Upload {what} first.")
+        return load_image(path, max_side=self.settings.max_image_side)
+
     def _edit_request(self, keys: list[Keyframe], edit: dict[str, Any]) -> EditRequest:
-        """An EditRequest from the edit controls (`EDIT_SETTINGS` and the filter parameters, by name)."""
+        """An EditRequest from the edit controls (`EDIT_SETTINGS` and the filter parameters, by name; an
+        image parameter as its upload)."""
         filter_name = edit.get("filter")
         params: dict[str, Any] = {}
         if edit.get("backend") == "filter" and filter_name in EDITS:
@@ -165,6 +174,8 @@ class Handlers:
                     continue
                 if param.kind == "int" and isinstance(value, float) and value.is_integer():
                     value = int(value)  # sliders send floats
+                if param.kind == "image":
+                    value = self._image(value, f"the {param.name} image")
                 params[param.name] = value
         return EditRequest(
             backend=edit.get("backend", "filter"),
@@ -374,7 +385,7 @@ class Handlers:
         progress=gr.Progress(track_tqdm=True),
         client: gr.Request = None,
         *,
-        color_grade_reference: np.ndarray | None = None,
+        color_grade_reference: str | None = None,
         low_vram: bool | None = None,
         **edit,
     ):
@@ -395,7 +406,7 @@ class Handlers:
         progress=gr.Progress(track_tqdm=True),
         client: gr.Request = None,
         *,
-        color_grade_reference: np.ndarray | None = None,
+        color_grade_reference: str | None = None,
         low_vram: bool | None = None,
         **edit,
     ):
@@ -425,7 +436,7 @@ class Handlers:
         progress=gr.Progress(track_tqdm=True),
         client: gr.Request = None,
         *,
-        color_grade_reference: np.ndarray | None = None,
+        color_grade_reference: str | None = None,
         low_vram: bool | None = None,
         **edit,
     ):
@@ -455,14 +466,11 @@ class Handlers:
         return int(frame)
 
     @shows_errors
-    def upload_edit(
-        self, session: Session | None, keys_text: str, frame: float | None, image: np.ndarray | None
-    ):
+    def upload_edit(self, session: Session | None, keys_text: str, frame: float | None, upload: str | None):
         """Use your own image as the edit of the selected keyframe (resized to the frames' size)."""
         keys = self._keys(session, keys_text)
         index = self._selected_keyframe(keys, frame)
-        if image is None:
-            raise InputError("Upload an image to use as the edit of the selected keyframe.")
+        image = self._image(upload, "an image to use as the edit of the selected keyframe")
         video = self._video(session)
         fitted = fit_image(image, video.size_hw)
         note = ""
@@ -548,16 +556,17 @@ class Handlers:
         status = "\n\n".join(
             [
                 f"{done.result_uint8.shape[0]} frames at {done.fps:.3g} fps from {len(indices)} keyframes ({backend}) "
-                f"in {sum(done.record.timings_s.values()):.1f} s; files in "
-                f"{folder.relative_to(self.settings.output_dir)} of the output folder.",
+                f"in {sum(done.record.timings_s.values()):.1f} s; run {folder.name}.",
                 *done.notes,
             ]
         )
+        paths = done.files.paths()
+        served = dict(zip(paths, served_copies(paths)))
         return (
             session,
-            str(done.files.video_mp4),
-            str(done.files.side_by_side_mp4),
-            [str(p) for p in done.files.paths()],
+            served[done.files.video_mp4],
+            served[done.files.side_by_side_mp4],
+            [served[path] for path in paths],
             status,
         )
 

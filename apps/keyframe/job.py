@@ -7,6 +7,7 @@
 5. write the mp4 (and, when asked, a gif, original | result, a zip of the keyframes) and the run record
    (`apps.common.runs.RunRecord`) beside them. Images given as inputs (an uploaded edit, a filter's
    reference image) are written beside the record too, so :func:`request_from_record` redoes the run.
+   Every file goes through `core.outputs.atomic_path`: complete under its name, or not there.
 
 The app runs steps 1-3 interactively and hands what it has (`Prepared`) to :func:`run`, which then only
 does what is left; the CLI hands nothing and :func:`run` does it all.
@@ -43,6 +44,7 @@ from core.engines.interpolate import VideoMotion
 from core.engines.keyframes import Keyframe
 from core.errors import InputError
 from core.imaging import load_image
+from core.outputs import atomic_path
 from core.video import write_video
 
 # stage text, done, total: a stage that reports once has total 1.
@@ -311,16 +313,18 @@ def _write(
     indices: list[int],
     edited_uint8: np.ndarray,
 ) -> dict[str, str]:
-    """Write the videos and the zip asked for; where they are, by output."""
-    for path in files.paths():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    write_video(files.video_mp4, result_uint8, fps)
+    """Write the videos and the zip asked for (each through `atomic_path`); where they are, by output."""
+    with atomic_path(files.video_mp4) as temp:
+        write_video(temp, result_uint8, fps)
     if files.video_gif is not None:
-        write_video(files.video_gif, result_uint8, fps)
+        with atomic_path(files.video_gif) as temp:
+            write_video(temp, result_uint8, fps)
     if files.side_by_side_mp4 is not None:
-        write_video(files.side_by_side_mp4, side_by_side(original_uint8, result_uint8), fps)
+        with atomic_path(files.side_by_side_mp4) as temp:
+            write_video(temp, side_by_side(original_uint8, result_uint8), fps)
     if files.keyframes_zip is not None:
-        write_keyframes_zip(files.keyframes_zip, indices, original_uint8[indices], edited_uint8)
+        with atomic_path(files.keyframes_zip) as temp:
+            write_keyframes_zip(temp, indices, original_uint8[indices], edited_uint8)
     named = (
         ("video_mp4", files.video_mp4),
         ("video_gif", files.video_gif),
@@ -340,13 +344,21 @@ def _write(
 
 
 def _save_png(folder: Path, name: str, image_uint8: np.ndarray) -> str:
-    folder.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image_uint8).save(folder / name)
+    with atomic_path(folder / name) as temp:
+        Image.fromarray(image_uint8).save(temp)
     return name
 
 
-def _step_record(step: KeyframeEdit, folder: Path) -> dict[str, Any]:
-    """How a keyframe was edited, JSON-ready; input images are written to `folder` and named."""
+def filter_image_path(folder: Path, filter_name: str, param: str, first: int | None = None) -> Path:
+    """Where a filter's image parameter is saved beside the record: ``FILTER_PARAM.png`` when the run has one
+    edit (always the CLI's, so it can check the path before any work), ``FILTER_PARAM_NNNN.png`` (NNNN: the
+    first frame of the edit's batch) for the app's edits in several goes."""
+    return folder / f"{filter_name}_{param}{'' if first is None else f'_{first:04d}'}.png"
+
+
+def _step_record(step: KeyframeEdit, folder: Path, only: bool) -> dict[str, Any]:
+    """How a keyframe was edited, JSON-ready; input images are written to `folder` and named. `only`: the
+    run's only edit (see :func:`filter_image_path`)."""
     if step.edit is None:
         height, width = step.image_uint8.shape[:2]
         file = _save_png(folder, f"edit_{step.keys[0]:04d}.png", step.image_uint8)
@@ -359,9 +371,9 @@ def _step_record(step: KeyframeEdit, folder: Path) -> dict[str, Any]:
     record = step.edit.record()
     images = {k: v for k, v in step.edit.filter_params.items() if isinstance(v, np.ndarray)}
     if step.edit.backend == "filter" and images:
-        first = step.batch[0]
+        first = None if only else step.batch[0]
         record["files"] = {
-            name: _save_png(folder, f"{step.edit.filter}_{name}_{first:04d}.png", image)
+            name: _save_png(folder, filter_image_path(folder, step.edit.filter, name, first).name, image)
             for name, image in images.items()
         }
     return {**record, "batch": [int(i) for i in step.batch]}
@@ -376,7 +388,7 @@ def _arguments(
 ) -> dict[str, Any]:
     """What redoes the run: the request, with each keyframe's edit, and what was loaded."""
     step_of = {k: step for step in steps for k in step.keys}
-    records = {id(step): _step_record(step, folder) for step in steps}
+    records = {id(step): _step_record(step, folder, only=len(steps) == 1) for step in steps}
     return {
         "video_path": str(Path(request.video).resolve()),
         "start_s": request.start_s,

@@ -20,6 +20,7 @@ plain modules and tensors so training code builds exactly what the pipelines see
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -166,6 +167,24 @@ class SVDConditioning:
     image_embeddings: torch.Tensor
     image_latents: torch.Tensor
     added_time_ids: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Reinjection:
+    """Noise re-injection for `SVDPipelineBase._denoise`: the first ``steps`` steps are each taken ``1 +
+    repeats`` times, with fresh noise from ``generator`` between the takes (time-reversal fusion's remedy
+    for the seams where the fused paths disagree)."""
+
+    repeats: int
+    steps: int
+    generator: torch.Generator | list[torch.Generator] | None = None
+
+    def renoise(self, latents: torch.Tensor, sigma: float, next_sigma: float) -> torch.Tensor:
+        """Latents at ``next_sigma`` brought back to ``sigma`` with fresh noise."""
+        noise = randn_tensor(
+            latents.shape, generator=self.generator, device=latents.device, dtype=latents.dtype
+        )
+        return latents + (sigma**2 - next_sigma**2) ** 0.5 * noise
 
 
 class SVDPipelineBase(StableVideoDiffusionPipeline):
@@ -349,22 +368,35 @@ class SVDPipelineBase(StableVideoDiffusionPipeline):
         pin_fn: PinFn | None,
         callback_on_step_end: Callable | None,
         callback_on_step_end_tensor_inputs: Sequence[str],
+        reinjection: Reinjection | None = None,
     ) -> torch.Tensor:
         """Euler steps from schedule index ``first_index`` (set_timesteps already called) to sigma 0.
 
         Each step: model output -> scheduler step -> ``pin_fn`` at the new sigma -> ``callback_on_step_end``
         (called as ``callback(pipe, i, t, {name: tensor})`` with i counted from 0 in this loop; a returned
-        ``"latents"`` replaces the latents, after pinning, so a callback has the last word).
+        ``"latents"`` replaces the latents, after pinning, so a callback has the last word). With
+        ``reinjection``, each of its first steps is taken ``1 + repeats`` times: after a take, fresh noise
+        brings the latents back up to the step's own sigma (``sqrt(sigma_i^2 - sigma_{i+1}^2)`` more) and
+        the step is taken again, from a copy of the scheduler's state, so the schedule advances once.
         """
         timesteps = self.scheduler.timesteps[first_index:]
         self.scheduler.set_begin_index(first_index)
         self._num_timesteps = len(timesteps)
         with self.progress_bar(total=len(timesteps)) as progress_bar:
             for i, t in enumerate(timesteps):
-                model_output = model_output_fn(latents, t)
-                latents = self.scheduler.step(model_output, t, latents).prev_sample
-                if pin_fn is not None:
-                    latents = pin_fn(latents, float(self.scheduler.sigmas[first_index + i + 1]))
+                sigma, next_sigma = (float(self.scheduler.sigmas[first_index + i + k]) for k in (0, 1))
+                repeats = reinjection.repeats if reinjection is not None and i < reinjection.steps else 0
+                before = copy.deepcopy(self.scheduler) if repeats else None
+                for take in range(repeats + 1):
+                    if take:
+                        latents = reinjection.renoise(latents, sigma, next_sigma)
+                        if pin_fn is not None:
+                            latents = pin_fn(latents, sigma)
+                    model_output = model_output_fn(latents, t)
+                    scheduler = copy.deepcopy(before) if take < repeats else self.scheduler
+                    latents = scheduler.step(model_output, t, latents).prev_sample
+                    if pin_fn is not None:
+                        latents = pin_fn(latents, next_sigma)
                 if callback_on_step_end is not None:
                     tensors = {"latents": latents}
                     callback_kwargs = {k: tensors[k] for k in callback_on_step_end_tensor_inputs}

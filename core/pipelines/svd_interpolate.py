@@ -14,6 +14,11 @@ Two modes of :class:`SVDInterpolatePipeline`:
     adapter is loaded with ``core.lora.load_lora(pipe.unet, path)``). With stock weights the mode runs,
     but SVD has not learned what the tail frame means. One UNet call per step, as stock.
 
+Noise re-injection (``noise_reinjection``, either mode, meant for svd-trf): the first steps (half, by default)
+are each taken again after fresh noise brings the latents back to the step's noise level, so the fused paths
+settle into one video before the structure is fixed (time-reversal fusion's remedy for the seam where the
+paths disagree). Off by default; each repeat costs one step more.
+
 In both modes the first and last frames are pinned (``core.pipelines.svd_common.pin_frames``): before the
 loop and after every step their latents are replaced by A's and B's clean latents on their own noise
 paths, so at sigma 0 they are exactly A's and B's VAE latents and decode to A and B up to the VAE's
@@ -37,6 +42,7 @@ from core.errors import InputError
 from core.imaging import unit_to_uint8
 from core.pipelines.svd_common import (
     ImageInput,
+    Reinjection,
     SVDPipelineBase,
     as_pil_rgb,
     check_call_options,
@@ -47,6 +53,7 @@ from core.pipelines.svd_common import (
 
 InterpolationMode = Literal["svd-trf", "svd-lora"]
 MODES: tuple[str, ...] = ("svd-trf", "svd-lora")
+MAX_REINJECTION = 8  # repeats per step: each costs a step, so more is a runaway cost
 # How many trailing frames carry the tail's conditioning latents in svd-lora (pipeline and training).
 TAIL_CONDITION_FRAMES = 1
 
@@ -131,6 +138,8 @@ class SVDInterpolatePipeline(SVDPipelineBase):
         output_type: object,
         callback_on_step_end_tensor_inputs: object,
         allowed_tensor_inputs: list[str],
+        noise_reinjection: object = 0,
+        reinjection_steps: object = None,
     ) -> None:
         """Raise InputError (a ValueError) naming the offending value; never fixes input."""
         check_image(head_image, "head_image")
@@ -153,6 +162,23 @@ class SVDInterpolatePipeline(SVDPipelineBase):
             callback_on_step_end_tensor_inputs,
             allowed_tensor_inputs,
         )
+        if isinstance(noise_reinjection, bool) or not isinstance(noise_reinjection, int):
+            raise InputError(
+                f"`noise_reinjection` must be a whole number of repeats, got {noise_reinjection!r}."
+            )
+        if not 0 <= noise_reinjection <= MAX_REINJECTION:
+            raise InputError(
+                f"`noise_reinjection` must be between 0 and {MAX_REINJECTION}, got {noise_reinjection}."
+            )
+        if reinjection_steps is not None and (
+            isinstance(reinjection_steps, bool)
+            or not isinstance(reinjection_steps, int)
+            or not 1 <= reinjection_steps <= num_inference_steps
+        ):
+            raise InputError(
+                f"`reinjection_steps` must be a whole number of steps from 1 to {num_inference_steps} or None, "
+                f"got {reinjection_steps!r}."
+            )
 
     @torch.no_grad()
     def __call__(
@@ -173,6 +199,8 @@ class SVDInterpolatePipeline(SVDPipelineBase):
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: list[str] | None = None,
         return_dict: bool = True,
+        noise_reinjection: int = 0,
+        reinjection_steps: int | None = None,
     ):
         r"""Generate ``num_frames`` frames from ``head_image`` (frame 0) to ``tail_image`` (frame T-1).
 
@@ -187,6 +215,10 @@ class SVDInterpolatePipeline(SVDPipelineBase):
             ``["latents"]``), return_dict: as in ``StableVideoDiffusionPipeline``. The guidance ramp
             runs from each path's own conditioning frame (in svd-trf, the reversed path's ramp starts
             at the tail).
+            noise_reinjection: repeats of each early step with fresh noise in between (0: off; see
+                ``SVDPipelineBase._denoise``): each repeat costs one step more, so 2 repeats over the first
+                half of the steps cost 2x the steps.
+            reinjection_steps: how many early steps get the repeats (default: the first half).
 
         Returns:
             :class:`SVDInterpolatePipelineOutput`, or its ``frames`` alone when ``return_dict`` is False
@@ -206,6 +238,8 @@ class SVDInterpolatePipeline(SVDPipelineBase):
             output_type,
             tensor_inputs,
             self._callback_tensor_inputs,
+            noise_reinjection,
+            reinjection_steps,
         )
         height, width = image_size_hw(head_image)
         num_frames = num_frames or self.unet.config.num_frames
@@ -265,7 +299,13 @@ class SVDInterpolatePipeline(SVDPipelineBase):
         self._set_guidance_ramp(min_guidance_scale, max_guidance_scale, num_frames, 1, device, dtype)
 
         # 7. Denoising loop
-        latents = self._denoise(latents, 0, model_output_fn, pin_fn, callback_on_step_end, tensor_inputs)
+        reinjection = None
+        if noise_reinjection:
+            steps = reinjection_steps or -(-num_inference_steps // 2)
+            reinjection = Reinjection(noise_reinjection, steps, generator)
+        latents = self._denoise(
+            latents, 0, model_output_fn, pin_fn, callback_on_step_end, tensor_inputs, reinjection
+        )
 
         # 8. Decode
         frames = self._output(latents, num_frames, decode_chunk_size, output_type)

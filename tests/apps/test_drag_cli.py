@@ -121,7 +121,7 @@ def test_a_cli_record_redoes_its_run_through_the_job(inputs, tmp_path, capsys, t
     np.testing.assert_array_equal(read_video(redo_out.video).frames_uint8, read_video(out).frames_uint8)
     assert redo.record.arguments == {name: record.arguments[name] for name in redo.record.arguments}
     assert set(record.arguments) - set(redo.record.arguments) == {
-        "out", "flow_out", "gif", "side_by_side", "quiet", *(f.name for f in fields(Settings))
+        "out", "flow_out", "gif", "side_by_side", "quiet", "overwrite", *(f.name for f in fields(Settings))
     }  # fmt: skip
 
 
@@ -312,8 +312,9 @@ def test_region_mask_and_camera_flags(inputs, tmp_path, capsys):
 
     Image.fromarray(mask[:100]).save(tmp_path / "small_mask.png")
     code, _, stderr = _run(
-        capsys, *base, "--trajectories", inputs / "drag.json", "--region-mask", tmp_path / "small_mask.png"
-    )
+        capsys, *base, "--trajectories", inputs / "drag.json", "--region-mask", tmp_path / "small_mask.png",
+        "--overwrite",
+    )  # fmt: skip
     assert code == 2 and "same image" in stderr
 
     out = tmp_path / "zoom.mp4"

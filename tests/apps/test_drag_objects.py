@@ -221,6 +221,9 @@ def test_cli_side_by_side_and_the_brush_only_with_the_sheet(tmp_path, capsys):
     assert record.output_paths(out.parent)["side_by_side"] == side and record.arguments["engine"] == "objects"
 
     capsys.readouterr()
+    base.append("--overwrite")  # the same --out again
+    assert cli.main([*map(str, base), "--side-by-side", str(out)]) == 2
+    assert "--side-by-side" in capsys.readouterr().err  # checked up front like every output: not onto --out
     assert cli.main([*map(str, base), "--side-by-side", str(tmp_path / "sbs.avi")]) == 2
     assert "--side-by-side must end in .mp4 or .gif" in capsys.readouterr().err
     mask = tmp_path / "mask.png"

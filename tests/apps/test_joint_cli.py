@@ -88,7 +88,7 @@ def test_without_out_it_writes_a_new_run_folder(tmp_path, capsys):
     [
         (["--image", "{tmp}/missing.png"], "missing.png"),
         (["--height", "100"], "Height must be a multiple of 64 px, got 100."),
-        (["--steps", "0"], "Steps must be a whole number from 1 to 150, got 0."),
+        (["--steps", "0"], "argument --steps: Steps must be a whole number from 1 to 150, got 0"),
         (["--weights", "{tmp}"], "holds no joint_layers.safetensors"),
         (["--image", "a.png", "--depth", "b.png"], "not allowed with argument --image"),
     ],

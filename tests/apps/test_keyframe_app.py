@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -202,7 +203,7 @@ def test_staged_filter_edit_then_flow_inbetween(client, frames, settings):
     assert status.startswith("24 frames at 10 fps from 4 keyframes (flow)")
 
     # the record redoes the run: the same keyframes (the cartoon batch, the re-edit, the upload) and frames
-    folder = settings.output_dir / status.split("files in ")[1].split(" of the output folder")[0]
+    folder = settings.output_dir / "keyframe" / re.search(r"; run (\S+)\.", status)[1]
     record = RunRecord.read(folder / "params.json")
     assert [k["edit"]["batch"] for k in record.arguments["keyframes"]] == [KEYS, [8], [16], KEYS]
     request = job.request_from_record(record, folder)

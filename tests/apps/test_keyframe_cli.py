@@ -206,7 +206,7 @@ def bad_videos(tmp_path_factory):
         (["--edit", "sd"], "The SD edit needs a prompt"),
         (["--edit", "sd", "--prompt", "x", "--sd-model", "{missing}"], "set KINEMA_SD_MODEL (or --sd-model)"),
         (["--interp", "svd-trf", "--keyframes", "0,8"], "make frames 0 and 23 keyframes"),
-        (["--out", "{tmp}/out.avi"], "--out must be an .mp4 file, got out.avi."),
+        (["--out", "{tmp}/out.avi"], "--out must end in .mp4, got out.avi."),
         (["--start", "3"], "The start time 3 s is past the end of the video (2.40 s)."),
         (["--fps", "500"], "The output frame rate must be between 0 and 120 fps, got 500.0."),
         (["--device", "tpu"], "Setting device='tpu' is not valid"),

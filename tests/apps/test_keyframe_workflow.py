@@ -298,7 +298,7 @@ def test_flow_and_crossfade_keep_keyframes_exact(settings, sample_frames):
         ({"fps": 0.0}, "frame rate must be between 0 and 120"),
         ({"flow_method": "magic"}, "Unknown flow method 'magic'"),
         ({"motion_bucket": 300}, "motion bucket must be between 0 and 255"),
-        ({"decode_chunk_size": 0}, "Decode chunk size must be at least 1"),
+        ({"decode_chunk_size": 0}, "Decode chunk size must be a whole number from 1 to 25, got 0"),
     ],
 )
 def test_bad_inbetween_requests_are_refused(change, message):

@@ -156,7 +156,7 @@ def joint_client(tmp_path_factory):
 
 @needs("sd", "joint_lora")
 def test_joint_depth_example_runs_all_three_modes_at_64_px(joint_client):
-    banner, *sides = joint_client.predict(str(MINI_FOLDER / "joint_lora"), api_name="/startup")
+    banner, *sides = joint_client.predict("joint_lora", api_name="/startup")  # listed by name
     assert sides == [MINI_SIDE] * 4
     assert "`mini`" in banner and "toy models" in banner and "joint_lora" in banner
     image, depth, caption = mini_image_example()
@@ -165,7 +165,7 @@ def test_joint_depth_example_runs_all_three_modes_at_64_px(joint_client):
         "guidance": 7.5,
         "seed": 0,
         "batch": 1,
-        "weights": str(MINI_FOLDER / "joint_lora"),
+        "weights": "joint_lora",
     }
     runs = {
         "/generate": (caption, "", MINI_SIDE, MINI_SIDE),

@@ -216,7 +216,7 @@ def _drag(inputs: dict, backend: str, steps: int, size: dict) -> Callable[[], in
 
     argv = ["--image", str(inputs["image"]), "--trajectories", str(inputs["tracks"]), "--backend", backend]
     argv += ["--out", str(inputs["out"] / f"drag-{backend}.mp4"), "--frames", str(size["frames"])]
-    argv += ["--max-side", str(size["width"]), "--steps", str(steps), "--quiet"]
+    argv += ["--max-side", str(size["width"]), "--steps", str(steps), "--quiet", "--overwrite"]  # reruns
     return lambda: cli.main(argv)
 
 
@@ -226,6 +226,7 @@ def _keyframe(inputs: dict, edit: str, interp: str, steps: int, size: dict) -> C
     argv = ["--video", str(inputs["video"]), "--out", str(inputs["out"] / f"kf-{edit}-{interp}.mp4")]
     argv += ["--working-size", str(size["width"]), "--keyframes", "0,14", "--edit", edit, "--interp", interp]
     argv += ["--prompt", "a watercolour painting", "--steps", str(steps), "--interp-steps", str(steps)]
+    argv += ["--overwrite"]  # each path runs more than once
     return lambda: cli.main(argv)
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+from PIL import Image
+
 from tests.e2e.conftest import save_screenshot
 
 NATIVE_SIDE = 64  # the tiny model's native size, which the app sets on page load
@@ -44,3 +47,25 @@ def test_prompt_to_image_depth_and_point_cloud(start_app, page):
 
     page.wait_for_timeout(1500)  # let the viewer draw the points before the picture
     save_screenshot(page, "joint_depth")
+
+
+def test_an_uploaded_image_gives_its_depth(start_app, page, tmp_path):
+    """The image input hands the handler the upload's path (apps.common.gradio.image_upload): a browser
+    upload is accepted, a corrupt one is answered with core.imaging's sentence."""
+    page.goto(start_app("joint"))
+    page.locator("#jd-banner").get_by_text(f"native size {NATIVE_SIDE} px").wait_for(timeout=60_000)
+    page.get_by_role("tab", name="Image -> depth").click()
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image at all")
+    page.locator("#jd-image input[type=file]").set_input_files(str(broken))
+    page.locator("#jd-image-go").click()
+    page.get_by_text("broken.png is not a readable image", exact=False).first.wait_for(timeout=30_000)
+
+    good = tmp_path / "good.png"
+    Image.fromarray(np.full((NATIVE_SIDE, NATIVE_SIDE, 3), 90, np.uint8)).save(good)
+    page.reload()
+    page.get_by_role("tab", name="Image -> depth").click()
+    page.locator("#jd-image input[type=file]").set_input_files(str(good))
+    page.locator("#jd-image-go").click()
+    page.locator("#jd-status").get_by_text("image_to_depth").wait_for(timeout=90_000)
+    assert "1 sample of 64x64" in page.locator("#jd-status").inner_text()

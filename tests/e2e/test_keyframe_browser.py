@@ -59,7 +59,7 @@ def test_upload_edit_inbetween_and_play(start_app, page):
     assert (state["width"], state["height"]) == (SAMPLE_SIZE, SAMPLE_SIZE)
     response = page.request.get(state["src"])
     assert response.ok and response.headers["content-type"] == "video/mp4"
-    assert "files in" in status.inner_text()
+    assert "; run " in status.inner_text()
     record = page.locator("#kf-downloads a[download='params.json']").get_attribute("href")
     assert page.request.get(record).json()["settings"]["low_vram"] is True
     save_screenshot(page, "keyframe")

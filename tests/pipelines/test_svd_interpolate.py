@@ -180,6 +180,9 @@ def test_loop_returns_to_the_first_keyframe(pipe, keyframes):
         ({"tail_image": np.zeros((SIZE, SIZE + 8, 3), np.uint8)}, r"\(32, 40\)"),
         ({"num_frames": 1}, "got 1"),
         ({"head_image": "a.png"}, "str"),
+        ({"noise_reinjection": -1}, "between 0 and 8, got -1"),
+        ({"noise_reinjection": True}, "whole number of repeats, got True"),
+        ({"noise_reinjection": 1, "num_inference_steps": 2, "reinjection_steps": 3}, "from 1 to 2 .*got 3"),
     ],
 )
 def test_bad_input_raises_value_error_naming_the_value(pipe, keyframes, change, message):
@@ -195,3 +198,32 @@ def test_bad_input_raises_value_error_naming_the_value(pipe, keyframes, change, 
 def test_chain_rejects_bad_requests(pipe, keyframes_shape, frames_between, loop, message):
     with pytest.raises(InputError, match=message):
         interpolate_keyframes(pipe, np.zeros(keyframes_shape, np.uint8), frames_between, loop=loop)
+
+
+def test_noise_reinjection_repeats_the_early_steps_and_keeps_the_ends(pipe, keyframes):
+    a, b = keyframes[0], keyframes[1]
+    seen, handle = _unet_inputs(pipe)
+    try:
+        plain = _run(pipe, a, b, output_type="latent", num_inference_steps=4)
+        calls_plain = len(seen)
+        reinjected = _run(pipe, a, b, output_type="latent", num_inference_steps=4, noise_reinjection=2)
+        calls_reinjected = len(seen) - calls_plain
+        _run(
+            pipe, a, b, output_type="latent", num_inference_steps=4, noise_reinjection=1, reinjection_steps=3
+        )
+        calls_three = len(seen) - calls_plain - calls_reinjected
+    finally:
+        handle.remove()
+    # Two UNet calls per take (head and tail paths); 4 steps, the first 2 (half) taken 3 times each.
+    assert (calls_plain, calls_reinjected, calls_three) == (8, 16, 14)
+    assert not torch.allclose(plain, reinjected)
+    assert torch.equal(
+        plain, _run(pipe, a, b, output_type="latent", num_inference_steps=4, noise_reinjection=0)
+    )
+    scale = pipe.vae.config.scaling_factor
+    clean = pipe.vae.encode(to_signed(keyframes[:2])).latent_dist.mode() * scale
+    assert torch.allclose(reinjected[0, 0], clean[0], atol=1e-5) and torch.allclose(
+        reinjected[0, -1], clean[1], atol=1e-5
+    )
+    again = _run(pipe, a, b, output_type="latent", num_inference_steps=4, noise_reinjection=2)
+    assert torch.equal(reinjected, again)  # the fresh noise comes from the run's generator

@@ -84,6 +84,31 @@ def _png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
 
 
+def _png_rgb48(image_uint8: np.ndarray) -> bytes:
+    """A 16-bit-per-channel RGB PNG (PIL cannot write one; OpenCV can)."""
+    import cv2
+
+    ok, data = cv2.imencode(".png", (image_uint8[..., ::-1].astype(np.uint16) * 257))
+    assert ok
+    return data.tobytes()
+
+
+def _exif_rotated_jpeg(image: Image.Image) -> bytes:
+    """A JPEG whose EXIF says "rotate 90 degrees to show upright" (orientation 6)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return _encoded(image, "JPEG", exif=exif.tobytes())
+
+
+def _zip_bytes() -> bytes:
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("image.png", b"not really")
+    return buffer.getvalue()
+
+
 @functools.cache
 def image_payloads() -> dict[str, tuple[bytes, bool]]:
     """Broken, hostile and odd images: file name -> (bytes, refuse)."""
@@ -132,6 +157,16 @@ def image_payloads() -> dict[str, tuple[bytes, bool]]:
             ),
             False,
         ),
+        ("rgb48.png", _png_rgb48(good_image_uint8()), False),
+        ("exif_rotated.jpg", _exif_rotated_jpeg(good), False),
+        ("progressive.jpg", _encoded(good, "JPEG", progressive=True), False),
+        ("two_by_two.jpg", _encoded(Image.new("RGB", (2, 2), (90, 90, 200)), "JPEG"), False),
+        ("cmyk.tiff", _encoded(good.convert("CMYK"), "TIFF"), False),
+        ("animated.webp", _encoded(good, "WEBP", save_all=True, append_images=[good.rotate(90)]), False),
+        ("icon_named.png", _encoded(good, "ICO"), False),
+        ("targa_named.png", _encoded(good, "TGA"), False),
+        ("zip_named.png", _zip_bytes(), True),
+        ("gzip_named.png", __import__("gzip").compress(_encoded(good, "PNG")), True),
     ]
     return {name: (data, refuse) for name, data, refuse in cases}
 

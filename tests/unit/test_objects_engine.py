@@ -112,14 +112,21 @@ def test_a_second_drag_on_the_same_object_joins_it_and_masks_can_be_given(scene)
         object_layers(scene.frames_uint8[0], Trajectories((first,)), masks={0: painted[:10]})
 
 
-def test_later_drawn_objects_are_in_front(scene):
-    image = scene.frames_uint8[0]
+@pytest.fixture()
+def two_squares():
+    """Squares a and b in one row; a's drag carries it onto b, b's moves b 1 px down."""
     square_a, square_b = np.zeros((SIDE, SIDE), bool), np.zeros((SIDE, SIDE), bool)
     square_a[10:30, 10:30] = True
     square_b[10:30, 60:80] = True
     drags = Trajectories(
         (_drag(_to_norm((20, 20)), _to_norm((70, 20))), _drag(_to_norm((70, 20)), _to_norm((70, 21))))
     )
+    return square_a, square_b, drags
+
+
+def test_later_drawn_objects_are_in_front(scene, two_squares):
+    image = scene.frames_uint8[0]
+    square_a, square_b, drags = two_squares
     layers = [ObjectLayer(square_a, (0,)), ObjectLayer(square_b, (1,))]
     result = animate_objects(image, drags, 2, layers=layers)
     assert np.array_equal(result.frames_uint8[1][15, 65:75], image[14, 65:75])  # b (moved 1 px down) covers a
@@ -143,14 +150,9 @@ def test_on_held_out_scenes_objects_move_and_the_background_holds():
     assert objects["psnr_db"] > sheet["psnr_db"]
 
 
-def test_a_depth_map_puts_the_nearer_object_in_front(scene):
+def test_a_depth_map_puts_the_nearer_object_in_front(scene, two_squares):
     image = scene.frames_uint8[0]
-    square_a, square_b = np.zeros((SIDE, SIDE), bool), np.zeros((SIDE, SIDE), bool)
-    square_a[10:30, 10:30] = True
-    square_b[10:30, 60:80] = True
-    drags = Trajectories(
-        (_drag(_to_norm((20, 20)), _to_norm((70, 20))), _drag(_to_norm((70, 20)), _to_norm((70, 21))))
-    )
+    square_a, square_b, drags = two_squares
     masks = {0: square_a, 1: square_b}
     disparity = np.where(square_a, 0.9, 0.1)  # a is nearer, though drawn first
     layers = object_layers(image, drags, masks=masks, disparity=disparity)
