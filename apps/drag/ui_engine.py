@@ -98,7 +98,7 @@ def motion_brush(image: np.ndarray, canvas_size: tuple[int, int], image_id: str)
         objects = canvas_objects(result.json_data)
         mask = mask_from_strokes(objects, canvas_size, image.shape[:2])
         if mask is None:
-            st.caption("Paint over the part of the image that may move (its edge is feathered).")
+            st.caption("Paint over the part of the image that may move.")
         return mask
 
 

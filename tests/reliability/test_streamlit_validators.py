@@ -121,6 +121,7 @@ def test_motion_brush_stroke(drag_app, canvas, corpus, name):
     case = corpus[name]
     on_the_sample(drag_app)
     canvas.draw([])  # no trajectories: only the brush is read
+    drag_app.radio(key="engine").set_value("sheet").run()  # the brush shapes the whole-picture warp
     if not drag_app.checkbox(key="use_brush").value:
         drag_app.checkbox(key="use_brush").check().run()
     canvas.draw(json.loads(case.text), prefix="brush-")
