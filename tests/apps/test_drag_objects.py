@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 from apps.common.runs import RunRecord
 from apps.drag import backends, cli, job, overlay
 from apps.drag.params import DragParams
+from core.config import Settings
 from core.engines.objects import ObjectLayer, object_layers
 from core.motion import suggest_motion_bucket
 from core.trajectory import Timing, Trajectories, Trajectory
@@ -90,7 +91,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 # -- the app -----------------------------------------------------------------------------------------------
 
 
-def test_the_objects_engine_moves_the_disc_and_holds_the_background(disc_app, canvas):
+def test_the_objects_engine_moves_the_disc_and_holds_the_background(disc_app, canvas, tmp_path):
     assert disc_app.radio(key="engine").value == "objects"  # the default
     draw(disc_app, canvas, Trajectories((DRAG,)))
     captions = {image.caption for element in disc_app.image for image in element.proto.imgs}
@@ -115,6 +116,12 @@ def test_the_objects_engine_moves_the_disc_and_holds_the_background(disc_app, ca
         Trajectories((DRAG,)), 14, 7, (SIDE, SIDE), layers=list(cache.values())[-1]
     )
     assert arguments["motion_bucket"] == arguments["resolved"]["motion_bucket_id"] == suggested
+    # The record redoes the run: the job finds the same objects the app cached.
+    redo_folder = tmp_path / "redo"
+    redo_folder.mkdir()
+    request = job.request_from_record(RunRecord.read(result.outputs.record))
+    redo = job.run(request, job.DragOutputs.in_folder(redo_folder), Settings.from_env())
+    np.testing.assert_array_equal(redo.frames_uint8, frames)
     labels = [b.label for b in disc_app.get("download_button")]
     assert labels == [
         "Video (mp4)", "Video (gif)", "Flow video (mp4)", "Side by side (mp4)", "Trajectories (JSON)",
@@ -271,7 +278,6 @@ def test_the_brush_edge_is_feathered_not_torn():
 
 def test_a_configured_sam_segments_the_objects(monkeypatch):
     """KINEMA_SAM_MODEL set (the random-weight tiny SAM): render's objects come from SAM, not GrabCut."""
-    from core.config import Settings
     from core.models import load_sam
 
     monkeypatch.setenv("KINEMA_SAM_MODEL", "tiny")
