@@ -26,6 +26,7 @@ Session state (per browser tab):
     track_timings             each canvas object's Timing, by index (`apps.drag.ui_tracks`)
     brush_rev                 the motion-brush canvas starts empty; clearing it bumps brush_rev
     object_layers             the objects engine's objects of recent drawings (`apps.drag.ui_engine`)
+    painted_objects           objects painted by hand, by their drag's start point (`apps.drag.ui_engine`)
     result, run_error         the last finished run (kept when a later run fails) and the last failure
 """
 
@@ -448,15 +449,19 @@ def main() -> None:
     draw_col, side_col = st.columns([3, 2])
     with draw_col:
         parsed = drawing_section(image, canvas_size, image_id)
-        engine = ui_engine.engine_controls(image, canvas_size, image_id)
+        engine = ui_engine.engine_controls(image, canvas_size, image_id, parsed.trajectories)
     chosen.update(engine.params)
     with side_col:
         trajectories = ui_tracks.trajectory_list(parsed, (width, height), chosen["frames"])
         layers = layers_key = None
         if chosen["engine"] == "objects":
-            key = ui_engine.layers_key(st.session_state.image_id, trajectories, chosen["grow_px"], settings)
+            key = ui_engine.layers_key(
+                st.session_state.image_id, trajectories, chosen["grow_px"], settings, engine.object_masks
+            )
             try:
-                layers = ui_engine.object_layers_for(image, key, trajectories, chosen["grow_px"], settings)
+                layers = ui_engine.object_layers_for(
+                    image, key, trajectories, chosen["grow_px"], settings, engine.object_masks
+                )
                 layers_key = key
             except KinemaError as err:  # a configured SAM that does not load
                 st.error(str(err))
@@ -484,7 +489,7 @@ def main() -> None:
         )
     run_settings = settings.replace(low_vram=low_vram)  # this run's mode: the pipeline is placed for it
     ui_generate.generate_section(
-        image, image_name, trajectories, engine.region_mask, DragParams(**chosen), run_settings, layers
+        image, image_name, trajectories, engine, DragParams(**chosen), run_settings, layers
     )
     if st.session_state.run_error:
         st.error(st.session_state.run_error)

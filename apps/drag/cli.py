@@ -4,8 +4,8 @@
         [--backend warp|svd|svd-controlnet|svd-joint-flow] [--frames 14] [--fps 7] [--motion-bucket B] \\
         [--strength S] [--controlnet-scale 1.0] [--steps 25] [--seed 0] [--resize crop|pad] \\
         [--max-side 1024] [--camera zoom_in] [--engine objects|sheet] [--grow-px 0] \\
-        [--radius R] [--region-mask mask.png] [--flow-out out/flow.mp4] [--side-by-side out/sbs.mp4] \\
-        [--gif] [--overwrite]  + settings flags (--svd-model, --device, ...; see --help)
+        [--object-mask 1=mask.png] [--radius R] [--region-mask mask.png] [--flow-out out/flow.mp4] \\
+        [--side-by-side out/sbs.mp4] [--gif] [--overwrite]  + settings flags (--svd-model, --device, ...; see --help)
 
 The trajectories file is what `core.trajectory.Trajectories.to_json()` writes (the drag app's
 "trajectories.json"), in coordinates normalised to the --image as given. The image is scaled so its
@@ -22,7 +22,8 @@ backend whose weights are not configured exits with status 2 and one line naming
 
 --engine objects (default) moves the object under each drag's start and holds the background
 (`core.engines.objects`; SAM segments when KINEMA_SAM_MODEL is set, GrabCut otherwise; --grow-px grows or
-shrinks the objects); --engine sheet is the whole-picture warp, shaped by --radius and --region-mask.
+shrinks the objects; --object-mask N=PATH gives drag N's object as painted); --engine sheet is the
+whole-picture warp, shaped by --radius and --region-mask.
 
 The job (`apps.drag.job`) is the app's: one request, one render, one run record. Beside the video,
 `<out stem>.params.json` is that record (`apps.common.runs.RunRecord`): the command, every flag as
@@ -97,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--trajectories", required=True, type=Path, help="trajectories JSON (Trajectories.to_json format)"
     )
     parser.add_argument("--region-mask", type=Path, default=None, help="motion brush image: white moves")
+    parser.add_argument(
+        "--object-mask",
+        action="append",
+        default=[],
+        metavar="N=PATH",
+        help="objects engine: drag N (1-based, the app's numbering) moves the white part of this image (at "
+        "--image's size) instead of the object found under it; repeat for several drags",
+    )
     parser.add_argument("--out", required=True, type=Path, help="the video to write (.mp4 or .gif)")
     parser.add_argument(
         "--flow-out",
@@ -116,6 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     Settings.add_arguments(parser)
     return parser
+
+
+def object_masks_of(args: argparse.Namespace) -> tuple[tuple[int, Path], ...]:
+    """The --object-mask flags as (drag index, path) pairs; InputError for one that is not N=PATH."""
+    pairs = {}
+    for flag in args.object_mask:
+        number, _, path = flag.partition("=")
+        if not (number.strip().isdigit() and int(number) >= 1 and path):
+            raise InputError(f"--object-mask takes N=PATH with N a drag number from 1, got {flag!r}.")
+        pairs[int(number) - 1] = Path(path)
+    return tuple(sorted(pairs.items()))
 
 
 def outputs_of(args: argparse.Namespace) -> DragOutputs:
@@ -140,9 +160,11 @@ def outputs_of(args: argparse.Namespace) -> DragOutputs:
         "--side-by-side": outputs.side_by_side,
         "the run record": outputs.record,
     }
+    inputs = {"--image": args.image, "--trajectories": args.trajectories, "--region-mask": args.region_mask}
+    inputs.update({f"--object-mask {index + 1}": path for index, path in object_masks_of(args)})
     check_outputs(
         [(flag, path) for flag, path in named.items() if path is not None],
-        {"--image": args.image, "--trajectories": args.trajectories, "--region-mask": args.region_mask},
+        inputs,
         overwrite=args.overwrite,
         suffixes={"--out": VIDEO_SUFFIXES, "--flow-out": VIDEO_SUFFIXES, "--side-by-side": VIDEO_SUFFIXES},
     )
@@ -155,7 +177,9 @@ def run_cli(args: argparse.Namespace, argv: list[str]) -> DragOutputs:
     outputs = outputs_of(args)
     if args.max_side < 64:
         raise InputError(f"--max-side must be at least 64 px, got {args.max_side}.")
-    request = DragRequest(args.image, args.trajectories, DragParams.from_args(args), args.region_mask)
+    request = DragRequest(
+        args.image, args.trajectories, DragParams.from_args(args), args.region_mask, object_masks_of(args)
+    )
     with TqdmProgress(disable=args.quiet) as progress:
         run(
             request,

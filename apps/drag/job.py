@@ -15,7 +15,7 @@ side (trajectories | video | motion), and the run record (`apps.common.runs.RunR
 run folder (`DragOutputs.in_folder`); the CLI writes where its flags say. Each file is written through
 `core.outputs.atomic_path` (complete under its name, or not there).
 
-Record ``arguments``: the request (``image``, ``trajectories``, ``region_mask`` and every DragParams
+Record ``arguments``: the request (``image``, ``trajectories``, ``region_mask``, ``object_masks`` and every DragParams
 field), the front end's own options (the CLI's flags as parsed), and under ``resolved`` what the job
 worked out: the video and source sizes, the motion bucket, strength and ControlNet scale used, and the
 trajectories it read. `request_from_record` reads the request back, so a record redoes its run.
@@ -63,16 +63,23 @@ class DragRequest:
         trajectories: a trajectories JSON, coordinates normalised to `image`.
         params: every other choice (`apps.drag.params.DragParams`).
         region_mask: optional motion-brush image at `image`'s size: white moves, black stays.
+        object_masks: the objects engine's painted objects: (drag index, image at `image`'s size, white = the
+            object) pairs; each replaces the object found under that drag.
     """
 
     image: Path
     trajectories: Path
     params: DragParams = DragParams()
     region_mask: Path | None = None
+    object_masks: tuple[tuple[int, Path], ...] = ()
 
     def to_arguments(self) -> dict[str, Any]:
         files = {"image": self.image, "trajectories": self.trajectories, "region_mask": self.region_mask}
-        return {**{k: None if v is None else str(v) for k, v in files.items()}, **self.params.to_arguments()}
+        return {
+            **{k: None if v is None else str(v) for k, v in files.items()},
+            "object_masks": {str(index): str(path) for index, path in self.object_masks},
+            **self.params.to_arguments(),
+        }
 
 
 @dataclass(frozen=True)
@@ -134,13 +141,15 @@ class DragResult:
 @dataclass(frozen=True)
 class FittedInputs:
     """The request's inputs in the video frame: image (H,W,3) uint8, trajectories normalised to it, the
-    mask (H,W) bool or None; `source` is what was read (the trajectories as in the file)."""
+    mask (H,W) bool or None, the painted objects {drag index: (H,W) bool}; `source` is what was read (the
+    trajectories as in the file)."""
 
     image_uint8: np.ndarray
     trajectories: Trajectories
     region_mask: np.ndarray | None
     source_hw: tuple[int, int]
     source_trajectories: Trajectories
+    object_masks: dict[int, np.ndarray]
 
 
 # -- inputs ----------------------------------------------------------------------------------------------
@@ -152,21 +161,29 @@ def save_inputs(
     trajectories: Trajectories,
     params: DragParams,
     region_mask: np.ndarray | None = None,
+    object_masks: dict[int, np.ndarray] | None = None,
 ) -> DragRequest:
-    """Write what the app animates into its run folder (image.png, trajectories.json, region_mask.png)
-    and return the request that names them (absolute paths, so the record redoes the run from anywhere).
-    `region_mask` is (H,W) bool at the image's size."""
+    """Write what the app animates into its run folder (image.png, trajectories.json, region_mask.png,
+    object_mask_<drag number>.png) and return the request that names them (absolute paths, so the record
+    redoes the run from anywhere). `region_mask` and each of `object_masks` (by drag index) are (H,W) bool
+    at the image's size."""
     folder = Path(folder).absolute()
     with atomic_path(folder / "image.png") as temp:
         Image.fromarray(image_uint8).save(temp)
     with atomic_path(folder / "trajectories.json") as temp:
         temp.write_text(trajectories.to_json())
-    mask_path = None
-    if region_mask is not None:
-        mask_path = folder / "region_mask.png"
-        with atomic_path(mask_path) as temp:
-            Image.fromarray(np.where(region_mask, 255, 0).astype(np.uint8)).save(temp)
-    return DragRequest(folder / "image.png", folder / "trajectories.json", params, mask_path)
+    mask_path = None if region_mask is None else _save_mask(folder / "region_mask.png", region_mask)
+    painted = tuple(
+        (index, _save_mask(folder / f"object_mask_{index + 1}.png", mask))
+        for index, mask in sorted((object_masks or {}).items())
+    )
+    return DragRequest(folder / "image.png", folder / "trajectories.json", params, mask_path, painted)
+
+
+def _save_mask(path: Path, mask: np.ndarray) -> Path:
+    with atomic_path(path) as temp:
+        Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(temp)
+    return path
 
 
 def load_trajectories(path: str | Path) -> Trajectories:
@@ -204,7 +221,7 @@ def fit_trajectories(trajectories: Trajectories, info: ResizeInfo) -> Trajectori
     items = []
     for trajectory in trajectories:
         in_crop = (trajectory.points_norm * source - origin) / crop
-        items.append(Trajectory((offset + np.clip(in_crop, 0.0, 1.0) * scaled) / out))
+        items.append(Trajectory((offset + np.clip(in_crop, 0.0, 1.0) * scaled) / out, trajectory.timing))
     return Trajectories(tuple(items))
 
 
@@ -214,21 +231,28 @@ def fit_inputs(request: DragRequest, settings: Settings) -> FittedInputs:
     source = load_image(request.image, max_side=settings.max_image_side)
     params = request.params
     info = plan_resize(*source.shape[:2], multiple=64, max_side=params.max_side, mode=params.resize)
-    region_mask = None
-    if request.region_mask is not None:
-        mask = load_image(request.region_mask, max_side=settings.max_image_side).max(axis=2)
+
+    def fitted_mask(path: Path, what: str) -> np.ndarray:
+        mask = load_image(path, max_side=settings.max_image_side).max(axis=2)
         if mask.shape != source.shape[:2]:
             raise InputError(
-                f"The region mask is {mask.shape[1]}x{mask.shape[0]} px but the image is "
+                f"{what} is {mask.shape[1]}x{mask.shape[0]} px but the image is "
                 f"{source.shape[1]}x{source.shape[0]}; draw the mask on the same image."
             )
-        region_mask = apply_resize(mask, info, pad_mode="constant", pad_value=0) >= 128
+        return apply_resize(mask, info, pad_mode="constant", pad_value=0) >= 128
+
+    region_mask = None if request.region_mask is None else fitted_mask(request.region_mask, "The region mask")
+    object_masks = {
+        index: fitted_mask(path, f"The object mask of drag {index + 1}")
+        for index, path in request.object_masks
+    }
     return FittedInputs(
         image_uint8=apply_resize(source, info, pad_mode="edge"),
         trajectories=fit_trajectories(trajectories, info),
         region_mask=region_mask,
         source_hw=source.shape[:2],
         source_trajectories=trajectories,
+        object_masks=object_masks,
     )
 
 
@@ -283,6 +307,7 @@ def run(
         radius_px=params.radius,
         engine=params.engine,
         grow_px=params.grow_px,
+        object_masks=fitted.object_masks or None,
         layers=layers,
         settings=settings,
         pipeline=pipeline,
@@ -322,11 +347,13 @@ def request_from_record(record: RunRecord) -> DragRequest:
         if not isinstance(arguments.get(name), str):
             raise InputError(f'The run record is damaged: "arguments" has no {name} file.')
     mask = arguments.get("region_mask")
+    painted = arguments.get("object_masks") or {}  # absent from records older than painted objects
     return DragRequest(
         image=Path(arguments["image"]),
         trajectories=Path(arguments["trajectories"]),
         params=DragParams.from_arguments(arguments),
         region_mask=None if mask is None else Path(mask),
+        object_masks=tuple((int(index), Path(path)) for index, path in painted.items()),
     )
 
 

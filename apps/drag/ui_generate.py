@@ -14,6 +14,7 @@ import streamlit as st
 from apps.common.runs import new_run_folder
 from apps.drag import backends, job
 from apps.drag.params import DragParams
+from apps.drag.ui_engine import EngineChoice
 from core.config import Settings
 from core.errors import KinemaError, ModelNotAvailable
 
@@ -69,11 +70,12 @@ def load_backend(backend: str, settings: Settings):
 
 
 def generate_section(
-    image, image_name, trajectories, region_mask, params: DragParams, settings, layers=None
+    image, image_name, trajectories, engine: EngineChoice, params: DragParams, settings, layers=None
 ) -> None:
     """The Generate button and the run behind it (a failed run keeps the earlier result on screen). Each progress
     update (every frame and step) is where Streamlit stops a rerun or stopped script; an unfinished run's folder
-    is removed. `layers`: the objects engine's objects of this drawing (found once, `apps.drag.ui_engine`)."""
+    is removed. `engine`: its brush or painted objects; `layers`: the objects engine's objects of this drawing
+    (found once, `apps.drag.ui_engine`)."""
     pipe, blocked = load_backend(params.backend, settings)
     moving = len(trajectories.moving) > 0 or params.camera != "none"
     if not moving:
@@ -87,7 +89,9 @@ def generate_section(
     folder = None
     try:
         folder = new_run_folder(settings.output_dir, "drag")
-        request = job.save_inputs(folder, image, trajectories, params, region_mask)
+        request = job.save_inputs(
+            folder, image, trajectories, params, engine.region_mask, engine.object_masks
+        )
         st.session_state.result = job.run(
             request,
             job.DragOutputs.in_folder(folder),

@@ -121,7 +121,8 @@ def test_a_cli_record_redoes_its_run_through_the_job(inputs, tmp_path, capsys, t
     np.testing.assert_array_equal(read_video(redo_out.video).frames_uint8, read_video(out).frames_uint8)
     assert redo.record.arguments == {name: record.arguments[name] for name in redo.record.arguments}
     assert set(record.arguments) - set(redo.record.arguments) == {
-        "out", "flow_out", "gif", "side_by_side", "quiet", "overwrite", *(f.name for f in fields(Settings))
+        "out", "flow_out", "gif", "side_by_side", "object_mask", "quiet", "overwrite",
+        *(f.name for f in fields(Settings)),
     }  # fmt: skip
 
 

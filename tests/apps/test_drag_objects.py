@@ -295,3 +295,56 @@ def test_a_configured_sam_segments_the_objects(monkeypatch):
         settings=settings,
     )
     np.testing.assert_array_equal(video.frames_uint8, expected.frames_uint8)
+
+
+def test_a_repainted_object_replaces_the_one_found_and_the_record_keeps_it(disc_app, canvas, tmp_path):
+    draw(disc_app, canvas, Trajectories((DRAG,)))
+    assert disc_app.selectbox(key="repaint_track").value == 1
+    # A 30 canvas-px band across the disc's middle (canvas 520 px for the 256 px image).
+    band = {"type": "Line", "version": "7.4.0", "originX": "center", "originY": "center", "left": 183,
+            "top": 260, "width": 120, "height": 0, "strokeWidth": 30, "x1": -60, "x2": 60, "y1": 0, "y2": 0}  # fmt: skip
+    canvas.draw([band], prefix="repaint-")
+    disc_app.run()
+    assert not disc_app.exception and not disc_app.error
+    layers = list(disc_app.session_state["object_layers"].values())[-1]
+    painted = layers[0].mask
+    assert 0.1 < iou(painted, disc_mask()) < 0.5 and painted[128, 90] and not painted[100, 90]
+
+    result = generate(disc_app)
+    frames = result.frames_uint8
+    assert tuple(frames[-1, 128, 170]) == (220, 40, 30)  # the band arrived
+    assert tuple(frames[-1, 100, 90]) == (220, 40, 30)  # the disc's top, not painted, stayed
+    arguments = RunRecord.read(result.outputs.record).arguments
+    assert list(arguments["object_masks"]) == ["0"]
+    request = job.request_from_record(RunRecord.read(result.outputs.record))
+    redo_folder = tmp_path / "redo"
+    redo_folder.mkdir()
+    redo = job.run(request, job.DragOutputs.in_folder(redo_folder), Settings.from_env())
+    np.testing.assert_array_equal(redo.frames_uint8, frames)
+
+    (restore,) = [b for b in disc_app.button if b.label == "Use the object found again"]
+    restore.click().run()
+    assert iou(list(disc_app.session_state["object_layers"].values())[-1][0].mask, disc_mask()) > 0.9
+
+
+def test_cli_object_mask(tmp_path, capsys):
+    image, tracks, mask = tmp_path / "disc.png", tmp_path / "drag.json", tmp_path / "square.png"
+    Image.fromarray(disc_scene()).save(image)
+    tracks.write_text(Trajectories((DRAG,)).to_json())
+    square = np.zeros((SIDE, SIDE), np.uint8)
+    square[110:146, 70:110] = 255
+    Image.fromarray(square).save(mask)
+    out = tmp_path / "clip.mp4"
+    base = ["--image", image, "--trajectories", tracks, "--out", out, "--frames", 4, "--quiet", "--overwrite"]
+    assert cli.main([*map(str, base), "--object-mask", f"1={mask}"]) == 0, capsys.readouterr().err
+    record = RunRecord.read(out.with_name("clip.params.json"))
+    assert record.arguments["object_masks"] == {"0": str(mask)}
+    request = job.request_from_record(record)
+    fitted = job.fit_inputs(request, Settings.from_env())
+    assert (fitted.object_masks[0] == (square > 0)).all()
+
+    capsys.readouterr()
+    assert cli.main([*map(str, base), "--object-mask", f"one={mask}"]) == 2
+    assert "--object-mask takes N=PATH" in capsys.readouterr().err
+    assert cli.main([*map(str, base), "--object-mask", f"1={mask}", "--engine", "sheet"]) == 2
+    assert "Painted objects are moved by the objects engine" in capsys.readouterr().err
