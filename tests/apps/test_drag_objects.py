@@ -348,3 +348,13 @@ def test_cli_object_mask(tmp_path, capsys):
     assert "--object-mask takes N=PATH" in capsys.readouterr().err
     assert cli.main([*map(str, base), "--object-mask", f"1={mask}", "--engine", "sheet"]) == 2
     assert "Painted objects are moved by the objects engine" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["crop", "pad"])
+def test_fitting_a_resized_picture_keeps_each_track_timing(mode):
+    from core.imaging import plan_resize
+
+    timed = Trajectories((Trajectory([[0.2, 0.3], [0.6, 0.4]], Timing(0.25, 0.75, "ease-in-out")),))
+    fitted = job.fit_trajectories(timed, plan_resize(300, 500, multiple=64, max_side=256, mode=mode))
+    assert fitted[0].timing == Timing(0.25, 0.75, "ease-in-out")
+    assert not np.array_equal(fitted[0].points_norm, timed[0].points_norm)  # it was mapped
