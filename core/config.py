@@ -70,6 +70,7 @@ LIMITS = MappingProxyType(
         "edit_steps": Limit(1, 100, "SD edit steps"),
         "interp_steps": Limit(1, 100, "SVD inbetweening steps"),
         "decode_chunk_size": Limit(1, 25, "Decode chunk size"),
+        "noise_reinjection": Limit(0, 8, "Noise re-injection repeats"),  # each repeat costs a step more
         "joint_steps": Limit(1, 150, "Steps"),
         "joint_guidance": Limit(0.0, 30.0, "Guidance", whole=False),
         "joint_batch": Limit(1, 8, "Batch size"),

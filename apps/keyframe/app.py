@@ -228,6 +228,14 @@ def _inbetween_section(settings: Settings) -> Components:
                 LIMITS["interp_steps"].low, LIMITS["interp_steps"].high, value=steps, step=1, label="Steps"
             )
             ui["interp_seed"] = gr.Number(0, label="Seed", precision=0)
+        ui["reinjection"] = gr.Slider(
+            LIMITS["noise_reinjection"].low,
+            LIMITS["noise_reinjection"].high,
+            value=0,
+            step=1,
+            label="Noise re-injection",
+            info="Repeat the first half of the steps with fresh noise (0: off; each repeat costs a step)",
+        )
         ui["decode_chunk"] = gr.Slider(
             LIMITS["decode_chunk_size"].low,
             LIMITS["decode_chunk_size"].high,
@@ -330,7 +338,7 @@ def _edit_and_inbetween_events(demo: gr.Blocks, h: Handlers, ui: Components) -> 
     ]
     inbetween = ui["interp_btn"].click(
         h.inbetween,
-        [session, keys_text, *[ui[k] for k in interp], ui["decode_chunk"], ui["low_vram"]],
+        [session, keys_text, *[ui[k] for k in interp], ui["decode_chunk"], ui["low_vram"], ui["reinjection"]],
         [session, ui["result"], ui["result_side"], ui["downloads"], ui["status"]],
         api_name="inbetween",
         **gpu,

@@ -53,7 +53,7 @@ class Backend:
         return bool(self.models)
 
 
-SVD_OPTIONS = ("motion_bucket", "steps", "seed", "decode_chunk_size")
+SVD_OPTIONS = ("motion_bucket", "steps", "seed", "decode_chunk_size", "noise_reinjection")
 SD_OPTIONS = ("prompt", "negative_prompt", "keyframe_prompts", "strength", "guidance", "steps", "seed")
 
 EDIT_BACKENDS: dict[str, Backend] = {
@@ -208,7 +208,8 @@ class InterpRequest:
     backend: one of `INTERP_BACKENDS`. fps: output frame rate (None = the loaded video's).
     flow_method: estimator of the "flow" backend (core.flow.METHODS). The SVD backends read
     `motion_bucket` (0..255, SVD's motion conditioning), `steps`, `seed`, `decode_chunk_size`
-    (frames decoded by the VAE at once: lower uses less memory).
+    (frames decoded by the VAE at once: lower uses less memory) and `noise_reinjection` (repeats of each of
+    the first half of the steps with fresh noise, 0 = off; see `core.pipelines.svd_interpolate`).
     """
 
     backend: str = "flow"
@@ -218,6 +219,7 @@ class InterpRequest:
     steps: int = 25
     seed: int = 0
     decode_chunk_size: int = 8
+    noise_reinjection: int = 0
 
     def check(self) -> InterpRequest:
         _choose("inbetweening", self.backend, INTERP_BACKENDS)
@@ -231,6 +233,7 @@ class InterpRequest:
             raise InputError(f"The motion bucket must be between 0 and 255, got {self.motion_bucket}.")
         LIMITS["interp_steps"].check(self.steps)
         LIMITS["decode_chunk_size"].check(self.decode_chunk_size)
+        LIMITS["noise_reinjection"].check(self.noise_reinjection)
         return self
 
     def record(self) -> dict[str, Any]:
@@ -345,6 +348,7 @@ def _svd_inbetween(
                     *padded.shape[1:3], request.decode_chunk_size, settings.low_vram
                 ),
                 callback_on_step_end=cancel.on_step_end,
+                noise_reinjection=request.noise_reinjection,
             )
             out[a + 1 : b] = undo_resize(video[1:-1], resize)
             done += b - a - 1

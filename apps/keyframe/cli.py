@@ -143,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     interp.add_argument("--interp-seed", type=int, default=0, help="svd: random seed (default 0)")
     interp.add_argument(
+        "--noise-reinjection",
+        type=limited("noise_reinjection"),
+        default=0,
+        help="svd: repeat each of the first half of the steps N times with fresh noise, so the fused paths "
+        "of svd-trf settle into one video (default 0: off; each repeat costs a step)",
+    )
+    interp.add_argument(
         "--decode-chunk-size",
         type=limited("decode_chunk_size"),
         default=8,
@@ -208,6 +215,7 @@ def request_from_args(args: argparse.Namespace, settings: Settings) -> job.Keyfr
         steps=args.interp_steps,
         seed=args.interp_seed,
         decode_chunk_size=args.decode_chunk_size,
+        noise_reinjection=args.noise_reinjection,
     )
     return job.KeyframeRequest(
         video=args.video,

@@ -501,11 +501,13 @@ class Handlers:
         seed: float,
         decode_chunk_size: float,
         low_vram: bool | None = None,
+        noise_reinjection: float = 0,
         progress=gr.Progress(track_tqdm=True),
         client: gr.Request = None,
     ):
         """Fill the frames between the edited keyframes; write the mp4, gif, side by side, zip and record.
-        `low_vram`: this run's low-VRAM mode (None: the server's), recorded with its settings."""
+        `low_vram`: this run's low-VRAM mode (None: the server's), recorded with its settings;
+        `noise_reinjection`: the SVD backends' repeats (0: off)."""
         video = self._video(session)
         keys = self._keys(session, keys_text)
         indices = [k.index for k in keys]
@@ -526,6 +528,7 @@ class Handlers:
                 steps=int(steps),
                 seed=int(seed),
                 decode_chunk_size=int(decode_chunk_size),
+                noise_reinjection=int(noise_reinjection),
             ),
         )
         prepared = Prepared(video, session.motion, session.motion_method, session.edited)

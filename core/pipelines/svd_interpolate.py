@@ -38,6 +38,7 @@ from diffusers.pipelines.stable_video_diffusion.pipeline_stable_video_diffusion 
     StableVideoDiffusionPipelineOutput,
 )
 
+from core.config import LIMITS
 from core.errors import InputError
 from core.imaging import unit_to_uint8
 from core.pipelines.svd_common import (
@@ -53,7 +54,7 @@ from core.pipelines.svd_common import (
 
 InterpolationMode = Literal["svd-trf", "svd-lora"]
 MODES: tuple[str, ...] = ("svd-trf", "svd-lora")
-MAX_REINJECTION = 8  # repeats per step: each costs a step, so more is a runaway cost
+MAX_REINJECTION = LIMITS["noise_reinjection"].high  # repeats per step: each costs a step more
 # How many trailing frames carry the tail's conditioning latents in svd-lora (pipeline and training).
 TAIL_CONDITION_FRAMES = 1
 

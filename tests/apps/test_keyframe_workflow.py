@@ -341,6 +341,27 @@ def test_svd_fills_each_gap_and_keeps_keyframes(settings, sample_frames):
     assert not np.array_equal(out[1], frames[1]) and seen == [(4, 4)]
 
 
+def test_noise_reinjection_reaches_the_pipeline_and_the_record(settings, sample_frames):
+    frames = kf_video.resize_frames(sample_frames[:3], (32, 32))
+    plain, reinjected = (
+        backends.InterpRequest(backend="svd-trf", steps=2, decode_chunk_size=2, noise_reinjection=n)
+        for n in (0, 2)
+    )
+    outputs = [
+        backends.inbetween(frames, [0, 2], frames[[0, 2]], r, settings, fps=SAMPLE_FPS)
+        for r in (plain, reinjected)
+    ]
+    assert not np.array_equal(outputs[0][1], outputs[1][1])
+    assert (
+        reinjected.record()["noise_reinjection"] == 2
+        and "noise_reinjection" not in backends.InterpRequest().record()
+    )
+    with pytest.raises(
+        InputError, match="Noise re-injection repeats must be a whole number from 0 to 8, got 9"
+    ):
+        backends.InterpRequest(noise_reinjection=9).check()
+
+
 def test_svd_lora_is_on_the_shared_unet_for_its_job_only(settings, sample_frames, tmp_path):
     from core import lora
     from core.models import load_pipeline, tiny_svd_components

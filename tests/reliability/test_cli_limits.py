@@ -20,6 +20,7 @@ LIMITED_FLAGS = [
     ("keyframe", "--steps", "edit_steps"),
     ("keyframe", "--interp-steps", "interp_steps"),
     ("keyframe", "--decode-chunk-size", "decode_chunk_size"),
+    ("keyframe", "--noise-reinjection", "noise_reinjection"),
     ("joint", "--steps", "joint_steps"),
     ("joint", "--batch", "joint_batch"),
 ]
