@@ -29,6 +29,9 @@ The result is the warp engine's `WarpResult`, so every backend takes either engi
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -58,6 +61,10 @@ _SURE_PER_SIDE = 1 / 64  # radius of the sure-foreground disc at the drag start,
 _LIKELY_PER_SURE = 3  # the probable-foreground disc around it, in sure radii
 _BORDER_PER_SIDE = 1 / 40  # the sure-background band along the image border
 _GRABCUT_ITERATIONS = 5
+# Masks kept per process (`segment_object`): a drawing that gains a drag segments only the new one.
+_SEGMENT_CACHE_SIZE = 32
+_segment_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_segment_lock = threading.Lock()
 _SMALLEST_PER_SIDE = 0.06  # radius, per shorter image side, of the disc a too small segment is replaced by
 _HOLE_MARGIN_PX = 2  # the plate's hole is the objects grown by this: their edge colours stay off the plate
 _FEATHER_PX = 1.0  # Gaussian sigma of an object's edge when composited
@@ -104,7 +111,8 @@ def segment_object(
     Without `segmenter`: GrabCut on a copy at most `SEGMENT_SIDE_PX` long (see the module docstring). With one
     (`core.models.load_sam`): SAM's best mask for a point prompt there. Either way the connected part under
     the point, grown by `grow_px` (negative: shrunk), a speck replaced by a disc; the point's own pixel is
-    always in the mask.
+    always in the mask. The last 32 segmentations are kept (keyed by the picture's content, the point and
+    the segmenter), so adding drags or moving the grow/shrink slider does not segment an object again.
     """
     height, width = image_uint8.shape[:2]
     x, y = float(point_px[0]), float(point_px[1])
@@ -112,11 +120,22 @@ def segment_object(
         raise InputError(f"The drag starts at ({x:.1f}, {y:.1f}), outside the {width}x{height} image.")
     if isinstance(grow_px, bool) or not isinstance(grow_px, int | np.integer):
         raise InputError(f"The object's grow/shrink must be a whole number of pixels, got {grow_px!r}.")
-    if segmenter is None:
-        found = _grabcut(image_uint8, x, y)
-    else:
-        pixel = min(width - 1, max(0, round(x))), min(height - 1, max(0, round(y)))
-        found = _part_under(segmenter.mask(image_uint8, (x, y)), pixel)
+    picture = hashlib.sha1(np.ascontiguousarray(image_uint8).tobytes()).hexdigest()
+    key = (picture, image_uint8.shape, x, y, segmenter)
+    with _segment_lock:
+        found = _segment_cache.get(key)
+        if found is not None:
+            _segment_cache.move_to_end(key)
+    if found is None:
+        if segmenter is None:
+            found = _grabcut(image_uint8, x, y)
+        else:
+            pixel = min(width - 1, max(0, round(x))), min(height - 1, max(0, round(y)))
+            found = _part_under(segmenter.mask(image_uint8, (x, y)), pixel)
+        with _segment_lock:
+            _segment_cache[key] = found
+            while len(_segment_cache) > _SEGMENT_CACHE_SIZE:
+                _segment_cache.popitem(last=False)
     return _object_rules(found, x, y, int(grow_px))
 
 
@@ -169,7 +188,7 @@ def _object_rules(found: np.ndarray, x: float, y: float, grow_px: int) -> np.nda
     than a disc of `_SMALLEST_PER_SIDE` x the shorter side (a speck of texture, not an object), replaced by
     that disc around the point (the patch under the drag moves); the point's own pixel in."""
     height, width = found.shape
-    mask = _grow(found, grow_px)
+    mask = _grow(found, grow_px).copy()  # never the caller's (or the cache's) array
     radius = _SMALLEST_PER_SIDE * min(height, width)
     if mask.sum() < np.pi * radius**2:
         mask = np.zeros((height, width), np.uint8)

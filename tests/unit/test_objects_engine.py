@@ -167,3 +167,23 @@ def test_segmentation_is_repeatable(scene):
     image = np.ascontiguousarray(scene.frames_uint8[0])
     masks = [segment_object(image, (50.0, 60.0)) for _ in range(3)]
     assert all(np.array_equal(masks[0], mask) for mask in masks[1:])
+
+
+def test_an_object_is_segmented_once_per_picture_and_point(scene, monkeypatch):
+    import core.engines.objects as objects
+
+    calls = []
+    real = objects._grabcut
+    monkeypatch.setattr(objects, "_grabcut", lambda *args: calls.append(args) or real(*args))
+    image = np.ascontiguousarray(scene.frames_uint8[0]).copy()
+    image[0, 0] ^= 1  # a picture no other test segmented
+    first = segment_object(image, (50.0, 60.0))
+    first[:] = False  # the caller's copy: the cache keeps its own
+    again = segment_object(image, (50.0, 60.0))
+    assert len(calls) == 1 and again.any()
+    grown = segment_object(image, (50.0, 60.0), grow_px=2)
+    assert len(calls) == 1 and grown.sum() > again.sum()  # the grow/shrink reuses the segmentation
+    segment_object(image, (51.0, 60.0))
+    image[0, 1] ^= 1
+    segment_object(image, (50.0, 60.0))
+    assert len(calls) == 3
