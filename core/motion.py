@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from core.checks import check_flow_stack
-from core.engines.objects import ObjectLayer, similarity
+from core.engines.objects import ObjectLayer, layer_motion
 from core.errors import InputError
 from core.flow import estimate_video_flow
 from core.trajectory import CameraMotion, Trajectories, dense_displacement, tracks_to_px
@@ -175,9 +175,7 @@ def suggest_motion_bucket(
         for layer in layers:
             inside = small(layer.mask)
             points = grid[inside]
-            chosen = tracks_px[list(layer.tracks)]
-            for t in range(num_frames):
-                transform = similarity(chosen[:, 0], chosen[:, t])
+            for t, transform in enumerate(layer_motion(layer, tracks_px)):
                 displacement[t][inside] = points @ transform[:, :2].T + transform[:, 2] - points
     frame_to_frame = np.diff(displacement, axis=0)  # entry t: frame t -> t+1 (on frame 0's grid)
     mean_px = float(np.mean(np.hypot(frame_to_frame[..., 0], frame_to_frame[..., 1]), dtype=np.float64))

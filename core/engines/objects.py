@@ -279,6 +279,13 @@ def similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.hstack([linear, (target_mean - linear @ source_mean)[:, None]])
 
 
+def layer_motion(layer: ObjectLayer, tracks_px: np.ndarray) -> list[np.ndarray]:
+    """The (2,3) map from frame 0 to each frame t of an object: the `similarity` carrying its tracks' start
+    points to their positions at t (tracks_px: (M,T,2), every trajectory's positions in px)."""
+    chosen = tracks_px[list(layer.tracks)]
+    return [similarity(chosen[:, 0], chosen[:, t]) for t in range(chosen.shape[1])]
+
+
 def _feathered(mask: np.ndarray) -> np.ndarray:
     """(H,W) float32 alpha: 1 inside the mask, a Gaussian edge of `_FEATHER_PX` around it."""
     return np.maximum(mask.astype(np.float32), cv2.GaussianBlur(mask.astype(np.float32), (0, 0), _FEATHER_PX))
@@ -376,13 +383,7 @@ def animate_objects(
         background, background_flow, background_filled = moved.frames_uint8, moved.flow_px, moved.filled
 
     alphas = [_feathered(layer.mask) for layer in layers]
-    transforms = [
-        [
-            similarity(tracks_px[list(layer.tracks), 0], tracks_px[list(layer.tracks), t])
-            for t in range(num_frames)
-        ]
-        for layer in layers
-    ]
+    transforms = [layer_motion(layer, tracks_px) for layer in layers]
     frames = np.empty((num_frames, height, width, 3), np.uint8)
     filled = np.zeros((num_frames, height, width), np.float32)
     flow = background_flow.copy() if with_flow else None
