@@ -87,6 +87,23 @@ def reach_control(image_hw: tuple[int, int]) -> float | None:
     return float(value)
 
 
+def _painted(
+    image: np.ndarray, canvas_size: tuple[int, int], key: str, size: int, colour: str
+) -> np.ndarray | None:
+    """A free-drawing canvas over the image (emptied when `brush_rev` changes); its strokes as an (H,W) bool
+    mask at the image's size, or None before any stroke."""
+    result = ui_canvas.draw_canvas(
+        image,
+        canvas_size,
+        drawing_mode="freedraw",
+        initial_objects=[],
+        key=f"{key}-{st.session_state.brush_rev}",
+        stroke_width=size,
+        stroke_colour=colour,
+    )
+    return mask_from_strokes(canvas_objects(result.json_data), canvas_size, image.shape[:2])
+
+
 def motion_brush(image: np.ndarray, canvas_size: tuple[int, int], image_id: str) -> np.ndarray | None:
     """The optional motion-brush region (H,W) bool at the image's size, or None."""
     with st.expander("Motion brush (optional): only the painted region moves"):
@@ -94,17 +111,7 @@ def motion_brush(image: np.ndarray, canvas_size: tuple[int, int], image_id: str)
             return None
         size = st.slider("Brush size (px)", 5, 80, 30, key="brush_size")
         st.button("Clear the brush", on_click=clear_brush)
-        result = ui_canvas.draw_canvas(
-            image,
-            canvas_size,
-            drawing_mode="freedraw",
-            initial_objects=[],
-            key=f"brush-{image_id}-{st.session_state.brush_rev}",
-            stroke_width=size,
-            stroke_colour="rgba(52, 199, 89, 0.6)",
-        )
-        objects = canvas_objects(result.json_data)
-        mask = mask_from_strokes(objects, canvas_size, image.shape[:2])
+        mask = _painted(image, canvas_size, f"brush-{image_id}", size, "rgba(52, 199, 89, 0.6)")
         if mask is None:
             st.caption("Paint over the part of the image that may move.")
         return mask
@@ -124,16 +131,7 @@ def repaint_control(
             start = start_key(trajectories[number - 1])
             size = st.slider("Brush size (px)", 5, 80, 30, key="repaint_size")
             st.button("Use the object found again", on_click=forget_painted, args=(start,))
-            result = ui_canvas.draw_canvas(
-                image,
-                canvas_size,
-                drawing_mode="freedraw",
-                initial_objects=[],
-                key=f"repaint-{image_id}-{start}-{st.session_state.brush_rev}",
-                stroke_width=size,
-                stroke_colour="rgba(255, 149, 0, 0.6)",
-            )
-            mask = mask_from_strokes(canvas_objects(result.json_data), canvas_size, image.shape[:2])
+            mask = _painted(image, canvas_size, f"repaint-{image_id}-{start}", size, "rgba(255, 149, 0, 0.6)")
             if mask is not None:
                 painted[start] = mask
             if start not in painted:

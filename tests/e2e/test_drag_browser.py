@@ -16,20 +16,25 @@ WORKING_SIDE_PX = 512  # the app's default working size; the astronaut sample is
 DISC, DISC_RADIUS, DISC_TO = (0.35, 0.5), 0.14, (0.65, 0.5)  # the object drag's scene, fractions of the side
 
 
-def test_draw_generate_and_play(start_app, page):
-    page.goto(start_app("drag"))
-    canvas = page.locator("canvas.upper-canvas")  # Fabric's event layer, inside the component's shadow root
+def _drag(page, canvas, start: tuple[float, float], end: tuple[float, float]) -> None:
+    """A mouse drag in 12 moves across the canvas, from `start` to `end` (fractions of its size)."""
     canvas.wait_for(timeout=60_000)
     box = canvas.bounding_box()
 
     def at(fraction: tuple[float, float]) -> tuple[float, float]:
         return box["x"] + box["width"] * fraction[0], box["y"] + box["height"] * fraction[1]
 
-    page.mouse.move(*at(START))
+    page.mouse.move(*at(start))
     page.mouse.down()
     for k in range(1, 13):
-        page.mouse.move(*at(tuple(s + (e - s) * k / 12 for s, e in zip(START, END))))
+        page.mouse.move(*at(tuple(s + (e - s) * k / 12 for s, e in zip(start, end))))
     page.mouse.up()
+
+
+def test_draw_generate_and_play(start_app, page):
+    page.goto(start_app("drag"))
+    canvas = page.locator("canvas.upper-canvas")  # Fabric's event layer, inside the component's shadow root
+    _drag(page, canvas, START, END)
 
     row = page.get_by_text(re.compile(r"1 track, 2 points, \d+ px"))
     row.wait_for(timeout=30_000)
@@ -83,17 +88,7 @@ def test_a_drag_on_an_object_moves_it_and_the_background_holds(start_app, page, 
     page.wait_for_timeout(1000)  # the rerun settles (an upload during it can leave the canvas unmounted)
     page.locator("input[type=file]").first.set_input_files(str(scene))  # the image's uploader comes first
     page.wait_for_timeout(5000)  # the canvas remounts with the uploaded picture
-    canvas.wait_for(timeout=60_000)
-    box = canvas.bounding_box()
-
-    def at(fraction: tuple[float, float]) -> tuple[float, float]:
-        return box["x"] + box["width"] * fraction[0], box["y"] + box["height"] * fraction[1]
-
-    page.mouse.move(*at(DISC))
-    page.mouse.down()
-    for k in range(1, 13):
-        page.mouse.move(*at(tuple(s + (e - s) * k / 12 for s, e in zip(DISC, DISC_TO))))
-    page.mouse.up()
+    _drag(page, canvas, DISC, DISC_TO)
     page.get_by_text(re.compile(r"1 track, 2 points")).wait_for(timeout=30_000)
 
     page.get_by_role("button", name="Generate").click()
