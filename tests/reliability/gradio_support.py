@@ -67,6 +67,26 @@ def file_status(base_url: str, path: str | Path) -> int:
     return httpx.get(f"{base_url.rstrip('/')}/gradio_api/file={path}", timeout=10).status_code
 
 
+def assert_served_only_to_its_session(
+    url: str, settings: Settings, folder: Path, downloads: list[dict], shown: list[dict]
+) -> Path:
+    """A's results (`downloads` and the other `shown` file answers of its run in `folder`) download through
+    the URLs it was given, byte for byte; anyone else gets 403 for every file of the run, even knowing its
+    exact name, and for every folder results live in or are served from. Returns the served folder."""
+    assert sorted(Path(item["path"]).name for item in downloads) == sorted(p.name for p in folder.iterdir())
+    for item in [*downloads, *shown]:
+        response = httpx.get(item["url"], timeout=10)
+        assert response.status_code == 200, item["url"]
+        assert response.content == (folder / Path(item["path"]).name).read_bytes()
+    served = Path(downloads[0]["path"]).parent
+    assert served.is_relative_to(Path(get_upload_folder()))
+    for path in folder.iterdir():
+        assert file_status(url, path) == 403, path
+    for where in (settings.output_dir, folder.parent, folder, served, Path(get_upload_folder())):
+        assert file_status(url, where) == 403, where
+    return served
+
+
 def without_uploads(monkeypatch) -> None:
     """Make gradio_client send FileData as given instead of uploading it: what a client that names a
     server path (rather than sending a file) looks like to the server."""

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gradio.utils import get_upload_folder
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
@@ -25,6 +24,7 @@ from core.patches.joint import JOINT_FILE
 from tests.reliability.corpus import assert_clear_message, case_names
 from tests.reliability.gradio_support import (
     answer,
+    assert_served_only_to_its_session,
     digests,
     file_status,
     forbidden_paths,
@@ -107,23 +107,12 @@ def test_a_second_client_cannot_fetch_the_first_ones_files(app, first_run, monke
     # The page names the run, not a server path; the run's name cannot be guessed from the time.
     assert RUN_NAME.fullmatch(folder.name) and status.endswith(f"; run {folder.name}.")
     assert_clear_message(status, forbidden=forbidden_paths(settings))
-    # A downloads every result through the URLs it was given: the files of its run folder.
-    assert sorted(Path(item["path"]).name for item in downloads) == sorted(p.name for p in folder.iterdir())
-    for item in [*downloads, cloud, *(entry["image"] for entry in images + depth_maps)]:
-        response = httpx.get(item["url"], timeout=10)
-        assert response.status_code == 200, item["url"]
-        assert response.content == (folder / Path(item["path"]).name).read_bytes()
-    served = Path(downloads[0]["path"]).parent
-    assert served.is_relative_to(Path(get_upload_folder())) and not served.is_relative_to(settings.output_dir)
-
-    # B knows the exact run name (worst case): the output folder is not served at all.
-    for path in folder.iterdir():
-        assert file_status(url, path) == 403, path
+    # A downloads every result through its URLs; B, even knowing the exact run name, gets none and lists nothing.
+    shown = [cloud, *(entry["image"] for entry in images + depth_maps)]
+    served = assert_served_only_to_its_session(url, settings, folder, downloads, shown)
+    assert not served.is_relative_to(settings.output_dir)
     stamp_only = folder.with_name(folder.name.rsplit("-", 1)[0]) / "image_1.png"
     assert file_status(url, stamp_only) == 403
-    # No listing of run names or of the folders results are served from.
-    for where in (settings.output_dir, folder.parent, folder, served, Path(get_upload_folder())):
-        assert file_status(url, where) == 403, where
     # Naming A's file as an "upload" does not read it either, with or without Gradio's file metadata.
     without_uploads(monkeypatch)
     b = fresh_client(url, download_files=False)

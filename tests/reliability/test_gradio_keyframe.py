@@ -17,7 +17,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from gradio.utils import get_upload_folder
 from gradio_client import Client, handle_file
 
 from apps.keyframe import app as keyframe_app
@@ -28,8 +27,8 @@ from core.imaging import load_image
 from tests.reliability.corpus import assert_clear_message, case_names
 from tests.reliability.gradio_support import (
     answer,
+    assert_served_only_to_its_session,
     digests,
-    file_status,
     forbidden_paths,
     fresh_client,
     serve,
@@ -154,17 +153,6 @@ def test_a_second_client_cannot_fetch_the_first_ones_files(app, first_run):
     (result, side_by_side, downloads, status), folder, before = first_run
     assert RUN_NAME.fullmatch(folder.name) and f"; run {folder.name}." in status
     assert_clear_message(status.split("\n")[0], forbidden=forbidden_paths(settings))
-    # A downloads every result through the URLs it was given: the files of its run folder.
-    assert sorted(Path(item["path"]).name for item in downloads) == sorted(p.name for p in folder.iterdir())
-    for item in [*downloads, result, side_by_side]:
-        response = httpx.get(item["url"], timeout=10)
-        assert response.status_code == 200, item["url"]
-        assert response.content == (folder / Path(item["path"]).name).read_bytes()
-    served = Path(downloads[0]["path"]).parent
-    assert served.is_relative_to(Path(get_upload_folder()))
-    # B, even knowing the run's exact name, gets nothing from the output folder, and can list nothing.
-    for path in folder.iterdir():
-        assert file_status(url, path) == 403, path
-    for where in (settings.output_dir, folder.parent, folder, served, Path(get_upload_folder())):
-        assert file_status(url, where) == 403, where
+    # A downloads every result through its URLs; B, even knowing the exact run name, gets none and lists nothing.
+    assert_served_only_to_its_session(url, settings, folder, downloads, [result, side_by_side])
     assert digests(folder) == before
