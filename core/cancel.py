@@ -5,7 +5,9 @@ went away) calls :meth:`CancelToken.cancel` from another thread. The job calls :
 every step it reports: each denoising step of a diffusers pipeline (:meth:`CancelToken.on_step_end` is a
 ``callback_on_step_end``) and each frame or segment of the no-weights engines (:meth:`CancelToken.watch` wraps
 a progress callback). A cancelled check raises :class:`Cancelled`, which unwinds the job before it writes its
-outputs, so the worker thread (and the GPU slot it holds) is free within one step.
+outputs, so the worker thread (and the GPU slot it holds) is free within one step. Since every denoising step
+passes through :meth:`CancelToken.on_step_end`, the token also tells its ``on_step`` listener (a progress
+display, e.g. :class:`core.estimate.StepClock`'s ``step``) that a step finished.
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ class Cancelled(KinemaError):
 
 
 class CancelToken:
-    """A thread-safe flag: set once by :meth:`cancel`, checked by the job at every step."""
+    """A thread-safe flag: set once by :meth:`cancel`, checked by the job at every step; ``on_step`` (if any) is
+    called after each denoising step that was not cancelled."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_step: Callable[[], None] | None = None) -> None:
         self._event = threading.Event()
+        self._on_step = on_step
 
     def cancel(self) -> None:
         """Ask the job to stop at its next step (safe to call from any thread, any number of times)."""
@@ -48,8 +52,11 @@ class CancelToken:
             raise Cancelled()
 
     def on_step_end(self, pipeline: Any, step: int, timestep: Any, tensors: dict) -> dict:
-        """diffusers' ``callback_on_step_end``: checks the token after every denoising step, changes nothing."""
+        """diffusers' ``callback_on_step_end``: checks the token after every denoising step and tells
+        ``on_step``; changes nothing."""
         self.check()
+        if self._on_step is not None:
+            self._on_step()
         return {}
 
     def watch(self, report: Callable[P, None] | None = None) -> Callable[P, None]:

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from core.config import Settings
 from core.models.presets import MINI, TINY
 
 KINDS = ("joint", "sd-edit", "svd")  # joint SD pair (image + depth); SD img2img over keyframes; an SVD video
@@ -191,6 +192,11 @@ def estimate(job: Job, device: str) -> Estimate:
     return Estimate(job, device, *found) if found else Estimate(job, device)
 
 
+def estimate_for(job: Job, settings: Settings) -> Estimate:
+    """The time ``job`` takes on the device ``settings`` resolve to."""
+    return estimate(job, device_name(settings.resolved_device()))
+
+
 def format_seconds(seconds: float) -> str:
     """ "12 s", "3 min 5 s", "2 h 4 min": rounded to what a person waiting cares about."""
     seconds = max(0, round(seconds))
@@ -207,27 +213,43 @@ PRIOR_UNITS = 1.0  # how many units of observed time outweigh the measured figur
 
 
 class StepClock:
-    """Progress of a running job, fed one call of :meth:`step` per denoising step (pipelines'
-    ``callback_on_step_end``): where it is ("segment k of n, step i of N"), the overall percent (by cost) and
-    the time left.
+    """Progress of a running job, fed one call of :meth:`step` per denoising step (e.g. as a
+    ``core.cancel.CancelToken``'s ``on_step``): where it is ("segment k of n, step i of N"), the overall percent
+    (by cost) and the time left, shown through ``report(fraction, text)`` after every step.
 
-    The rate (seconds per unit) starts at the estimate's and moves to the job's own: after ``u`` units done in
-    ``t`` seconds it is ``(t + PRIOR_UNITS * prior) / (u + PRIOR_UNITS)``, so an unknown or wrong figure is
+    The rate (seconds per unit) starts at the estimate's and moves to the job's own: with ``u`` units done in
+    ``t`` seconds since the first step finished (the first step also loads and encodes, so it is left out once
+    there are more) it is ``(t + PRIOR_UNITS * prior) / (u + PRIOR_UNITS)``; an unknown or wrong figure is
     replaced by what this device does within a few steps.
     """
 
-    def __init__(self, prior: Estimate, clock: Callable[[], float] = time.perf_counter):
+    def __init__(
+        self,
+        prior: Estimate,
+        report: Callable[[float, str], None] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ):
         self.job = prior.job
         self._prior_unit_s = prior.unit_s
         self._units = self.job.step_units()
         self._total = sum(self._units) or 1.0
+        self._report = report
         self._clock = clock
         self._started = clock()
+        self._first_done: float | None = None
         self.done = 0
 
     def step(self) -> None:
-        """One more step finished."""
+        """One more step finished: count it and report."""
         self.done = min(self.done + 1, len(self._units))
+        if self._first_done is None:
+            self._first_done = self._clock()
+        self.show()
+
+    def show(self) -> None:
+        """Report the current state (e.g. before the first step)."""
+        if self._report is not None:
+            self._report(self.fraction, self.text())
 
     @property
     def fraction(self) -> float:
@@ -250,15 +272,18 @@ class StepClock:
     def seconds_left(self) -> float | None:
         """Seconds until the last step, from the rate described above; None while neither a figure nor a
         finished step gives one."""
-        units = sum(self._units[: self.done])
-        elapsed = self._clock() - self._started
+        done_units = sum(self._units[: self.done])
+        if self.done > 1:  # timed from the end of the first step
+            units, elapsed = done_units - self._units[0], self._clock() - self._first_done
+        else:
+            units, elapsed = done_units, self._clock() - self._started
         if self._prior_unit_s is None:
             if not units:
                 return None
             rate = elapsed / units
         else:
             rate = (elapsed + PRIOR_UNITS * self._prior_unit_s) / (units + PRIOR_UNITS)
-        return rate * (self._total - units)
+        return rate * (self._total - done_units)
 
     def text(self) -> str:
         """E.g. "segment 2 of 3, step 4 of 15 - 47% - about 30 s left" (no segment part for one segment)."""

@@ -30,6 +30,7 @@ from apps.common.low_vram import LOW_VRAM_LABEL, low_vram_help
 from core.cancel import CancelToken
 from core.config import Settings
 from core.errors import InputError, KinemaError
+from core.estimate import Estimate, StepClock
 
 
 def shows_errors(fn: Callable) -> Callable:
@@ -64,9 +65,12 @@ class RunStops:
         self._tokens: dict[str, list[CancelToken]] = {}
 
     @contextmanager
-    def running(self, client: gr.Request | None) -> Iterator[CancelToken]:
-        """A token for one run of `client`'s session, registered while the run lasts."""
-        token = CancelToken()
+    def running(
+        self, client: gr.Request | None, on_step: Callable[[], None] | None = None
+    ) -> Iterator[CancelToken]:
+        """A token for one run of `client`'s session, registered while the run lasts; `on_step` is told of
+        each denoising step (see `core.cancel.CancelToken`)."""
+        token = CancelToken(on_step)
         session = getattr(client, "session_hash", None)
         if session is None:  # called without gradio (tests, scripts): nothing can stop it but the caller
             yield token
@@ -100,6 +104,14 @@ class RunStops:
         for api_name, (button, events) in buttons.items():
             button.click(self.stop, None, status, cancels=events, queue=False, api_name=api_name)
         demo.unload(self.end_session)
+
+
+def step_progress(progress: gr.Progress, prior: Estimate) -> StepClock:
+    """A `StepClock` for a job about to run that shows "segment k of n, step i of N - P% - about N s left" in
+    the event's progress bar after every denoising step (give its ``step`` to `RunStops.running`)."""
+    clock = StepClock(prior, report=lambda fraction, text: progress(fraction, desc=text))
+    clock.show()
+    return clock
 
 
 def low_vram_checkbox(settings: Settings, elem_id: str) -> gr.Checkbox:

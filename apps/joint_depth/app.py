@@ -10,7 +10,10 @@ sample (gr.Model3D, a binary PLY: gradio 6 draws a PLY without Gaussian-splat fi
 the downloads (PNG image, 16-bit depth PNG, colour map, PLY per sample, params.json). Without SD weights the
 app runs on the tiny preset and the banner says so; without joint weights it runs the untrained patch and says
 so too. With ``KINEMA_SD_MODEL=mini`` the banner says what the mini models are, the steps start at 15, and each
-tab's examples start with the held-out synthetic scene they were made for (:mod:`apps.common.examples`).
+tab's examples start with the held-out synthetic scene they were made for (:mod:`apps.common.examples`); a preset
+model on the CPU starts at CPU-sized steps (:mod:`apps.common.start_values`). Under each start button, the run's
+time estimate (:mod:`core.estimate`) follows the sizes, steps and batch; while it runs, the progress bar says
+"step i of N - P% - about N s left".
 
 Uploads reach the handlers as paths, undecoded (:func:`apps.common.gradio.image_upload`), and are read by
 core.imaging, which checks the size from the header before decoding and answers unreadable files with one
@@ -39,12 +42,22 @@ from typing import Any
 
 import gradio as gr
 
-from apps.common.examples import MINI_EXAMPLE_LABEL, MINI_STEPS, is_mini, mini_image_example
-from apps.common.gradio import RunStops, image_upload, low_vram_checkbox, serve, served_copies, shows_errors
+from apps.common.examples import MINI_EXAMPLE_LABEL, is_mini, mini_image_example
+from apps.common.gradio import (
+    RunStops,
+    image_upload,
+    low_vram_checkbox,
+    serve,
+    served_copies,
+    shows_errors,
+    step_progress,
+)
+from apps.common.start_values import start_values
 from apps.joint_depth import examples, job
 from apps.joint_depth.job import JointRequest, LoadedModel
 from core.config import ENV_PREFIX, LIMITS, Settings
 from core.errors import InputError
+from core.estimate import estimate_for, joint_job
 from core.eval.learning import MINI_SIDE
 from core.models import find_joint_weights
 from core.pointcloud import DEFAULT_FAR, DEFAULT_FOV_DEG, DEFAULT_MAX_POINTS, DEFAULT_NEAR
@@ -128,6 +141,23 @@ class Handlers:
         """Search Settings.joint_weights again for joint-weights folders (e.g. new checkpoints)."""
         return gr.update(choices=self.weight_choices())
 
+    # -- estimates -------------------------------------------------------------------------------------
+
+    def _estimate(self, request: JointRequest):
+        """The time of a request's denoising (an upload taken as square: at most its side on both sides)."""
+        side_hw = (request.height, request.width) if request.mode == "joint" else (request.side, request.side)
+        return estimate_for(
+            joint_job(self.settings.sd_model, side_hw, request.batch, request.steps), self.settings
+        )
+
+    def estimates(
+        self, height: float, width: float, image_side: float, depth_side: float, steps: float, batch: float
+    ) -> tuple[str, str, str]:
+        """The estimate line under each tab's button, for the current sizes, steps and batch."""
+        sizes = ((height, width), (image_side, image_side), (depth_side, depth_side))
+        jobs = [joint_job(self.settings.sd_model, (int(h), int(w)), int(batch), int(steps)) for h, w in sizes]
+        return tuple(estimate_for(run, self.settings).text() for run in jobs)
+
     # -- runs ------------------------------------------------------------------------------------------
 
     def _run(
@@ -136,9 +166,14 @@ class Handlers:
         """Run a checked request with its files and record; the values of the result outputs. `low_vram`:
         this run's low-VRAM mode (None: the server's); `client`: whose Stop button or leaving stops it."""
         settings = self.settings if low_vram is None else self.settings.replace(low_vram=low_vram)
-        with self.stops.running(client) as token:
+        clock = step_progress(progress, self._estimate(request))
+        with self.stops.running(client, on_step=clock.step) as token:
             done = job.run_job(
-                request, settings, action=action, progress=lambda text: progress(0, desc=text), cancel=token
+                request,
+                settings,
+                action=action,
+                progress=lambda text: progress(clock.fraction, desc=text),
+                cancel=token,
             )
         model, images, files = done.model, done.images_uint8, done.files
         height, width = images.shape[1:3]
@@ -168,7 +203,7 @@ class Handlers:
         negative_prompt: str,
         height: float,
         width: float,
-        progress=gr.Progress(track_tqdm=True),
+        progress=gr.Progress(),
         client: gr.Request = None,
         *,
         weights: str | None = "",
@@ -194,7 +229,7 @@ class Handlers:
         image: str | None,
         prompt: str,
         side: float,
-        progress=gr.Progress(track_tqdm=True),
+        progress=gr.Progress(),
         client: gr.Request = None,
         *,
         weights: str | None = "",
@@ -220,7 +255,7 @@ class Handlers:
         prompt: str,
         negative_prompt: str,
         side: float,
-        progress=gr.Progress(track_tqdm=True),
+        progress=gr.Progress(),
         client: gr.Request = None,
         *,
         weights: str | None = "",
@@ -282,6 +317,7 @@ def _mode_tabs(settings: Settings) -> Components:
             with gr.Row():
                 ui["generate_btn"] = gr.Button("Generate", variant="primary", elem_id="jd-generate", scale=3)
                 ui["generate_stop"] = gr.Button("Stop", variant="stop", elem_id="jd-generate-stop", scale=1)
+            ui["generate_estimate"] = gr.Markdown(elem_id="jd-generate-estimate")
             _examples(
                 mini_first,
                 ([[p] for p in [*examples.PROMPTS, scene_caption]], [ui["prompt"]], "Examples"),
@@ -298,6 +334,7 @@ def _mode_tabs(settings: Settings) -> Components:
                     "Estimate depth", variant="primary", elem_id="jd-image-go", scale=3
                 )
                 ui["image_stop"] = gr.Button("Stop", variant="stop", elem_id="jd-image-stop", scale=1)
+            ui["image_estimate"] = gr.Markdown(elem_id="jd-image-estimate")
             _examples(
                 mini_first,
                 ([[str(p)] for p in [*examples.SAMPLE_IMAGES, scene_image]], [ui["image_in"]], "Examples"),
@@ -317,6 +354,7 @@ def _mode_tabs(settings: Settings) -> Components:
                     "Generate image", variant="primary", elem_id="jd-depth-go", scale=3
                 )
                 ui["depth_stop"] = gr.Button("Stop", variant="stop", elem_id="jd-depth-stop", scale=1)
+            ui["depth_estimate"] = gr.Markdown(elem_id="jd-depth-estimate")
             depth_inputs = [ui["depth_in"], ui["depth_prompt"]]
             _examples(
                 mini_first,
@@ -348,10 +386,10 @@ def _settings_panel(h: Handlers) -> Components:
                 scale=4,
             )
             ui["refresh_btn"] = gr.Button("Refresh", size="sm", scale=1)
+        start = start_values(h.settings.sd_model, "sd", h.settings, DEFAULT_SIDE, DEFAULT_STEPS)
         with gr.Row():
-            steps = MINI_STEPS if is_mini(h.settings.sd_model) else DEFAULT_STEPS
             ui["steps"] = gr.Slider(
-                1, LIMITS["joint_steps"].high, value=steps, step=1, label="Steps", elem_id="jd-steps"
+                1, LIMITS["joint_steps"].high, value=start.steps, step=1, label="Steps", elem_id="jd-steps"
             )
             ui["guidance"] = gr.Slider(
                 0.0, LIMITS["joint_guidance"].high, value=7.5, step=0.5, label="Guidance"
@@ -360,6 +398,8 @@ def _settings_panel(h: Handlers) -> Components:
             ui["seed"] = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=job.SEED.high)
             ui["batch"] = gr.Slider(1, LIMITS["joint_batch"].high, value=1, step=1, label="Batch size")
         ui["low_vram"] = low_vram_checkbox(h.settings, "jd-low-vram")
+        if start.note:
+            gr.Markdown(start.note, elem_id="jd-start-note")
     with gr.Accordion("Point cloud camera", open=False):
         gr.Markdown(
             "Disparity d in [0,1] becomes depth z by `1/z = d/near + (1-d)/far`; a pinhole camera "
@@ -454,6 +494,14 @@ def _events(demo: gr.Blocks, h: Handlers, ui: Components) -> None:
     }
     h.stops.wire(demo, ui["status"], stops)
     glue = {"queue": False, "api_visibility": "private"}
+    costs = [ui[k] for k in ("height", "width", "image_side", "depth_side", "steps", "batch")]
+    gr.on(
+        [demo.load, *(control.change for control in costs)],
+        h.estimates,
+        costs,
+        [ui["generate_estimate"], ui["image_estimate"], ui["depth_estimate"]],
+        **glue,
+    )
     ui["images_out"].select(h.show_point_cloud, ui["clouds"], ui["cloud_out"], **glue)
     ui["depth_out"].select(h.show_point_cloud, ui["clouds"], ui["cloud_out"], **glue)
 

@@ -32,8 +32,9 @@ from typing import Any
 
 import gradio as gr
 
-from apps.common.examples import EXAMPLE_FOLDER, MINI_EXAMPLE_LABEL, MINI_STEPS, is_mini
+from apps.common.examples import EXAMPLE_FOLDER, MINI_EXAMPLE_LABEL, is_mini
 from apps.common.gradio import image_upload, low_vram_checkbox, serve
+from apps.common.start_values import start_values
 from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS
 from apps.keyframe.handlers import (
     DEFAULT_FILTER,
@@ -42,10 +43,10 @@ from apps.keyframe.handlers import (
     Handlers,
     Session,
     filter_inputs,
-    model_summary,
 )
 from apps.keyframe.sample import SAMPLE_VIDEO
 from apps.keyframe.video import DEFAULT_WORKING_SIDE, MIN_WORKING_SIDE
+from apps.keyframe.views import STRIP_CSS, model_summary
 from core.config import LIMITS, Settings
 from core.engines.edit import EDITS
 from core.engines.keyframes import DEFAULT_THRESHOLDS
@@ -53,6 +54,7 @@ from core.eval.learning import MINI_SIDE
 from core.flow import METHODS as FLOW_METHODS
 
 GPU = "gpu"  # concurrency_id shared by the model-running events
+DEFAULT_SVD_STEPS = 25  # with real weights; presets on the CPU start lower (apps.common.start_values)
 Components = dict[str, Any]
 
 
@@ -89,24 +91,32 @@ def _video_section(settings: Settings) -> Components:
     ui["video_info"] = gr.Markdown(label="video info", elem_id="kf-video-info")
     with gr.Row():
         ui["start_s"] = gr.Number(0.0, label="Start (s)", minimum=0, elem_id="kf-start")
-        ui["end_s"] = gr.Number(None, label="End (s, empty = to the end)", minimum=0, elem_id="kf-end")
+        # Text boxes, not gr.Number: gradio shows an empty number field as 0 (the handlers parse the text).
+        ui["end_s"] = gr.Textbox(
+            label="End (s, empty = to the end)", placeholder="to the end", elem_id="kf-end"
+        )
+    start = start_values(settings.svd_model, "svd", settings, DEFAULT_WORKING_SIDE, DEFAULT_SVD_STEPS)
     ui["working_side"] = gr.Slider(
         MIN_WORKING_SIDE,
         max_side,
-        value=min(MINI_SIDE if mini else DEFAULT_WORKING_SIDE, max_side),
+        value=min(start.side, max_side),
         step=32,
         label="Working size (longer side, px)",
         info="larger videos are downscaled to this",
+        elem_id="kf-working-side",
     )
+    if start.note:
+        gr.Markdown(start.note, elem_id="kf-start-note")
     with gr.Accordion("Keyframe suggestion", open=False):
         ui["key_mode"] = gr.Radio(["uniform", "adaptive"], value="uniform", label="Mode")
         ui["key_every"] = gr.Slider(
             1, 32, value=MINI_KEY_EVERY if mini else 8, step=1, label="Uniform: every N frames"
         )
         ui["key_signal"] = gr.Radio(["flow", "appearance"], value="flow", label="Adaptive: signal")
-        ui["key_threshold"] = gr.Number(
-            None,
+        ui["key_threshold"] = gr.Textbox(
             label="Adaptive: threshold (empty = default)",
+            placeholder="default",
+            elem_id="kf-threshold",
             info=f"px of motion for flow (default {DEFAULT_THRESHOLDS['flow']:g}), fraction of "
             f"grey range for appearance (default {DEFAULT_THRESHOLDS['appearance']:g})",
         )
@@ -128,7 +138,11 @@ def _keyframes_section() -> Components:
     )
     with gr.Row():
         ui["selected"] = gr.Number(
-            None, label="Selected frame (click one)", precision=0, elem_id="kf-selected"
+            None,
+            label="Selected frame (click one)",
+            placeholder="none",
+            precision=0,
+            elem_id="kf-selected",
         )
         ui["keys_text"] = gr.Textbox(
             label="Keyframes (frame numbers; edit and press Enter)", scale=3, elem_id="kf-keys"
@@ -163,7 +177,7 @@ def _filter_controls() -> Components:
     return ui
 
 
-def _edit_section() -> Components:
+def _edit_section(settings: Settings) -> Components:
     """2. The edit backend and its settings, the edit buttons, the preview and an own edit."""
     gr.Markdown("### 2. Edit the keyframes")
     ui: Components = {}
@@ -191,7 +205,11 @@ def _edit_section() -> Components:
             ui["guidance"] = gr.Slider(0.0, 20.0, value=7.5, step=0.5, label="Guidance")
         with gr.Row():
             ui["edit_steps"] = gr.Slider(
-                LIMITS["edit_steps"].low, LIMITS["edit_steps"].high, value=30, step=1, label="Steps"
+                LIMITS["edit_steps"].low,
+                LIMITS["edit_steps"].high,
+                value=start_values(settings.sd_model, "sd", settings, DEFAULT_WORKING_SIDE, 30).steps,
+                step=1,
+                label="Steps",
             )
             ui["edit_seed"] = gr.Number(0, label="Seed", precision=0)
     with gr.Row():
@@ -200,6 +218,7 @@ def _edit_section() -> Components:
     with gr.Row():
         ui["reedit_btn"] = gr.Button("Re-edit the selected keyframe", size="sm")
         ui["edit_stop"] = gr.Button("Stop", variant="stop", size="sm", elem_id="kf-edit-stop")
+    ui["edit_estimate"] = gr.Markdown(elem_id="kf-edit-estimate", min_height=48)
     ui["preview"] = gr.Image(label="Preview: original | edited", interactive=False, height=240, format="png")
     with gr.Accordion("Your own edit for the selected keyframe", open=False):
         ui["own_image"] = image_upload(sources=["upload"], label="Image", height=200)
@@ -223,9 +242,14 @@ def _inbetween_section(settings: Settings) -> Components:
     with gr.Group(visible=False) as ui["svd_group"]:
         ui["motion_bucket"] = gr.Slider(0, 255, value=127, step=1, label="Motion bucket")
         with gr.Row():
-            steps = MINI_STEPS if is_mini(settings.svd_model) else 25
+            steps = start_values(settings.svd_model, "svd", settings, DEFAULT_WORKING_SIDE, DEFAULT_SVD_STEPS)
             ui["interp_steps"] = gr.Slider(
-                LIMITS["interp_steps"].low, LIMITS["interp_steps"].high, value=steps, step=1, label="Steps"
+                LIMITS["interp_steps"].low,
+                LIMITS["interp_steps"].high,
+                value=steps.steps,
+                step=1,
+                label="Steps",
+                elem_id="kf-interp-steps",
             )
             ui["interp_seed"] = gr.Number(0, label="Seed", precision=0)
         ui["reinjection"] = gr.Slider(
@@ -246,6 +270,7 @@ def _inbetween_section(settings: Settings) -> Components:
     with gr.Row():
         ui["interp_btn"] = gr.Button("3. Inbetween", variant="primary", elem_id="kf-inbetween", scale=3)
         ui["interp_stop"] = gr.Button("Stop", variant="stop", elem_id="kf-inbetween-stop", scale=1)
+    ui["interp_estimate"] = gr.Markdown(elem_id="kf-inbetween-estimate", min_height=48)
     ui["result"] = gr.Video(label="Result", elem_id="kf-result", autoplay=True, loop=True, height=360)
     ui["result_side"] = gr.Video(label="Original | result", elem_id="kf-side-by-side", loop=True, height=240)
     ui["downloads"] = gr.File(label="Downloads", file_count="multiple", elem_id="kf-downloads")
@@ -317,7 +342,8 @@ def _edit_and_inbetween_events(demo: gr.Blocks, h: Handlers, ui: Components) -> 
     gpu = {"concurrency_id": GPU, "concurrency_limit": 1}
     session, keys_text, selected = ui["session"], ui["keys_text"], ui["selected"]
     edited_out = [session, ui["key_gallery"], ui["status"]]
-    edit = {**gpu, "inputs_kwargs": edit_controls}
+    # Edit progress shows under the edit buttons, where the click was (not on the keyframes at the top).
+    edit = {**gpu, "inputs_kwargs": edit_controls, "show_progress_on": [ui["edit_estimate"]]}
     preview = ui["preview_btn"].click(
         h.edit_preview, [session, keys_text], [ui["preview"], ui["status"]], api_name="edit_preview", **edit
     )
@@ -325,7 +351,7 @@ def _edit_and_inbetween_events(demo: gr.Blocks, h: Handlers, ui: Components) -> 
     reedit = ui["reedit_btn"].click(
         h.reedit_keyframe, [session, keys_text, selected], edited_out, api_name="reedit_keyframe", **edit
     )
-    ui["upload_btn"].click(
+    upload = ui["upload_btn"].click(
         h.upload_edit, [session, keys_text, selected, ui["own_image"]], edited_out, api_name="upload_edit"
     )
     interp = [
@@ -341,14 +367,29 @@ def _edit_and_inbetween_events(demo: gr.Blocks, h: Handlers, ui: Components) -> 
         [session, keys_text, *[ui[k] for k in interp], ui["decode_chunk"], ui["low_vram"], ui["reinjection"]],
         [session, ui["result"], ui["result_side"], ui["downloads"], ui["status"]],
         api_name="inbetween",
+        show_progress_on=[ui["interp_estimate"]],
         **gpu,
     )
+    edits = [preview, edit_all, reedit]
     stops = {
-        "stop_edit": (ui["edit_stop"], [preview, edit_all, reedit]),
+        "stop_edit": (ui["edit_stop"], edits),
         "stop_inbetween": (ui["interp_stop"], [inbetween]),
     }
     h.stops.wire(demo, ui["status"], stops)
     glue = {"queue": False, "api_visibility": "private"}
+    costs = ["edit_backend", "edit_steps", "strength", "interp_backend", "interp_steps", "reinjection"]
+    # The estimate lines follow the controls, and every successful run rewrites them, which also clears an
+    # "Error" an earlier run left there (its progress shows on them) once its cause is fixed.
+    estimates = {
+        "fn": h.estimates,
+        "inputs": [session, keys_text, *(ui[name] for name in costs)],
+        "outputs": [ui["edit_estimate"], ui["interp_estimate"]],
+        **glue,
+    }
+    gr.on([keys_text.change, *(ui[name].change for name in costs)], **estimates)
+    for run in (*edits, upload, inbetween):
+        run.success(**estimates)
+    keys_text.change(h.mark_keyframes, [session, keys_text], ui["frame_strip"], **glue)
     backend = ui["edit_backend"]
     backend.change(h.show_edit_backend, backend, [ui["filter_group"], ui["sd_group"]], **glue)
     ui["filter_name"].change(h.show_filter, ui["filter_name"], ui["filter_groups"], **glue)
@@ -361,6 +402,7 @@ def build_demo(settings: Settings) -> gr.Blocks:
     h = Handlers(settings)
     with gr.Blocks(title="Keyframe edit + interpolation", delete_cache=(3600, 6 * 3600)) as demo:
         ui: Components = {"session": gr.State(Session(), time_to_live=STATE_TTL_S)}
+        gr.HTML(head=f"<style>{STRIP_CSS}</style>", padding=False)
         gr.Markdown("# Keyframe edit + interpolation\n" + model_summary(settings))
         ui["low_vram"] = low_vram_checkbox(settings, "kf-low-vram")  # the SD edits and the SVD inbetweening
         with gr.Row():
@@ -370,7 +412,7 @@ def build_demo(settings: Settings) -> gr.Blocks:
                 ui.update(_keyframes_section())
         with gr.Row():
             with gr.Column():
-                ui.update(_edit_section())
+                ui.update(_edit_section(settings))
             with gr.Column():
                 ui.update(_inbetween_section(settings))
         _video_and_keyframe_events(h, ui)

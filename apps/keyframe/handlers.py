@@ -11,24 +11,25 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from apps.common.examples import MINI_DESCRIPTION, is_mini, mini_clip_example
-from apps.common.gradio import RunStops, served_copies, shows_errors
+from apps.common.examples import mini_clip_example
+from apps.common.gradio import RunStops, served_copies, shows_errors, step_progress
 from apps.common.runs import new_run_folder
 from apps.keyframe import job
 from apps.keyframe.backends import (
     EDIT_BACKENDS,
     INTERP_BACKENDS,
+    SVD_BACKENDS,
     EditRequest,
     InterpRequest,
     edit_keyframes,
     fit_image,
-    weight_free_labels,
 )
 from apps.keyframe.job import KeyframeEdit, KeyframeRequest, OutputFiles, Prepared, side_by_side
 from apps.keyframe.keyframes import (
     format_indices,
     keyframes_from_text,
     motion_of,
+    optional_number,
     parse_indices,
     parse_keyframe_prompts,
 )
@@ -40,8 +41,13 @@ from apps.keyframe.video import (
     duration_s,
     load_video,
     probe,
-    resize_frames,
-    working_size,
+)
+from apps.keyframe.views import (
+    edit_estimate,
+    estimate_line,
+    frame_strip,
+    inbetween_estimate,
+    keyframe_gallery,
 )
 from core.config import ENV_PREFIX, Settings
 from core.engines.edit import EDITS
@@ -50,9 +56,7 @@ from core.engines.keyframes import Keyframe, select_keyframes
 from core.errors import InputError
 from core.eval.learning import MINI_FRAMES, MINI_SIDE
 from core.imaging import load_image
-from core.models import TINY
 
-THUMB_SIDE = 160  # frame strip thumbnails (px)
 STATE_TTL_S = 3600  # a session's frames and motion are dropped an hour after its last change
 DEFAULT_FILTER = "cartoon"
 # Keyframe spacing for the mini SVD: each SVD call then makes MINI_FRAMES frames, the clip length it learned.
@@ -81,28 +85,6 @@ class Session:
 def filter_inputs() -> list[tuple[str, str, Any]]:
     """(keyword name, edit, EditParam) of every filter parameter, in registry order."""
     return [(f"{edit.name}_{p.name}", edit.name, p) for edit in EDITS.values() for p in edit.params]
-
-
-def model_summary(settings: Settings) -> str:
-    """One Markdown line naming the model settings in use (and what 'tiny' and 'mini' are)."""
-
-    def describe(name: str, value: str) -> str:
-        setting = f"{ENV_PREFIX}{name.upper()}"
-        if value == TINY:
-            return f"`{value}` (random test weights: outputs are noise; set {setting} for real ones)"
-        if is_mini(value):
-            return f"`{value}` ({setting}; toy model, see below)"
-        return f"`{value}` ({setting})"
-
-    models = (settings.sd_model, settings.svd_model)
-    mini = f" The `mini` models are {MINI_DESCRIPTION}." if any(is_mini(m) for m in models) else ""
-    return (
-        f"**Models** - SD: {describe('sd_model', settings.sd_model)}; SVD: {describe('svd_model', settings.svd_model)}; "
-        f"device `{settings.device}`. Need no weights: {', '.join(weight_free_labels())}.{mini}\n\n"
-        f"**Limits** - {settings.max_upload_mb} MB upload; {settings.max_image_side} px longest side (larger videos "
-        f"are refused, smaller ones are downscaled to the working size); {settings.max_frames} frames per part "
-        f"(longer parts are read every 2nd to {MAX_AUTO_STRIDE}th frame, longer still are refused: trim them)."
-    )
 
 
 class Handlers:
@@ -136,24 +118,7 @@ class Handlers:
 
     @staticmethod
     def _keyframe_gallery(session: Session, keys: list[Keyframe]) -> list[tuple[np.ndarray, str]]:
-        frames = Handlers._video(session).frames_uint8
-        items = []
-        for key in keys:
-            step = session.edits.get(key.index)
-            if key.index in session.edited:
-                how = "upload" if step.edit is None else step.edit.backend
-                if how == "filter":
-                    how = step.edit.filter
-                items.append((session.edited[key.index], f"{key.index}: edited ({how})"))
-            else:
-                items.append((frames[key.index], f"{key.index}: original - {key.reason}"))
-        return items
-
-    @staticmethod
-    def _frame_strip(video: LoadedVideo) -> list[tuple[np.ndarray, str]]:
-        height, width = video.size_hw
-        thumbs = resize_frames(video.frames_uint8, working_size(height, width, THUMB_SIDE))
-        return [(thumb, f"{i} ({i / video.fps:.2f} s)") for i, thumb in enumerate(thumbs)]
+        return keyframe_gallery(Handlers._video(session).frames_uint8, keys, session.edited, session.edits)
 
     def _image(self, path: str | None, what: str) -> np.ndarray:
         """An image upload (its path, from an `image_upload` input) read by core.imaging: its size checked from
@@ -201,13 +166,18 @@ class Handlers:
         low_vram: bool | None,
         client: gr.Request | None,
     ) -> tuple[np.ndarray, float]:
-        frames = self._video(session).frames_uint8
+        video = self._video(session)
+        frames = video.frames_uint8
         progress(
             0, desc=f"editing {len(indices)} keyframe{'s' if len(indices) > 1 else ''} ({request.backend})"
         )
         started = time.perf_counter()
         settings = self._run_settings(low_vram)
-        with self.stops.running(client) as token:
+        on_step = None
+        if request.backend == "sd":
+            prior = edit_estimate(settings, video, len(indices), request.steps, request.strength)
+            on_step = step_progress(progress, prior).step
+        with self.stops.running(client, on_step) as token:
             edited = edit_keyframes(frames[indices], indices, request, settings, progress=True, cancel=token)
         return edited, time.perf_counter() - started
 
@@ -224,10 +194,11 @@ class Handlers:
         return str(mini_clip_example()), MINI_SIDE, MINI_KEY_EVERY
 
     @shows_errors
-    def probe_video(self, video_path: str | None) -> tuple[str, float, float | None]:
-        """Describe a chosen video and set the part to its first max_frames frames; nothing is decoded."""
+    def probe_video(self, video_path: str | None) -> tuple[str, float, str]:
+        """Describe a chosen video and set the part to its first max_frames frames (the end as text, "" for
+        none); nothing is decoded."""
         if not video_path:
-            return "", 0.0, None
+            return "", 0.0, ""
         info = probe(video_path, self.settings)
         duration = duration_s(info)
         end_s = default_end_s(info, self.settings)
@@ -241,19 +212,19 @@ class Handlers:
                 f" The part is set to the first {self.settings.max_frames} frames ({ENV_PREFIX}MAX_FRAMES); longer "
                 f"parts are read every 2nd to {MAX_AUTO_STRIDE}th frame."
             )
-        return text, 0.0, round(end_s, 3)
+        return text, 0.0, str(round(end_s, 3))
 
     @shows_errors
     def load_video(
         self,
         video_path: str | None,
         start_s: float | None,
-        end_s: float | None,
+        end_s: str | float | None,
         working_side: float,
         mode: str,
         every: float,
         signal: str,
-        threshold: float | None,
+        threshold: str | float | None,
         flow_method: str,
         progress=gr.Progress(track_tqdm=True),
     ):
@@ -263,7 +234,7 @@ class Handlers:
             edit=None,  # the keyframes are edited in steps 2 and 3 (`Session.edits`)
             video=str(video_path or ""),
             start_s=float(start_s or 0.0),
-            end_s=float(end_s) if end_s else None,
+            end_s=optional_number(end_s, "The end"),
             working_side=int(working_side),
         )
         video = load_video(
@@ -285,7 +256,7 @@ class Handlers:
         return (
             session,
             "\n\n".join(lines),
-            self._frame_strip(video),
+            frame_strip(video, [k.index for k in keys]),
             format_indices([k.index for k in keys]),
             self._keyframe_gallery(session, keys),
         )
@@ -298,7 +269,7 @@ class Handlers:
         mode: str,
         every: float,
         signal: str,
-        threshold: float | None,
+        threshold: str | float | None,
         flow_method: str,
     ) -> list[Keyframe]:
         frames = self._video(session).frames_uint8
@@ -310,7 +281,7 @@ class Handlers:
             mode,
             every=int(every),
             signal=signal,
-            threshold=float(threshold) if threshold else None,
+            threshold=optional_number(threshold, "The threshold"),
             flows_px=flows_px,
         )
         session.suggested = tuple(keys)
@@ -323,7 +294,7 @@ class Handlers:
         mode: str,
         every: float,
         signal: str,
-        threshold: float | None,
+        threshold: str | float | None,
         flow_method: str,
         progress=gr.Progress(track_tqdm=True),
     ):
@@ -382,7 +353,7 @@ class Handlers:
         self,
         session: Session | None,
         keys_text: str,
-        progress=gr.Progress(track_tqdm=True),
+        progress=gr.Progress(),
         client: gr.Request = None,
         *,
         color_grade_reference: str | None = None,
@@ -403,7 +374,7 @@ class Handlers:
         self,
         session: Session | None,
         keys_text: str,
-        progress=gr.Progress(track_tqdm=True),
+        progress=gr.Progress(),
         client: gr.Request = None,
         *,
         color_grade_reference: str | None = None,
@@ -433,7 +404,7 @@ class Handlers:
         session: Session | None,
         keys_text: str,
         frame: float | None,
-        progress=gr.Progress(track_tqdm=True),
+        progress=gr.Progress(),
         client: gr.Request = None,
         *,
         color_grade_reference: str | None = None,
@@ -502,7 +473,7 @@ class Handlers:
         decode_chunk_size: float,
         low_vram: bool | None = None,
         noise_reinjection: float = 0,
-        progress=gr.Progress(track_tqdm=True),
+        progress=gr.Progress(),
         client: gr.Request = None,
     ):
         """Fill the frames between the edited keyframes; write the mp4, gif, side by side, zip and record.
@@ -539,12 +510,17 @@ class Handlers:
             else:
                 progress(float(done), desc=stage)
 
+        settings = self._run_settings(low_vram)
+        on_step = None
+        if backend in SVD_BACKENDS:
+            prior = inbetween_estimate(settings, video, indices, backend, int(steps), int(noise_reinjection))
+            on_step = step_progress(progress, prior).step
         folder = new_run_folder(self.settings.output_dir, "keyframe")
         try:
-            with self.stops.running(client) as token:
+            with self.stops.running(client, on_step) as token:
                 done = job.run(
                     request,
-                    self._run_settings(low_vram),
+                    settings,
                     OutputFiles.in_folder(folder),
                     action="ui:inbetween",
                     prepared=prepared,
@@ -572,6 +548,39 @@ class Handlers:
             [served[path] for path in paths],
             status,
         )
+
+    # -- estimates and the strip's keyframe marks (UI glue) ---------------------------------------------
+
+    def estimates(
+        self,
+        session: Session | None,
+        keys_text: str,
+        edit_backend: str,
+        edit_steps: float,
+        strength: float,
+        interp_backend: str,
+        interp_steps: float,
+        repeats: float,
+    ) -> tuple[str, str]:
+        """The estimate lines under the edit buttons and the inbetween button (`views.estimate_line`)."""
+        video = session.video if session is not None else None
+        try:
+            indices = [k.index for k in self._keys(session, keys_text)] if video is not None else []
+        except InputError:
+            indices = []
+        edit = estimate_line(self.settings, video, indices, edit_backend, int(edit_steps), strength=strength)
+        interp = estimate_line(
+            self.settings, video, indices, interp_backend, int(interp_steps), repeats=int(repeats)
+        )
+        return edit, interp
+
+    def mark_keyframes(self, session: Session | None, keys_text: str):
+        """The frame strip with the listed keyframes marked (unchanged while the list does not parse)."""
+        try:
+            keys = self._keys(session, keys_text)
+        except InputError:
+            return gr.update()
+        return frame_strip(self._video(session), [k.index for k in keys])
 
     # -- visibility (UI glue) ----------------------------------------------------------------------------
 

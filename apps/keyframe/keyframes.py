@@ -12,6 +12,17 @@ from core.engines.keyframes import MODES, SIGNALS, Keyframe, manual_keyframes, s
 from core.errors import InputError
 
 
+def optional_number(value: str | float | None, what: str) -> float | None:
+    """A number field where empty means "the default": None for empty, else the number (InputError naming
+    `what` if it is not one). The app's such fields are text boxes, which show empty as empty, not 0."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(f"{what} must be a number or empty, got {value!r}.") from None
+
+
 def parse_indices(text: str) -> list[int]:
     """Frame numbers from "0, 8, 16" (commas and/or spaces); InputError for anything else."""
     parts = [p for p in re.split(r"[,\s]+", (text or "").strip()) if p]

@@ -29,6 +29,7 @@ from apps.keyframe.handlers import Handlers
 from apps.keyframe.keyframes import parse_indices
 from apps.keyframe.sample import SAMPLE_VIDEO
 from apps.keyframe.video import load_video
+from apps.keyframe.views import KEY_BORDER_RGB
 from core.config import Settings
 from core.engines.edit import EDITS, apply_edit
 from core.imaging import load_image
@@ -107,15 +108,20 @@ def test_sample_and_probe(client):
     assert path.endswith("sample.mp4") and read_video(path).num_frames == 24
     info, start, end = client.predict(handle_file(str(SAMPLE_VIDEO)), api_name="/probe_video")
     assert "24 frames, 10 fps, 2.40 s, 320x320" in info
-    assert (start, end) == (0.0, 2.4)
+    assert (start, end) == (0.0, "2.4")  # the end is a text box: empty shows empty, not 0
 
 
 def test_load_shows_every_frame_and_suggests_keyframes(client, frames):
     status, strip, keys_text, key_gallery = load(client)
     assert "Loaded 24 frames of 128x128 at 10 fps (0.00-2.40 s of sample.mp4)" in status
     assert "Working at 128x128 (the video is 320x320" in status
-    assert len(strip) == 24 and captions(strip)[5] == "5 (0.50 s)"
+    assert len(strip) == 24 and captions(strip)[5] == "5 · 0.5 s"
     assert keys_text == "0, 8, 16, 23"
+    # the keyframes are marked in the strip: "key" in the caption, a frame drawn into the thumbnail
+    assert [i for i, caption in enumerate(captions(strip)) if caption.startswith("key ")] == [0, 8, 16, 23]
+    key_thumb, plain_thumb = (load_image(strip[i]["image"]) for i in (8, 5))
+    assert np.abs(key_thumb[0].astype(int) - KEY_BORDER_RGB).max() <= 24  # lossy webp thumbnails: near it
+    assert np.abs(plain_thumb[0].astype(int) - KEY_BORDER_RGB).max() > 60
     assert captions(key_gallery) == [
         "0: original - first frame", "8: original - every 8 frames", "16: original - every 8 frames", "23: original - last frame",
     ]  # fmt: skip

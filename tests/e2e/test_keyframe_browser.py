@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-from apps.keyframe.sample import SAMPLE_FPS, SAMPLE_FRAMES, SAMPLE_SIZE, SAMPLE_VIDEO
+from apps.common.start_values import CPU_SIDE
+from apps.keyframe.sample import SAMPLE_FPS, SAMPLE_FRAMES, SAMPLE_VIDEO
 from tests.e2e.conftest import save_screenshot
 
 TIMEOUT_MS = 90_000
@@ -19,9 +20,8 @@ def test_upload_edit_inbetween_and_play(start_app, page):
 
     status = page.locator("#kf-status")
     page.locator("#kf-load").click()
-    page.get_by_text(f"Loaded {SAMPLE_FRAMES} frames of {SAMPLE_SIZE}x{SAMPLE_SIZE}").wait_for(
-        timeout=TIMEOUT_MS
-    )
+    # the tiny models on the CPU start at the CPU-sized working size
+    page.get_by_text(f"Loaded {SAMPLE_FRAMES} frames of {CPU_SIDE}x{CPU_SIDE}").wait_for(timeout=TIMEOUT_MS)
     assert page.locator("#kf-keys textarea, #kf-keys input").first.input_value() == "0, 8, 16, 23"
     assert page.locator("#kf-frames img").count() == SAMPLE_FRAMES
 
@@ -56,7 +56,7 @@ def test_upload_edit_inbetween_and_play(start_app, page):
     )
     assert state["error"] is None and state["ready"] >= 1, state  # HAVE_METADATA at least: it plays
     assert abs(state["duration"] - SAMPLE_FRAMES / SAMPLE_FPS) < 0.05, state
-    assert (state["width"], state["height"]) == (SAMPLE_SIZE, SAMPLE_SIZE)
+    assert (state["width"], state["height"]) == (CPU_SIDE, CPU_SIDE)
     response = page.request.get(state["src"])
     assert response.ok and response.headers["content-type"] == "video/mp4"
     assert "; run " in status.inner_text()

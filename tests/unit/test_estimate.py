@@ -75,16 +75,23 @@ def test_the_shipped_figures_give_cpu_estimates_for_the_presets():
 def test_clock_converges_to_the_observed_rate_and_counts_segments(figures):
     now = [0.0]
     job = est.svd_inbetween_job("mini", (64, 64), [7, 7], 10, "svd-lora")  # the figure says 0.8 s per step
-    clock = est.StepClock(est.estimate(job, "dev"), clock=lambda: now[0])
+    shown = []
+    clock = est.StepClock(
+        est.estimate(job, "dev"), report=lambda *shows: shown.append(shows), clock=lambda: now[0]
+    )
     assert clock.seconds_left() == pytest.approx(16.0)
-    assert clock.text().startswith("segment 1 of 2, step 0 of 10 - 0%")
-    for _ in range(13):  # this device takes 3 s per step
+    clock.show()
+    assert shown == [(0.0, "segment 1 of 2, step 0 of 10 - 0% - about 16 s left")]
+    now[0] += 20.0  # loading the model and the first step
+    clock.step()
+    for _ in range(12):  # then this device takes 3 s per step
         now[0] += 3.0
         clock.step()
     assert clock.position() == (2, 2, 3, 10)
     assert clock.fraction == pytest.approx(13 / 20)
-    assert clock.seconds_left() == pytest.approx(7 * 3.0, rel=0.02)  # the prior weighs one unit of 104
-    assert clock.text() == "segment 2 of 2, step 3 of 10 - 65% - about 21 s left"
+    assert clock.seconds_left() == pytest.approx(7 * 3.0, rel=0.02)  # the prior weighs one unit of 96
+    assert shown[-1] == (pytest.approx(0.65), "segment 2 of 2, step 3 of 10 - 65% - about 21 s left")
+    assert len(shown) == 14
 
 
 def test_clock_without_a_figure_waits_for_the_first_step(figures):
