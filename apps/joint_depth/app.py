@@ -39,8 +39,17 @@ from typing import Any
 
 import gradio as gr
 
+from apps.common.catalog import APPS
 from apps.common.examples import MINI_EXAMPLE_LABEL, MINI_STEPS, is_mini, mini_image_example
-from apps.common.gradio import RunStops, image_upload, low_vram_checkbox, serve, served_copies, shows_errors
+from apps.common.gradio import (
+    RunStops,
+    image_upload,
+    low_vram_checkbox,
+    page_header,
+    serve,
+    served_copies,
+    shows_errors,
+)
 from apps.joint_depth import examples, job
 from apps.joint_depth.job import JointRequest, LoadedModel
 from core.config import ENV_PREFIX, LIMITS, Settings
@@ -458,11 +467,13 @@ def _events(demo: gr.Blocks, h: Handlers, ui: Components) -> None:
     ui["depth_out"].select(h.show_point_cloud, ui["clouds"], ui["cloud_out"], **glue)
 
 
-def build_demo(settings: Settings) -> gr.Blocks:
-    """The app's Blocks for these settings (models, limits, output folder)."""
+def build_demo(settings: Settings, offline: bool = False) -> gr.Blocks:
+    """The app's Blocks for these settings (models, limits, output folder); `offline`: the copy on the offline
+    models (:mod:`apps.common.offline`), which says so."""
     h = Handlers(settings)
-    with gr.Blocks(title="Joint depth + image", delete_cache=(3600, 6 * 3600)) as demo:
-        gr.Markdown("# Joint depth + image")
+    spec = APPS["joint"]
+    with gr.Blocks(title=spec.title, delete_cache=(3600, 6 * 3600)) as demo:
+        page_header(spec, settings, job.MODELS, offline)
         ui: Components = {"banner": gr.Markdown("Loading the model...", elem_id="jd-banner")}
         ui["clouds"] = gr.State([])
         with gr.Row():
