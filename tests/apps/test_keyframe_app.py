@@ -39,6 +39,7 @@ KEYS = [0, 8, 16, 23]
 EXPECTED_API = {
     "/sample_video", "/mini_sample_video", "/probe_video", "/load_video", "/suggest_keyframes", "/set_keyframes", "/toggle_keyframe",
     "/edit_preview", "/edit_all", "/reedit_keyframe", "/upload_edit", "/inbetween", "/stop_edit", "/stop_inbetween",
+    "/runs", "/run_details", "/redo",
 }  # fmt: skip
 
 
