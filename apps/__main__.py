@@ -80,15 +80,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{app.title}: {app.url(args.host)}/" + ("  (open this one)" if args.which == "all" else ""))
         while all(child.poll() is None for child in children):
             time.sleep(0.2)
+        # A server ended by itself: the launcher stops the others and ends with its status.
+        status = next(child.returncode for child in children if child.returncode is not None)
     except _Stop:
-        pass
+        status = 0  # asked to stop: a clean exit, however the servers end
     finally:
         for sig in previous:  # a second signal does not cut the wait short
             signal.signal(sig, signal.SIG_IGN)
         _stop(children)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return max((child.returncode or 0) for child in children) if children else 0
+    return status if status >= 0 else 128 - status  # a server killed by signal N: the shell's 128 + N
 
 
 def _raise_stop(signum: int, frame: object) -> NoReturn:

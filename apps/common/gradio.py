@@ -14,7 +14,9 @@ job gets those URLs; the file route refuses folders, so the names cannot be list
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
+import logging
 import os
 import secrets
 import shutil
@@ -207,11 +209,17 @@ def mount_app(
 
 
 def run_server(server: FastAPI, host: str, port: int) -> None:
-    """Serve `server` until SIGINT or SIGTERM; open connections (queue streams) get 2 s to close."""
+    """Serve `server` until SIGINT or SIGTERM; open connections (the pages' queue streams) get 2 s to close,
+    then are cancelled without a traceback each."""
     import uvicorn
 
+    logging.getLogger("uvicorn.error").addFilter(_not_cancelled)
     print(f"Serving on http://{display_host(host)}:{port}", flush=True)
     uvicorn.run(server, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
+
+
+def _not_cancelled(record: logging.LogRecord) -> bool:
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
 
 
 def launch_kwargs(settings: Settings, *served_folders: Path) -> dict[str, Any]:

@@ -151,6 +151,10 @@ def test_missing_weights_offer_switches_this_page_to_the_offline_models(front_do
     page.locator("#jd-images img").first.wait_for(timeout=90_000)
     status = page.locator("#jd-status").inner_text()
     assert "model mini" in status and "joint weights joint_lora" in status, status
+    # The run's files are served under the mount path too (apps.common.gradio.served_copies).
+    record = page.locator("#jd-downloads a[href$='params.json']").first.get_attribute("href")
+    assert "/joint/offline/gradio_api/file=" in record, record
+    assert page.request.get(record).ok
 
     page.goto(joint)  # the switch held for that page only: the app's own address still offers it
     page.locator("#offline-note").get_by_text("Weights missing").wait_for(timeout=30_000)
@@ -189,7 +193,6 @@ def test_sigterm_stops_every_server_and_a_restart_binds_the_same_ports(front_doo
     again = _launch(port, drag_port, front_door["env"], front_door["log"])
     front_door["launcher"] = again  # the fixture stops it if this test fails
     _wait_until_served(f"http://127.0.0.1:{drag_port}/", again, front_door["log"])
-    assert (
-        again.poll() is None
-    )  # both servers started on the same ports ("Port ... is not available" ends it)
+    # Both servers started on the same ports: "Port ... is not available" would have ended the launcher.
+    assert again.poll() is None
     _stop_within(again, STOP_S)

@@ -1,5 +1,9 @@
+import sys
+import time
+
 import pytest
 
+import apps.__main__ as launcher
 from apps.__main__ import APPS, ROOT, main
 
 
@@ -37,3 +41,21 @@ def test_bad_setting_stops_before_launch_with_a_usage_error(capsys):
         main(["drag", "--device", "tpu"])
     assert exit_info.value.code == 2
     assert "KINEMA_DEVICE" in capsys.readouterr().err
+
+
+def test_a_server_that_ends_stops_the_others_and_gives_its_status(monkeypatch):
+    started = []
+    real_popen = launcher.subprocess.Popen
+
+    def popen(command, **kwargs):
+        started.append(real_popen(command, **kwargs))
+        return started[-1]
+
+    servers = [(APPS["drag"], [sys.executable, "-c", "import sys; sys.exit(3)"])]
+    servers.append((APPS["joint"], [sys.executable, "-c", "import time; time.sleep(60)"]))
+    monkeypatch.setattr(launcher, "servers", lambda *args: servers)
+    monkeypatch.setattr(launcher.subprocess, "Popen", popen)
+    start = time.monotonic()
+    assert main(["all"]) == 3
+    assert started[1].returncode == -15  # the other server got SIGTERM
+    assert time.monotonic() - start < 10
