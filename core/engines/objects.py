@@ -124,8 +124,9 @@ def segment_object(
     Without `segmenter`: GrabCut on a copy at most `SEGMENT_SIDE_PX` long (see the module docstring). With one
     (`core.models.load_sam`): SAM's best mask for a point prompt there. Either way the connected part under
     the point, grown by `grow_px` (negative: shrunk), with the grip (a disc of `grip_px` around the point;
-    None: `GRIP_PER_SIDE` x the shorter side) added, a speck replaced by a disc. The last 32 segmentations are kept (keyed by the picture's content, the point and
-    the segmenter), so adding drags or moving the grow/shrink slider does not segment an object again.
+    None: `GRIP_PER_SIDE` x the shorter side) added, a speck replaced by a disc. The last 32 segmentations
+    are kept (keyed by the picture's content, the point and the segmenter), so adding drags or moving the
+    grow/shrink slider does not segment an object again.
     """
     height, width = image_uint8.shape[:2]
     x, y = float(point_px[0]), float(point_px[1])
@@ -328,8 +329,8 @@ def preview_object_flow(
         (height, width, 3) uint8 RGB, Middlebury colours (`core.flow.flow_to_color`): white = still.
     """
     width, height = image_size
-    # The displacement is found and coloured on a copy at most `_PREVIEW_SIDE_PX` long (colouring is the costly
-    # step at full size) and the picture enlarged: a preview, redrawn after every canvas edit.
+    # The displacement is found and coloured on a copy at most `_PREVIEW_SIDE_PX` long (colouring is the
+    # costly step at full size) and the picture enlarged: a preview, redrawn after every canvas edit.
     scale = min(1.0, _PREVIEW_SIDE_PX / max(height, width))
     small_w, small_h = max(1, round(width * scale)), max(1, round(height * scale))
     small = np.stack(np.meshgrid(np.arange(small_w), np.arange(small_h)), axis=-1).astype(np.float64)
