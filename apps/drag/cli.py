@@ -4,7 +4,8 @@
         [--backend warp|svd|svd-controlnet|svd-joint-flow] [--frames 14] [--fps 7] [--motion-bucket B] \\
         [--strength S] [--controlnet-scale 1.0] [--steps 25] [--seed 0] [--resize crop|pad] \\
         [--max-side 1024] [--camera zoom_in] [--engine objects|sheet] [--grow-px 0] \\
-        [--object-mask 1=mask.png] [--depth depth.png] [--depth-white near|far] [--radius R] [--region-mask mask.png] [--flow-out out/flow.mp4] \\
+        [--object-mask 1=mask.png] [--depth depth.png] [--depth-white near|far] [--radius R] \\
+        [--region-mask mask.png] [--flow-out out/flow.mp4] \\
         [--side-by-side out/sbs.mp4] [--gif] [--overwrite]  + settings flags (--svd-model, --device, ...; see --help)
 
 The trajectories file is what `core.trajectory.Trajectories.to_json()` writes (the drag app's

@@ -17,10 +17,10 @@ side (trajectories | video | motion), and the run record (`apps.common.runs.RunR
 run folder (`DragOutputs.in_folder`); the CLI writes where its flags say. Each file is written through
 `core.outputs.atomic_path` (complete under its name, or not there).
 
-Record ``arguments``: the request (``image``, ``trajectories``, ``region_mask``, ``object_masks``, ``depth`` and
-every DragParams field), the front end's own options (the CLI's flags as parsed), and under ``resolved`` what the job
-worked out: the video and source sizes, the motion bucket, strength and ControlNet scale used, and the
-trajectories it read. `request_from_record` reads the request back, so a record redoes its run.
+Record ``arguments``: the request (``image``, ``trajectories``, ``region_mask``, ``object_masks``, ``depth``
+and every DragParams field), the front end's own options (the CLI's flags as parsed), and under ``resolved``
+what the job worked out: the video and source sizes, the motion bucket, strength and ControlNet scale used,
+and the trajectories it read. `request_from_record` reads the request back, so a record redoes its run.
 """
 
 from __future__ import annotations
