@@ -53,6 +53,7 @@ from apps.common.gradio import (
     served_copies,
     shows_errors,
 )
+from apps.common.history import RunEntry
 from apps.common.runs_panel import RunsPanel
 from apps.joint_depth import compare, examples, job
 from apps.joint_depth.job import JointRequest, LoadedModel
@@ -259,7 +260,7 @@ class Handlers:
         request = replace(request, input_path=depth or "")
         return self._run(request, "ui:depth_to_image", progress, low_vram, client)
 
-    def redo(self, entry):
+    def redo(self, entry: RunEntry):
         """The controls' values that redo a run of this session (apps.joint_depth.compare.REDO_CONTROLS)."""
         return compare.redo_values(entry, {folder: name for name, folder in self.weight_folders().items()})
 
