@@ -16,7 +16,10 @@ API (every work event has an api_name; gradio_client keeps the session across ca
     /sample_video, /mini_sample_video (the synthetic clip for the mini models, with its working size and
     keyframe spacing), /probe_video, /load_video, /suggest_keyframes, /set_keyframes, /toggle_keyframe,
     /edit_preview, /edit_all, /reedit_keyframe, /upload_edit, /inbetween; /stop_edit, /stop_inbetween (the Stop
-    buttons: this session's runs stop at their next step or frame, as they do when the page or client goes away).
+    buttons: this session's runs stop at their next step or frame, as they do when the page or client goes away);
+    /runs, /run_details, /redo (this session's runs, a run's parameters JSON and files, the controls' values
+    that redo it: :mod:`apps.common.runs_panel`). The compare views (a keyframe's original | edit slider, the
+    frame scrubber over original | result) and redo are in :mod:`apps.keyframe.compare`.
 The edit controls are keyword inputs of the edit events: backend, filter, prompt, negative_prompt,
 keyframe_prompts, strength, guidance, steps, seed, low_vram and the filter parameters as EDIT_PARAM (e.g.
 ``adjust_hue_deg``); only those of the chosen filter are read. The low-VRAM checkbox under the model line
@@ -32,10 +35,12 @@ from typing import Any
 
 import gradio as gr
 
+from apps.common.catalog import APPS
 from apps.common.examples import EXAMPLE_FOLDER, MINI_EXAMPLE_LABEL, is_mini
-from apps.common.gradio import image_upload, low_vram_checkbox, serve
+from apps.common.gradio import image_upload, low_vram_checkbox, page_header, serve
 from apps.common.start_values import start_values
-from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS
+from apps.keyframe import compare
+from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS, MODELS
 from apps.keyframe.handlers import (
     DEFAULT_FILTER,
     MINI_KEY_EVERY,
@@ -220,6 +225,7 @@ def _edit_section(settings: Settings) -> Components:
         ui["edit_stop"] = gr.Button("Stop", variant="stop", size="sm", elem_id="kf-edit-stop")
     ui["edit_estimate"] = gr.Markdown(elem_id="kf-edit-estimate", min_height=48)
     ui["preview"] = gr.Image(label="Preview: original | edited", interactive=False, height=240, format="png")
+    ui["compare"] = compare.keyframe_view()
     with gr.Accordion("Your own edit for the selected keyframe", open=False):
         ui["own_image"] = image_upload(sources=["upload"], label="Image", height=200)
         ui["upload_btn"] = gr.Button("Use it for the selected keyframe", size="sm")
@@ -272,7 +278,10 @@ def _inbetween_section(settings: Settings) -> Components:
         ui["interp_stop"] = gr.Button("Stop", variant="stop", elem_id="kf-inbetween-stop", scale=1)
     ui["interp_estimate"] = gr.Markdown(elem_id="kf-inbetween-estimate", min_height=48)
     ui["result"] = gr.Video(label="Result", elem_id="kf-result", autoplay=True, loop=True, height=360)
-    ui["result_side"] = gr.Video(label="Original | result", elem_id="kf-side-by-side", loop=True, height=240)
+    ui["result_side"] = gr.Video(
+        label="Original | result (in step)", elem_id="kf-side-by-side", loop=True, height=240
+    )
+    ui["scrub"], ui["frame_compare"] = compare.scrubber_views()
     ui["downloads"] = gr.File(label="Downloads", file_count="multiple", elem_id="kf-downloads")
     return ui
 
@@ -390,6 +399,7 @@ def _edit_and_inbetween_events(demo: gr.Blocks, h: Handlers, ui: Components) -> 
     for run in (*edits, upload, inbetween):
         run.success(**estimates)
     keys_text.change(h.mark_keyframes, [session, keys_text], ui["frame_strip"], **glue)
+    _compare_events(demo, h, ui, [edit_all, reedit, upload], inbetween)
     backend = ui["edit_backend"]
     backend.change(h.show_edit_backend, backend, [ui["filter_group"], ui["sd_group"]], **glue)
     ui["filter_name"].change(h.show_filter, ui["filter_name"], ui["filter_groups"], **glue)
@@ -397,13 +407,30 @@ def _edit_and_inbetween_events(demo: gr.Blocks, h: Handlers, ui: Components) -> 
     interp_backend.change(h.show_interp_backend, interp_backend, [ui["flow_group"], ui["svd_group"]], **glue)
 
 
-def build_demo(settings: Settings) -> gr.Blocks:
-    """The app's Blocks for these settings (models, limits, output folder)."""
+def _compare_events(demo: gr.Blocks, h: Handlers, ui: Components, edits: list, inbetween) -> None:
+    """The compare views (a keyframe's original | edit after each edit and selection; frame i of original |
+    result after inbetweening, by the scrubber) and the Runs panel (listed after each inbetweening)."""
+    glue = {"queue": False, "api_visibility": "private"}
+    pair_inputs = [ui["session"], ui["keys_text"], ui["selected"]]
+    for edit in edits:
+        edit.success(compare.edited_pair, pair_inputs, ui["compare"], **glue)
+    ui["selected"].change(compare.edited_pair, pair_inputs, ui["compare"], **glue)
+    inbetween.success(compare.scrubber_after_run, ui["session"], [ui["scrub"], ui["frame_compare"]], **glue)
+    ui["scrub"].change(compare.frame_pair, [ui["session"], ui["scrub"]], ui["frame_compare"], **glue)
+    redo_outputs = [*(ui[name] for name in compare.REDO_CONTROLS), *ui["filter_controls"].values()]
+    h.runs.wire(demo, ui, [inbetween], compare.redo_values, redo_outputs)
+
+
+def build_demo(settings: Settings, offline: bool = False) -> gr.Blocks:
+    """The app's Blocks for these settings (models, limits, output folder); `offline`: the copy on the offline
+    models (:mod:`apps.common.offline`), which says so."""
     h = Handlers(settings)
-    with gr.Blocks(title="Keyframe edit + interpolation", delete_cache=(3600, 6 * 3600)) as demo:
+    spec = APPS["keyframe"]
+    with gr.Blocks(title=spec.title, delete_cache=(3600, 6 * 3600)) as demo:
         ui: Components = {"session": gr.State(Session(), time_to_live=STATE_TTL_S)}
         gr.HTML(head=f"<style>{STRIP_CSS}</style>", padding=False)
-        gr.Markdown("# Keyframe edit + interpolation\n" + model_summary(settings))
+        page_header(spec, settings, MODELS, offline)
+        gr.Markdown(model_summary(settings))
         ui["low_vram"] = low_vram_checkbox(settings, "kf-low-vram")  # the SD edits and the SVD inbetweening
         with gr.Row():
             with gr.Column(scale=1):
@@ -415,6 +442,7 @@ def build_demo(settings: Settings) -> gr.Blocks:
                 ui.update(_edit_section(settings))
             with gr.Column():
                 ui.update(_inbetween_section(settings))
+        ui.update(h.runs.build())
         _video_and_keyframe_events(h, ui)
         _edit_and_inbetween_events(demo, h, ui)
     return demo

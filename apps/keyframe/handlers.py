@@ -14,6 +14,7 @@ import numpy as np
 from apps.common.examples import mini_clip_example
 from apps.common.gradio import RunStops, served_copies, shows_errors, step_progress
 from apps.common.runs import new_run_folder
+from apps.common.runs_panel import RunsPanel
 from apps.keyframe import job
 from apps.keyframe.backends import (
     EDIT_BACKENDS,
@@ -24,7 +25,7 @@ from apps.keyframe.backends import (
     edit_keyframes,
     fit_image,
 )
-from apps.keyframe.job import KeyframeEdit, KeyframeRequest, OutputFiles, Prepared, side_by_side
+from apps.keyframe.job import KeyframeEdit, KeyframeRequest, OutputFiles, Prepared
 from apps.keyframe.keyframes import (
     format_indices,
     keyframes_from_text,
@@ -44,7 +45,7 @@ from apps.keyframe.video import (
 )
 from apps.keyframe.views import (
     edit_estimate,
-    estimate_line,
+    estimate_lines,
     frame_strip,
     inbetween_estimate,
     keyframe_gallery,
@@ -56,6 +57,7 @@ from core.engines.keyframes import Keyframe, select_keyframes
 from core.errors import InputError
 from core.eval.learning import MINI_FRAMES, MINI_SIDE
 from core.imaging import load_image
+from core.video import side_by_side
 
 STATE_TTL_S = 3600  # a session's frames and motion are dropped an hour after its last change
 DEFAULT_FILTER = "cartoon"
@@ -71,6 +73,7 @@ class Session:
     edited / edits: by frame index, the edited keyframe (H,W,3) uint8 and how it was made (one
     `KeyframeEdit` per edit action, shared by the keyframes it edited).
     motion: the loaded video's motion for flow method `motion_method` (estimated once, reused).
+    result_uint8: the last inbetweened video (T,H,W,3) uint8, for the frame-by-frame compare.
     """
 
     request: KeyframeRequest | None = None
@@ -80,6 +83,7 @@ class Session:
     motion_method: str = ""
     edited: dict[int, np.ndarray] = field(default_factory=dict)
     edits: dict[int, KeyframeEdit] = field(default_factory=dict)
+    result_uint8: np.ndarray | None = None
 
 
 def filter_inputs() -> list[tuple[str, str, Any]]:
@@ -93,6 +97,7 @@ class Handlers:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.stops = RunStops()
+        self.runs = RunsPanel("kf")
 
     def _run_settings(self, low_vram: bool | None) -> Settings:
         """The settings of one run: the server's, with the run's low-VRAM choice (None: the server's)."""
@@ -530,6 +535,8 @@ class Handlers:
         finally:
             if not any(folder.iterdir()):
                 folder.rmdir()  # a refused or failed run leaves no empty run folder behind
+        self.runs.remember(client, done.files.params_json)
+        session = replace(session, result_uint8=done.result_uint8)
         if done.motion is not None:
             session = replace(session, motion=done.motion, motion_method=flow_method)
         status = "\n\n".join(
@@ -551,36 +558,23 @@ class Handlers:
 
     # -- estimates and the strip's keyframe marks (UI glue) ---------------------------------------------
 
-    def estimates(
-        self,
-        session: Session | None,
-        keys_text: str,
-        edit_backend: str,
-        edit_steps: float,
-        strength: float,
-        interp_backend: str,
-        interp_steps: float,
-        repeats: float,
-    ) -> tuple[str, str]:
-        """The estimate lines under the edit buttons and the inbetween button (`views.estimate_line`)."""
+    def estimates(self, session: Session | None, keys_text: str, *controls) -> tuple[str, str]:
+        """The estimate lines under the edit buttons and the inbetween button (`views.estimate_lines`, which
+        names the `controls`)."""
         video = session.video if session is not None else None
-        try:
-            indices = [k.index for k in self._keys(session, keys_text)] if video is not None else []
-        except InputError:
-            indices = []
-        edit = estimate_line(self.settings, video, indices, edit_backend, int(edit_steps), strength=strength)
-        interp = estimate_line(
-            self.settings, video, indices, interp_backend, int(interp_steps), repeats=int(repeats)
-        )
-        return edit, interp
+        return estimate_lines(self.settings, video, self._listed(session, keys_text) or [], *controls)
 
     def mark_keyframes(self, session: Session | None, keys_text: str):
         """The frame strip with the listed keyframes marked (unchanged while the list does not parse)."""
+        listed = self._listed(session, keys_text)
+        return gr.update() if listed is None else frame_strip(self._video(session), listed)
+
+    def _listed(self, session: Session | None, keys_text: str) -> list[int] | None:
+        """The listed keyframes' frame numbers; None without a video or while the list does not parse."""
         try:
-            keys = self._keys(session, keys_text)
+            return [k.index for k in self._keys(session, keys_text)]
         except InputError:
-            return gr.update()
-        return frame_strip(self._video(session), [k.index for k in keys])
+            return None
 
     # -- visibility (UI glue) ----------------------------------------------------------------------------
 

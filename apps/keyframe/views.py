@@ -10,7 +10,7 @@ the gallery's label.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -129,22 +129,32 @@ def inbetween_estimate(
     )
 
 
-def estimate_line(
+def estimate_lines(
     settings: Settings,
     video: LoadedVideo | None,
     key_indices: Sequence[int],
-    backend: str,
-    steps: int,
-    *,
-    strength: float = 1.0,
-    repeats: int = 0,
-) -> str:
-    """The line under a start button: the estimate of the diffusion run the controls describe (the SD edit,
-    the SVD inbetweening), or why there is none."""
-    if backend not in ("sd", *SVD_BACKENDS):
-        return "No diffusion model: this backend takes seconds."
-    if video is None:
-        return "Load a video to see how long this takes."
-    if backend == "sd":
-        return edit_estimate(settings, video, len(key_indices), steps, strength).text()
-    return inbetween_estimate(settings, video, key_indices, backend, steps, repeats).text()
+    edit_backend: str,
+    edit_steps: float,
+    strength: float,
+    interp_backend: str,
+    interp_steps: float,
+    repeats: float,
+) -> tuple[str, str]:
+    """The lines under the edit buttons and the inbetween button: the estimate of the diffusion run their controls
+    describe (the SD edit, the SVD inbetweening), or why there is none."""
+
+    def line(backend: str, estimate: Callable[[], Estimate]) -> str:
+        if backend not in ("sd", *SVD_BACKENDS):
+            return "No diffusion model: this backend takes seconds."
+        return "Load a video to see how long this takes." if video is None else estimate().text()
+
+    edit = line(
+        edit_backend, lambda: edit_estimate(settings, video, len(key_indices), int(edit_steps), strength)
+    )
+    interp = line(
+        interp_backend,
+        lambda: inbetween_estimate(
+            settings, video, key_indices, interp_backend, int(interp_steps), int(repeats)
+        ),
+    )
+    return edit, interp
