@@ -23,6 +23,9 @@ def test_prompt_to_image_depth_and_point_cloud(start_app, page, browser):
     steps = page.locator("#jd-steps input[type=number]")
     steps.fill("2")
     steps.blur()
+    # the estimate under Generate follows the steps (core.estimate's CPU figure for the tiny model)
+    page.locator("#jd-generate-estimate").get_by_text("(2 steps, tiny model on cpu)").wait_for(timeout=30_000)
+    assert "Estimate: about" in page.locator("#jd-generate-estimate").inner_text()
     page.locator("#jd-prompt textarea").fill("a lighthouse on a cliff at dusk")
     with page.expect_response(re.compile(r"points_1\.ply")) as ply_response:
         page.get_by_role("button", name="Generate", exact=True).click()

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 from apps.keyframe.sample import SAMPLE_VIDEO
-from tests.e2e.conftest import save_screenshot
 
 TIMEOUT_MS = 90_000
 STEPS = 8
@@ -54,7 +53,6 @@ def test_estimate_segment_progress_stop_and_strip(start_app, page, tmp_path):
         assert strip["count"] == 24 and strip["scroll"] <= strip["width"], strip
         assert strip["left"] >= 0 and strip["right"] <= strip["width"], strip  # every column in view
         assert strip["truncated"] == 0 and strip["keys"] == 4, strip  # keyframes 0, 8, 16, 23 marked
-    save_screenshot(page, "keyframe-phone")
     page.set_viewport_size({"width": 1440, "height": 900})
 
     keys = page.locator("#kf-keys textarea, #kf-keys input").first

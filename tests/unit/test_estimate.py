@@ -8,6 +8,7 @@ import math
 import pytest
 
 from core import estimate as est
+from core.cancel import Cancelled, CancelToken
 
 
 @pytest.fixture
@@ -110,3 +111,15 @@ def test_clock_without_a_figure_waits_for_the_first_step(figures):
 )
 def test_format_seconds(seconds, text):
     assert est.format_seconds(seconds) == text
+
+
+def test_a_cancel_token_feeds_the_clock_until_stopped(figures):
+    clock = est.StepClock(est.estimate(est.joint_job("mini", (64, 64), 1, 4), "dev"))
+    token = CancelToken(on_step=clock.step)
+    for step in range(2):
+        assert token.on_step_end(None, step, 0, {}) == {}
+    assert clock.done == 2
+    token.cancel()
+    with pytest.raises(Cancelled):
+        token.on_step_end(None, 2, 0, {})
+    assert clock.done == 2  # a stopped step is not counted
