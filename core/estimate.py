@@ -46,17 +46,23 @@ class Figure:
 
 
 _CPU = "tests/benchmarks/step_times.py, 2-core x86 CPU shared with other jobs, OMP_NUM_THREADS=1, 2026-12-05"
-# The lowest of repeated runs (the machine was shared, so slower runs measured the neighbours). SD: guidance 7.5
-# (the batch doubled); svd: one prediction per step (svd-lora's pass; svd-trf is calls=2 of it).
+# The lowest of 2-3 runs per row (the machine was shared: slower runs measured the neighbours too; a busy machine
+# is slower, which StepClock picks up). SD: guidance 7.5 (the batch doubled); svd: one prediction per step
+# (svd-lora's pass; svd-trf is calls=2 of it). The tiny SVD's VAE only halves the picture, so its attention grows
+# with the square of the pixels (power 2.1 between 64 and 128 px).
 FIGURES: tuple[Figure, ...] = (
-    Figure("cpu", "joint", MINI, 64, 0.2003, _CPU),
-    Figure("cpu", "sd-edit", MINI, 64, 0.0902, _CPU),
+    Figure("cpu", "joint", MINI, 64, 0.0925, _CPU),
+    Figure("cpu", "joint", MINI, 128, 0.392, _CPU),
+    Figure("cpu", "sd-edit", MINI, 64, 0.0277, _CPU),
     Figure("cpu", "sd-edit", MINI, 128, 0.1568, _CPU),
-    Figure("cpu", "svd", MINI, 64, 0.0572, _CPU),
+    Figure("cpu", "svd", MINI, 64, 0.0187, _CPU),
     Figure("cpu", "svd", MINI, 128, 0.1508, _CPU),
-    Figure("cpu", "joint", TINY, 64, 0.2414, _CPU),
+    Figure("cpu", "joint", TINY, 64, 0.2132, _CPU),
+    Figure("cpu", "joint", TINY, 128, 1.285, _CPU),
     Figure("cpu", "sd-edit", TINY, 64, 0.1081, _CPU),
-    Figure("cpu", "svd", TINY, 64, 0.4359, _CPU),
+    Figure("cpu", "sd-edit", TINY, 128, 0.7128, _CPU),
+    Figure("cpu", "svd", TINY, 64, 0.1389, _CPU),
+    Figure("cpu", "svd", TINY, 128, 2.657, _CPU),
     Figure(
         "cuda:NVIDIA H200",
         "joint",
@@ -172,6 +178,16 @@ class Estimate:
     figure: Figure | None = None
 
     @property
+    def extrapolated(self) -> bool:
+        """Whether the job's size is over twice (or under half) the pixels of every measured size."""
+        if self.figure is None:
+            return False
+        f = self.figure
+        sides = [g.side_px for g in FIGURES if (g.device, g.kind, g.model) == (f.device, f.kind, f.model)]
+        pixels = self.job.side_hw[0] * self.job.side_hw[1]
+        return pixels > 2 * max(sides) ** 2 or pixels < min(sides) ** 2 / 2
+
+    @property
     def seconds(self) -> float | None:
         return None if self.unit_s is None else self.unit_s * sum(self.job.step_units())
 
@@ -183,7 +199,9 @@ class Estimate:
                 f"Estimate: unknown (nothing measured for the {model} model on {self.device}); "
                 f"{self.job.steps} steps, timed as they run."
             )
-        return f"Estimate: about {format_seconds(self.seconds)} ({self.job.steps} steps, {model} model on {self.device})."
+        scaled = f"; scaled from {self.figure.side_px} px" if self.extrapolated else ""
+        what = f"{self.job.steps} steps, {model} model on {self.device}{scaled}"
+        return f"Estimate: about {format_seconds(self.seconds)} ({what})."
 
 
 def estimate(job: Job, device: str) -> Estimate:

@@ -20,7 +20,7 @@ from core.models.presets import MINI, TINY
 CPU_SIDE = 64  # px
 # Steps by model and pipeline kind ("sd": joint depth and SD edits; "svd": inbetweening, which costs a step per
 # frame of every segment, twice for svd-trf).
-CPU_STEPS = {TINY: {"sd": 15, "svd": 3}, MINI: {"sd": MINI_STEPS, "svd": MINI_STEPS}}
+CPU_STEPS = {TINY: {"sd": 15, "svd": 4}, MINI: {"sd": MINI_STEPS, "svd": MINI_STEPS}}
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,10 @@ def test_size_follows_the_power_between_measured_sizes(figures):
     assert seconds((64, 64)) == pytest.approx(0.8)
     assert seconds((128, 128)) == pytest.approx(3.2)
     assert seconds((64, 128)) == pytest.approx(1.6)  # between: twice the pixels, twice the time (power 1)
-    assert seconds((256, 256)) == pytest.approx(12.8)  # beyond: the nearest pair's power
+    assert seconds((256, 256)) == pytest.approx(12.8)  # beyond: the nearest pair's power, and it says so
+    far = est.estimate(est.svd_inbetween_job("mini", (256, 256), [7], 1, "svd-lora"), "dev")
+    assert far.extrapolated and far.text().endswith("; scaled from 128 px).")
+    assert not est.estimate(est.svd_inbetween_job("mini", (96, 96), [7], 1, "svd-lora"), "dev").extrapolated
     # One measured size: linear in pixels.
     joint = est.estimate(est.joint_job("full", (256, 512), 2, 30), "dev")
     assert joint.seconds == pytest.approx(0.05 * 0.5 * 2 * 30)
