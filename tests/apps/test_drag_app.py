@@ -239,7 +239,13 @@ def test_delete_one_trajectory_and_reset(app, canvas):
 
     [b for b in app.button if b.label == "Delete"][1].click().run()
     assert canvas.last()["key"] != rev  # a fresh canvas showing the rest
-    assert canvas.last()["initial_drawing"]["objects"] == [objects[0], objects[2], objects[3]]
+    shown = canvas.last()["initial_drawing"]["objects"]
+    assert shown == ui_canvas.recoloured([objects[0], objects[2], objects[3]])
+    assert [o["stroke"] for o in shown] == [
+        "#ff2d55",
+        "#ffcc00",
+        objects[3]["stroke"],
+    ]  # list colours; anchor
     remaining = track_rows(app)
     assert len(remaining) == 3 and "anchor at" in remaining[2]
 
@@ -421,18 +427,20 @@ def test_the_backend_radio_offers_exactly_the_configured_backends(app, monkeypat
     for name in ("KINEMA_SVD_CONTROLNET_MODEL", "KINEMA_SVD_JOINT_FLOW_MODEL"):
         monkeypatch.delenv(name, raising=False)
     app.run()
-    assert offered() == [BACKENDS["warp"].label, BACKENDS["svd"].label]
+    # Each says what it runs: here the tiny random weights, never "(trained)" (backends.loaded_label).
+    warp, svd = "Warp preview (instant, no weights)", "SVD (tiny random weights: outputs are noise)"
+    assert offered() == [warp, svd]
     assert strength_sliders() == []  # the warp takes no strength
     app.radio(key="backend").set_value("svd").run()
     assert strength_sliders() == [("strength_svd", BACKENDS["svd"].strength_label, 0.4)]
     app.radio(key="backend").set_value("warp").run()
     monkeypatch.setenv("KINEMA_SVD_JOINT_FLOW_MODEL", "tiny")
     app.run()
-    assert offered() == [BACKENDS[n].label for n in ("warp", "svd", "svd-joint-flow")]
-    assert "(experimental)" in offered()[-1]
+    joint = "SVD joint video + flow, experimental (tiny random weights: outputs are noise)"
+    assert offered() == [warp, svd, joint]
     monkeypatch.setenv("KINEMA_SVD_CONTROLNET_MODEL", "tiny")
     app.run()
-    assert offered() == [b.label for b in BACKENDS.values()]
+    assert offered() == [warp, svd, "SVD + flow ControlNet (tiny random weights: outputs are noise)", joint]
 
     app.radio(key="backend").set_value("svd-controlnet").run()
     assert not app.exception and not app.error
@@ -443,7 +451,7 @@ def test_the_backend_radio_offers_exactly_the_configured_backends(app, monkeypat
     # Its weights unconfigured again: the backend disappears and the choice falls back to the warp.
     monkeypatch.delenv("KINEMA_SVD_CONTROLNET_MODEL")
     app.run()
-    assert not app.exception and BACKENDS["svd-controlnet"].label not in offered()
+    assert not app.exception and offered() == [warp, svd, joint]
     assert app.radio(key="backend").value == "warp"
 
 
