@@ -458,7 +458,7 @@ def main() -> None:
             st.error(str(err))
     if image is None:
         if st.session_state.result is not None:  # no usable image: keep what was generated before
-            ui_generate.show_result(st.session_state.result)
+            ui_generate.show_result(st.session_state.result, settings)
         return
 
     height, width = image.shape[:2]
@@ -513,7 +513,7 @@ def main() -> None:
     if st.session_state.run_error:
         st.error(st.session_state.run_error)
     if st.session_state.result is not None:
-        ui_generate.show_result(st.session_state.result)
+        ui_generate.show_result(st.session_state.result, settings)
 
 
 main()

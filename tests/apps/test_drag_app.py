@@ -152,7 +152,31 @@ def test_warp_generation_end_to_end(app, canvas, monkeypatch):
         "Side by side (mp4)",
         "Trajectories (JSON)",
         "Parameters (JSON)",
+        "Picture (PNG)",
     ]
+    # The frame scrubber steps through the side by side (the job's video, read back) frame by frame.
+    (scrubber,) = [s for s in app.slider if s.label == "Frame"]
+    scrubber.set_value(14).run()
+    (shown,) = [i for element in app.image for i in element.proto.imgs if i.caption.startswith("Frame ")]
+    assert shown.caption == "Frame 14 of 14: trajectories | video | motion"
+
+
+@pytest.mark.parametrize(
+    ("column_px", "canvas_px", "anchor_px"), [(400, 400, (64, 38)), (1000, 520, (49, 30))]
+)
+def test_the_canvas_fits_its_column_and_a_point_lands_on_its_image_pixel(
+    app, canvas, monkeypatch, column_px, canvas_px, anchor_px
+):
+    """The canvas takes the column's width (at most 520 px for the square 256 px picture) and a point drawn at
+    canvas (100, 60) px lands on image pixel (100, 60) x 256 / canvas width, whatever that width."""
+    monkeypatch.setattr(ui_canvas, "column_width", lambda key, default: column_px)
+    app.run()
+    assert (canvas.last()["width"], canvas.last()["height"]) == (canvas_px, canvas_px)
+    point = {"type": "Circle", "originX": "center", "originY": "center", "left": 100, "top": 60,
+             "radius": 4, "width": 8, "height": 8, "strokeWidth": 4}  # fmt: skip
+    canvas.draw([point])
+    app.run()
+    assert track_rows(app) == [f":blue[**1**] anchor at ({anchor_px[0]}, {anchor_px[1]}) px"]
 
 
 def test_svd_without_weights_names_the_setting_and_warp_keeps_working(app, canvas, monkeypatch, tmp_path):
@@ -364,6 +388,36 @@ def test_the_app_record_redoes_its_run_through_the_job(app, canvas, tmp_path):
             read_video(redo_folder / name).frames_uint8, read_video(folder / name).frames_uint8
         )
     assert {"image_name": "astronaut", **redo.record.arguments} == record.arguments
+
+    # Redone from its downloads: the run folder gone, the files the result offers (named as they are
+    # there) read back beside the parameters JSON, by the job and by the app's "redo a run" upload.
+    labels = [b.label for b in app.get("download_button")]
+    assert labels[-2:] == ["Picture (PNG)", "Motion brush (PNG)"]
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    for name in ("parameters.json", "image.png", "trajectories.json", "region_mask.png"):
+        (downloads / name).write_bytes((folder / name).read_bytes())
+    mask_png = (folder / "region_mask.png").read_bytes()
+    folder.rename(tmp_path / "moved")  # the record's paths name nothing now
+    request = job.request_from_record(RunRecord.read(downloads / "parameters.json"), downloads)
+    assert request.region_mask == downloads / "region_mask.png"
+    again = job.run(request, job.DragOutputs.in_folder(tmp_path / "again"), Settings.from_env())
+    np.testing.assert_array_equal(again.frames_uint8, result.frames_uint8)
+    (tmp_path / "moved").rename(folder)  # the page still shows that run
+
+    app.button(key=[b.key for b in app.button if b.label == "Clear the brush"][0]).click().run()
+    assert app.session_state["brush_mask"] is None
+    uploads = [
+        ("trajectories.json", (downloads / "trajectories.json").read_bytes(), "application/json"),
+        ("region_mask.png", mask_png, "image/png"),
+    ]
+    app.radio(key="engine").set_value("objects").run()
+    app.file_uploader(key="trajectory_file").set_value(uploads).run()
+    assert not app.exception and not app.error
+    assert app.radio(key="engine").value == "sheet" and app.checkbox(key="use_brush").value
+    np.testing.assert_array_equal(app.session_state["brush_mask"], load_image(mask_png)[..., 0] >= 128)
+    generate_button(app).click().run()
+    np.testing.assert_array_equal(app.session_state["result"].frames_uint8, result.frames_uint8)
 
 
 # -- the UI helpers (no Streamlit) ------------------------------------------------------------------------
