@@ -75,7 +75,6 @@ SAMPLES_DIR = ROOT / "assets" / "images"
 # The sample whose picture is a held-out synthetic scene's first frame and whose drags are its sprite tracks.
 MINI_SAMPLE = f"{MINI_EXAMPLE_LABEL} (held-out, {MINI_SIDE} px)"
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
-CANVAS_MAX_W, CANVAS_MAX_H = 560, 520
 RESIZE_MODES = {"crop": "Crop to fit", "pad": "Keep aspect (pad)"}
 PREVIEW_CRF = 30
 CAMERA_LABELS = {"rotate_cw": "rotate clockwise", "rotate_ccw": "rotate anticlockwise"}
@@ -464,11 +463,10 @@ def main() -> None:
     height, width = image.shape[:2]
     draw_col, side_col = st.columns([3, 2])
     with draw_col:
-        fit_width = min(CANVAS_MAX_W, ui_canvas.column_width("canvas_column", CANVAS_MAX_W))
-        canvas_size = ui_canvas.canvas_size_for((height, width), fit_width, CANVAS_MAX_H)
+        canvas_size = ui_canvas.fitted_size((height, width), "canvas_column")
         image_id = sync_canvas(data, chosen["resize"], chosen["max_side"], canvas_size, tracks_json)
         parsed = drawing_section(image, canvas_size, image_id)
-        engine = ui_engine.engine_controls(image, canvas_size, image_id, parsed.trajectories)
+        engine = ui_engine.engine_controls(image, image_id, parsed.trajectories)
     chosen.update(engine.params)
     with side_col:
         trajectories = ui_tracks.trajectory_list(parsed, (width, height), chosen["frames"])

@@ -25,9 +25,7 @@ LOADED_TINT = np.array([52, 199, 89], np.float32)  # a loaded brush shows in the
 TINT_SHARE = 0.5
 
 
-def motion_brush(
-    image: np.ndarray, canvas_size: tuple[int, int], image_id: str, trajectories: Trajectories
-) -> np.ndarray | None:
+def motion_brush(image: np.ndarray, image_id: str, trajectories: Trajectories) -> np.ndarray | None:
     """The optional motion-brush region (H,W) bool at the image's size, or None."""
     loaded = st.session_state.get("brush_loaded")
     with st.expander("Motion brush (optional): only the painted region moves", expanded=loaded is not None):
@@ -40,8 +38,9 @@ def motion_brush(
             loaded = cv2.resize(loaded.astype(np.uint8), image_hw[::-1], interpolation=cv2.INTER_NEAREST) > 0
         shown = image if loaded is None else tinted(image, loaded)
         painted = ui_canvas.painted_mask(
-            ui_canvas.canvas_background(shown, canvas_size, trajectories),
-            image_hw,
+            shown,
+            trajectories,
+            "brush_column",
             f"brush-{image_id}-{st.session_state.brush_rev}",
             size,
             BRUSH_COLOUR,

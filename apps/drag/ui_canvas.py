@@ -58,6 +58,7 @@ TOOL_HELP = {
 }
 
 
+CANVAS_MAX_W, CANVAS_MAX_H = 560, 520  # px: a canvas is never larger, its column may make it smaller
 # Keys of the app's canvases (tracks, motion brush, repainted objects): the style below finds them by these.
 CANVAS_KEY_PREFIXES = ("canvas-", "brush-", "repaint-")
 # The component's toolbar floats 2.65 rem above its canvas: keep that room free above each canvas.
@@ -110,6 +111,13 @@ def st_canvas(**kwargs):
     from streamlit_drawable_canvas import st_canvas as component
 
     return component(**kwargs)
+
+
+def fitted_size(image_hw: tuple[int, int], column_key: str) -> tuple[int, int]:
+    """(width, height) in px of a canvas showing an image of `image_hw` whole in the column it is called in
+    (measured under `column_key`), at most CANVAS_MAX_W x CANVAS_MAX_H."""
+    width = min(CANVAS_MAX_W, column_width(column_key, CANVAS_MAX_W))
+    return canvas_size_for(image_hw, width, CANVAS_MAX_H)
 
 
 def canvas_size_for(image_hw: tuple[int, int], max_width: int, max_height: int) -> tuple[int, int]:
@@ -178,18 +186,19 @@ def draw_canvas(
 
 
 def painted_mask(
-    background: np.ndarray, image_hw: tuple[int, int], key: str, size: int, colour: str
+    image_uint8: np.ndarray, trajectories: Trajectories, column_key: str, key: str, size: int, colour: str
 ) -> np.ndarray | None:
-    """A painting canvas over `background` (a `canvas_background`, so the tracks show) under `key`; its
-    strokes as an (H,W) bool mask at `image_hw`, or None before any stroke."""
-    canvas_size = (background.shape[1], background.shape[0])
+    """A painting canvas over the image with the tracks drawn (`canvas_background`), fitted to its column
+    (measured under `column_key`), under `key`; its strokes as an (H,W) bool mask at the image's size, or
+    None before any stroke. The key holds the canvas's width: at another width it starts empty."""
+    canvas_size = fitted_size(image_uint8.shape[:2], column_key)
     result = draw_canvas(
-        background,
+        canvas_background(image_uint8, canvas_size, trajectories),
         canvas_size,
         drawing_mode="freedraw",
         initial_objects=[],
-        key=key,
+        key=f"{key}-{canvas_size[0]}",
         stroke_width=size,
         stroke_colour=colour,
     )
-    return mask_from_strokes(canvas_objects(result.json_data), canvas_size, image_hw)
+    return mask_from_strokes(canvas_objects(result.json_data), canvas_size, image_uint8.shape[:2])

@@ -43,9 +43,7 @@ class EngineChoice:
     object_masks: dict[int, np.ndarray] = field(default_factory=dict)
 
 
-def engine_controls(
-    image: np.ndarray, canvas_size: tuple[int, int], image_id: str, trajectories: Trajectories
-) -> EngineChoice:
+def engine_controls(image: np.ndarray, image_id: str, trajectories: Trajectories) -> EngineChoice:
     """The engine radio and the chosen engine's controls (under the canvas)."""
     engine = DragParams.widget("engine")
     name = st.radio(
@@ -63,11 +61,11 @@ def engine_controls(
             help="Each drag moves the object under its start, tinted in its colour beside the canvas; "
             "grow the objects to take in more of their edge, shrink them to leave the background out.",
         )
-        painted = repaint_control(image, canvas_size, image_id, trajectories)
+        painted = repaint_control(image, image_id, trajectories)
         return EngineChoice({"engine": name, "grow_px": grow_px, "radius": None}, None, painted)
     return EngineChoice(
         {"engine": name, "grow_px": 0, "radius": reach_control(image.shape[:2])},
-        ui_brush.motion_brush(image, canvas_size, image_id, trajectories),
+        ui_brush.motion_brush(image, image_id, trajectories),
     )
 
 
@@ -86,9 +84,7 @@ def reach_control(image_hw: tuple[int, int]) -> float | None:
     return float(value)
 
 
-def repaint_control(
-    image: np.ndarray, canvas_size: tuple[int, int], image_id: str, trajectories: Trajectories
-) -> dict[int, np.ndarray]:
+def repaint_control(image: np.ndarray, image_id: str, trajectories: Trajectories) -> dict[int, np.ndarray]:
     """The repaint expander: paint a drag's object by hand. Returns the painted objects by drag index."""
     painted: dict = st.session_state.setdefault("painted_objects", {})
     moving = [i for i, trajectory in enumerate(trajectories) if not trajectory.is_anchor]
@@ -101,8 +97,9 @@ def repaint_control(
             size = st.slider("Brush size (px)", 5, 80, 30, key="repaint_size")
             st.button("Use the object found again", on_click=forget_painted, args=(start,))
             mask = ui_canvas.painted_mask(
-                ui_canvas.canvas_background(image, canvas_size, trajectories),
-                image.shape[:2],
+                image,
+                trajectories,
+                "repaint_column",
                 f"repaint-{image_id}-{start}-{st.session_state.brush_rev}",
                 size,
                 "rgba(255, 149, 0, 0.6)",
