@@ -18,6 +18,8 @@ Public API:
         .gif: one palette per frame, looping; frame delays are whole centiseconds (fps is rounded
         to 100 / k, at most 50).
     sample_frame_indices(total, *, num_frames=None, stride=None, start=0) -> int64 array
+    side_by_side(*clips_uint8, gap_px=8) -> (T,H,sum W + gaps,3) uint8: clips next to each other, frame by
+        frame, so one player (or one frame index) shows all of them in step (the apps' compare videos).
 
 Sources: a folder of .png / .jpg / .jpeg frames (natural sort order: frame2 before frame10; fps is
 `folder_fps`); .gif via Pillow (variable frame delays are resampled to a constant rate by repeating
@@ -430,3 +432,15 @@ def write_video(path: str | Path, frames_uint8: np.ndarray, fps: float, *, crf: 
     if not path.is_file() or path.stat().st_size == 0:
         raise OSError(f"Writing {path} produced no file; check that its folder exists and is writable.")
     return path
+
+
+def side_by_side(*clips_uint8: np.ndarray, gap_px: int = 8) -> np.ndarray:
+    """Clips (T,H,W_k,3) uint8 of one length and height, left to right with a black gap of `gap_px` between:
+    (T,H,sum W_k + gaps,3) uint8. A single image (T=1) broadcast to T frames may be passed as (1,H,W,3)."""
+    if not clips_uint8:
+        raise ValueError("side_by_side needs at least one clip")
+    frames = max(clip.shape[0] for clip in clips_uint8)
+    clips = [np.broadcast_to(clip, (frames, *clip.shape[1:])) for clip in clips_uint8]
+    gap = np.zeros((frames, clips[0].shape[1], gap_px, 3), np.uint8)
+    parts = [part for clip in clips for part in (gap, clip)][1:]
+    return np.concatenate(parts, axis=2)

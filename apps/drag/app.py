@@ -53,11 +53,11 @@ from apps.drag import backends, ui_brush, ui_canvas, ui_engine, ui_generate, ui_
 from apps.drag.overlay import draw_object_overlay, draw_trajectory_overlay, with_border  # noqa: E402
 from apps.drag.params import DragParams  # noqa: E402
 from core.config import ENV_PREFIX, Settings  # noqa: E402
-from core.engines.objects import ObjectLayer, animate_objects  # noqa: E402
+from core.engines.objects import ObjectLayer, animate_objects, preview_object_flow  # noqa: E402
 from core.engines.warp import preview_flow, preview_video  # noqa: E402
 from core.errors import InputError, KinemaError  # noqa: E402
 from core.eval.learning import MINI_SIDE  # noqa: E402
-from core.imaging import load_image, resize_to_multiple  # noqa: E402
+from core.imaging import load_image, plan_resize, resize_to_multiple  # noqa: E402
 from core.models.presets import MINI  # noqa: E402
 from core.motion import suggest_motion_bucket  # noqa: E402
 from core.trajectory import Trajectories  # noqa: E402
@@ -390,25 +390,26 @@ def preview_section(
     layers_key: str | None,
 ) -> None:
     """The trajectories over the image (with their objects, tinted, for the objects engine: `layers`), the
-    sheet's motion picture and the engine's preview video."""
+    engine's motion picture (colour = direction) and its preview video."""
     height, width = image.shape[:2]
     arrows_col, flow_col = st.columns(2)
+    camera = backends.camera_of(chosen["camera"])
     if layers is None:
         preview = preview_flow(
             (width, height),
             trajectories,
             chosen["frames"],
             region_mask=region_mask,
-            camera=backends.camera_of(chosen["camera"]),
+            camera=camera,
             radius_px=chosen["radius"],
         )
-        arrows_col.image(
-            draw_trajectory_overlay(image, trajectories), caption="Trajectories", width="stretch"
-        )
-        flow_col.image(with_border(preview), caption="Motion preview (colour = direction)", width="stretch")
+        overlay, caption = draw_trajectory_overlay(image, trajectories), "Trajectories"
     else:
+        preview = preview_object_flow((width, height), trajectories, layers, chosen["frames"], camera=camera)
         overlay = draw_trajectory_overlay(draw_object_overlay(image, layers), trajectories)
-        arrows_col.image(overlay, caption="Trajectories and the objects they move", width="stretch")
+        caption = "Trajectories and the objects they move"
+    arrows_col.image(overlay, caption=caption, width="stretch")
+    flow_col.image(with_border(preview), caption="Motion preview (colour = direction)", width="stretch")
     try:
         clip = preview_clip(
             image,
@@ -423,12 +424,11 @@ def preview_section(
         )
     except InputError:  # nothing moves yet: the flow picture above says so by staying white
         return
-    if layers is not None:
-        flow_col.video(clip, format="video/mp4", loop=True, autoplay=True, muted=True)
-        flow_col.caption("Preview video (Generate makes the result and its files)")
-        return
     st.video(clip, format="video/mp4", loop=True, autoplay=True, muted=True)
-    st.caption("Warp preview video (reduced resolution; Generate makes the full-size result)")
+    if layers is None:
+        st.caption("Warp preview video (reduced resolution; Generate makes the full-size result)")
+    else:
+        st.caption("Preview video (Generate makes the result and its files)")
 
 
 def main() -> None:
@@ -466,19 +466,17 @@ def main() -> None:
         canvas_size = ui_canvas.fitted_size((height, width), "canvas_column")
         image_id = sync_canvas(data, chosen["resize"], chosen["max_side"], canvas_size, tracks_json)
         parsed = drawing_section(image, canvas_size, image_id)
-        engine = ui_engine.engine_controls(image, image_id, parsed.trajectories)
+        source_hw = decode_image(data, settings.max_image_side).shape[:2]
+        fit = plan_resize(*source_hw, multiple=64, max_side=chosen["max_side"], mode=chosen["resize"])
+        engine = ui_engine.engine_controls(image, image_id, parsed.trajectories, fit, settings.max_image_side)
     chosen.update(engine.params)
     with side_col:
         trajectories = ui_tracks.trajectory_list(parsed, (width, height), chosen["frames"])
         layers = layers_key = None
         if chosen["engine"] == "objects":
-            key = ui_engine.layers_key(
-                st.session_state.image_id, trajectories, chosen["grow_px"], settings, engine.object_masks
-            )
+            key = ui_engine.layers_key(st.session_state.image_id, trajectories, settings, engine)
             try:
-                layers = ui_engine.object_layers_for(
-                    image, key, trajectories, chosen["grow_px"], settings, engine.object_masks
-                )
+                layers = ui_engine.object_layers_for(image, key, trajectories, settings, engine)
                 layers_key = key
             except KinemaError as err:  # a configured SAM that does not load
                 st.error(str(err))

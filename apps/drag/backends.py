@@ -266,6 +266,7 @@ def render(
     engine: str = "sheet",
     grow_px: int = 0,
     object_masks: dict[int, np.ndarray] | None = None,
+    disparity: np.ndarray | None = None,
     layers: list[ObjectLayer] | None = None,
     settings: Settings | None = None,
     pipeline=None,
@@ -276,8 +277,9 @@ def render(
     The warp runs first (bad input is reported before any weights load), with `engine` "sheet"
     (`core.engines.warp.animate`; `region_mask` and `radius_px` apply) or "objects"
     (`core.engines.objects.animate_objects` over `layers`, or over `object_layers` with `grow_px`, the
-    painted `object_masks` {drag index: (H,W) bool} and `core.models.load_sam(settings)` when None; a motion
-    brush or reach is an InputError there, as painted objects are for the sheet).
+    painted `object_masks` {drag index: (H,W) bool}, the `disparity` (H,W) (larger = nearer: the nearer
+    objects in front) and `core.models.load_sam(settings)` when None; a motion brush or reach is an
+    InputError there, as painted objects and a depth map are for the sheet).
     `motion_bucket_id` None takes `core.motion.suggest_motion_bucket` of the same request. `strength` None takes the backend's default. `pipeline` is what `load(name,
     settings)` returns (loaded here when None). SVD arguments are those of
     `SVDTrajectoryPipeline.__call__` (`controlnet_scale` is its `controlnet_conditioning_scale`, used by
@@ -307,6 +309,8 @@ def render(
         )
     if engine == "sheet" and object_masks:
         raise InputError("Painted objects are moved by the objects engine; choose it to use them.")
+    if engine == "sheet" and disparity is not None:
+        raise InputError("A depth map orders the objects engine's objects; choose that engine to use one.")
     report = progress or (lambda event: None)
     warp_share = 1.0 if backend.name == "warp" else _WARP_SHARE
 
@@ -318,7 +322,12 @@ def render(
             from core.models import load_sam
 
             layers = object_layers(
-                image_uint8, trajectories, masks=object_masks, grow_px=grow_px, segmenter=load_sam(settings)
+                image_uint8,
+                trajectories,
+                masks=object_masks,
+                grow_px=grow_px,
+                segmenter=load_sam(settings),
+                disparity=disparity,
             )
         warp = animate_objects(
             image_uint8,

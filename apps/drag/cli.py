@@ -4,7 +4,8 @@
         [--backend warp|svd|svd-controlnet|svd-joint-flow] [--frames 14] [--fps 7] [--motion-bucket B] \\
         [--strength S] [--controlnet-scale 1.0] [--steps 25] [--seed 0] [--resize crop|pad] \\
         [--max-side 1024] [--camera zoom_in] [--engine objects|sheet] [--grow-px 0] \\
-        [--object-mask 1=mask.png] [--radius R] [--region-mask mask.png] [--flow-out out/flow.mp4] \\
+        [--object-mask 1=mask.png] [--depth depth.png] [--depth-white near|far] [--radius R] \\
+        [--region-mask mask.png] [--flow-out out/flow.mp4] \\
         [--side-by-side out/sbs.mp4] [--gif] [--overwrite]  + settings flags (--svd-model, --device, ...; see --help)
 
 The trajectories file is what `core.trajectory.Trajectories.to_json()` writes (the drag app's
@@ -22,7 +23,9 @@ backend whose weights are not configured exits with status 2 and one line naming
 
 --engine objects (default) moves the object under each drag's start and holds the background
 (`core.engines.objects`; SAM segments when KINEMA_SAM_MODEL is set, GrabCut otherwise; --grow-px grows or
-shrinks the objects; --object-mask N=PATH gives drag N's object as painted); --engine sheet is the
+shrinks the objects; --object-mask N=PATH gives drag N's object as painted; --depth PATH, a greyscale depth
+map of the image such as the joint app's 16-bit depth PNG, puts the nearer objects in front, white being
+near unless --depth-white far); --engine sheet is the
 whole-picture warp, shaped by --radius and --region-mask.
 
 The job (`apps.drag.job`) is the app's: one request, one render, one run record. Beside the video,
@@ -106,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="objects engine: drag N (1-based, the app's numbering) moves the white part of this image (at "
         "--image's size) instead of the object found under it; repeat for several drags",
     )
+    parser.add_argument(
+        "--depth",
+        type=Path,
+        default=None,
+        help="objects engine: a greyscale 8/16-bit depth map at --image's size (the joint app's depth PNG); "
+        "the nearer objects are drawn in front (default: the later drawn drag's)",
+    )
     parser.add_argument("--out", required=True, type=Path, help="the video to write (.mp4 or .gif)")
     parser.add_argument(
         "--flow-out",
@@ -160,7 +170,12 @@ def outputs_of(args: argparse.Namespace) -> DragOutputs:
         "--side-by-side": outputs.side_by_side,
         "the run record": outputs.record,
     }
-    inputs = {"--image": args.image, "--trajectories": args.trajectories, "--region-mask": args.region_mask}
+    inputs = {
+        "--image": args.image,
+        "--trajectories": args.trajectories,
+        "--region-mask": args.region_mask,
+        "--depth": args.depth,
+    }
     inputs.update({f"--object-mask {index + 1}": path for index, path in object_masks_of(args)})
     check_outputs(
         [(flag, path) for flag, path in named.items() if path is not None],
@@ -178,7 +193,12 @@ def run_cli(args: argparse.Namespace, argv: list[str]) -> DragOutputs:
     if args.max_side < 64:
         raise InputError(f"--max-side must be at least 64 px, got {args.max_side}.")
     request = DragRequest(
-        args.image, args.trajectories, DragParams.from_args(args), args.region_mask, object_masks_of(args)
+        args.image,
+        args.trajectories,
+        DragParams.from_args(args),
+        args.region_mask,
+        object_masks_of(args),
+        args.depth,
     )
     with TqdmProgress(disable=args.quiet) as progress:
         run(

@@ -5,9 +5,11 @@ progress goes to a callback as `apps.drag.backends.RenderProgress` events (the a
 tqdm bars). Bad input raises InputError, missing weights ModelNotAvailable.
 
 Inputs are files (`DragRequest`): the picture (any size), a trajectories JSON normalised to it
-(`Trajectories.to_json`) and optionally a motion-brush mask at its size (white = moves). The job fits
+(`Trajectories.to_json`) and optionally a motion-brush mask at its size (white = moves), painted objects and
+a depth map (greyscale, 8- or 16-bit, at its size: the objects engine puts the nearer objects in front;
+`DragParams.depth_white` says whether white is near, as in the joint app's depth PNG, or far). The job fits
 the picture into the video frame (`DragParams.max_side`, `DragParams.resize`: sides multiples of 64) and
-maps the trajectories and the mask into that frame. The app saves what its canvas shows first
+maps the trajectories, the masks and the depth map into that frame. The app saves what its canvas shows first
 (`save_inputs`: the working image, which already fits, so its trajectories stay exactly as drawn).
 
 Outputs (`DragOutputs`): the video (.mp4 or .gif), optionally the flow video, a GIF copy and the side by
@@ -15,11 +17,12 @@ side (trajectories | video | motion), and the run record (`apps.common.runs.RunR
 run folder (`DragOutputs.in_folder`); the CLI writes where its flags say. Each file is written through
 `core.outputs.atomic_path` (complete under its name, or not there).
 
-Record ``arguments``: the request (``image``, ``trajectories``, ``region_mask``, ``object_masks`` and every DragParams
-field), the front end's own options (the CLI's flags as parsed), and under ``resolved`` what the job
-worked out: the video and source sizes, the motion bucket, strength and ControlNet scale used, and the
-trajectories it read. `request_from_record` reads the request back, so a record redoes its run (from its run
-folder, or from its downloads: the inputs beside the record, where the app's run folder keeps them too).
+Record ``arguments``: the request (``image``, ``trajectories``, ``region_mask``, ``object_masks``, ``depth``
+and every DragParams field), the front end's own options (the CLI's flags as parsed), and under ``resolved``
+what the job worked out: the video and source sizes, the motion bucket, strength and ControlNet scale used,
+and the trajectories it read. `request_from_record` reads the request back, so a record redoes its run
+(from its run folder, or from its downloads: the inputs beside the record, where the app's run folder
+keeps them too).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from core.config import Settings
 from core.engines.objects import ObjectLayer
 from core.errors import InputError
 from core.flow import flows_to_video, render_flow_video
-from core.imaging import ResizeInfo, apply_resize, load_image, plan_resize
+from core.imaging import ResizeInfo, apply_resize, load_image, load_png16, plan_resize, save_png16
 from core.outputs import atomic_path
 from core.trajectory import Trajectories, Trajectory
 from core.video import write_video
@@ -66,6 +69,8 @@ class DragRequest:
         region_mask: optional motion-brush image at `image`'s size: white moves, black stays.
         object_masks: the objects engine's painted objects: (drag index, image at `image`'s size, white = the
             object) pairs; each replaces the object found under that drag.
+        depth: optional depth map for the objects engine, greyscale at `image`'s size (`read_depth`); the
+            nearer objects are in front.
     """
 
     image: Path
@@ -73,9 +78,15 @@ class DragRequest:
     params: DragParams = DragParams()
     region_mask: Path | None = None
     object_masks: tuple[tuple[int, Path], ...] = ()
+    depth: Path | None = None
 
     def to_arguments(self) -> dict[str, Any]:
-        files = {"image": self.image, "trajectories": self.trajectories, "region_mask": self.region_mask}
+        files = {
+            "image": self.image,
+            "trajectories": self.trajectories,
+            "region_mask": self.region_mask,
+            "depth": self.depth,
+        }
         return {
             **{k: None if v is None else str(v) for k, v in files.items()},
             "object_masks": {str(index): str(path) for index, path in self.object_masks},
@@ -142,8 +153,8 @@ class DragResult:
 @dataclass(frozen=True)
 class FittedInputs:
     """The request's inputs in the video frame: image (H,W,3) uint8, trajectories normalised to it, the
-    mask (H,W) bool or None, the painted objects {drag index: (H,W) bool}; `source` is what was read (the
-    trajectories as in the file)."""
+    mask (H,W) bool or None, the painted objects {drag index: (H,W) bool}, the disparity (H,W) float32 in
+    [0,1] (larger = nearer) or None; `source` is what was read (the trajectories as in the file)."""
 
     image_uint8: np.ndarray
     trajectories: Trajectories
@@ -151,6 +162,7 @@ class FittedInputs:
     source_hw: tuple[int, int]
     source_trajectories: Trajectories
     object_masks: dict[int, np.ndarray]
+    disparity: np.ndarray | None = None
 
 
 # -- inputs ----------------------------------------------------------------------------------------------
@@ -163,11 +175,12 @@ def save_inputs(
     params: DragParams,
     region_mask: np.ndarray | None = None,
     object_masks: dict[int, np.ndarray] | None = None,
+    depth_unit: np.ndarray | None = None,
 ) -> DragRequest:
     """Write what the app animates into its run folder (image.png, trajectories.json, region_mask.png,
-    object_mask_<drag number>.png) and return the request that names them (absolute paths, so the record
-    redoes the run from anywhere). `region_mask` and each of `object_masks` (by drag index) are (H,W) bool
-    at the image's size."""
+    object_mask_<drag number>.png, depth.png) and return the request that names them (absolute paths, so the
+    record redoes the run from anywhere). `region_mask` and each of `object_masks` (by drag index) are (H,W)
+    bool at the image's size; `depth_unit` (H,W) in [0,1] as uploaded (`fit_depth`), saved as 16-bit."""
     folder = Path(folder).absolute()
     with atomic_path(folder / "image.png") as temp:
         Image.fromarray(image_uint8).save(temp)
@@ -178,13 +191,46 @@ def save_inputs(
         (index, _save_mask(folder / f"object_mask_{index + 1}.png", mask))
         for index, mask in sorted((object_masks or {}).items())
     )
-    return DragRequest(folder / "image.png", folder / "trajectories.json", params, mask_path, painted)
+    depth = None if depth_unit is None else save_png16(folder / "depth.png", depth_unit)
+    return DragRequest(folder / "image.png", folder / "trajectories.json", params, mask_path, painted, depth)
 
 
 def _save_mask(path: Path, mask: np.ndarray) -> Path:
     with atomic_path(path) as temp:
         Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(temp)
     return path
+
+
+def read_depth(source: Path | bytes, max_side: int) -> np.ndarray:
+    """A depth map file or upload -> (H,W) float32 in [0,1] as stored (8- or 16-bit greyscale); InputError
+    in one sentence for anything else."""
+    name = "upload" if isinstance(source, bytes) else f"file {Path(source).name}"
+    if not isinstance(source, bytes) and not Path(source).is_file():
+        raise InputError(f"The depth {name} does not exist.")
+    try:
+        return load_png16(source, max_side=max_side)
+    except InputError as err:
+        raise InputError(
+            f"The depth {name} is not a greyscale 8- or 16-bit image of at most {max_side} px a side (such "
+            "as the joint app's depth PNG)."
+        ) from err
+
+
+def fit_depth(depth_unit: np.ndarray, info: ResizeInfo) -> np.ndarray:
+    """A depth map (H,W) of the source picture, fitted into the video frame as `apply_resize(..., info)`
+    fits the picture; InputError when it is not the picture's size."""
+    if depth_unit.shape != info.source_hw:
+        (height, width), (source_h, source_w) = depth_unit.shape, info.source_hw
+        raise InputError(
+            f"The depth map is {width}x{height} px but the image is {source_w}x{source_h}; use the depth map "
+            "of this image."
+        )
+    return apply_resize(depth_unit, info, pad_mode="edge")
+
+
+def disparity_of(depth_unit: np.ndarray, depth_white: str) -> np.ndarray:
+    """The disparity (larger = nearer) of a depth map whose white is `depth_white` ("near" or "far")."""
+    return depth_unit if depth_white == "near" else 1.0 - depth_unit
 
 
 def load_trajectories(path: str | Path) -> Trajectories:
@@ -247,6 +293,9 @@ def fit_inputs(request: DragRequest, settings: Settings) -> FittedInputs:
         index: fitted_mask(path, f"The object mask of drag {index + 1}")
         for index, path in request.object_masks
     }
+    depth = None
+    if request.depth is not None:
+        depth = fit_depth(read_depth(request.depth, settings.max_image_side), info)
     return FittedInputs(
         image_uint8=apply_resize(source, info, pad_mode="edge"),
         trajectories=fit_trajectories(trajectories, info),
@@ -254,6 +303,7 @@ def fit_inputs(request: DragRequest, settings: Settings) -> FittedInputs:
         source_hw=source.shape[:2],
         source_trajectories=trajectories,
         object_masks=object_masks,
+        disparity=None if depth is None else disparity_of(depth, params.depth_white),
     )
 
 
@@ -309,6 +359,7 @@ def run(
         engine=params.engine,
         grow_px=params.grow_px,
         object_masks=fitted.object_masks or None,
+        disparity=fitted.disparity,
         layers=layers,
         settings=settings,
         pipeline=pipeline,
@@ -357,7 +408,7 @@ def request_from_record(record: RunRecord, folder: str | Path | None = None) -> 
         beside = None if folder is None else Path(folder) / path.name
         return beside if beside is not None and not path.is_file() and beside.is_file() else path
 
-    mask = arguments.get("region_mask")
+    mask, depth = arguments.get("region_mask"), arguments.get("depth")  # depth: absent from older records
     painted = arguments.get("object_masks") or {}  # absent from records older than painted objects
     return DragRequest(
         image=located(arguments["image"]),
@@ -365,6 +416,7 @@ def request_from_record(record: RunRecord, folder: str | Path | None = None) -> 
         params=DragParams.from_arguments(arguments),
         region_mask=None if mask is None else located(mask),
         object_masks=tuple((int(index), located(path)) for index, path in painted.items()),
+        depth=None if depth is None else located(depth),
     )
 
 

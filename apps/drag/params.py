@@ -39,7 +39,7 @@ from core.eval.learning import MINI_FPS, MINI_FRAMES, MINI_SIDE
 # The app's working sizes (long side, px); the CLI takes any --max-side of at least 64.
 WORKING_SIDES = (64, 128, 256, 384, 512, 768, 1024)
 # What a record written before a field existed ran with: those runs redo exactly.
-RECORD_FALLBACKS = {"engine": "sheet", "grow_px": 0}
+RECORD_FALLBACKS = {"engine": "sheet", "grow_px": 0, "depth_white": "near"}
 
 
 def _param(default: Any, help: str, label: str = "", **ui: Any) -> Any:
@@ -69,6 +69,13 @@ class DragParams:
         "objects engine: grow (or, negative, shrink) each object's mask by this many px (default 0)",
         "Grow / shrink the objects (px)",
         ui=(-30, 30, 1),
+    )
+    depth_white: str = _param(
+        "near",
+        "objects engine, with a depth map: what its white means, near (a disparity map, as the joint app "
+        "writes) or far (a depth map) (default near)",
+        "White in the depth map is",
+        choices=("near", "far"),
     )
     frames: int = _param(
         DEFAULT_FRAMES,

@@ -5,7 +5,9 @@
   the drags' start points, since nothing else changes them) with SAM when KINEMA_SAM_MODEL is set
   (`core.models.load_sam`), GrabCut otherwise; a slider grows or shrinks them, and a drag's object can be
   repainted by hand (a brush stroke on its own canvas replaces the object found; kept per drag start
-  point, so it follows the drag through deletions and redraws of others).
+  point, so it follows the drag through deletions and redraws of others). An optional depth map of the
+  picture (greyscale 8/16-bit, e.g. the joint app's depth PNG; white near or far) puts the nearer objects in
+  front instead of the later drawn; it is fitted to the working image as the picture is (`job.fit_depth`).
 - "sheet" (`core.engines.warp`): the whole picture moves as a smooth field, shaped by the reach (the
   smallest distance a drag pulls, default 0.1 x the shorter side) and the optional motion brush
   (`apps.drag.ui_brush`).
@@ -22,9 +24,12 @@ import numpy as np
 import streamlit as st
 
 from apps.drag import ui_brush, ui_canvas
+from apps.drag.job import disparity_of, fit_depth, read_depth
 from apps.drag.params import DragParams
 from core.config import Settings
 from core.engines.objects import ObjectLayer, object_layers
+from core.errors import InputError
+from core.imaging import ResizeInfo
 from core.trajectory import Trajectories
 
 ENGINE_LABELS = {"objects": "The object under each drag", "sheet": "The whole picture (sheet)"}
@@ -34,17 +39,32 @@ LAYER_CACHE_SIZE = 8
 
 @dataclass(frozen=True)
 class EngineChoice:
-    """The engine section's choices: the DragParams fields it sets (`params`: engine, grow_px, radius), the
-    motion-brush mask (H,W) bool or None (sheet only) and the painted objects {drag index: (H,W) bool}
-    (objects only)."""
+    """The engine section's choices: the DragParams fields it sets (`params`: engine, grow_px, depth_white,
+    radius), the motion-brush mask (H,W) bool or None (sheet only), the painted objects {drag index: (H,W)
+    bool} and the depth map (H,W) in [0,1] as uploaded, fitted to the working image, or None (objects
+    only)."""
 
     params: dict
     region_mask: np.ndarray | None
     object_masks: dict[int, np.ndarray] = field(default_factory=dict)
+    depth_unit: np.ndarray | None = None
+
+    @property
+    def disparity(self) -> np.ndarray | None:
+        """The depth map as disparity (larger = nearer), or None."""
+        return None if self.depth_unit is None else disparity_of(self.depth_unit, self.params["depth_white"])
 
 
-def engine_controls(image: np.ndarray, image_id: str, trajectories: Trajectories) -> EngineChoice:
-    """The engine radio and the chosen engine's controls (under the canvas)."""
+def engine_controls(
+    image: np.ndarray,
+    image_id: str,
+    trajectories: Trajectories,
+    fit: ResizeInfo,
+    max_side: int,
+) -> EngineChoice:
+    """The engine radio and the chosen engine's controls (under the canvas). `fit`: how the uploaded picture
+    became `image` (a depth map of it is fitted the same way); `max_side`: the largest side an upload may
+    have."""
     engine = DragParams.widget("engine")
     name = st.radio(
         engine.label, list(engine.choices), format_func=ENGINE_LABELS.get, horizontal=True, key="engine"
@@ -62,11 +82,36 @@ def engine_controls(image: np.ndarray, image_id: str, trajectories: Trajectories
             "grow the objects to take in more of their edge, shrink them to leave the background out.",
         )
         painted = repaint_control(image, image_id, trajectories)
-        return EngineChoice({"engine": name, "grow_px": grow_px, "radius": None}, None, painted)
+        depth_unit, depth_white = depth_control(fit, image_id, max_side)
+        params = {"engine": name, "grow_px": grow_px, "depth_white": depth_white, "radius": None}
+        return EngineChoice(params, None, painted, depth_unit)
     return EngineChoice(
-        {"engine": name, "grow_px": 0, "radius": reach_control(image.shape[:2])},
+        {"engine": name, "grow_px": 0, "depth_white": "near", "radius": reach_control(image.shape[:2])},
         ui_brush.motion_brush(image, image_id, trajectories),
     )
+
+
+def depth_control(fit: ResizeInfo, image_id: str, max_side: int) -> tuple[np.ndarray | None, str]:
+    """The depth expander: an optional depth map of the picture and what its white means. Returns the map
+    fitted to the working image ((H,W) in [0,1] as uploaded, or None) and "near" or "far"."""
+    white = DragParams.widget("depth_white")
+    with st.expander("Depth map (optional): the nearer objects in front"):
+        upload = st.file_uploader(
+            "Depth map of this picture (greyscale PNG, 8- or 16-bit, e.g. the joint app's depth)",
+            type=["png", "tif", "tiff"],
+            key=f"depth-{image_id}",
+        )
+        depth_white = st.radio(
+            white.label, list(white.choices), horizontal=True, key="depth_white", help=white.help
+        )
+        if upload is None:
+            st.caption("Without one, the object of the later drawn drag is in front.")
+            return None, depth_white
+        try:
+            return fit_depth(read_depth(upload.getvalue(), max_side), fit), depth_white
+        except InputError as err:
+            st.error(str(err))
+            return None, depth_white
 
 
 def reach_control(image_hw: tuple[int, int]) -> float | None:
@@ -130,27 +175,21 @@ def clear_brush() -> None:
     st.session_state.painted_objects = {}
 
 
-def layers_key(
-    image_id: str,
-    trajectories: Trajectories,
-    grow_px: int,
-    settings: Settings,
-    masks: dict[int, np.ndarray],
-) -> str:
+def _digest(array: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(array).tobytes()).hexdigest()[:12]
+
+
+def layers_key(image_id: str, trajectories: Trajectories, settings: Settings, engine: EngineChoice) -> str:
     """What the objects of a drawing depend on: the picture, the drags' start points and which of them are
-    anchors, the grow/shrink, the segmenter and the painted objects."""
+    anchors, the grow/shrink, the segmenter, the painted objects and the depth map."""
     starts = ";".join(f"{start_key(t)},{t.is_anchor:d}" for t in trajectories)
-    painted = ";".join(f"{i}:{hashlib.sha1(m.tobytes()).hexdigest()[:12]}" for i, m in sorted(masks.items()))
-    return f"{image_id}|{grow_px}|{settings.sam_model}|{starts}|{painted}"
+    painted = ";".join(f"{i}:{_digest(m)}" for i, m in sorted(engine.object_masks.items()))
+    depth = "" if engine.disparity is None else _digest(engine.disparity)
+    return f"{image_id}|{engine.params['grow_px']}|{settings.sam_model}|{starts}|{painted}|{depth}"
 
 
 def object_layers_for(
-    image: np.ndarray,
-    key: str,
-    trajectories: Trajectories,
-    grow_px: int,
-    settings: Settings,
-    masks: dict[int, np.ndarray],
+    image: np.ndarray, key: str, trajectories: Trajectories, settings: Settings, engine: EngineChoice
 ) -> list[ObjectLayer]:
     """`core.engines.objects.object_layers` of the drawing, from the session's cache when `key` (see
     `layers_key`) was seen. Raises ModelNotAvailable when a configured SAM cannot be loaded."""
@@ -163,6 +202,11 @@ def object_layers_for(
         while len(cache) >= LAYER_CACHE_SIZE:
             cache.pop(next(iter(cache)))
         cache[key] = object_layers(
-            image, trajectories, masks=masks, grow_px=grow_px, segmenter=load_sam(settings)
+            image,
+            trajectories,
+            masks=engine.object_masks,
+            grow_px=engine.params["grow_px"],
+            segmenter=load_sam(settings),
+            disparity=engine.disparity,
         )
     return cache[key]

@@ -65,6 +65,8 @@ def show_result(result: job.DragResult, settings: Settings) -> None:
     if request.region_mask is not None:
         inputs.append(("Motion brush (PNG)", request.region_mask))
     inputs += [(f"Object of track {index + 1} (PNG)", path) for index, path in request.object_masks]
+    if request.depth is not None:
+        inputs.append(("Depth map (PNG)", request.depth))
     downloads = [
         ("Video (mp4)", files.video.read_bytes, "kinema-drag.mp4", "video/mp4"),
         ("Video (gif)", result.gif_bytes, "kinema-drag.gif", "image/gif"),
@@ -101,7 +103,7 @@ def generate_section(
 ) -> None:
     """The Generate button and the run behind it (a failed run keeps the earlier result on screen). Each progress
     update (every frame and step) is where Streamlit stops a rerun or stopped script; an unfinished run's folder
-    is removed. `engine`: its brush or painted objects; `layers`: the objects engine's objects of this drawing
+    is removed. `engine`: its brush, painted objects or depth map; `layers`: the objects engine's objects of this drawing
     (found once, `apps.drag.ui_engine`)."""
     pipe, blocked = load_backend(params.backend, settings)
     moving = len(trajectories.moving) > 0 or params.camera != "none"
@@ -119,7 +121,7 @@ def generate_section(
     try:
         folder = new_run_folder(settings.output_dir, "drag")
         request = job.save_inputs(
-            folder, image, trajectories, params, engine.region_mask, engine.object_masks
+            folder, image, trajectories, params, engine.region_mask, engine.object_masks, engine.depth_unit
         )
         st.session_state.result = job.run(
             request,

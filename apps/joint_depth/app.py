@@ -7,7 +7,9 @@ import `demo` (or call `build_demo`) and drive it with gradio_client.
 Three tabs share the settings column (joint weights, steps, guidance, seed, batch, the low-VRAM mode for the
 run, point-cloud camera) and the results column: images, depth colour maps, the point cloud of the selected
 sample (gr.Model3D, a binary PLY: gradio 6 draws a PLY without Gaussian-splat fields as a point cloud), and
-the downloads (PNG image, 16-bit depth PNG, colour map, PLY per sample, params.json). Without SD weights the
+the downloads (PNG image, 16-bit depth PNG, colour map, PLY per sample, params.json), an image | depth
+compare slider, and this session's earlier runs with "Redo with these settings" (:mod:`apps.common.runs_panel`;
+compare view, phone layout and redo: :mod:`apps.joint_depth.compare`). Without SD weights the
 app runs on the tiny preset and the banner says so; without joint weights it runs the untrained patch and says
 so too. With ``KINEMA_SD_MODEL=mini`` the banner says what the mini models are, the steps start at 15, and each
 tab's examples start with the held-out synthetic scene they were made for (:mod:`apps.common.examples`).
@@ -26,7 +28,8 @@ API (every event has an api_name; model events share one queue slot, "gpu", limi
     /startup (model banner and its native size; runs on page load), /model_status (banner for a weights
     choice), /list_weights, /generate, /image_to_depth, /depth_to_image; /stop_generate, /stop_image_to_depth,
     /stop_depth_to_image (the Stop buttons: this session's runs stop at their next denoising step, as they do
-    when the page or client goes away).
+    when the page or client goes away); /runs, /run_details, /redo (this session's runs, a run's parameters
+    JSON and files, the controls' values that redo it).
 The settings are keyword inputs: weights, steps, guidance, seed, batch, low_vram, near, far, fov_deg,
 max_points.
 """
@@ -41,7 +44,8 @@ import gradio as gr
 
 from apps.common.examples import MINI_EXAMPLE_LABEL, MINI_STEPS, is_mini, mini_image_example
 from apps.common.gradio import RunStops, image_upload, low_vram_checkbox, serve, served_copies, shows_errors
-from apps.joint_depth import examples, job
+from apps.common.runs_panel import RunsPanel
+from apps.joint_depth import compare, examples, job
 from apps.joint_depth.job import JointRequest, LoadedModel
 from core.config import ENV_PREFIX, LIMITS, Settings
 from core.errors import InputError
@@ -61,6 +65,7 @@ class Handlers:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.stops = RunStops()
+        self.runs = RunsPanel("jd")
 
     # -- models ----------------------------------------------------------------------------------------
 
@@ -140,6 +145,7 @@ class Handlers:
             done = job.run_job(
                 request, settings, action=action, progress=lambda text: progress(0, desc=text), cancel=token
             )
+        self.runs.remember(client, done.files.params_json)
         model, images, files = done.model, done.images_uint8, done.files
         height, width = images.shape[1:3]
         weights_name = Path(model.weights).name if model.weights else "none (untrained)"
@@ -148,17 +154,21 @@ class Handlers:
             f"({request.mode}, {request.steps} steps, guidance {request.guidance:g}, seed {request.seed}; model "
             f"{model.sd_model}, joint weights {weights_name}); run {files.folder.name}."
         )
+        status = "\n\n".join([status, *(f"> ⚠️ {note}" for note in done.notes)])
         captions = [f"{k}" for k in range(1, len(images) + 1)]
         downloads = files.downloads()
         served = dict(zip(downloads, served_copies(downloads)))
-        clouds = [served[path] for path in files.clouds]
+        samples = [
+            tuple(served[path] for path in paths)
+            for paths in zip(files.images, files.depth_color, files.clouds)
+        ]
         return (
             [(served[path], caption) for path, caption in zip(files.images, captions)],
             [(served[path], caption) for path, caption in zip(files.depth_color, captions)],
-            clouds[0],
+            samples[0][2],
             [served[path] for path in downloads],
             status,
-            clouds,
+            samples,
         )
 
     @shows_errors
@@ -240,12 +250,9 @@ class Handlers:
         request = replace(request, input_path=depth or "")
         return self._run(request, "ui:depth_to_image", progress, low_vram, client)
 
-    @staticmethod
-    def show_point_cloud(clouds: list[str] | None, evt: gr.SelectData):
-        """Show the point cloud of the sample clicked in a gallery."""
-        if not clouds or not 0 <= evt.index < len(clouds):
-            return gr.update()
-        return clouds[evt.index]
+    def redo(self, entry):
+        """The controls' values that redo a run of this session (apps.joint_depth.compare.REDO_CONTROLS)."""
+        return compare.redo_values(entry, {folder: name for name, folder in self.weight_folders().items()})
 
 
 Components = dict[str, Any]
@@ -272,7 +279,7 @@ def _mode_tabs(settings: Settings) -> Components:
     mini_first = is_mini(settings.sd_model)
     mini_label = f"Examples: {MINI_EXAMPLE_LABEL} (held-out, {MINI_SIDE} px)"
     ui: Components = {}
-    with gr.Tabs():
+    with gr.Tabs(overflow_behavior="wrap", elem_id="jd-modes") as ui["tabs"]:
         with gr.Tab("Prompt -> image + depth", id="joint"):
             ui["prompt"] = gr.Textbox(label="Prompt", lines=2, elem_id="jd-prompt")
             ui["negative"] = gr.Textbox(label="Negative prompt", elem_id="jd-negative")
@@ -357,7 +364,9 @@ def _settings_panel(h: Handlers) -> Components:
                 0.0, LIMITS["joint_guidance"].high, value=7.5, step=0.5, label="Guidance"
             )
         with gr.Row():
-            ui["seed"] = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=job.SEED.high)
+            ui["seed"] = gr.Number(
+                0, label="Seed", precision=0, minimum=0, maximum=job.SEED.high, elem_id="jd-seed"
+            )
             ui["batch"] = gr.Slider(1, LIMITS["joint_batch"].high, value=1, step=1, label="Batch size")
         ui["low_vram"] = low_vram_checkbox(h.settings, "jd-low-vram")
     with gr.Accordion("Point cloud camera", open=False):
@@ -380,8 +389,9 @@ def _settings_panel(h: Handlers) -> Components:
     return ui
 
 
-def _results_column() -> Components:
-    """Status, image and depth galleries, the point cloud of the selected sample, downloads."""
+def _results_column(h: Handlers) -> Components:
+    """Status, image and depth galleries, image | depth compare slider, the point cloud of the selected sample,
+    downloads, and this session's runs."""
     ui: Components = {}
     ui["status"] = gr.Markdown(label="Status", elem_id="jd-status")
     with gr.Row():
@@ -390,9 +400,10 @@ def _results_column() -> Components:
             label="Depth maps (near = warm)", columns=2, height=300, elem_id="jd-depth-maps"
         )
     gr.Markdown(
-        "Click a sample to show its point cloud. Downloads per sample: image, 16-bit depth PNG "
+        "Click a sample to compare it and show its point cloud. Downloads per sample: image, 16-bit depth PNG "
         "(near = white), colour map, PLY point cloud; and params.json (the run record)."
     )
+    ui["compare"] = compare.compare_view()
     ui["cloud_out"] = gr.Model3D(
         label="Point cloud",
         clear_color=(0.08, 0.08, 0.1, 1.0),
@@ -401,6 +412,7 @@ def _results_column() -> Components:
         elem_id="jd-cloud",
     )
     ui["downloads"] = gr.File(label="Downloads", file_count="multiple", elem_id="jd-downloads")
+    ui.update(h.runs.build())
     return ui
 
 
@@ -420,7 +432,7 @@ def _events(demo: gr.Blocks, h: Handlers, ui: Components) -> None:
         "max_points",
     )
     run = {**gpu, "inputs_kwargs": {name: ui[name] for name in names}}
-    results = [ui[k] for k in ("images_out", "depth_out", "cloud_out", "downloads", "status", "clouds")]
+    results = [ui[k] for k in ("images_out", "depth_out", "cloud_out", "downloads", "status", "samples")]
     sizes = [ui[k] for k in ("banner", "height", "width", "image_side", "depth_side")]
     demo.load(h.startup, ui["weights"], sizes, api_name="startup", **gpu)
     ui["weights"].input(h.model_status, ui["weights"], ui["banner"], api_name="model_status", **gpu)
@@ -454,8 +466,14 @@ def _events(demo: gr.Blocks, h: Handlers, ui: Components) -> None:
     }
     h.stops.wire(demo, ui["status"], stops)
     glue = {"queue": False, "api_visibility": "private"}
-    ui["images_out"].select(h.show_point_cloud, ui["clouds"], ui["cloud_out"], **glue)
-    ui["depth_out"].select(h.show_point_cloud, ui["clouds"], ui["cloud_out"], **glue)
+    for button in (ui["generate_btn"], ui["image_btn"], ui["depth_btn"]):
+        button.click(None, js=compare.SHOW_RESULTS_JS, api_visibility="private")
+    for run_event in (generate, image_to_depth, depth_to_image):
+        run_event.success(compare.pair, ui["samples"], ui["compare"], **glue)
+    for gallery in (ui["images_out"], ui["depth_out"]):
+        gallery.select(compare.select_sample, ui["samples"], [ui["cloud_out"], ui["compare"]], **glue)
+    redo_outputs = [ui[name] for name in compare.REDO_CONTROLS]
+    h.runs.wire(demo, ui, [generate, image_to_depth, depth_to_image], h.redo, redo_outputs)
 
 
 def build_demo(settings: Settings) -> gr.Blocks:
@@ -464,13 +482,15 @@ def build_demo(settings: Settings) -> gr.Blocks:
     with gr.Blocks(title="Joint depth + image", delete_cache=(3600, 6 * 3600)) as demo:
         gr.Markdown("# Joint depth + image")
         ui: Components = {"banner": gr.Markdown("Loading the model...", elem_id="jd-banner")}
-        ui["clouds"] = gr.State([])
-        with gr.Row():
-            with gr.Column(scale=1):
+        ui["samples"] = gr.State([])  # the last run's (image, depth colour map, point cloud) per sample
+        compare.page_style()
+        with gr.Row(elem_id="jd-main"):
+            with gr.Column(scale=1, elem_id="jd-inputs"):
                 ui.update(_mode_tabs(settings))
-                ui.update(_settings_panel(h))
-            with gr.Column(scale=1):
-                ui.update(_results_column())
+                with gr.Column(elem_id="jd-settings"):
+                    ui.update(_settings_panel(h))
+            with gr.Column(scale=1, elem_id="jd-results"):
+                ui.update(_results_column(h))
         _events(demo, h, ui)
     return demo
 

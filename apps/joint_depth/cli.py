@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; earlier outputs are unchanged.", file=sys.stderr)
         return INTERRUPTED
-    for notice in done.model.notices:
+    for notice in [*done.model.notices, *done.notes]:
         print(notice)
     height, width = done.images_uint8.shape[1:3]
     print(

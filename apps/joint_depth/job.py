@@ -12,7 +12,9 @@ folders, one run from request to files and its run record.
 - :class:`JointRequest`, :func:`prepare_image`, :func:`prepare_depth`, :func:`run`, :func:`write_results`:
   one run from checked parameters to files (image PNG, 16-bit depth PNG, depth colour map, PLY point cloud).
 - :func:`run_job`: all of it for a request (model, input, run, files) plus the run record ``params.json``
-  (:class:`apps.common.runs.RunRecord`); :func:`request_from_record` turns a record back into its request.
+  (:class:`apps.common.runs.RunRecord`; :func:`record_arguments`: only the sizes the mode reads, and the size
+  made); :func:`request_from_record` turns a record back into its request. An input cropped to fit the size
+  is said in the job's notes, never silently.
 
 Depth everywhere is relative disparity in [0,1], near = 1 (white in the 16-bit PNGs), as the pipeline returns
 it; an uploaded depth map is read the same way (near = bright) and normalised as the pipeline's training data
@@ -205,23 +207,43 @@ class JointRequest:
         )
 
 
-def prepare_image(path: str | Path, settings: Settings, side: int) -> np.ndarray:
+def _fit(picture: np.ndarray, side: int, what: str, notes: list[str] | None) -> np.ndarray:
+    """`picture` centre-cropped and resized so both sides divide by 64, longest <= side; a crop that cuts part
+    of it off is said in one sentence appended to `notes` (never done silently)."""
+    fitted, info = resize_to_multiple(picture, multiple=SIZE_MULTIPLE, max_side=side)
+    (height, width), (crop_h, crop_w) = info.source_hw, info.crop_box[2:]
+    if notes is not None and crop_h * crop_w < height * width:
+        out_h, out_w = info.output_hw
+        notes.append(
+            f"The {what} ({width}x{height}) was centre-cropped to {crop_w}x{crop_h} to make {out_w}x{out_h} "
+            f"(both sides are multiples of {SIZE_MULTIPLE} px, the longest at most {side} px): "
+            f"{1 - crop_h * crop_w / (height * width):.0%} of it is not used. A larger size keeps more of it."
+        )
+    return fitted
+
+
+def prepare_image(
+    path: str | Path, settings: Settings, side: int, *, notes: list[str] | None = None
+) -> np.ndarray:
     """An uploaded image -> uint8 (H,W,3), centre-cropped and resized so both sides divide by 64, longest <= side.
 
-    The size is checked against ``settings.max_image_side`` from the header, before decoding.
+    The size is checked against ``settings.max_image_side`` from the header, before decoding. A crop is said
+    in `notes` (when given).
     """
     image = load_image(path, max_side=settings.max_image_side)
-    return resize_to_multiple(image, multiple=SIZE_MULTIPLE, max_side=side)[0]
+    return _fit(image, side, "image", notes)
 
 
-def prepare_depth(path: str | Path, settings: Settings, side: int) -> np.ndarray:
+def prepare_depth(
+    path: str | Path, settings: Settings, side: int, *, notes: list[str] | None = None
+) -> np.ndarray:
     """An uploaded depth map (greyscale 8/16-bit, near = bright) -> disparity float32 (H,W) in [0,1].
 
     Resized like :func:`prepare_image`, then normalised as training data is (percentiles 2/98 to 0/1). A
     colourised map is refused (InputError): its colours are not depth values.
     """
     depth = load_png16(path, max_side=settings.max_image_side)
-    depth = resize_to_multiple(depth, multiple=SIZE_MULTIPLE, max_side=side)[0]
+    depth = _fit(depth, side, "depth map", notes)
     return signed_to_unit(normalize_disparity(depth)).astype(np.float32)
 
 
@@ -326,7 +348,8 @@ def write_results(
 
 @dataclass
 class JobResult:
-    """What :func:`run_job` made: images uint8 (B,H,W,3), disparity float32 (B,H,W), the files and record."""
+    """What :func:`run_job` made: images uint8 (B,H,W,3), disparity float32 (B,H,W), the files and record;
+    `notes`: sentences the user should read (an input cropped to fit)."""
 
     model: LoadedModel
     images_uint8: np.ndarray
@@ -334,6 +357,25 @@ class JobResult:
     files: RunFiles
     record: RunRecord
     seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+# The sizes a mode does not read: the record leaves them out, so it never states a size the run did not use.
+UNUSED_SIZES = {
+    "joint": ("side",),
+    "image_to_depth": ("height", "width"),
+    "depth_to_image": ("height", "width"),
+}
+
+
+def record_arguments(request: JointRequest, size_hw: tuple[int, int]) -> dict:
+    """The record's ``arguments``: the request without the sizes its mode does not read, the upload's name
+    (``input``) and ``size_wh``, the size the run made (after any resize of an input)."""
+    arguments = {k: v for k, v in asdict(request).items() if k not in UNUSED_SIZES[request.mode]}
+    if request.input_path:
+        arguments["input"] = Path(request.input_path).name
+    arguments["size_wh"] = [int(size_hw[1]), int(size_hw[0])]
+    return arguments
 
 
 def run_job(
@@ -353,14 +395,14 @@ def run_job(
     nothing."""
     cancel = cancel or CancelToken()
     report = cancel.watch(progress)
-    given = {}
+    given, notes = {}, []
     if request.mode != "joint":
         what = "an image" if request.mode == "image_to_depth" else "a depth map"
         if not request.input_path:
             raise InputError(f"Upload {what} first.")
         prepare = prepare_image if request.mode == "image_to_depth" else prepare_depth
         name = "image_uint8" if request.mode == "image_to_depth" else "depth_unit"
-        given[name] = prepare(request.input_path, settings, request.side)
+        given[name] = prepare(request.input_path, settings, request.side, notes=notes)
     report("loading models")
     model = load_model(settings, request.weights)
     report(f"{request.mode.replace('_', ' ')}: {request.steps} steps")
@@ -371,14 +413,11 @@ def run_job(
     folder = new_run_folder(settings.output_dir, "joint_depth") if folder is None else Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     files = write_results(folder, images, depth, request)
-    arguments = asdict(request)
-    if request.input_path:
-        arguments["input"] = Path(request.input_path).name
     record = RunRecord(
         app="joint_depth",
         action=action,
         command=command,
-        arguments=arguments,
+        arguments=record_arguments(request, images.shape[1:3]),
         settings={
             "sd_model": model.sd_model,
             "joint_weights": model.weights,
@@ -388,7 +427,7 @@ def run_job(
         timings_s={"seconds": seconds},
     )
     record.write(files.params_json)
-    return JobResult(model, images, depth, files, record, seconds)
+    return JobResult(model, images, depth, files, record, seconds, notes)
 
 
 def request_from_record(record: RunRecord) -> JointRequest:
@@ -396,7 +435,7 @@ def request_from_record(record: RunRecord) -> JointRequest:
     if record.app != "joint_depth":
         raise InputError(f"This is a run record of the {record.app} app, not of the joint-depth app.")
     names = {f.name for f in fields(JointRequest)}
-    unknown = sorted(record.arguments.keys() - names - {"input"})
+    unknown = sorted(record.arguments.keys() - names - {"input", "size_wh"})
     if unknown:
         raise InputError(f"The joint-depth run record is damaged: unknown arguments {unknown}.")
     return JointRequest(**{k: v for k, v in record.arguments.items() if k in names})

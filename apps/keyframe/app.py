@@ -16,7 +16,10 @@ API (every work event has an api_name; gradio_client keeps the session across ca
     /sample_video, /mini_sample_video (the synthetic clip for the mini models, with its working size and
     keyframe spacing), /probe_video, /load_video, /suggest_keyframes, /set_keyframes, /toggle_keyframe,
     /edit_preview, /edit_all, /reedit_keyframe, /upload_edit, /inbetween; /stop_edit, /stop_inbetween (the Stop
-    buttons: this session's runs stop at their next step or frame, as they do when the page or client goes away).
+    buttons: this session's runs stop at their next step or frame, as they do when the page or client goes away);
+    /runs, /run_details, /redo (this session's runs, a run's parameters JSON and files, the controls' values
+    that redo it: :mod:`apps.common.runs_panel`). The compare views (a keyframe's original | edit slider, the
+    frame scrubber over original | result) and redo are in :mod:`apps.keyframe.compare`.
 The edit controls are keyword inputs of the edit events: backend, filter, prompt, negative_prompt,
 keyframe_prompts, strength, guidance, steps, seed, low_vram and the filter parameters as EDIT_PARAM (e.g.
 ``adjust_hue_deg``); only those of the chosen filter are read. The low-VRAM checkbox under the model line
@@ -34,6 +37,7 @@ import gradio as gr
 
 from apps.common.examples import EXAMPLE_FOLDER, MINI_EXAMPLE_LABEL, MINI_STEPS, is_mini
 from apps.common.gradio import image_upload, low_vram_checkbox, serve
+from apps.keyframe import compare
 from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS
 from apps.keyframe.handlers import (
     DEFAULT_FILTER,
@@ -201,6 +205,7 @@ def _edit_section() -> Components:
         ui["reedit_btn"] = gr.Button("Re-edit the selected keyframe", size="sm")
         ui["edit_stop"] = gr.Button("Stop", variant="stop", size="sm", elem_id="kf-edit-stop")
     ui["preview"] = gr.Image(label="Preview: original | edited", interactive=False, height=240, format="png")
+    ui["compare"] = compare.keyframe_view()
     with gr.Accordion("Your own edit for the selected keyframe", open=False):
         ui["own_image"] = image_upload(sources=["upload"], label="Image", height=200)
         ui["upload_btn"] = gr.Button("Use it for the selected keyframe", size="sm")
@@ -247,7 +252,10 @@ def _inbetween_section(settings: Settings) -> Components:
         ui["interp_btn"] = gr.Button("3. Inbetween", variant="primary", elem_id="kf-inbetween", scale=3)
         ui["interp_stop"] = gr.Button("Stop", variant="stop", elem_id="kf-inbetween-stop", scale=1)
     ui["result"] = gr.Video(label="Result", elem_id="kf-result", autoplay=True, loop=True, height=360)
-    ui["result_side"] = gr.Video(label="Original | result", elem_id="kf-side-by-side", loop=True, height=240)
+    ui["result_side"] = gr.Video(
+        label="Original | result (in step)", elem_id="kf-side-by-side", loop=True, height=240
+    )
+    ui["scrub"], ui["frame_compare"] = compare.scrubber_views()
     ui["downloads"] = gr.File(label="Downloads", file_count="multiple", elem_id="kf-downloads")
     return ui
 
@@ -325,7 +333,7 @@ def _edit_and_inbetween_events(demo: gr.Blocks, h: Handlers, ui: Components) -> 
     reedit = ui["reedit_btn"].click(
         h.reedit_keyframe, [session, keys_text, selected], edited_out, api_name="reedit_keyframe", **edit
     )
-    ui["upload_btn"].click(
+    upload = ui["upload_btn"].click(
         h.upload_edit, [session, keys_text, selected, ui["own_image"]], edited_out, api_name="upload_edit"
     )
     interp = [
@@ -349,11 +357,26 @@ def _edit_and_inbetween_events(demo: gr.Blocks, h: Handlers, ui: Components) -> 
     }
     h.stops.wire(demo, ui["status"], stops)
     glue = {"queue": False, "api_visibility": "private"}
+    _compare_events(demo, h, ui, [edit_all, reedit, upload], inbetween)
     backend = ui["edit_backend"]
     backend.change(h.show_edit_backend, backend, [ui["filter_group"], ui["sd_group"]], **glue)
     ui["filter_name"].change(h.show_filter, ui["filter_name"], ui["filter_groups"], **glue)
     interp_backend = ui["interp_backend"]
     interp_backend.change(h.show_interp_backend, interp_backend, [ui["flow_group"], ui["svd_group"]], **glue)
+
+
+def _compare_events(demo: gr.Blocks, h: Handlers, ui: Components, edits: list, inbetween) -> None:
+    """The compare views (a keyframe's original | edit after each edit and selection; frame i of original |
+    result after inbetweening, by the scrubber) and the Runs panel (listed after each inbetweening)."""
+    glue = {"queue": False, "api_visibility": "private"}
+    pair_inputs = [ui["session"], ui["keys_text"], ui["selected"]]
+    for edit in edits:
+        edit.success(compare.edited_pair, pair_inputs, ui["compare"], **glue)
+    ui["selected"].change(compare.edited_pair, pair_inputs, ui["compare"], **glue)
+    inbetween.success(compare.scrubber_after_run, ui["session"], [ui["scrub"], ui["frame_compare"]], **glue)
+    ui["scrub"].change(compare.frame_pair, [ui["session"], ui["scrub"]], ui["frame_compare"], **glue)
+    redo_outputs = [*(ui[name] for name in compare.REDO_CONTROLS), *ui["filter_controls"].values()]
+    h.runs.wire(demo, ui, [inbetween], compare.redo_values, redo_outputs)
 
 
 def build_demo(settings: Settings) -> gr.Blocks:
@@ -373,6 +396,7 @@ def build_demo(settings: Settings) -> gr.Blocks:
                 ui.update(_edit_section())
             with gr.Column():
                 ui.update(_inbetween_section(settings))
+        ui.update(h.runs.build())
         _video_and_keyframe_events(h, ui)
         _edit_and_inbetween_events(demo, h, ui)
     return demo

@@ -14,6 +14,7 @@ import numpy as np
 from apps.common.examples import MINI_DESCRIPTION, is_mini, mini_clip_example
 from apps.common.gradio import RunStops, served_copies, shows_errors
 from apps.common.runs import new_run_folder
+from apps.common.runs_panel import RunsPanel
 from apps.keyframe import job
 from apps.keyframe.backends import (
     EDIT_BACKENDS,
@@ -24,7 +25,7 @@ from apps.keyframe.backends import (
     fit_image,
     weight_free_labels,
 )
-from apps.keyframe.job import KeyframeEdit, KeyframeRequest, OutputFiles, Prepared, side_by_side
+from apps.keyframe.job import KeyframeEdit, KeyframeRequest, OutputFiles, Prepared
 from apps.keyframe.keyframes import (
     format_indices,
     keyframes_from_text,
@@ -51,6 +52,7 @@ from core.errors import InputError
 from core.eval.learning import MINI_FRAMES, MINI_SIDE
 from core.imaging import load_image
 from core.models import TINY
+from core.video import side_by_side
 
 THUMB_SIDE = 160  # frame strip thumbnails (px)
 STATE_TTL_S = 3600  # a session's frames and motion are dropped an hour after its last change
@@ -67,6 +69,7 @@ class Session:
     edited / edits: by frame index, the edited keyframe (H,W,3) uint8 and how it was made (one
     `KeyframeEdit` per edit action, shared by the keyframes it edited).
     motion: the loaded video's motion for flow method `motion_method` (estimated once, reused).
+    result_uint8: the last inbetweened video (T,H,W,3) uint8, for the frame-by-frame compare.
     """
 
     request: KeyframeRequest | None = None
@@ -76,6 +79,7 @@ class Session:
     motion_method: str = ""
     edited: dict[int, np.ndarray] = field(default_factory=dict)
     edits: dict[int, KeyframeEdit] = field(default_factory=dict)
+    result_uint8: np.ndarray | None = None
 
 
 def filter_inputs() -> list[tuple[str, str, Any]]:
@@ -111,6 +115,7 @@ class Handlers:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.stops = RunStops()
+        self.runs = RunsPanel("kf")
 
     def _run_settings(self, low_vram: bool | None) -> Settings:
         """The settings of one run: the server's, with the run's low-VRAM choice (None: the server's)."""
@@ -554,6 +559,8 @@ class Handlers:
         finally:
             if not any(folder.iterdir()):
                 folder.rmdir()  # a refused or failed run leaves no empty run folder behind
+        self.runs.remember(client, done.files.params_json)
+        session = replace(session, result_uint8=done.result_uint8)
         if done.motion is not None:
             session = replace(session, motion=done.motion, motion_method=flow_method)
         status = "\n\n".join(

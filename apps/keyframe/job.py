@@ -45,7 +45,7 @@ from core.engines.keyframes import Keyframe
 from core.errors import InputError
 from core.imaging import load_image
 from core.outputs import atomic_path
-from core.video import write_video
+from core.video import side_by_side, write_video
 
 # stage text, done, total: a stage that reports once has total 1.
 Progress = Callable[[str, int, int], None]
@@ -128,12 +128,6 @@ class JobResult:
     keyframes: list[Keyframe]
     motion: VideoMotion | None
     notes: list[str]
-
-
-def side_by_side(original_uint8: np.ndarray, result_uint8: np.ndarray, gap_px: int = 8) -> np.ndarray:
-    """(T,H,2W+gap,3) uint8: the original on the left, the result on the right, a black gap between."""
-    gap = np.zeros((*original_uint8.shape[:2], gap_px, 3), np.uint8)
-    return np.concatenate([original_uint8, gap, result_uint8], axis=2)
 
 
 def _png_bytes(image_uint8: np.ndarray) -> bytes:

@@ -9,9 +9,14 @@ frames:
 - background EPE: the same on the background, which does not move (target <= 0.25 px);
 - PSNR of frames 1..T-1 against the scene's frames (what a drag uncovers counts).
 Photos: ObjMC (`core.eval.metrics.measure_objmc`) of the fixtures' drags on astronaut and coffee (target
-< 1.5 px) and the seconds per clip. `--segmentation` adds the choice of the segmenter: IoU of GrabCut
-(the engine's) and of mean-shift + flood fill against the sprite masks of 30 validation scenes (seeds
-500_000+, never the held-out ones).
+< 1.5 px) and the seconds per clip. Two studies on validation scenes (seeds 500_000+, never the held-out
+ones) record how the engine's choices were made:
+- `--segmentation`: IoU of GrabCut (the engine's) and of mean-shift + flood fill against the sprite masks of
+  30 validation scenes;
+- `--grip`: the grip's radius (`core.engines.objects.GRIP_PER_SIDE`). One sprite per scene, 512 px, drags
+  of up to 6 px a frame (a photo drag's speed), grabbed 1, 3, 6 or 10 px inside the sprite's edge; per
+  radius, the ObjMC of the grabbed points (does a tracker follow them?) and the background EPE (what the
+  grip moves that should hold).
 """
 
 from __future__ import annotations
@@ -34,12 +39,16 @@ from core.trajectory import Trajectories, Trajectory
 BACKGROUND_TARGET_PX = 0.25
 OBJECT_TARGET_PX = 1.0
 ENGINES = {"sheet": animate, "objects": animate_objects}
-VALIDATION_SEED = 500_000  # the segmenter was chosen on these scenes, never on the held-out ones
+VALIDATION_SEED = 500_000  # the segmenter and the grip were chosen on these scenes, never on held-out ones
+GRIP_SIDE_PX = 512
+GRIP_DEPTHS_PX = (1, 3, 6, 10)
+GRIP_RADII_PX = (0, 8, 12, 16, 20, 24, 32)
 
 
-def still_scene(seed: int, side: int, num_frames: int) -> VideoScene:
-    """A held-out sprite scene with a still camera and sprites that slide without spinning."""
-    spec = random_video_spec((side, side), num_frames, seed, max_pan_px=0.0)
+def still_scene(seed: int, side: int, num_frames: int, **spec_options: float) -> VideoScene:
+    """A sprite scene with a still camera and sprites that slide without spinning (`spec_options`: more
+    arguments of `random_video_spec`)."""
+    spec = random_video_spec((side, side), num_frames, seed, max_pan_px=0.0, **spec_options)
     sprites = tuple(dataclasses.replace(sprite, spin_rad=0.0) for sprite in spec.sprites)
     return render_video_scene(dataclasses.replace(spec, sprites=sprites))
 
@@ -93,6 +102,45 @@ def segmentation_iou(scenes: list[VideoScene]) -> dict[str, float]:
     return {name: float(np.mean(values)) for name, values in scores.items()}
 
 
+def edge_grab(scene: VideoScene, depth_px: float, rng: np.random.Generator) -> Trajectory | None:
+    """A drag on the first sprite, started `depth_px` inside its edge (a random such pixel) and following
+    the sprite exactly; None when the sprite has no such pixel."""
+    height, width = scene.frames_uint8.shape[1:3]
+    inside = cv2.distanceTransform((scene.layer_ids[0] == 0).astype(np.uint8), cv2.DIST_L2, 5)
+    rows, columns = np.nonzero(np.abs(inside - depth_px) <= 0.5)
+    if not len(rows):
+        return None
+    pick = rng.integers(len(rows))
+    track_px = np.array([columns[pick], rows[pick]], float) + scene.tracks_px[:, 0] - scene.tracks_px[0, 0]
+    return Trajectory((track_px + 0.5) / (width, height))
+
+
+def grip_study(scenes: int, num_frames: int) -> dict[str, dict[str, float]]:
+    """{grip radius px: {"objmc", "missed", "background_epe"}}: the mean ObjMC of the edge grabs, the share
+    of them at or over the ObjMC target and the background EPE (see the module docstring)."""
+    rows: dict[int, dict[str, list[float]]] = {
+        radius: {"objmc": [], "missed": [], "background_epe": []} for radius in GRIP_RADII_PX
+    }
+    for i in range(scenes):
+        scene = still_scene(VALIDATION_SEED + i, GRIP_SIDE_PX, num_frames, max_speed_px=6.0, n_sprites=1)
+        image, still = scene.frames_uint8[0], scene.layer_ids[:-1] < 0
+        for depth in GRIP_DEPTHS_PX:
+            drag = edge_grab(scene, depth, np.random.default_rng([i, depth]))
+            if drag is None:
+                continue
+            drags, start_px = Trajectories((drag,)), drag.points_norm[0] * image.shape[1::-1] - 0.5
+            for radius in GRIP_RADII_PX:
+                mask = segment_object(image, start_px, grip_px=radius)
+                layers = object_layers(image, drags, masks={0: mask})
+                result = animate_objects(image, drags, num_frames, layers=layers)
+                objmc = measure_objmc(result.frames_uint8, result.tracks_px)[0].mean_px
+                error = np.linalg.norm(result.flow_px - scene.flow_px, axis=-1)
+                rows[radius]["objmc"].append(objmc)
+                rows[radius]["missed"].append(float(objmc >= WARP_TARGET_PX))
+                rows[radius]["background_epe"].append(float(error[still].mean()))
+    return {str(r): {k: float(np.mean(v)) for k, v in row.items()} for r, row in rows.items()}
+
+
 def photo_objmc(photo: str, max_side_px: int, num_frames: int) -> dict[str, float]:
     """ObjMC and seconds of the object engine on a fixture photo and its drags (segmentation included)."""
     image, drags = drag_photo(photo, max_side_px), drag_requests(photo)
@@ -115,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=14, help="frames per clip (default 14, SVD's)")
     parser.add_argument("--photo-side", type=int, default=512, help="long side of the photos (default 512)")
     parser.add_argument("--segmentation", action="store_true", help="also compare the segmenters")
+    parser.add_argument("--grip", type=int, default=0, metavar="N", help="also the grip study on N scenes")
     args = parser.parse_args(argv)
 
     scenes = [still_scene(seed, args.side, args.frames) for seed in held_out_seeds(args.scenes)]
@@ -162,6 +211,28 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "\nSegmenter IoU on the sprites of 30 validation scenes: "
             + ", ".join(f"{k} {v:.3f}" for k, v in iou.items())
+        )
+    if args.grip:
+        grip = grip_study(args.grip, args.frames)
+        results["grip"] = grip
+        print(
+            f"\nGrip radius on {args.grip} validation scenes ({GRIP_SIDE_PX} px, one sprite grabbed "
+            f"{', '.join(map(str, GRIP_DEPTHS_PX))} px inside its edge)"
+        )
+        columns = [
+            ("grip px", ">8"),
+            ("ObjMC px", ">9"),
+            (f"ObjMC >= {WARP_TARGET_PX}", ">12"),
+            ("bg EPE px", ">10"),
+        ]
+        print(
+            report.table(
+                columns,
+                [
+                    (r, f"{g['objmc']:.2f}", f"{g['missed']:.0%}", f"{g['background_epe']:.4f}")
+                    for r, g in grip.items()
+                ],
+            )
         )
     report.write_json(args.json, results)
     return 0

@@ -47,6 +47,9 @@ EXPECTED_API = {
     "/stop_generate",
     "/stop_image_to_depth",
     "/stop_depth_to_image",
+    "/runs",
+    "/run_details",
+    "/redo",
 }
 FAST = {"steps": 2, "guidance": 7.5, "batch": 1, "weights": ""}
 

@@ -32,13 +32,14 @@ from apps.keyframe.video import load_video
 from core.config import Settings
 from core.engines.edit import EDITS, apply_edit
 from core.imaging import load_image
-from core.video import read_video, write_video
+from core.video import read_video, side_by_side, write_video
 
 WORKING_SIDE = 128
 KEYS = [0, 8, 16, 23]
 EXPECTED_API = {
     "/sample_video", "/mini_sample_video", "/probe_video", "/load_video", "/suggest_keyframes", "/set_keyframes", "/toggle_keyframe",
     "/edit_preview", "/edit_all", "/reedit_keyframe", "/upload_edit", "/inbetween", "/stop_edit", "/stop_inbetween",
+    "/runs", "/run_details", "/redo",
 }  # fmt: skip
 
 
@@ -151,7 +152,7 @@ def test_staged_filter_edit_then_flow_inbetween(client, frames, settings):
     preview, status = edit(client, "/edit_preview", backend="filter", filter="adjust", adjust_hue_deg=90.0)
     preview = load_image(preview)
     expected = apply_edit(frames[:1], "adjust", hue_deg=90.0)[0]
-    assert np.array_equal(preview, job.side_by_side(frames[:1], expected[None])[0])
+    assert np.array_equal(preview, side_by_side(frames[:1], expected[None])[0])
     assert status.startswith("Preview of keyframe 0 (original | edited)")
 
     # 2b. all keyframes: exactly the core filter, and far from the originals

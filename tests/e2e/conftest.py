@@ -102,15 +102,18 @@ def start_app(tmp_path):
             proc.kill()
 
 
-def save_screenshot(page, name: str) -> Path:
-    """Take a full-page screenshot NAME.png: into assets/screenshots/ (the README's pictures) when
-    KINEMA_UPDATE_SCREENSHOTS=1 (`make screenshots`), else into a temporary folder so a test run
-    leaves the working tree clean."""
+def save_screenshot(page, name: str, element=None) -> Path:
+    """Take a full-page screenshot NAME.png (of `element` only, a locator, when given): into
+    assets/screenshots/ (the README's pictures) when KINEMA_UPDATE_SCREENSHOTS=1 (`make screenshots`), else
+    into a temporary folder so a test run leaves the working tree clean."""
     if os.environ.get("KINEMA_UPDATE_SCREENSHOTS") == "1":
         folder = SCREENSHOTS
     else:
         folder = Path(tempfile.gettempdir()) / "kinema-screenshots"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    if element is not None:
+        element.screenshot(path=str(path))
+    else:
+        page.screenshot(path=str(path), full_page=True)
     return path

@@ -37,6 +37,9 @@ def test_upload_edit_inbetween_and_play(start_app, page):
     page.locator("#kf-edit-all").click()  # the default edit: the cartoon filter
     page.get_by_text(re.compile(r"Edited 5 keyframes in")).wait_for(timeout=TIMEOUT_MS)
     assert page.get_by_text("5: edited (cartoon)").count() >= 1
+    compare = page.locator("#kf-compare img")  # the selected keyframe 5: original | edited
+    compare.nth(1).wait_for(timeout=TIMEOUT_MS)
+    assert compare.count() == 2
 
     low_vram = page.locator("#kf-low-vram input[type=checkbox]")
     assert low_vram.is_visible() and not low_vram.is_checked()  # starts at the server's setting
@@ -61,5 +64,39 @@ def test_upload_edit_inbetween_and_play(start_app, page):
     assert response.ok and response.headers["content-type"] == "video/mp4"
     assert "; run " in status.inner_text()
     record = page.locator("#kf-downloads a[download='params.json']").get_attribute("href")
-    assert page.request.get(record).json()["settings"]["low_vram"] is True
+    record = page.request.get(record).json()
+    assert record["settings"]["low_vram"] is True
     save_screenshot(page, "keyframe")
+    save_screenshot(page, "keyframe_compare", page.locator("#kf-compare"))
+
+    # original | result: frame i of both by the scrubber
+    frame = page.locator("#kf-frame img")
+    frame.nth(1).wait_for(timeout=TIMEOUT_MS)
+    first = frame.nth(1).get_attribute("src")
+    scrub = page.locator("#kf-scrub input[type=number]")
+    scrub.fill("12")
+    scrub.blur()
+    page.wait_for_function(
+        "src => document.querySelectorAll('#kf-frame img')[1].src !== src", arg=first, timeout=TIMEOUT_MS
+    )
+
+    # the Runs panel lists the run with its record; Redo puts its keyframes and settings back
+    page.locator("#kf-runs img").first.wait_for(timeout=TIMEOUT_MS)
+    listed = page.locator("#kf-run-files a[download='params.json']")
+    listed.wait_for(timeout=TIMEOUT_MS)
+    assert page.request.get(listed.get_attribute("href")).json() == record
+    keys = page.locator("#kf-keys textarea, #kf-keys input").first
+    keys.fill("0, 23")
+    low_vram.uncheck()
+    page.locator("#kf-redo").click()
+    page.get_by_text("Settings of run").first.wait_for(timeout=TIMEOUT_MS)
+    assert keys.input_value() == "0, 5, 8, 16, 23" and low_vram.is_checked()
+
+    phone = page.context.browser.new_context(viewport={"width": 390, "height": 844})
+    small = phone.new_page()
+    small.goto(page.url)
+    small.locator("#kf-load").wait_for(timeout=TIMEOUT_MS)
+    assert small.evaluate(
+        "() => document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    )
+    phone.close()

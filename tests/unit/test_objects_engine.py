@@ -6,9 +6,18 @@ import numpy as np
 import pytest
 
 from core.data.synthetic.video import random_video_spec, render_video_scene
-from core.engines.objects import ObjectLayer, animate_objects, object_layers, segment_object, similarity
+from core.engines.objects import (
+    GRIP_PER_SIDE,
+    ObjectLayer,
+    animate_objects,
+    object_layers,
+    preview_object_flow,
+    segment_object,
+    similarity,
+)
 from core.errors import InputError
 from core.eval.drag_objects import score_scene, still_scene
+from core.flow import flow_to_color
 from core.trajectory import CameraMotion, Trajectories, Trajectory
 
 SIDE = 128
@@ -60,6 +69,21 @@ def test_a_speck_of_texture_becomes_a_disc_around_the_point():
     mask = segment_object(image, (64.0, 64.0))
     radius = 0.06 * SIDE
     assert mask[64, 64] and mask[64, 64 + int(radius) - 1] and not mask[64, 64 + int(radius) + 2]
+
+
+def test_a_drag_started_on_an_edge_grips_a_disc_around_its_point(scene):
+    """Started 2 px inside the disc's right edge (x = 70), the object takes in the grip around the point,
+    outside the sprite too: the grabbed point and its surroundings move with the drag."""
+    image, truth = scene.frames_uint8[0], scene.layer_ids[0] == 0
+    bare = segment_object(image, (68.0, 60.0), grip_px=0)
+    gripped = segment_object(image, (68.0, 60.0), grip_px=10)
+    ys, xs = np.mgrid[0:SIDE, 0:SIDE]
+    disc = (xs - 68) ** 2 + (ys - 60) ** 2 <= 10**2
+    assert np.array_equal(bare, truth)  # the segmentation alone cuts at the edge, 2 px from the point
+    assert np.array_equal(gripped, truth | disc) and not gripped[60, 79]
+    default = segment_object(image, (68.0, 60.0))
+    assert np.array_equal(default, segment_object(image, (68.0, 60.0), grip_px=round(GRIP_PER_SIDE * SIDE)))
+    assert (default & ~truth).any()
 
 
 @pytest.mark.parametrize("point", [(-3.0, 5.0), (5.0, SIDE + 1.0), (float("nan"), 5.0)])
@@ -161,6 +185,25 @@ def test_a_depth_map_puts_the_nearer_object_in_front(scene, two_squares):
     assert np.array_equal(result.frames_uint8[1][15, 65:75], image[15, 15:25])  # a covers b
     with pytest.raises(InputError, match="depth map must be a 128x128 map"):
         object_layers(image, drags, masks=masks, disparity=disparity[:5])
+
+
+def test_the_flow_picture_colours_each_object_by_its_own_motion(two_squares):
+    square_a, square_b, drags = two_squares
+    layers = [ObjectLayer(square_a, (0,)), ObjectLayer(square_b, (1,))]
+    picture = preview_object_flow((SIDE, SIDE), drags, layers, 4)
+
+    def colour(dx, dy, biggest=50.0):
+        return flow_to_color(np.array([[[dx, dy]]], np.float32), biggest)[0, 0]
+
+    assert picture.shape == (SIDE, SIDE, 3) and tuple(picture[100, 100]) == (255, 255, 255)  # still: white
+    np.testing.assert_array_equal(picture[20, 20], colour(50, 0))  # a: 50 px right, the largest
+    np.testing.assert_array_equal(picture[20, 70], colour(0, 1))  # b: 1 px down
+    overlap = np.zeros((SIDE, SIDE), bool)
+    overlap[15:25, 70:90] = True  # an object over b's left half: the front one's colour shows
+    layers.append(ObjectLayer(overlap, (0,)))
+    np.testing.assert_array_equal(preview_object_flow((SIDE, SIDE), drags, layers, 4)[20, 75], colour(50, 0))
+    panned = preview_object_flow((SIDE, SIDE), drags, layers, 4, camera=CameraMotion(pan_x=0.1))
+    assert tuple(panned[100, 100]) != (255, 255, 255)  # the camera moves the background
 
 
 def test_segmentation_is_repeatable(scene):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from core.errors import InputError
-from core.video import VideoInfo, probe_video, read_video, sample_frame_indices, write_video
+from core.video import VideoInfo, probe_video, read_video, sample_frame_indices, side_by_side, write_video
 
 
 def smooth_frames(num_frames: int = 12, height: int = 64, width: int = 96) -> np.ndarray:
@@ -359,3 +359,12 @@ def test_write_rejects_bad_input(tmp_path) -> None:
         write_video(tmp_path / "a.mp4", frames, 8, crf=60)
     with pytest.raises(OSError, match="folder"):
         write_video(tmp_path / "no" / "such" / "folder.mp4", frames, 8)
+
+
+def test_side_by_side_puts_clips_in_step_with_gaps():
+    left = np.full((3, 4, 5, 3), 10, np.uint8)
+    still = np.full((1, 4, 2, 3), 200, np.uint8)  # one image beside every frame
+    both = side_by_side(left, still, gap_px=1)
+    assert both.shape == (3, 4, 5 + 1 + 2, 3)
+    assert (both[:, :, :5] == 10).all() and (both[:, :, 5] == 0).all() and (both[:, :, 6:] == 200).all()
+    assert side_by_side(left, left, gap_px=0).shape == (3, 4, 10, 3)
