@@ -30,6 +30,7 @@ Session state (per browser tab):
     object_layers             the objects engine's objects of recent drawings (`apps.drag.ui_engine`)
     painted_objects           objects painted by hand, by their drag's start point (`apps.drag.ui_engine`)
     result, run_error         the last finished run (kept when a later run fails) and the last failure
+    run_history, redo_bucket  this session's runs and the motion bucket a redo sets (`apps.drag.ui_runs`)
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ import streamlit as st  # noqa: E402
 
 from apps.common.examples import MINI_DESCRIPTION, MINI_EXAMPLE_LABEL, is_mini, mini_drag_example  # noqa: E402
 from apps.common.low_vram import LOW_VRAM_LABEL, low_vram_help  # noqa: E402
-from apps.drag import backends, ui_brush, ui_canvas, ui_engine, ui_generate, ui_tracks  # noqa: E402
+from apps.drag import backends, ui_brush, ui_canvas, ui_engine, ui_generate, ui_runs, ui_tracks  # noqa: E402
 from apps.drag.overlay import draw_object_overlay, draw_trajectory_overlay, with_border  # noqa: E402
 from apps.drag.params import DragParams  # noqa: E402
 from core.config import ENV_PREFIX, Settings  # noqa: E402
@@ -194,13 +195,17 @@ def load_tracks(trajectories_json: str) -> None:
     st.session_state.pending_trajectories = Trajectories.from_json(trajectories_json)
 
 
+def sample_photos() -> list[str]:
+    return sorted(p.stem for p in SAMPLES_DIR.glob("*.jpg"))
+
+
 def image_source(settings: Settings) -> tuple[str, bytes, str | None] | None:
     """The chosen image's (name, bytes, trajectory JSON of its example drags or None), or None (with a message
     shown) when there is none to use. The mini sample comes first when the SVD model is mini."""
     st.sidebar.header("Image")
     source = st.sidebar.radio("Source", ["Sample photo", "Upload"], horizontal=True, key="source")
     if source == "Sample photo":
-        photos = sorted(p.stem for p in SAMPLES_DIR.glob("*.jpg"))
+        photos = sample_photos()
         samples = [MINI_SAMPLE, *photos] if is_mini(settings.svd_model) else [*photos, MINI_SAMPLE]
         name = st.sidebar.selectbox("Sample", samples, key="sample")
         if name != MINI_SAMPLE:
@@ -493,10 +498,11 @@ def main() -> None:
         radius_px=chosen["radius"],
         layers=layers,
     )
-    if st.session_state.bucket_suggestion != suggestion:
+    redo_bucket = st.session_state.pop("redo_bucket", None)  # a redone run's own (apps.drag.ui_runs)
+    if st.session_state.bucket_suggestion != suggestion or redo_bucket is not None:
         # Pre-fill the motion bucket whenever the drawing (or frames / fps) implies a new value.
         st.session_state.bucket_suggestion = suggestion
-        st.session_state.motion_bucket = suggestion
+        st.session_state.motion_bucket = suggestion if redo_bucket is None else redo_bucket
     with svd_box:
         chosen.update(svd_controls(chosen["backend"], settings, suggestion))
         low_vram = st.checkbox(
@@ -510,6 +516,7 @@ def main() -> None:
         st.error(st.session_state.run_error)
     if st.session_state.result is not None:
         ui_generate.show_result(st.session_state.result, settings)
+    ui_runs.runs_panel(settings, [*sample_photos(), MINI_SAMPLE])
 
 
 main()

@@ -2,8 +2,11 @@
 result with its videos, a frame scrubber over the side by side (trajectories | video | motion, the job's own
 video read back) and the downloads (the inputs too: a run redoes from them, `job.request_from_record`).
 
-Stop: a click reruns the page, and Streamlit ends the running script at its next progress update (every
-warped frame and denoising step), where the unfinished run's folder is removed.
+Before an SVD backend's run, its time estimate (`core.estimate`, from measured per-step figures for the device,
+model, size, frames and steps); while it runs, the bar says the step, the percent and the time left, refined
+from the run's own steps (`core.estimate.StepClock`). Stop: a click reruns the page, and Streamlit ends the
+running script at its next progress update (every warped frame and denoising step), where the unfinished
+run's folder is removed.
 
 Session state it uses (see `apps.drag.app`): result, run_error.
 """
@@ -16,12 +19,13 @@ import shutil
 import streamlit as st
 
 from apps.common.runs import new_run_folder
-from apps.drag import backends, job
+from apps.drag import backends, job, ui_runs
 from apps.drag.params import DragParams
 from apps.drag.ui_engine import EngineChoice
 from core.cancel import STOPPED_MESSAGE
 from core.config import Settings
 from core.errors import KinemaError, ModelNotAvailable
+from core.estimate import Estimate, Job, Segment, StepClock, device_name, estimate
 from core.video import read_video
 
 log = logging.getLogger("kinema.drag")
@@ -112,9 +116,24 @@ def generate_section(
             "Draw at least one trajectory that moves (line, polyline or freehand), or choose a camera "
             "move, then press Generate. Anchors alone only pin the image."
         )
+    expected = svd_estimate(params, settings, image.shape[:2])
+    if expected is not None:
+        st.caption(expected.text())
     if not st.button("Generate", type="primary", disabled=not moving or blocked is not None):
         return
     bar = st.progress(0.0, text="Starting")
+    clock = None
+
+    def on_progress(event: backends.RenderProgress) -> None:
+        nonlocal clock
+        text = event.text
+        if expected is not None and event.stage == "svd":
+            clock = clock or StepClock(expected)  # from the first denoising event: the estimate's span
+            while clock.done < event.done:
+                clock.step()
+            text = f"SVD {clock.text()}"
+        bar.progress(min(max(event.fraction, 0.0), 1.0), text=text)
+
     stop = st.empty()  # clicked, it reruns the page: the run ends at its next progress update
     stop.button("Stop", key="stop", on_click=_stopped, help="End the run at its next step; nothing is saved.")
     folder = None
@@ -131,9 +150,10 @@ def generate_section(
             front_end_arguments={"image_name": image_name},
             pipeline=pipe,
             layers=layers,
-            progress=lambda event: bar.progress(min(max(event.fraction, 0.0), 1.0), text=event.text),
+            progress=on_progress,
         )
         st.session_state.run_error = None
+        ui_runs.remember(st.session_state.result)
         folder = None  # finished: the run folder stays
     except (KinemaError, OSError) as err:
         st.session_state.run_error = str(err)
@@ -145,6 +165,20 @@ def generate_section(
             shutil.rmtree(folder, ignore_errors=True)
     bar.empty()
     stop.empty()
+
+
+def svd_estimate(params: DragParams, settings: Settings, image_hw: tuple[int, int]) -> Estimate | None:
+    """How long an SVD backend's denoising takes (None for the warp): the steps its strength runs (the
+    joint flow: all) over the frames at the working size, on this device with this SVD model."""
+    spec = backends.BACKENDS[params.backend]
+    if not spec.models:
+        return None
+    from core.pipelines.svd_trajectory import steps_for_strength  # diffusers: only for the SVD backends
+
+    strength = spec.default_strength if params.strength is None else params.strength
+    steps = params.steps if strength is None else steps_for_strength(params.steps, strength)
+    job = Job("svd", settings.svd_model, image_hw, (Segment(steps, params.frames),))
+    return estimate(job, device_name(settings.resolved_device()))
 
 
 def _stopped() -> None:

@@ -419,6 +419,24 @@ def test_the_app_record_redoes_its_run_through_the_job(app, canvas, tmp_path):
     generate_button(app).click().run()
     np.testing.assert_array_equal(app.session_state["result"].frames_uint8, result.frames_uint8)
 
+    # The Runs panel lists both runs, newest first; "Redo with these settings" puts the first one back into
+    # the page (after other settings and another drawing) and Generate writes its parameters again.
+    app.slider(key="frames").set_value(8).run()
+    app.selectbox(key="camera").set_value("none").run()
+    canvas.draw(fixture_objects("line"))
+    app.run()
+    redo_buttons = [b for b in app.button if b.label == "Redo with these settings"]
+    assert [b.key for b in redo_buttons][1] == f"redo-{folder.name}" and len(redo_buttons) == 2
+    redo_buttons[1].click().run()
+    assert not app.exception and not app.error
+    assert (app.slider(key="frames").value, app.selectbox(key="camera").value) == (14, "pan_left")
+    generate_button(app).click().run()
+    redone = RunRecord.read(app.session_state["result"].outputs.record).arguments
+    files = ("image", "trajectories", "region_mask")
+    assert {k: v for k, v in redone.items() if k not in files} == {
+        k: v for k, v in record.arguments.items() if k not in files
+    }
+
 
 # -- the UI helpers (no Streamlit) ------------------------------------------------------------------------
 
@@ -529,6 +547,8 @@ def test_a_trained_backend_generates_with_the_tiny_model(app, canvas, monkeypatc
     _small_svd_run(app, canvas, backend)
     if backend == "svd-controlnet":
         app.slider(key="controlnet_scale").set_value(0.5).run()
+    # Before the run, its estimate (core.estimate: the tiny SVD's measured CPU step, 3 frames x 2 steps at 64 px).
+    assert "Estimate: about 3 s (2 steps, tiny model on cpu)." in [c.value for c in app.caption]
     generate_button(app).click().run()
     assert not app.exception and not app.error
     result = app.session_state["result"]
