@@ -356,6 +356,13 @@ def test_motion_brush_moves_only_the_painted_region(app, canvas):
     brushed = result.frames_uint8
     assert max(change(brushed, where) for where in corners) == 0.0  # outside the region: exactly still
     assert change(brushed, near_target) > 20  # the painted content arrives at the line's end
+    assert not app.warning  # the track starts inside the brush
+
+    canvas.draw([{**dab, "left": 400, "top": 400}], prefix="brush-")  # painted elsewhere only
+    app.run()
+    assert [w.value for w in app.warning] == [
+        "Track 1 starts outside the motion brush and will not move: paint over the start or clear the brush."
+    ]
 
 
 def test_the_app_record_redoes_its_run_through_the_job(app, canvas, tmp_path):
