@@ -139,6 +139,8 @@ BACKENDS: dict[str, Backend] = {
     )
 }
 
+MODELS = tuple(dict.fromkeys(m for b in BACKENDS.values() for m in b.models))  # every model setting, once
+
 
 # What each weights setting is called in a label that names several.
 MODEL_ROLES = {"svd_model": "SVD", "svd_controlnet_model": "ControlNet", "svd_joint_flow_model": "joint flow"}
