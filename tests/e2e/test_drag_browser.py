@@ -127,6 +127,14 @@ def _swipe(page, cdp, canvas, start: tuple[float, float], end: tuple[float, floa
     cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
 
 
+def _idle(page) -> None:
+    """Wait until the script has finished its run (Streamlit's running icon is gone)."""
+    page.wait_for_timeout(300)  # a click's rerun has started
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=stStatusWidgetRunningIcon]')", timeout=60_000
+    )
+
+
 def _fitted(page, canvas, width_px: int = 390) -> dict:
     """The canvas's box once it lies within the page's `width_px` and stays put (a canvas mounts at its
     largest, then takes its column's width, which the browser reports; it is drawn on once settled)."""
@@ -166,27 +174,36 @@ def test_on_a_phone_the_canvas_fits_touch_draws_and_tracks_show_their_colours(br
     expected_px = WORKING_SIDE_PX * np.hypot(*np.subtract(tracks[0][1], tracks[0][0]))
     assert abs(float(re.search(r"(\d+) px", row).group(1)) - expected_px) <= 3, row
 
-    page.wait_for_timeout(1000)  # the canvas's background follows the drawing (arrow heads, numbers)
-    box = canvas.bounding_box()
-    shot = np.asarray(Image.open(io.BytesIO(page.screenshot(clip=box))).convert("RGB")).astype(int)
-    (tip_x, tip_y), (from_x, from_y) = (np.multiply(p, shot.shape[1::-1]) for p in tracks[1][::-1])
-    direction = np.array([tip_x - from_x, tip_y - from_y]) / np.hypot(tip_x - from_x, tip_y - from_y)
-    normal = np.array([-direction[1], direction[0]])
+    _idle(page)
     yellow = np.array(overlay.colour_of(1))  # track 2's list colour
-    for side in (-1, 1):  # inside the arrow head, beside the stroke
-        x, y = np.round(np.array([tip_x, tip_y]) - 11 * direction + side * 4 * normal).astype(int)
-        assert np.abs(shot[y, x] - yellow).max() <= 40, (side, shot[y, x])
+    for _ in range(10):  # the canvas's background follows the drawing (arrow heads, numbers)
+        box = canvas.bounding_box()
+        shot = np.asarray(Image.open(io.BytesIO(page.screenshot(clip=box))).convert("RGB")).astype(int)
+        (tip_x, tip_y), (from_x, from_y) = (np.multiply(p, shot.shape[1::-1]) for p in tracks[1][::-1])
+        direction = np.array([tip_x - from_x, tip_y - from_y]) / np.hypot(tip_x - from_x, tip_y - from_y)
+        normal = np.array([-direction[1], direction[0]])
+        sides = [
+            np.round([tip_x, tip_y] - 11 * direction + side * 4 * normal).astype(int) for side in (-1, 1)
+        ]
+        found = [shot[y, x] for x, y in sides]  # inside the arrow head, beside the stroke
+        if all(np.abs(pixel - yellow).max() <= 40 for pixel in found):
+            break
+        page.wait_for_timeout(500)
+    else:
+        raise AssertionError(f"track 2's arrow head is not in its colour {yellow}: {found}")
 
     page.get_by_text("Anchor (pin a point)").click()
-    page.wait_for_timeout(2000)  # the canvas remounts with the anchor tool
+    _idle(page)  # the canvas remounts with the anchor tool
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
     page.touchscreen.tap(box["x"] + 0.5 * box["width"], box["y"] + 0.8 * box["height"])
     page.get_by_text(re.compile(r"3 anchor at \(256, 410\) px")).wait_for(timeout=30_000)
 
     page.get_by_text("The whole picture (sheet)").click()
+    _idle(page)
     page.get_by_text("Motion brush (optional)").click()
     page.get_by_text("Use a motion brush").click()
+    _idle(page)
     brush = page.locator("canvas.upper-canvas").nth(1)
     _fitted(page, brush)
     brush.scroll_into_view_if_needed()
