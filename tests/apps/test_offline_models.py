@@ -120,6 +120,6 @@ def test_drag_app_switches_to_the_offline_models_for_its_page(monkeypatch, tmp_p
     assert at.query_params[offline.QUERY_KEY] == offline.QUERY_VALUE
     assert "Offline models in use on this page" in at.info[0].value
     assert at.selectbox(key="sample").value.startswith("synthetic scene for the mini models")
-    assert set(at.radio(key="backend").options) >= {"SVD + flow ControlNet (mini, trained)"}  # the mini models
+    assert "SVD + flow ControlNet (mini, trained)" in at.radio(key="backend").options  # the mini models
     at.button(key="offline-back").click().run()
     assert offline.QUERY_KEY not in at.query_params and at.warning
