@@ -24,6 +24,7 @@ from apps.common.runs import RunRecord
 from apps.drag import job, overlay, ui_canvas
 from apps.drag.params import DragParams
 from core.config import Settings
+from core.estimate import Job, Segment, estimate, format_seconds
 from core.imaging import load_image, resize_to_multiple
 from core.motion import suggest_motion_bucket
 from core.trajectory import Trajectories, Trajectory, from_canvas_json
@@ -555,7 +556,10 @@ def test_a_trained_backend_generates_with_the_tiny_model(app, canvas, monkeypatc
     if backend == "svd-controlnet":
         app.slider(key="controlnet_scale").set_value(0.5).run()
     # Before the run, its estimate (core.estimate: the tiny SVD's measured CPU step, 3 frames x 2 steps at 64 px).
-    assert "Estimate: about 3 s (2 steps, tiny model on cpu)." in [c.value for c in app.caption]
+    expected = estimate(Job("svd", "tiny", (64, 64), (Segment(2, 3),)), "cpu")
+    assert f"Estimate: about {format_seconds(expected.seconds)} (2 steps, tiny model on cpu)." in [
+        c.value for c in app.caption
+    ]
     generate_button(app).click().run()
     assert not app.exception and not app.error
     result = app.session_state["result"]
