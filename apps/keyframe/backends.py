@@ -7,6 +7,8 @@ are filled. The app's choices, the CLI's choices and the error messages are buil
 - inbetween "flow": `core.engines.interpolate` (no weights); "crossfade": the baseline; "svd-trf" and
   "svd-lora": `core.pipelines.svd_interpolate` (svd-lora with the head-and-tail LoRA of
   `Settings.svd_interp_lora`).
+- chaining bare images (no video; A -> B -> C, loops A -> B -> A): `inbetween_images`, with any of the
+  inbetweening backends (`core.engines.chain`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from apps.keyframe.video import resize_frames
 from core.cancel import CancelToken
 from core.config import ENV_PREFIX, LIMITS, Settings
+from core.engines.chain import chain_layout, check_images, morph_flow
 from core.engines.edit import apply_edit, resolve_params
 from core.engines.interpolate import VideoMotion, crossfade, interpolate_flow
 from core.errors import InputError
@@ -281,7 +284,7 @@ def inbetween(
         callback(out.shape[0], out.shape[0])
         return out
     return _svd_inbetween(
-        frames_uint8,
+        frames_uint8.shape[0],
         keyframe_indices,
         edited_uint8,
         request,
@@ -294,7 +297,7 @@ def inbetween(
 
 
 def _svd_inbetween(
-    frames_uint8: np.ndarray,
+    n_frames: int,
     keyframe_indices: Sequence[int],
     edited_uint8: np.ndarray,
     request: InterpRequest,
@@ -304,8 +307,8 @@ def _svd_inbetween(
     callback: ProgressCallback,
     cancel: CancelToken,
 ) -> np.ndarray:
-    """One SVD run per pair of neighbouring keyframes, as long as their gap; keyframes stay exact."""
-    n_frames = frames_uint8.shape[0]
+    """One SVD run per pair of neighbouring keyframes, as long as their gap; keyframes stay exact.
+    Returns (n_frames,H,W,3) uint8."""
     indices = [int(i) for i in keyframe_indices]
     if indices[0] != 0 or indices[-1] != n_frames - 1:
         raise InputError(
@@ -327,7 +330,7 @@ def _svd_inbetween(
     pipe.set_progress_bar_config(disable=not progress, desc=f"inbetweening ({request.backend})")
     # SVD halves the latents three times: pad the sides to multiples of 64 (edges repeated), cut after.
     padded, resize = resize_to_multiple(edited_uint8, multiple=SVD_SIDE_MULTIPLE, mode="pad")
-    out = np.empty_like(frames_uint8)
+    out = np.empty((n_frames, *edited_uint8.shape[1:]), np.uint8)
     out[indices] = edited_uint8
     done = len(indices)
     with attached(pipe.unet, *interp_lora):
@@ -354,6 +357,56 @@ def _svd_inbetween(
             done += b - a - 1
             callback(done, n_frames)
     return out
+
+
+def inbetween_images(
+    images_uint8: np.ndarray,
+    request: InterpRequest,
+    settings: Settings,
+    *,
+    frames_between: int,
+    loop: bool = False,
+    fps: float = 7.0,
+    progress: bool = False,
+    callback: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> np.ndarray:
+    """Chain bare images A -> B -> C ... (A -> ... -> A with `loop`) with any inbetweening backend.
+
+    images_uint8: (K,H,W,3) uint8, K >= 2, one size (`core.engines.chain.check_images`). Returns
+    (N,H,W,3) uint8 with N = (K' - 1)(frames_between + 1) + 1, K' = K (K + 1 with `loop`); image k is
+    frame k (frames_between + 1), exactly, and a loop ends on A. The flow backend morphs each pair along
+    the flow between its two images (`core.engines.chain.morph_flow`); the others run as for a video.
+    """
+    request.check()
+    images_uint8 = check_images(images_uint8)
+    layout = chain_layout(images_uint8.shape[0], frames_between, loop)
+    keys_uint8 = images_uint8[list(layout.image_order)]
+    cancel = cancel or CancelToken()
+    callback = cancel.watch(callback)
+    if request.backend == "flow":
+        out = np.empty((layout.num_frames, *keys_uint8.shape[1:]), np.uint8)
+        indices = layout.keyframe_indices
+        out[list(indices)] = keys_uint8
+        for k, (a, b) in enumerate(zip(indices, indices[1:])):
+            out[a + 1 : b] = morph_flow(keys_uint8[k], keys_uint8[k + 1], b - a - 1, request.flow_method)
+            callback(b + 1, layout.num_frames)
+        return out
+    if request.backend == "crossfade":
+        out = crossfade(layout.num_frames, layout.keyframe_indices, keys_uint8)
+        callback(layout.num_frames, layout.num_frames)
+        return out
+    return _svd_inbetween(
+        layout.num_frames,
+        layout.keyframe_indices,
+        keys_uint8,
+        request,
+        settings,
+        request.fps or fps,
+        progress,
+        callback,
+        cancel,
+    )
 
 
 def backend_notes(interp: InterpRequest, settings: Settings) -> list[str]:
