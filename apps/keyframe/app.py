@@ -15,7 +15,8 @@ are served only to the session that made them (:func:`apps.common.gradio.served_
 API (every work event has an api_name; gradio_client keeps the session across calls):
     /sample_video, /mini_sample_video (the synthetic clip for the mini models, with its working size and
     keyframe spacing), /probe_video, /load_video, /suggest_keyframes, /set_keyframes, /toggle_keyframe,
-    /edit_preview, /edit_all, /reedit_keyframe, /upload_edit, /inbetween; /stop_edit, /stop_inbetween (the Stop
+    /edit_preview, /edit_all, /reedit_keyframe, /upload_edit, /inbetween, /inbetween_images (chain 2+ images,
+    :mod:`apps.keyframe.ui_sequence`); /stop_edit, /stop_inbetween (the Stop
     buttons: this session's runs stop at their next step or frame, as they do when the page or client goes away);
     /runs, /run_details, /redo (this session's runs, a run's parameters JSON and files, the controls' values
     that redo it: :mod:`apps.common.runs_panel`). The compare views (a keyframe's original | edit slider, the
@@ -37,7 +38,7 @@ import gradio as gr
 
 from apps.common.examples import EXAMPLE_FOLDER, MINI_EXAMPLE_LABEL, MINI_STEPS, is_mini
 from apps.common.gradio import image_upload, low_vram_checkbox, serve
-from apps.keyframe import compare
+from apps.keyframe import compare, ui_sequence
 from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS
 from apps.keyframe.handlers import (
     DEFAULT_FILTER,
@@ -257,6 +258,7 @@ def _inbetween_section(settings: Settings) -> Components:
     )
     ui["scrub"], ui["frame_compare"] = compare.scrubber_views()
     ui["downloads"] = gr.File(label="Downloads", file_count="multiple", elem_id="kf-downloads")
+    ui.update(ui_sequence.build())
     return ui
 
 
@@ -344,16 +346,18 @@ def _edit_and_inbetween_events(demo: gr.Blocks, h: Handlers, ui: Components) -> 
         "interp_steps",
         "interp_seed",
     ]
+    interp_inputs = [*[ui[k] for k in interp], ui["decode_chunk"], ui["low_vram"], ui["reinjection"]]
     inbetween = ui["interp_btn"].click(
         h.inbetween,
-        [session, keys_text, *[ui[k] for k in interp], ui["decode_chunk"], ui["low_vram"], ui["reinjection"]],
+        [session, keys_text, *interp_inputs],
         [session, ui["result"], ui["result_side"], ui["downloads"], ui["status"]],
         api_name="inbetween",
         **gpu,
     )
+    chain = ui_sequence.wire(h, ui, interp_inputs, gpu)
     stops = {
         "stop_edit": (ui["edit_stop"], [preview, edit_all, reedit]),
-        "stop_inbetween": (ui["interp_stop"], [inbetween]),
+        "stop_inbetween": (ui["interp_stop"], [inbetween, chain]),
     }
     h.stops.wire(demo, ui["status"], stops)
     glue = {"queue": False, "api_visibility": "private"}
