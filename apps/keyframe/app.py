@@ -39,7 +39,7 @@ import gradio as gr
 from apps.common.examples import EXAMPLE_FOLDER, MINI_EXAMPLE_LABEL, MINI_STEPS, is_mini
 from apps.common.gradio import image_upload, low_vram_checkbox, serve
 from apps.keyframe import compare, ui_sequence
-from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS
+from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS, MAX_CONTROLNET_SCALE
 from apps.keyframe.handlers import (
     DEFAULT_FILTER,
     MINI_KEY_EVERY,
@@ -199,6 +199,14 @@ def _edit_section() -> Components:
                 LIMITS["edit_steps"].low, LIMITS["edit_steps"].high, value=30, step=1, label="Steps"
             )
             ui["edit_seed"] = gr.Number(0, label="Seed", precision=0)
+        ui["controlnet_scale"] = gr.Slider(
+            0.0,
+            MAX_CONTROLNET_SCALE,
+            value=1.0,
+            step=0.1,
+            label="ControlNet scale (canny edges)",
+            info="Keeps the keyframes' edges when KINEMA_CONTROLNET_MODEL is set (0: off)",
+        )
     with gr.Row():
         ui["preview_btn"] = gr.Button("2a. Preview on the first keyframe", elem_id="kf-preview")
         ui["edit_btn"] = gr.Button("2b. Edit all keyframes", variant="primary", elem_id="kf-edit-all")
@@ -321,6 +329,7 @@ def _edit_and_inbetween_events(demo: gr.Blocks, h: Handlers, ui: Components) -> 
         "guidance": ui["guidance"],
         "steps": ui["edit_steps"],
         "seed": ui["edit_seed"],
+        "controlnet_scale": ui["controlnet_scale"],
         "low_vram": ui["low_vram"],
         **ui["filter_controls"],
     }

@@ -57,7 +57,17 @@ class Backend:
 
 
 SVD_OPTIONS = ("motion_bucket", "steps", "seed", "decode_chunk_size", "noise_reinjection")
-SD_OPTIONS = ("prompt", "negative_prompt", "keyframe_prompts", "strength", "guidance", "steps", "seed")
+SD_OPTIONS = (
+    "prompt",
+    "negative_prompt",
+    "keyframe_prompts",
+    "strength",
+    "guidance",
+    "steps",
+    "seed",
+    "controlnet_scale",
+)
+MAX_CONTROLNET_SCALE = 2.0
 
 EDIT_BACKENDS: dict[str, Backend] = {
     backend.name: backend
@@ -96,7 +106,8 @@ class EditRequest:
     backend "filter": `filter` (a key of core.engines.edit.EDITS) with `filter_params` (missing ones
     take their defaults; an "image" parameter is an RGB uint8 (H,W,3) array).
     backend "sd": SD img2img over all keyframes at once toward `prompt`, with `keyframe_prompts`
-    overriding it for some frames (by frame index), `strength` in (0,1], `guidance`, `steps`, `seed`.
+    overriding it for some frames (by frame index), `strength` in (0,1], `guidance`, `steps`, `seed`;
+    `controlnet_scale` (0..2, 0 = off) weighs the canny ControlNet when `Settings.controlnet_model` is set.
     """
 
     backend: str = "filter"
@@ -109,11 +120,16 @@ class EditRequest:
     guidance: float = 7.5
     steps: int = 30
     seed: int = 0
+    controlnet_scale: float = 1.0
 
     def check(self) -> EditRequest:
         """Validate what can be checked without frames or models; returns self."""
         _choose("edit", self.backend, EDIT_BACKENDS)
         LIMITS["edit_steps"].check(self.steps)
+        if not 0 <= self.controlnet_scale <= MAX_CONTROLNET_SCALE:
+            raise InputError(
+                f"The ControlNet scale must be between 0 and {MAX_CONTROLNET_SCALE}, got {self.controlnet_scale}."
+            )
         if self.backend == "filter":
             resolve_params(self.filter, **self.filter_params)
         elif not self.prompt.strip() and not self.keyframe_prompts:
@@ -140,6 +156,7 @@ class EditRequest:
             "guidance": self.guidance,
             "steps": self.steps,
             "seed": self.seed,
+            "controlnet_scale": self.controlnet_scale,
         }
 
 
@@ -155,9 +172,12 @@ def edit_keyframes(
     """Edit K keyframes (K,H,W,3) uint8 taken at frames `keyframe_indices`; returns (K,H,W,3) uint8.
 
     The SD backend edits all K in one batch (cross-keyframe attention keeps them consistent); editing
-    a subset gives a different result than editing them all. Raises InputError for bad parameters and
-    ModelNotAvailable (naming the setting) when SD weights are missing; `cancel` is checked after every
-    denoising step (core.cancel.Cancelled when set).
+    a subset gives a different result than editing them all. With `Settings.controlnet_model` set
+    (KINEMA_CONTROLNET_MODEL), a ControlNet conditioned on the keyframes' canny edges (OpenCV,
+    `core.pipelines.keyframe_edit.canny_conditions`) keeps their structure, weighted by
+    `request.controlnet_scale`. Raises InputError for bad parameters and ModelNotAvailable (naming the
+    setting) when SD or ControlNet weights cannot be loaded; `cancel` is checked after every denoising step
+    (core.cancel.Cancelled when set).
     """
     request.check()
     if len(keyframe_indices) != len(keyframes_uint8):
@@ -166,11 +186,16 @@ def edit_keyframes(
         return apply_edit(keyframes_uint8, request.filter, **request.filter_params)
 
     # Imported here: diffusers' pipelines take seconds to import and the weight-free path needs none.
-    from core.models import load_pipeline
+    from core.models import load_controlnet, load_pipeline
     from core.models.state import attached
     from core.pipelines.keyframe_edit import KeyframeEditPipeline
 
     pipe = load_pipeline("sd", settings, pipeline_cls=KeyframeEditPipeline)
+    # Loaded whenever configured, so that weights that cannot be loaded are said even at scale 0.
+    controlnet = load_controlnet(settings)
+    use_controlnet = controlnet is not None and request.controlnet_scale > 0
+    if use_controlnet:
+        pipe.register_modules(controlnet=controlnet)
     pipe.set_progress_bar_config(disable=not progress, desc="editing keyframes (SD)")
     # The VAE needs sides divisible by 8: pad by repeating edges, edit, cut the padding off again.
     padded, resize = resize_to_multiple(keyframes_uint8, multiple=8, mode="pad")
@@ -184,6 +209,8 @@ def edit_keyframes(
             guidance_scale=float(request.guidance),
             num_inference_steps=int(request.steps),
             seed=int(request.seed),
+            controlnet_conditioning="canny" if use_controlnet else None,
+            controlnet_conditioning_scale=float(request.controlnet_scale),
             output_type="uint8",
             callback_on_step_end=(cancel or CancelToken()).on_step_end,
         ).images

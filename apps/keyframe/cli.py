@@ -140,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps", type=limited("edit_steps"), default=30, help="sd: inference steps (default 30)"
     )
     edit.add_argument("--seed", type=int, default=0, help="sd: random seed (default 0)")
+    edit.add_argument(
+        "--controlnet-scale",
+        type=float,
+        default=1.0,
+        help="sd with --controlnet-model (KINEMA_CONTROLNET_MODEL): weight of the canny ControlNet that keeps "
+        "the keyframes' edges, 0..2 (default 1; 0: off)",
+    )
 
     interp = parser.add_argument_group("inbetweening")
     interp.add_argument(
@@ -224,6 +231,7 @@ def request_from_args(args: argparse.Namespace, settings: Settings) -> job.Keyfr
         guidance=args.guidance,
         steps=args.steps,
         seed=args.seed,
+        controlnet_scale=args.controlnet_scale,
     )
     return job.KeyframeRequest(
         video=args.video,

@@ -195,6 +195,7 @@ class Handlers:
             guidance=float(edit.get("guidance", 7.5)),
             steps=int(edit.get("steps", 30)),
             seed=int(edit.get("seed") or 0),
+            controlnet_scale=float(edit.get("controlnet_scale", 1.0)),
         ).check()
 
     def _run_edit(

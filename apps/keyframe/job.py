@@ -289,7 +289,15 @@ def run(
         arguments=arguments,
         settings={
             name: getattr(settings, name)
-            for name in ("sd_model", "svd_model", "svd_interp_lora", "device", "dtype", "low_vram")
+            for name in (
+                "sd_model",
+                "controlnet_model",
+                "svd_model",
+                "svd_interp_lora",
+                "device",
+                "dtype",
+                "low_vram",
+            )
         },
         outputs=_write(files, result, video.frames_uint8, fps, indices, edited),
         timings_s=timings,
@@ -404,7 +412,9 @@ def _edit_from_record(edit: Mapping[str, Any], folder: Path) -> EditRequest:
         return EditRequest(backend="filter", filter=edit["filter"], filter_params=params)
     values = {k: edit[k] for k in ("prompt", "negative_prompt", "strength", "guidance", "steps", "seed")}
     prompts = {int(k): v for k, v in edit["keyframe_prompts"].items()}
-    return EditRequest(backend="sd", keyframe_prompts=prompts, **values)
+    # Records from before the ControlNet was wired ran without one: scale 0 redoes them.
+    scale = edit.get("controlnet_scale", 0.0)
+    return EditRequest(backend="sd", keyframe_prompts=prompts, controlnet_scale=scale, **values)
 
 
 def request_from_record(record: RunRecord, folder: str | Path) -> KeyframeRequest:
