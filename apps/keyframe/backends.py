@@ -166,10 +166,15 @@ def edit_keyframes(
     request: EditRequest,
     settings: Settings,
     *,
+    anchors_uint8: np.ndarray | None = None,
     progress: bool = False,
     cancel: CancelToken | None = None,
 ) -> np.ndarray:
     """Edit K keyframes (K,H,W,3) uint8 taken at frames `keyframe_indices`; returns (K,H,W,3) uint8.
+
+    `anchors_uint8` (A,H,W,3) uint8, for SD: keyframes edited already (by SD or uploaded), put in the batch
+    before the K keyframes with the first as the anchor of the cross-keyframe attention, so that a re-edit
+    attends to the edits the others have; their own outputs are dropped. Filters ignore them.
 
     The SD backend edits all K in one batch (cross-keyframe attention keeps them consistent); editing
     a subset gives a different result than editing them all. With `Settings.controlnet_model` set
@@ -197,9 +202,15 @@ def edit_keyframes(
     if use_controlnet:
         pipe.register_modules(controlnet=controlnet)
     pipe.set_progress_bar_config(disable=not progress, desc="editing keyframes (SD)")
+    anchors = np.empty((0, *keyframes_uint8.shape[1:]), np.uint8) if anchors_uint8 is None else anchors_uint8
+    if anchors.shape[1:] != keyframes_uint8.shape[1:]:
+        raise InputError(
+            f"The anchor keyframes are {anchors.shape[1:3]} (H,W) but the keyframes {keyframes_uint8.shape[1:3]}."
+        )
     # The VAE needs sides divisible by 8: pad by repeating edges, edit, cut the padding off again.
-    padded, resize = resize_to_multiple(keyframes_uint8, multiple=8, mode="pad")
-    prompts = [request.keyframe_prompts.get(int(i), request.prompt) for i in keyframe_indices]
+    padded, resize = resize_to_multiple(np.concatenate([anchors, keyframes_uint8]), multiple=8, mode="pad")
+    prompts = [request.prompt] * len(anchors)
+    prompts += [request.keyframe_prompts.get(int(i), request.prompt) for i in keyframe_indices]
     with attached(pipe.unet):  # the cached SD UNet is shared: its cross-frame attention is this run's alone
         edited = pipe(
             keyframes=padded,
@@ -214,7 +225,7 @@ def edit_keyframes(
             output_type="uint8",
             callback_on_step_end=(cancel or CancelToken()).on_step_end,
         ).images
-    return undo_resize(edited, resize)
+    return undo_resize(edited[len(anchors) :], resize)
 
 
 def fit_image(image_uint8: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:

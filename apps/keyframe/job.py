@@ -55,12 +55,14 @@ Progress = Callable[[str, int, int], None]
 class KeyframeEdit:
     """How keyframes `keys` got their edit: `edit` run on the frames `batch` together (an SD edit depends
     on the whole batch), or `image_uint8`, an uploaded (H,W,3) uint8 image used as the edit of keys[0].
-    The edits of one request make disjoint sets of keyframes."""
+    `anchors`: keyframes whose edits (made before, e.g. uploaded) the SD edit attended to (a re-edit: see
+    `backends.edit_keyframes`). The edits of one request make disjoint sets of keyframes."""
 
     keys: tuple[int, ...]
     batch: tuple[int, ...]
     edit: EditRequest | None = None
     image_uint8: np.ndarray | None = None
+    anchors: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -169,8 +171,24 @@ def _edits_of(request: KeyframeRequest, indices: list[int]) -> tuple[KeyframeEdi
     )
 
 
+def anchors_of(
+    request: EditRequest, edited: Mapping[int, np.ndarray], edits: Mapping[int, KeyframeEdit], key: int
+) -> tuple[tuple[int, ...], np.ndarray | None]:
+    """The edited keyframes an SD re-edit of keyframe `key` attends to: every other edited keyframe, uploads
+    first (an uploaded edit is the anchor of the others), then by frame. Returns (their frames, their edits
+    (A,H,W,3) uint8 or None); none for a filter, which edits each pixel on its own."""
+    if request.backend != "sd":
+        return (), None
+    others = sorted((i for i in edited if i != key), key=lambda i: (edits[i].edit is not None, i))
+    return tuple(others), (np.stack([edited[i] for i in others]) if others else None)
+
+
 def _edit(
-    video: LoadedVideo, step: KeyframeEdit, settings: Settings, cancel: CancelToken
+    video: LoadedVideo,
+    step: KeyframeEdit,
+    settings: Settings,
+    cancel: CancelToken,
+    edited: Mapping[int, np.ndarray],
 ) -> dict[int, np.ndarray]:
     if step.edit is None:
         return {step.keys[0]: fit_image(step.image_uint8, video.size_hw)}
@@ -179,10 +197,17 @@ def _edit(
             f"An edit of keyframes {format_indices(step.keys)} names frames {format_indices(step.batch)} "
             f"as its batch; they must include those keyframes and lie in 0..{video.num_frames - 1}."
         )
-    edited = edit_keyframes(
-        video.frames_uint8[list(step.batch)], step.batch, step.edit, settings, progress=True, cancel=cancel
+    anchors = [edited[i] for i in step.anchors if i in edited]  # a redo has those edited before
+    result = edit_keyframes(
+        video.frames_uint8[list(step.batch)],
+        step.batch,
+        step.edit,
+        settings,
+        anchors_uint8=np.stack(anchors) if anchors else None,
+        progress=True,
+        cancel=cancel,
     )
-    return {k: edited[step.batch.index(k)] for k in step.keys}
+    return {k: result[step.batch.index(k)] for k in step.keys}
 
 
 def _load(request: KeyframeRequest, settings: Settings, tell: Callable[[str], None]) -> LoadedVideo:
@@ -247,9 +272,9 @@ def run(
     started = time.perf_counter()
     edited_by_key = dict(prepared.edited) if prepared is not None else {}
     todo = [step for step in steps if not all(k in edited_by_key for k in step.keys)]
-    for step in todo:
+    for step in sorted(todo, key=lambda step: bool(step.anchors)):  # re-edits after the edits they attend to
         report(f"editing {len(step.batch)} keyframe{'s' if len(step.batch) > 1 else ''}", 0, 1)
-        edited_by_key.update(_edit(video, step, settings, cancel))
+        edited_by_key.update(_edit(video, step, settings, cancel, edited_by_key))
     if todo:
         timings["edit"] = time.perf_counter() - started
     edited = np.stack([edited_by_key[i] for i in indices])
@@ -378,7 +403,8 @@ def _step_record(step: KeyframeEdit, folder: Path, only: bool) -> dict[str, Any]
             name: _save_png(folder, filter_image_path(folder, step.edit.filter, name, first).name, image)
             for name, image in images.items()
         }
-    return {**record, "batch": [int(i) for i in step.batch]}
+    anchors = {"anchors": [int(i) for i in step.anchors]} if step.anchors else {}
+    return {**record, "batch": [int(i) for i in step.batch], **anchors}
 
 
 def _arguments(
@@ -433,7 +459,10 @@ def request_from_record(record: RunRecord, folder: str | Path) -> KeyframeReques
             if edit["backend"] == "upload":
                 edits.append(KeyframeEdit(tuple(keys), batch, image_uint8=load_image(folder / edit["file"])))
             else:
-                edits.append(KeyframeEdit(tuple(keys), batch, _edit_from_record(edit, folder)))
+                anchors = tuple(int(i) for i in edit.get("anchors", ()))
+                edits.append(
+                    KeyframeEdit(tuple(keys), batch, _edit_from_record(edit, folder), anchors=anchors)
+                )
         interp_fields = {f.name for f in fields(InterpRequest)}
         return KeyframeRequest(
             video=args["video_path"],
