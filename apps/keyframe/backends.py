@@ -83,9 +83,16 @@ INTERP_BACKENDS: dict[str, Backend] = {
         Backend("crossfade", "Cross-fade (baseline)", (), ()),
         Backend("svd-trf", "SVD + trajectory (svd-trf)", ("svd_model",), SVD_OPTIONS),
         Backend("svd-lora", "SVD + LoRA (svd-lora)", ("svd_model", "svd_interp_lora"), SVD_OPTIONS),
+        Backend(
+            "flow+svd",
+            "Optical flow refined by SVD (flow+svd)",
+            ("svd_model",),
+            ("flow_method", *SVD_OPTIONS, "refine_strength"),
+        ),
     )
 }
 SVD_BACKENDS = tuple(name for name, b in INTERP_BACKENDS.items() if "svd_model" in b.models)
+FLOW_BACKENDS = tuple(name for name, b in INTERP_BACKENDS.items() if "flow_method" in b.options)
 
 
 def _choose(kind: str, name: str, registry: Mapping[str, Backend]) -> Backend:
@@ -251,6 +258,8 @@ class InterpRequest:
     `motion_bucket` (0..255, SVD's motion conditioning), `steps`, `seed`, `decode_chunk_size`
     (frames decoded by the VAE at once: lower uses less memory) and `noise_reinjection` (repeats of each of
     the first half of the steps with fresh noise, 0 = off; see `core.pipelines.svd_interpolate`).
+    "flow+svd" reads both: the flow backend's frames are the guide of an SVD SDEdit at `refine_strength`
+    (the last ceil(steps x strength) steps run; see `core.pipelines.svd_trajectory`).
     """
 
     backend: str = "flow"
@@ -261,6 +270,7 @@ class InterpRequest:
     seed: int = 0
     decode_chunk_size: int = 8
     noise_reinjection: int = 0
+    refine_strength: float = 0.3
 
     def check(self) -> InterpRequest:
         _choose("inbetweening", self.backend, INTERP_BACKENDS)
@@ -275,6 +285,8 @@ class InterpRequest:
         LIMITS["interp_steps"].check(self.steps)
         LIMITS["decode_chunk_size"].check(self.decode_chunk_size)
         LIMITS["noise_reinjection"].check(self.noise_reinjection)
+        if not 0 < self.refine_strength <= 1:
+            raise InputError(f"The refinement strength must be in (0, 1], got {self.refine_strength!r}.")
         return self
 
     def record(self) -> dict[str, Any]:
@@ -307,15 +319,20 @@ def inbetween(
     request.check()
     cancel = cancel or CancelToken()
     callback = cancel.watch(callback)
-    if request.backend == "flow":
-        return interpolate_flow(
+    if request.backend in FLOW_BACKENDS:
+        flow = interpolate_flow(
             frames_uint8,
             keyframe_indices,
             edited_uint8,
             motion=motion,
             method=request.flow_method,
             progress=progress,
-            callback=callback,
+            callback=callback if request.backend == "flow" else None,
+        )
+        if request.backend == "flow":
+            return flow
+        return _svd_refine(
+            flow, keyframe_indices, request, settings, request.fps or fps, progress, cancel, callback
         )
     if request.backend == "crossfade":
         out = crossfade(frames_uint8.shape[0], keyframe_indices, edited_uint8)
@@ -397,6 +414,56 @@ def _svd_inbetween(
     return out
 
 
+def _svd_refine(
+    guide_uint8: np.ndarray,
+    keyframe_indices: Sequence[int],
+    request: InterpRequest,
+    settings: Settings,
+    fps: float,
+    progress: bool,
+    cancel: CancelToken,
+    callback: ProgressCallback,
+) -> np.ndarray:
+    """flow+svd: each gap between neighbouring keyframes of the flow result `guide_uint8` (T,H,W,3) is the
+    guide video of an SVD SDEdit from its first keyframe (the drag app's "svd" backend pipeline,
+    `core.pipelines.svd_trajectory.SVDTrajectoryPipeline`) at `request.refine_strength`; keyframes and the
+    frames outside the first and last keyframe stay as the flow made them. Returns (T,H,W,3) uint8."""
+    import torch
+
+    from core.imaging import unit_to_uint8
+    from core.memory import decode_chunk_frames
+    from core.models import load_pipeline
+    from core.models.state import attached
+    from core.pipelines.svd_trajectory import SVDTrajectoryPipeline
+
+    pipe = load_pipeline("svd", settings, pipeline_cls=SVDTrajectoryPipeline)
+    pipe.set_progress_bar_config(disable=not progress, desc="inbetweening (flow+svd)")
+    padded, resize = resize_to_multiple(guide_uint8, multiple=SVD_SIDE_MULTIPLE, mode="pad")
+    out = guide_uint8.copy()
+    indices = [int(i) for i in keyframe_indices]
+    total = out.shape[0]
+    with attached(pipe.unet):
+        for segment, (a, b) in enumerate(zip(indices, indices[1:])):
+            if b - a >= 2:
+                frames_unit = pipe(
+                    padded[a],
+                    padded[a : b + 1],
+                    strength=float(request.refine_strength),
+                    num_inference_steps=request.steps,
+                    motion_bucket_id=request.motion_bucket,
+                    fps=max(1, round(fps)),
+                    decode_chunk_size=decode_chunk_frames(
+                        *padded.shape[1:3], request.decode_chunk_size, settings.low_vram
+                    ),
+                    generator=torch.Generator().manual_seed(request.seed + segment),
+                    output_type="np",
+                    callback_on_step_end=cancel.on_step_end,
+                ).frames[0]
+                out[a + 1 : b] = undo_resize(unit_to_uint8(frames_unit[1:-1]), resize)
+            callback(b + 1 if b < indices[-1] else total, total)
+    return out
+
+
 def inbetween_images(
     images_uint8: np.ndarray,
     request: InterpRequest,
@@ -422,14 +489,17 @@ def inbetween_images(
     keys_uint8 = images_uint8[list(layout.image_order)]
     cancel = cancel or CancelToken()
     callback = cancel.watch(callback)
-    if request.backend == "flow":
+    if request.backend in FLOW_BACKENDS:
         out = np.empty((layout.num_frames, *keys_uint8.shape[1:]), np.uint8)
         indices = layout.keyframe_indices
         out[list(indices)] = keys_uint8
         for k, (a, b) in enumerate(zip(indices, indices[1:])):
             out[a + 1 : b] = morph_flow(keys_uint8[k], keys_uint8[k + 1], b - a - 1, request.flow_method)
-            callback(b + 1, layout.num_frames)
-        return out
+            if request.backend == "flow":
+                callback(b + 1, layout.num_frames)
+        if request.backend == "flow":
+            return out
+        return _svd_refine(out, indices, request, settings, request.fps or fps, progress, cancel, callback)
     if request.backend == "crossfade":
         out = crossfade(layout.num_frames, layout.keyframe_indices, keys_uint8)
         callback(layout.num_frames, layout.num_frames)

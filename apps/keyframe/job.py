@@ -29,6 +29,7 @@ from PIL import Image
 
 from apps.common.runs import RunRecord
 from apps.keyframe.backends import (
+    FLOW_BACKENDS,
     EditRequest,
     InterpRequest,
     backend_notes,
@@ -279,10 +280,10 @@ def run(
         timings["edit"] = time.perf_counter() - started
     edited = np.stack([edited_by_key[i] for i in indices])
 
-    if interp.backend == "flow" and motion is None and prepared is not None:
+    if interp.backend in FLOW_BACKENDS and motion is None and prepared is not None:
         if prepared.motion_method == interp.flow_method:
             motion = prepared.motion
-    if interp.backend == "flow" and motion is None:
+    if interp.backend in FLOW_BACKENDS and motion is None:
         report("estimating motion", 0, 1)
         started = time.perf_counter()
         motion = motion_of(video.frames_uint8, interp.flow_method, progress=True)

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from apps.keyframe import backends, cli
+from apps.keyframe import backends, cli, ui_sequence
+from apps.keyframe.handlers import Handlers
+from apps.keyframe.sample import SAMPLE_VIDEO
+from apps.keyframe.video import load_video
 from core.config import Settings
 from core.engines.chain import chain_layout, check_images
 from core.errors import InputError
@@ -133,3 +136,30 @@ def test_cli_bad_images_exit_2_with_one_line(tmp_path, images, capsys, kind, ext
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(PREFIX) and message in lines[0], lines
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_flow_svd_refines_the_flow_frames_from_cli_and_app(settings, tmp_path, images, capsys):
+    frames = load_video(SAMPLE_VIDEO, settings, end_s=1.0, working_side=64).frames_uint8
+    keys = [0, 5, 10]
+    edited = frames[keys][..., ::-1].copy()  # a channel swap as the edit
+    flow, refined = (
+        backends.inbetween(frames, keys, edited, backends.InterpRequest(backend=name, steps=2), settings)
+        for name in ("flow", "flow+svd")
+    )
+    assert np.array_equal(refined[keys], edited) and not np.array_equal(refined[1:5], flow[1:5])
+
+    out = tmp_path / "fs.mp4"
+    args = ["--video", str(SAMPLE_VIDEO), "--out", str(out), "--working-size", "64", "--end", "1.0"]
+    args += ["--keyframes", "0,5,10", "--edit", "identity", "--interp", "flow+svd", "--interp-steps", "2"]
+    assert cli.main([*args, "--svd-model", "tiny", "--refine-strength", "0.5"]) == 0, capsys.readouterr().err
+    inbetween = json.loads(out.with_suffix(".json").read_text())["arguments"]["inbetween"]
+    assert inbetween["backend"] == "flow+svd" and inbetween["refine_strength"] == 0.5
+    assert read_video(out).num_frames == 11
+
+    # The app's images panel runs it too (the video app's inbetween shares backends.inbetween).
+    paths = _save(tmp_path, images)
+    step3 = ("flow+svd", 0, "dis", 127, 2, 0, 8, None, 0)
+    video, downloads, status = ui_sequence.inbetween_images(Handlers(settings), paths, 2, False, *step3)
+    assert read_video(video).num_frames == 7 and status.startswith(
+        "7 frames at 8 fps from 3 images (flow+svd)"
+    )
