@@ -24,7 +24,8 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 venv: $(VENV)/.runtime
 dev-venv: $(VENV)/.dev
 
-## make demo: launch every app that exists (python -m apps all); settings via KINEMA_* env vars
+## make demo: one URL (python -m apps all): the landing page with every app; settings via KINEMA_* env vars,
+## ports via ARGS="--port 7860 --drag-port 8501"
 demo: $(VENV)/.runtime
 	$(PY) -m apps all $(ARGS)
 

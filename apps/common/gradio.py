@@ -1,6 +1,8 @@
 """What the two Gradio apps share: our errors shown as one sentence, the low-VRAM checkbox, Stop buttons and
 closed sessions stopping their runs (`RunStops`), uploads read by our own loaders, results served privately,
-and the `main()` that serves them.
+the page header (title, description, the offline-models switch of :mod:`apps.common.offline`), and the server:
+each app is mounted on a FastAPI app (:func:`mount_app`: at its path, with its offline copy at
+``<path>/offline/``), alone by `serve` or both beside the landing page by ``apps/front/server.py``.
 
 Privacy of results: the output folder is NOT in ``allowed_paths``, so ``/gradio_api/file=<output folder>/...``
 is refused whatever the run's name. A handler hands out its run's files through :func:`served_copies`: hard
@@ -12,7 +14,9 @@ job gets those URLs; the file route refuses folders, so the names cannot be list
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
+import logging
 import os
 import secrets
 import shutil
@@ -23,10 +27,20 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from fastapi import FastAPI
 from gradio.data_classes import ImageData
 from gradio.utils import get_upload_folder
 
+from apps.common.catalog import FAVICON, AppSpec, display_host
 from apps.common.low_vram import LOW_VRAM_LABEL, low_vram_help
+from apps.common.offline import (
+    OFFLINE_PATH,
+    in_use_note,
+    missing_weights_of,
+    offer_note,
+    offline_settings,
+    switch_label,
+)
 from core.cancel import CancelToken
 from core.config import Settings
 from core.errors import InputError, KinemaError
@@ -150,6 +164,64 @@ def served_copies(paths: Iterable[str | Path]) -> list[str]:
     return served
 
 
+def page_header(spec: AppSpec, settings: Settings, models: Iterable[str], offline: bool) -> None:
+    """The app's title and one-sentence description, then the offline-models line: on the offline copy the
+    label saying which offline models run (and a link back), elsewhere, when weights of `models` (the Settings
+    fields the app uses) are missing, the offer with its one-click switch to the offline copy."""
+    models = tuple(models)
+    gr.Markdown(f"# {spec.title}\n{spec.summary}", elem_id="app-header")
+    if offline:
+        with gr.Row(elem_id="offline-note"):
+            gr.Markdown(in_use_note(settings, models), elem_id="offline-label")
+            gr.Button("Back to the configured models", link="../", size="sm", scale=0, elem_id="offline-back")
+    elif missing := missing_weights_of(settings, models):
+        with gr.Row(elem_id="offline-note"):
+            gr.Markdown(offer_note(missing))
+            gr.Button(
+                switch_label(models),
+                link=f"{OFFLINE_PATH}/",
+                size="sm",
+                variant="primary",
+                scale=0,
+                elem_id="offline-switch",
+            )
+
+
+def mount_app(
+    server: FastAPI,
+    path: str,
+    demo: gr.Blocks,
+    build_demo: Callable[..., gr.Blocks],
+    settings: Settings,
+    served_folders: Iterable[Path],
+) -> None:
+    """Serve an app at `path` ("" for the root): `demo` (its module's Blocks for the environment's settings;
+    rebuilt with `build_demo` when `settings` differ), and its offline copy,
+    ``build_demo(offline_settings(settings), offline=True)``, at ``<path>/offline``; each with its own queue."""
+    app = demo if settings == Settings.from_env() else build_demo(settings)
+    offline = build_demo(offline_settings(settings), offline=True)
+    # The offline copy first: a mount at `path` would also take the requests under <path>/offline.
+    for mount_path, blocks in ((f"{path}/{OFFLINE_PATH}", offline), (path or "/", app)):
+        gr.mount_gradio_app(
+            server, blocks.queue(max_size=32), mount_path, **launch_kwargs(settings, *served_folders)
+        )
+        blocks.favicon_path = str(FAVICON)  # gradio warns when given it for a path below the root
+
+
+def run_server(server: FastAPI, host: str, port: int) -> None:
+    """Serve `server` until SIGINT or SIGTERM; open connections (the pages' queue streams) get 2 s to close,
+    then are cancelled without a traceback each."""
+    import uvicorn
+
+    logging.getLogger("uvicorn.error").addFilter(_not_cancelled)
+    print(f"Serving on http://{display_host(host)}:{port}", flush=True)
+    uvicorn.run(server, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
+
+
+def _not_cancelled(record: logging.LogRecord) -> bool:
+    return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
 def launch_kwargs(settings: Settings, *served_folders: Path) -> dict[str, Any]:
     """`launch()` arguments that depend on the settings: the upload limit and the folders of public files
     (samples, examples). Results are not among them: handlers hand them out through :func:`served_copies`."""
@@ -160,27 +232,33 @@ def launch_kwargs(settings: Settings, *served_folders: Path) -> dict[str, Any]:
     }
 
 
-def serve(
-    prog: str,
-    description: str,
-    port: int,
-    demo: gr.Blocks,
-    build_demo: Callable[[Settings], gr.Blocks],
-    served_folders: list[Path],
-    argv: list[str] | None = None,
-) -> int:
-    """Parse --host/--port and the settings flags, then serve `demo` (rebuilt when the flags change it)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+def server_arguments(
+    parser: argparse.ArgumentParser, port: int, argv: list[str] | None
+) -> tuple[argparse.Namespace, Settings]:
+    """Add --host, --port (default `port`) and the settings flags to `parser`; the parsed arguments and
+    settings (a usage error for bad settings)."""
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 for a LAN)")
     parser.add_argument("--port", type=int, default=port, help="port to serve on")
     Settings.add_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        settings = Settings.from_args(args)
+        return args, Settings.from_args(args)
     except InputError as err:
         parser.error(str(err))
-    app = demo if settings == Settings.from_env() else build_demo(settings)
-    app.queue(max_size=32).launch(
-        server_name=args.host, server_port=args.port, **launch_kwargs(settings, *served_folders)
-    )
+
+
+def serve(
+    prog: str,
+    description: str,
+    port: int,
+    demo: gr.Blocks,
+    build_demo: Callable[..., gr.Blocks],
+    served_folders: list[Path],
+    argv: list[str] | None = None,
+) -> int:
+    """Parse --host/--port and the settings flags, then serve the app alone (:func:`mount_app` at the root)."""
+    args, settings = server_arguments(argparse.ArgumentParser(prog=prog, description=description), port, argv)
+    server = FastAPI()
+    mount_app(server, "", demo, build_demo, settings, served_folders)
+    run_server(server, args.host, args.port)
     return 0

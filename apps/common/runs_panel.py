@@ -91,10 +91,15 @@ class RunsPanel:
         ui: dict[str, Any] = {}
         p = self.prefix
         with gr.Accordion(RUNS_LABEL, open=True, elem_id=f"{p}-runs-panel"):
+            # Thumbnail-sized cells however few runs there are (gradio stretches a lone item to the full width).
+            cells = "grid-template-columns: repeat(auto-fill, minmax(100px, 140px)) !important"
+            gr.HTML(
+                f"<style>#{p}-runs .grid-container {{ {cells}; grid-template-rows: none !important; }}</style>"
+            )
             ui["runs_gallery"] = gr.Gallery(
                 label="Earlier runs (click one)",
-                columns=4,
-                height=170,
+                height=190,
+                object_fit="contain",
                 allow_preview=False,
                 elem_id=f"{p}-runs",
             )

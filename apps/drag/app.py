@@ -45,8 +45,10 @@ if str(ROOT) not in sys.path:  # `streamlit run apps/drag/app.py` puts only apps
 import numpy as np  # noqa: E402
 import streamlit as st  # noqa: E402
 
+from apps.common.catalog import APPS  # noqa: E402
 from apps.common.examples import MINI_DESCRIPTION, MINI_EXAMPLE_LABEL, is_mini, mini_drag_example  # noqa: E402
 from apps.common.low_vram import LOW_VRAM_LABEL, low_vram_help  # noqa: E402
+from apps.common.streamlit import page_header, set_page  # noqa: E402
 from apps.drag import backends, ui_canvas, ui_engine, ui_generate, ui_tracks  # noqa: E402
 from apps.drag.overlay import draw_object_overlay, draw_trajectory_overlay, with_border  # noqa: E402
 from apps.drag.params import DragParams  # noqa: E402
@@ -416,10 +418,9 @@ def preview_section(
 
 
 def main() -> None:
-    st.set_page_config(page_title="Kinema: drag to video", layout="wide")
+    set_page(APPS["drag"])
     init_state()
-    settings = read_settings()
-    st.title("Drag to video")
+    settings = page_header(APPS["drag"], read_settings(), backends.MODELS)  # the offline models, if switched
     st.caption(
         "Draw where things should move; anchors hold the image still. The warp preview is instant; "
         "SVD turns the warp into a generated video."

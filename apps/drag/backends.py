@@ -137,6 +137,8 @@ BACKENDS: dict[str, Backend] = {
     )
 }
 
+MODELS = tuple(dict.fromkeys(m for b in BACKENDS.values() for m in b.models))  # every model setting, once
+
 
 def backend_of(name: str) -> Backend:
     """The registered backend called `name`; InputError naming the choices otherwise."""

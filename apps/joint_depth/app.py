@@ -42,8 +42,18 @@ from typing import Any
 
 import gradio as gr
 
+from apps.common.catalog import APPS
 from apps.common.examples import MINI_EXAMPLE_LABEL, MINI_STEPS, is_mini, mini_image_example
-from apps.common.gradio import RunStops, image_upload, low_vram_checkbox, serve, served_copies, shows_errors
+from apps.common.gradio import (
+    RunStops,
+    image_upload,
+    low_vram_checkbox,
+    page_header,
+    serve,
+    served_copies,
+    shows_errors,
+)
+from apps.common.history import RunEntry
 from apps.common.runs_panel import RunsPanel
 from apps.joint_depth import compare, examples, job
 from apps.joint_depth.job import JointRequest, LoadedModel
@@ -250,7 +260,7 @@ class Handlers:
         request = replace(request, input_path=depth or "")
         return self._run(request, "ui:depth_to_image", progress, low_vram, client)
 
-    def redo(self, entry):
+    def redo(self, entry: RunEntry):
         """The controls' values that redo a run of this session (apps.joint_depth.compare.REDO_CONTROLS)."""
         return compare.redo_values(entry, {folder: name for name, folder in self.weight_folders().items()})
 
@@ -476,11 +486,13 @@ def _events(demo: gr.Blocks, h: Handlers, ui: Components) -> None:
     h.runs.wire(demo, ui, [generate, image_to_depth, depth_to_image], h.redo, redo_outputs)
 
 
-def build_demo(settings: Settings) -> gr.Blocks:
-    """The app's Blocks for these settings (models, limits, output folder)."""
+def build_demo(settings: Settings, offline: bool = False) -> gr.Blocks:
+    """The app's Blocks for these settings (models, limits, output folder); `offline`: the copy on the offline
+    models (:mod:`apps.common.offline`), which says so."""
     h = Handlers(settings)
-    with gr.Blocks(title="Joint depth + image", delete_cache=(3600, 6 * 3600)) as demo:
-        gr.Markdown("# Joint depth + image")
+    spec = APPS["joint"]
+    with gr.Blocks(title=spec.title, delete_cache=(3600, 6 * 3600)) as demo:
+        page_header(spec, settings, job.MODELS, offline)
         ui: Components = {"banner": gr.Markdown("Loading the model...", elem_id="jd-banner")}
         ui["samples"] = gr.State([])  # the last run's (image, depth colour map, point cloud) per sample
         compare.page_style()

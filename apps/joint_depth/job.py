@@ -61,6 +61,7 @@ from core.pointcloud import (
 )
 
 SIZE_MULTIPLE = 64  # every SD-family UNet takes sides that divide by 64
+MODELS = ("sd_model", "joint_weights")  # the model settings a run uses
 # Steps, guidance, batch, points and sides: core.config.LIMITS ("joint_*", "side"); these are not costs.
 SEED = Limit(0, 2**32 - 1, "Seed")
 NEAR, FAR = Limit(1e-6, 1e6, "Near", whole=False), Limit(1e-6, 1e6, "Far", whole=False)

@@ -36,10 +36,11 @@ from typing import Any
 
 import gradio as gr
 
+from apps.common.catalog import APPS
 from apps.common.examples import EXAMPLE_FOLDER, MINI_EXAMPLE_LABEL, MINI_STEPS, is_mini
-from apps.common.gradio import image_upload, low_vram_checkbox, serve
+from apps.common.gradio import image_upload, low_vram_checkbox, page_header, serve
 from apps.keyframe import compare, ui_sequence
-from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS, MAX_CONTROLNET_SCALE
+from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS, MAX_CONTROLNET_SCALE, MODELS
 from apps.keyframe.handlers import (
     DEFAULT_FILTER,
     MINI_KEY_EVERY,
@@ -392,12 +393,15 @@ def _compare_events(demo: gr.Blocks, h: Handlers, ui: Components, edits: list, i
     h.runs.wire(demo, ui, [inbetween], compare.redo_values, redo_outputs)
 
 
-def build_demo(settings: Settings) -> gr.Blocks:
-    """The app's Blocks for these settings (models, limits, output folder)."""
+def build_demo(settings: Settings, offline: bool = False) -> gr.Blocks:
+    """The app's Blocks for these settings (models, limits, output folder); `offline`: the copy on the offline
+    models (:mod:`apps.common.offline`), which says so."""
     h = Handlers(settings)
-    with gr.Blocks(title="Keyframe edit + interpolation", delete_cache=(3600, 6 * 3600)) as demo:
+    spec = APPS["keyframe"]
+    with gr.Blocks(title=spec.title, delete_cache=(3600, 6 * 3600)) as demo:
         ui: Components = {"session": gr.State(Session(), time_to_live=STATE_TTL_S)}
-        gr.Markdown("# Keyframe edit + interpolation\n" + model_summary(settings))
+        page_header(spec, settings, MODELS, offline)
+        gr.Markdown(model_summary(settings))
         ui["low_vram"] = low_vram_checkbox(settings, "kf-low-vram")  # the SD edits and the SVD inbetweening
         with gr.Row():
             with gr.Column(scale=1):

@@ -93,6 +93,10 @@ INTERP_BACKENDS: dict[str, Backend] = {
 }
 SVD_BACKENDS = tuple(name for name, b in INTERP_BACKENDS.items() if "svd_model" in b.models)
 FLOW_BACKENDS = tuple(name for name, b in INTERP_BACKENDS.items() if "flow_method" in b.options)
+# Every model setting a backend uses, once each.
+MODELS = tuple(
+    dict.fromkeys(m for b in (*EDIT_BACKENDS.values(), *INTERP_BACKENDS.values()) for m in b.models)
+)
 
 
 def _choose(kind: str, name: str, registry: Mapping[str, Backend]) -> Backend:

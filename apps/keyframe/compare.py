@@ -20,6 +20,7 @@ from apps.common.history import RunEntry
 from apps.keyframe import job
 from apps.keyframe.handlers import Session, filter_inputs
 from apps.keyframe.keyframes import format_indices, parse_indices
+from core.errors import InputError
 
 COMPARE_LABEL = "Compare a keyframe: original | edited (drag the handle; click a keyframe to choose it)"
 
@@ -48,7 +49,10 @@ def edited_pair(session: Session | None, keys_text: str, selected: float | None)
     None before any edit."""
     if session is None or session.video is None or not session.edited:
         return None
-    keys = parse_indices(keys_text) if (keys_text or "").strip() else []
+    try:
+        keys = parse_indices(keys_text) if (keys_text or "").strip() else []
+    except InputError:  # a list being typed: the keyframe steps say what is wrong with it
+        keys = []
     edited = [index for index in keys if index in session.edited] or sorted(session.edited)
     index = int(selected) if selected is not None and int(selected) in edited else edited[0]
     return session.video.frames_uint8[index], session.edited[index]

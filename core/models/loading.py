@@ -113,6 +113,11 @@ def missing_weights(setting: str, model: str, why: str) -> ModelNotAvailable:
 # -- loading ---------------------------------------------------------------------------------------
 
 
+def names_local_path(model: str) -> bool:
+    """Whether a model setting names a local path rather than a hub id (``owner/name``)."""
+    return Path(model).expanduser().exists() or model.startswith((".", "/", "~")) or model.count("/") > 1
+
+
 def _stock_class(kind: ModelKind):
     from diffusers import StableDiffusionPipeline, StableVideoDiffusionPipeline
 
@@ -131,7 +136,7 @@ def load_components(kind: ModelKind, model: str, torch_dtype: torch.dtype = torc
                 value.to(torch_dtype)
         return built
     local = Path(model).expanduser()
-    looks_local = local.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1
+    looks_local = names_local_path(model)
     if looks_local and not (local / "model_index.json").is_file():
         raise missing_weights(_SETTING_OF_KIND[kind], model, "no model_index.json in that folder")
     kwargs: dict = {"dtype": torch_dtype}
@@ -278,7 +283,7 @@ def _cached_sam(model: str, torch_dtype: torch.dtype) -> SamSegmenter:
             raise missing_weights(
                 "sam_model", model, f"no {' or '.join(_SAM_PROCESSOR_FILES)} in that folder"
             )
-    elif local.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1:
+    elif names_local_path(model):
         raise missing_weights("sam_model", model, "no such folder")
     source, local_only = (str(local), True) if local.is_dir() else (model, hub_offline())
     try:

@@ -95,8 +95,11 @@ def test_upload_edit_inbetween_and_play(start_app, page):
     phone = page.context.browser.new_context(viewport={"width": 390, "height": 844})
     small = phone.new_page()
     small.goto(page.url)
-    small.locator("#kf-load").wait_for(timeout=TIMEOUT_MS)
-    assert small.evaluate(
-        "() => document.documentElement.scrollWidth <= document.documentElement.clientWidth"
-    )
+    no_sideways = "() => document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+    small.locator("#kf-sample").click()
+    small.get_by_text(f"{SAMPLE_FRAMES} frames, {SAMPLE_FPS:g} fps").wait_for(timeout=TIMEOUT_MS)
+    assert small.evaluate(no_sideways)
+    small.locator("#kf-load").click()
+    small.locator("#kf-frames img").nth(SAMPLE_FRAMES - 1).wait_for(state="attached", timeout=TIMEOUT_MS)
+    assert small.evaluate(no_sideways)
     phone.close()

@@ -72,7 +72,8 @@ def assert_served_only_to_its_session(
 ) -> Path:
     """A's results (`downloads` and the other `shown` file answers of its run in `folder`) download through
     the URLs it was given, byte for byte; anyone else gets 403 for every file of the run, even knowing its
-    exact name, and for every folder results live in or are served from. Returns the served folder."""
+    exact name, and for every folder results live in or are served from, and neither its files nor its
+    settings from the Runs panel (/run_details, /redo). Returns the served folder."""
     assert sorted(Path(item["path"]).name for item in downloads) == sorted(p.name for p in folder.iterdir())
     for item in [*downloads, *shown]:
         response = httpx.get(item["url"], timeout=10)
@@ -84,6 +85,14 @@ def assert_served_only_to_its_session(
         assert file_status(url, path) == 403, path
     for where in (settings.output_dir, folder.parent, folder, served, Path(get_upload_folder())):
         assert file_status(url, where) == 403, where
+    other = fresh_client(url, download_files=False)
+    for api_name in ("/run_details", "/redo"):
+        try:
+            other.predict(folder.name, api_name=api_name)
+        except AppError as error:  # not among its runs: refused by the run choice or by the panel
+            assert "not in the list of choices" in str(error) or "this session's runs" in str(error), error
+        else:
+            raise AssertionError(f"{api_name} answered another session about run {folder.name}")
     return served
 
 
