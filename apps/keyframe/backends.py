@@ -87,7 +87,8 @@ INTERP_BACKENDS: dict[str, Backend] = {
             "flow+svd",
             "Optical flow refined by SVD (flow+svd)",
             ("svd_model",),
-            ("flow_method", *SVD_OPTIONS, "refine_strength"),
+            # Noise re-injection is time-reversal fusion's remedy: an SDEdit from the flow frames takes none.
+            ("flow_method", *(o for o in SVD_OPTIONS if o != "noise_reinjection"), "refine_strength"),
         ),
     )
 }
