@@ -29,9 +29,12 @@ dev-venv: $(VENV)/.dev
 demo: $(VENV)/.runtime
 	$(PY) -m apps all $(ARGS)
 
-## make test: the whole suite, offline (slow and browser tests included)
+## make test: the whole suite, offline (slow and browser tests included), on two pytest-xdist workers, each
+## test file on one worker (its module fixtures, e.g. the training runs, are built once; no file is over 7% of
+## the suite). PYTEST_ARGS come last, so `make test PYTEST_ARGS="-n 0"` runs it serially.
+PYTEST_WORKERS ?= -n 2 --dist loadfile
 test: $(VENV)/.dev browser
-	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 ## make test-min: the unit, pipeline and app tests (not slow, not e2e) in .venv-min, a venv at the lowest versions
 ## requirements.txt allows: every `NAME>=X` (also `NAME>=X,<Y`) is installed as `NAME==X`, via

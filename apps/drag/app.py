@@ -24,10 +24,13 @@ Session state (per browser tab):
                               objects otherwise)
     canvas_objects            the objects the canvas last reported (one per trajectory, in order)
     track_timings             each canvas object's Timing, by index (`apps.drag.ui_tracks`)
-    brush_rev                 the motion-brush canvas starts empty; clearing it bumps brush_rev
+    brush_rev                 the painting canvases (motion brush, repaint) start empty when it changes
+    brush_loaded, brush_mask  the motion brush read back from a run or kept over a canvas resize, and the
+                              last brush (`apps.drag.ui_brush`)
     object_layers             the objects engine's objects of recent drawings (`apps.drag.ui_engine`)
     painted_objects           objects painted by hand, by their drag's start point (`apps.drag.ui_engine`)
     result, run_error         the last finished run (kept when a later run fails) and the last failure
+    run_history, redo_bucket  this session's runs and the motion bucket a redo sets (`apps.drag.ui_runs`)
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from apps.common.catalog import APPS  # noqa: E402
 from apps.common.examples import MINI_DESCRIPTION, MINI_EXAMPLE_LABEL, is_mini, mini_drag_example  # noqa: E402
 from apps.common.low_vram import LOW_VRAM_LABEL, low_vram_help  # noqa: E402
 from apps.common.streamlit import page_header, set_page  # noqa: E402
-from apps.drag import backends, ui_canvas, ui_engine, ui_generate, ui_tracks  # noqa: E402
+from apps.drag import backends, ui_brush, ui_canvas, ui_engine, ui_generate, ui_runs, ui_tracks  # noqa: E402
 from apps.drag.overlay import draw_object_overlay, draw_trajectory_overlay, with_border  # noqa: E402
 from apps.drag.params import DragParams  # noqa: E402
 from core.config import ENV_PREFIX, Settings  # noqa: E402
@@ -75,7 +78,6 @@ SAMPLES_DIR = ROOT / "assets" / "images"
 # The sample whose picture is a held-out synthetic scene's first frame and whose drags are its sprite tracks.
 MINI_SAMPLE = f"{MINI_EXAMPLE_LABEL} (held-out, {MINI_SIDE} px)"
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
-CANVAS_MAX_W, CANVAS_MAX_H = 560, 520
 RESIZE_MODES = {"crop": "Crop to fit", "pad": "Keep aspect (pad)"}
 PREVIEW_CRF = 30
 CAMERA_LABELS = {"rotate_cw": "rotate clockwise", "rotate_ccw": "rotate anticlockwise"}
@@ -154,6 +156,8 @@ def init_state() -> None:
         "trajectory_file_error": None,
         "bucket_suggestion": None,
         "track_timings": {},
+        "brush_loaded": None,
+        "brush_mask": None,
     }
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
@@ -166,12 +170,14 @@ def on_tool_change() -> None:
 
 
 def on_trajectory_file() -> None:
-    upload = st.session_state.get("trajectory_file")
+    """A run's trajectories JSON and, if it had one, its motion brush PNG (its downloads) redo the run."""
     st.session_state.trajectory_file_error = None
-    if upload is None:
-        return
     try:
-        st.session_state.pending_trajectories = Trajectories.from_json(upload.getvalue())
+        for upload in st.session_state.get("trajectory_file") or []:
+            if upload.name.lower().endswith(".json"):
+                st.session_state.pending_trajectories = Trajectories.from_json(upload.getvalue())
+            else:
+                ui_brush.load_brush(load_image(upload.getvalue()).max(axis=2) >= 128)
     except InputError as err:
         st.session_state.trajectory_file_error = str(err)
 
@@ -191,13 +197,17 @@ def load_tracks(trajectories_json: str) -> None:
     st.session_state.pending_trajectories = Trajectories.from_json(trajectories_json)
 
 
+def sample_photos() -> list[str]:
+    return sorted(p.stem for p in SAMPLES_DIR.glob("*.jpg"))
+
+
 def image_source(settings: Settings) -> tuple[str, bytes, str | None] | None:
     """The chosen image's (name, bytes, trajectory JSON of its example drags or None), or None (with a message
     shown) when there is none to use. The mini sample comes first when the SVD model is mini."""
     st.sidebar.header("Image")
     source = st.sidebar.radio("Source", ["Sample photo", "Upload"], horizontal=True, key="source")
     if source == "Sample photo":
-        photos = sorted(p.stem for p in SAMPLES_DIR.glob("*.jpg"))
+        photos = sample_photos()
         samples = [MINI_SAMPLE, *photos] if is_mini(settings.svd_model) else [*photos, MINI_SAMPLE]
         name = st.sidebar.selectbox("Sample", samples, key="sample")
         if name != MINI_SAMPLE:
@@ -239,7 +249,7 @@ def sidebar_controls(settings: Settings) -> dict:
         working.label, sides, value=working.default if working.default in sides else sides[-1], key="max_side"
     )
     st.sidebar.header("Motion")
-    offered = {b.name: b.label for b in backends.available_backends(settings)}
+    offered = {b.name: backends.loaded_label(b.name, settings) for b in backends.available_backends(settings)}
     chosen["backend"] = st.sidebar.radio(
         DragParams.widget("backend").label, list(offered), format_func=offered.get, key="backend"
     )
@@ -306,8 +316,9 @@ def svd_controls(backend: str, settings: Settings, suggestion: int) -> dict:
 def trajectory_file_section() -> None:
     st.sidebar.header("Trajectory file")
     st.sidebar.file_uploader(
-        "Load trajectories (JSON) to redo a run",
-        type=["json"],
+        "Load trajectories (JSON) and a motion brush (PNG) to redo a run",
+        type=["json", "png"],
+        accept_multiple_files=True,
         key="trajectory_file",
         on_change=on_trajectory_file,
     )
@@ -322,8 +333,9 @@ def sync_canvas(
     data: bytes, resize: str, max_side: int, canvas_size: tuple[int, int], tracks_json: str | None
 ) -> str:
     """Keep the drawing in step with the picture: a new picture starts empty (an example's with its drags,
-    `tracks_json`), the same picture at another size or fit shows the same (normalised) trajectories, a loaded
-    trajectory file replaces the drawing. Returns the image id (the canvas keys hold it)."""
+    `tracks_json`), the same picture at another size or fit or on a canvas of another size (the column's)
+    shows the same (normalised) trajectories, a loaded trajectory file replaces the drawing. Returns the
+    image id (the canvas keys hold it)."""
     image_id = hashlib.sha1(data).hexdigest()[:12]
     layout_id = f"{image_id}-{resize}-{max_side}"
     if st.session_state.image_id is None or st.session_state.image_id.split("-")[0] != image_id:
@@ -331,13 +343,16 @@ def sync_canvas(
         ui_engine.clear_brush()
         if tracks_json is not None:
             load_tracks(tracks_json)
-    elif st.session_state.image_id != layout_id:
+    elif st.session_state.image_id != layout_id or st.session_state.canvas_size != canvas_size:
         old = st.session_state.get("canvas_size", canvas_size)
         kept = parse_objects(st.session_state.canvas_objects, old)
         timings = st.session_state.track_timings
         kept_timings = {new: timings[i] for new, i in enumerate(kept.object_index) if i in timings}
         ui_tracks.remount_canvas(objects_from_trajectories(kept.trajectories, canvas_size), kept_timings)
-        ui_engine.clear_brush()
+        if st.session_state.image_id != layout_id:
+            ui_engine.clear_brush()
+        else:  # only the canvas's size: the brush is the same picture's
+            ui_brush.keep_brush()
     st.session_state.image_id = layout_id
     st.session_state.canvas_size = canvas_size
     if st.session_state.pending_trajectories is not None:
@@ -350,21 +365,27 @@ def sync_canvas(
 
 
 def drawing_section(image: np.ndarray, canvas_size: tuple[int, int], image_id: str) -> ParsedCanvas:
-    """The tool choice and the canvas: what it holds."""
+    """The tool choice and the canvas: what it holds. The canvas shows each track's arrow and number under
+    the strokes (`ui_canvas.canvas_background`), so a new drawing reruns the page to show them at once."""
     tool_label = st.radio(
         "Tool", list(ui_canvas.TOOLS), horizontal=True, key="tool", on_change=on_tool_change
     )
     mode = ui_canvas.TOOLS[tool_label]
     st.caption(ui_canvas.TOOL_HELP[mode])
+    shown = st.session_state.canvas_objects
     result = ui_canvas.draw_canvas(
-        image,
+        ui_canvas.canvas_background(image, canvas_size, parse_objects(shown, canvas_size).trajectories),
         canvas_size,
         drawing_mode=mode,
         initial_objects=st.session_state.canvas_seed,
         key=f"canvas-{image_id}-{st.session_state.canvas_rev}",
+        stroke_colour=ui_canvas.stroke_colour_for(len(shown)),
     )
-    st.session_state.canvas_objects = canvas_objects(result.json_data)
-    return parse_objects(st.session_state.canvas_objects, canvas_size)
+    drawn = canvas_objects(result.json_data)
+    if drawn != shown:
+        st.session_state.canvas_objects = drawn
+        st.rerun()
+    return parse_objects(drawn, canvas_size)
 
 
 def preview_section(
@@ -419,6 +440,7 @@ def preview_section(
 
 def main() -> None:
     set_page(APPS["drag"])
+    st.html(ui_canvas.CANVAS_STYLE)
     init_state()
     settings = page_header(APPS["drag"], read_settings(), backends.MODELS)  # the offline models, if switched
     st.caption(
@@ -441,20 +463,18 @@ def main() -> None:
             st.error(str(err))
     if image is None:
         if st.session_state.result is not None:  # no usable image: keep what was generated before
-            ui_generate.show_result(st.session_state.result)
+            ui_generate.show_result(st.session_state.result, settings)
         return
 
     height, width = image.shape[:2]
-    canvas_size = ui_canvas.canvas_size_for((height, width), CANVAS_MAX_W, CANVAS_MAX_H)
-    image_id = sync_canvas(data, chosen["resize"], chosen["max_side"], canvas_size, tracks_json)
     draw_col, side_col = st.columns([3, 2])
     with draw_col:
+        canvas_size = ui_canvas.fitted_size((height, width), "canvas_column")
+        image_id = sync_canvas(data, chosen["resize"], chosen["max_side"], canvas_size, tracks_json)
         parsed = drawing_section(image, canvas_size, image_id)
         source_hw = decode_image(data, settings.max_image_side).shape[:2]
         fit = plan_resize(*source_hw, multiple=64, max_side=chosen["max_side"], mode=chosen["resize"])
-        engine = ui_engine.engine_controls(
-            image, canvas_size, image_id, parsed.trajectories, fit, settings.max_image_side
-        )
+        engine = ui_engine.engine_controls(image, image_id, parsed.trajectories, fit, settings.max_image_side)
     chosen.update(engine.params)
     with side_col:
         trajectories = ui_tracks.trajectory_list(parsed, (width, height), chosen["frames"])
@@ -479,10 +499,11 @@ def main() -> None:
         radius_px=chosen["radius"],
         layers=layers,
     )
-    if st.session_state.bucket_suggestion != suggestion:
+    redo_bucket = st.session_state.pop("redo_bucket", None)  # a redone run's own (apps.drag.ui_runs)
+    if st.session_state.bucket_suggestion != suggestion or redo_bucket is not None:
         # Pre-fill the motion bucket whenever the drawing (or frames / fps) implies a new value.
         st.session_state.bucket_suggestion = suggestion
-        st.session_state.motion_bucket = suggestion
+        st.session_state.motion_bucket = suggestion if redo_bucket is None else redo_bucket
     with svd_box:
         chosen.update(svd_controls(chosen["backend"], settings, suggestion))
         low_vram = st.checkbox(
@@ -495,7 +516,8 @@ def main() -> None:
     if st.session_state.run_error:
         st.error(st.session_state.run_error)
     if st.session_state.result is not None:
-        ui_generate.show_result(st.session_state.result)
+        ui_generate.show_result(st.session_state.result, settings)
+    ui_runs.runs_panel(settings, [*sample_photos(), MINI_SAMPLE])
 
 
 main()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -40,6 +41,7 @@ from core.errors import InputError
 from core.flow import video_to_flows
 from core.imaging import unit_to_uint8
 from core.memory import decode_chunk_frames
+from core.models.presets import MINI, MINI_FOLDER, TINY
 from core.motion import suggest_motion_bucket
 from core.trajectory import CameraMotion, Trajectories, tracks_to_px
 
@@ -113,7 +115,7 @@ BACKENDS: dict[str, Backend] = {
         Backend("warp", "Warp preview (instant, no weights)", False, (), None),
         Backend(
             "svd",
-            "SVD (Stable Video Diffusion)",
+            "SVD",
             False,
             ("svd_model",),
             0.4,
@@ -121,7 +123,7 @@ BACKENDS: dict[str, Backend] = {
         ),
         Backend(
             "svd-controlnet",
-            "SVD + flow ControlNet (trained)",
+            "SVD + flow ControlNet",
             False,
             ("svd_model", "svd_controlnet_model"),
             1.0,
@@ -129,7 +131,7 @@ BACKENDS: dict[str, Backend] = {
         ),
         Backend(
             "svd-joint-flow",
-            "SVD joint video + flow (experimental)",
+            "SVD joint video + flow, experimental",
             True,
             ("svd_model", "svd_joint_flow_model"),
             None,
@@ -138,6 +140,36 @@ BACKENDS: dict[str, Backend] = {
 }
 
 MODELS = tuple(dict.fromkeys(m for b in BACKENDS.values() for m in b.models))  # every model setting, once
+
+
+# What each weights setting is called in a label that names several.
+MODEL_ROLES = {"svd_model": "SVD", "svd_controlnet_model": "ControlNet", "svd_joint_flow_model": "joint flow"}
+
+
+def weights_label(value: str) -> str:
+    """What a model setting loads, in words: the tiny preset (random), the mini models (trained; the
+    trained-weights settings hold the mini run's folder), or the hub id or folder named."""
+    if value == TINY:
+        return "tiny random weights"
+    if value == MINI or Path(value).parent == MINI_FOLDER:
+        return "mini, trained"
+    return value
+
+
+def loaded_label(name: str, settings: Settings) -> str:
+    """Backend `name` with the weights it runs under `settings`, e.g. "SVD (tiny random weights: outputs
+    are noise)" or "SVD + flow ControlNet (mini, trained)": what the app lists and its result names."""
+    backend = BACKENDS[name]
+    if not backend.models:
+        return backend.label
+    values = [getattr(settings, model) for model in backend.models]
+    labels = {model: weights_label(value) for model, value in zip(backend.models, values)}
+    if len(set(labels.values())) == 1:
+        what = labels[backend.models[0]]
+    else:
+        what = "; ".join(f"{MODEL_ROLES[model]} {label}" for model, label in labels.items())
+    noise = ": outputs are noise" if TINY in values else ""
+    return f"{backend.label} ({what}{noise})"
 
 
 def backend_of(name: str) -> Backend:

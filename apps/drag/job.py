@@ -20,7 +20,9 @@ run folder (`DragOutputs.in_folder`); the CLI writes where its flags say. Each f
 Record ``arguments``: the request (``image``, ``trajectories``, ``region_mask``, ``object_masks``, ``depth``
 and every DragParams field), the front end's own options (the CLI's flags as parsed), and under ``resolved``
 what the job worked out: the video and source sizes, the motion bucket, strength and ControlNet scale used,
-and the trajectories it read. `request_from_record` reads the request back, so a record redoes its run.
+and the trajectories it read. `request_from_record` reads the request back, so a record redoes its run
+(from its run folder, or from its downloads: the inputs beside the record, where the app's run folder
+keeps them too).
 """
 
 from __future__ import annotations
@@ -388,23 +390,33 @@ def run(
     return DragResult(request, outputs, record, video.frames_uint8, finished - started)
 
 
-def request_from_record(record: RunRecord) -> DragRequest:
-    """The request a drag run record names, to run it again (InputError for another app's record)."""
+def request_from_record(record: RunRecord, folder: str | Path | None = None) -> DragRequest:
+    """The request a drag run record names, to run it again (InputError for another app's record).
+
+    `folder`: where the record was read from. An input file that is no longer where the record names it is
+    taken from there under its own name: a run redoes from its downloads (parameters.json beside its
+    image.png, trajectories.json and region_mask.png), not only from its run folder."""
     if record.app != "drag":
         raise InputError(f"The run record is from the {record.app} app; the drag job redoes drag runs only.")
     arguments = record.arguments
     for name in ("image", "trajectories"):
         if not isinstance(arguments.get(name), str):
             raise InputError(f'The run record is damaged: "arguments" has no {name} file.')
+
+    def located(recorded: str) -> Path:
+        path = Path(recorded)
+        beside = None if folder is None else Path(folder) / path.name
+        return beside if beside is not None and not path.is_file() and beside.is_file() else path
+
     mask, depth = arguments.get("region_mask"), arguments.get("depth")  # depth: absent from older records
     painted = arguments.get("object_masks") or {}  # absent from records older than painted objects
     return DragRequest(
-        image=Path(arguments["image"]),
-        trajectories=Path(arguments["trajectories"]),
+        image=located(arguments["image"]),
+        trajectories=located(arguments["trajectories"]),
         params=DragParams.from_arguments(arguments),
-        region_mask=None if mask is None else Path(mask),
-        object_masks=tuple((int(index), Path(path)) for index, path in painted.items()),
-        depth=None if depth is None else Path(depth),
+        region_mask=None if mask is None else located(mask),
+        object_masks=tuple((int(index), located(path)) for index, path in painted.items()),
+        depth=None if depth is None else located(depth),
     )
 
 

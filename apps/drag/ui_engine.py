@@ -9,8 +9,8 @@
   picture (greyscale 8/16-bit, e.g. the joint app's depth PNG; white near or far) puts the nearer objects in
   front instead of the later drawn; it is fitted to the working image as the picture is (`job.fit_depth`).
 - "sheet" (`core.engines.warp`): the whole picture moves as a smooth field, shaped by the reach (the
-  smallest distance a drag pulls, default 0.1 x the shorter side) and the optional motion brush. The brush
-  mask is handed over as painted (bool at the image's size); the engine feathers its edge.
+  smallest distance a drag pulls, default 0.1 x the shorter side) and the optional motion brush
+  (`apps.drag.ui_brush`).
 
 Session state it uses (see `apps.drag.app`): brush_rev, object_layers (the cache), painted_objects.
 """
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import streamlit as st
 
-from apps.drag import ui_canvas
+from apps.drag import ui_brush, ui_canvas
 from apps.drag.job import disparity_of, fit_depth, read_depth
 from apps.drag.params import DragParams
 from core.config import Settings
@@ -31,7 +31,6 @@ from core.engines.objects import ObjectLayer, object_layers
 from core.errors import InputError
 from core.imaging import ResizeInfo
 from core.trajectory import Trajectories
-from core.trajectory.canvas import canvas_objects, mask_from_strokes
 
 ENGINE_LABELS = {"objects": "The object under each drag", "sheet": "The whole picture (sheet)"}
 # Cached drawings per session: enough to go back and forth between a few edits without segmenting again.
@@ -58,7 +57,6 @@ class EngineChoice:
 
 def engine_controls(
     image: np.ndarray,
-    canvas_size: tuple[int, int],
     image_id: str,
     trajectories: Trajectories,
     fit: ResizeInfo,
@@ -83,13 +81,13 @@ def engine_controls(
             help="Each drag moves the object under its start, tinted in its colour beside the canvas; "
             "grow the objects to take in more of their edge, shrink them to leave the background out.",
         )
-        painted = repaint_control(image, canvas_size, image_id, trajectories)
+        painted = repaint_control(image, image_id, trajectories)
         depth_unit, depth_white = depth_control(fit, image_id, max_side)
         params = {"engine": name, "grow_px": grow_px, "depth_white": depth_white, "radius": None}
         return EngineChoice(params, None, painted, depth_unit)
     return EngineChoice(
         {"engine": name, "grow_px": 0, "depth_white": "near", "radius": reach_control(image.shape[:2])},
-        motion_brush(image, canvas_size, image_id),
+        ui_brush.motion_brush(image, image_id, trajectories),
     )
 
 
@@ -131,39 +129,7 @@ def reach_control(image_hw: tuple[int, int]) -> float | None:
     return float(value)
 
 
-def _painted(
-    image: np.ndarray, canvas_size: tuple[int, int], key: str, size: int, colour: str
-) -> np.ndarray | None:
-    """A free-drawing canvas over the image (emptied when `brush_rev` changes); its strokes as an (H,W) bool
-    mask at the image's size, or None before any stroke."""
-    result = ui_canvas.draw_canvas(
-        image,
-        canvas_size,
-        drawing_mode="freedraw",
-        initial_objects=[],
-        key=f"{key}-{st.session_state.brush_rev}",
-        stroke_width=size,
-        stroke_colour=colour,
-    )
-    return mask_from_strokes(canvas_objects(result.json_data), canvas_size, image.shape[:2])
-
-
-def motion_brush(image: np.ndarray, canvas_size: tuple[int, int], image_id: str) -> np.ndarray | None:
-    """The optional motion-brush region (H,W) bool at the image's size, or None."""
-    with st.expander("Motion brush (optional): only the painted region moves"):
-        if not st.checkbox("Use a motion brush", key="use_brush"):
-            return None
-        size = st.slider("Brush size (px)", 5, 80, 30, key="brush_size")
-        st.button("Clear the brush", on_click=clear_brush)
-        mask = _painted(image, canvas_size, f"brush-{image_id}", size, "rgba(52, 199, 89, 0.6)")
-        if mask is None:
-            st.caption("Paint over the part of the image that may move.")
-        return mask
-
-
-def repaint_control(
-    image: np.ndarray, canvas_size: tuple[int, int], image_id: str, trajectories: Trajectories
-) -> dict[int, np.ndarray]:
+def repaint_control(image: np.ndarray, image_id: str, trajectories: Trajectories) -> dict[int, np.ndarray]:
     """The repaint expander: paint a drag's object by hand. Returns the painted objects by drag index."""
     painted: dict = st.session_state.setdefault("painted_objects", {})
     moving = [i for i, trajectory in enumerate(trajectories) if not trajectory.is_anchor]
@@ -175,7 +141,14 @@ def repaint_control(
             start = start_key(trajectories[number - 1])
             size = st.slider("Brush size (px)", 5, 80, 30, key="repaint_size")
             st.button("Use the object found again", on_click=forget_painted, args=(start,))
-            mask = _painted(image, canvas_size, f"repaint-{image_id}-{start}", size, "rgba(255, 149, 0, 0.6)")
+            mask = ui_canvas.painted_mask(
+                image,
+                trajectories,
+                "repaint_column",
+                f"repaint-{image_id}-{start}-{st.session_state.brush_rev}",
+                size,
+                "rgba(255, 149, 0, 0.6)",
+            )
             if mask is not None:
                 painted[start] = mask
             if start not in painted:
@@ -198,7 +171,7 @@ def forget_painted(start: str) -> None:
 
 def clear_brush() -> None:
     """A new picture or layout: the brush and the painted objects start empty."""
-    st.session_state.brush_rev += 1
+    ui_brush.clear_brush()
     st.session_state.painted_objects = {}
 
 

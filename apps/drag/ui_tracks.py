@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from apps.drag import ui_canvas
 from apps.drag.overlay import colour_of
 from core.trajectory import EASINGS, Timing, Trajectories, Trajectory
 from core.trajectory.canvas import ParsedCanvas
@@ -22,7 +23,8 @@ from core.trajectory.canvas import ParsedCanvas
 def remount_canvas(objects: list[dict], timings: dict[int, Timing] | None = None) -> None:
     """Show `objects` on a freshly mounted canvas (the only way to take objects away from the component),
     with `timings` by object index (None: every track over the whole clip)."""
-    st.session_state.canvas_seed = list(objects)
+    objects = ui_canvas.recoloured(objects)  # each track in its list colour, which deleting shifts
+    st.session_state.canvas_seed = objects
     st.session_state.canvas_objects = list(objects)
     st.session_state.track_timings = dict(timings or {})
     st.session_state.canvas_rev += 1

@@ -152,7 +152,31 @@ def test_warp_generation_end_to_end(app, canvas, monkeypatch):
         "Side by side (mp4)",
         "Trajectories (JSON)",
         "Parameters (JSON)",
+        "Picture (PNG)",
     ]
+    # The frame scrubber steps through the side by side (the job's video, read back) frame by frame.
+    (scrubber,) = [s for s in app.slider if s.label == "Frame"]
+    scrubber.set_value(14).run()
+    (shown,) = [i for element in app.image for i in element.proto.imgs if i.caption.startswith("Frame ")]
+    assert shown.caption == "Frame 14 of 14: trajectories | video | motion"
+
+
+@pytest.mark.parametrize(
+    ("column_px", "canvas_px", "anchor_px"), [(400, 400, (64, 38)), (1000, 520, (49, 30))]
+)
+def test_the_canvas_fits_its_column_and_a_point_lands_on_its_image_pixel(
+    app, canvas, monkeypatch, column_px, canvas_px, anchor_px
+):
+    """The canvas takes the column's width (at most 520 px for the square 256 px picture) and a point drawn at
+    canvas (100, 60) px lands on image pixel (100, 60) x 256 / canvas width, whatever that width."""
+    monkeypatch.setattr(ui_canvas, "column_width", lambda key, default: column_px)
+    app.run()
+    assert (canvas.last()["width"], canvas.last()["height"]) == (canvas_px, canvas_px)
+    point = {"type": "Circle", "originX": "center", "originY": "center", "left": 100, "top": 60,
+             "radius": 4, "width": 8, "height": 8, "strokeWidth": 4}  # fmt: skip
+    canvas.draw([point])
+    app.run()
+    assert track_rows(app) == [f":blue[**1**] anchor at ({anchor_px[0]}, {anchor_px[1]}) px"]
 
 
 def test_svd_without_weights_names_the_setting_and_warp_keeps_working(app, canvas, monkeypatch, tmp_path):
@@ -239,7 +263,13 @@ def test_delete_one_trajectory_and_reset(app, canvas):
 
     [b for b in app.button if b.label == "Delete"][1].click().run()
     assert canvas.last()["key"] != rev  # a fresh canvas showing the rest
-    assert canvas.last()["initial_drawing"]["objects"] == [objects[0], objects[2], objects[3]]
+    shown = canvas.last()["initial_drawing"]["objects"]
+    assert shown == ui_canvas.recoloured([objects[0], objects[2], objects[3]])
+    assert [o["stroke"] for o in shown] == [
+        "#ff2d55",
+        "#ffcc00",
+        objects[3]["stroke"],
+    ]  # list colours; anchor
     remaining = track_rows(app)
     assert len(remaining) == 3 and "anchor at" in remaining[2]
 
@@ -326,6 +356,13 @@ def test_motion_brush_moves_only_the_painted_region(app, canvas):
     brushed = result.frames_uint8
     assert max(change(brushed, where) for where in corners) == 0.0  # outside the region: exactly still
     assert change(brushed, near_target) > 20  # the painted content arrives at the line's end
+    assert not app.warning  # the track starts inside the brush
+
+    canvas.draw([{**dab, "left": 400, "top": 400}], prefix="brush-")  # painted elsewhere only
+    app.run()
+    assert [w.value for w in app.warning] == [
+        "Track 1 starts outside the motion brush and will not move: paint over the start or clear the brush."
+    ]
 
 
 def test_the_app_record_redoes_its_run_through_the_job(app, canvas, tmp_path):
@@ -358,6 +395,54 @@ def test_the_app_record_redoes_its_run_through_the_job(app, canvas, tmp_path):
             read_video(redo_folder / name).frames_uint8, read_video(folder / name).frames_uint8
         )
     assert {"image_name": "astronaut", **redo.record.arguments} == record.arguments
+
+    # Redone from its downloads: the run folder gone, the files the result offers (named as they are
+    # there) read back beside the parameters JSON, by the job and by the app's "redo a run" upload.
+    labels = [b.label for b in app.get("download_button")]
+    assert labels[-2:] == ["Picture (PNG)", "Motion brush (PNG)"]
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    for name in ("parameters.json", "image.png", "trajectories.json", "region_mask.png"):
+        (downloads / name).write_bytes((folder / name).read_bytes())
+    mask_png = (folder / "region_mask.png").read_bytes()
+    folder.rename(tmp_path / "moved")  # the record's paths name nothing now
+    request = job.request_from_record(RunRecord.read(downloads / "parameters.json"), downloads)
+    assert request.region_mask == downloads / "region_mask.png"
+    again = job.run(request, job.DragOutputs.in_folder(tmp_path / "again"), Settings.from_env())
+    np.testing.assert_array_equal(again.frames_uint8, result.frames_uint8)
+    (tmp_path / "moved").rename(folder)  # the page still shows that run
+
+    app.button(key=[b.key for b in app.button if b.label == "Clear the brush"][0]).click().run()
+    assert app.session_state["brush_mask"] is None
+    uploads = [
+        ("trajectories.json", (downloads / "trajectories.json").read_bytes(), "application/json"),
+        ("region_mask.png", mask_png, "image/png"),
+    ]
+    app.radio(key="engine").set_value("objects").run()
+    app.file_uploader(key="trajectory_file").set_value(uploads).run()
+    assert not app.exception and not app.error
+    assert app.radio(key="engine").value == "sheet" and app.checkbox(key="use_brush").value
+    np.testing.assert_array_equal(app.session_state["brush_mask"], load_image(mask_png)[..., 0] >= 128)
+    generate_button(app).click().run()
+    np.testing.assert_array_equal(app.session_state["result"].frames_uint8, result.frames_uint8)
+
+    # The Runs panel lists both runs, newest first; "Redo with these settings" puts the first one back into
+    # the page (after other settings and another drawing) and Generate writes its parameters again.
+    app.slider(key="frames").set_value(8).run()
+    app.selectbox(key="camera").set_value("none").run()
+    canvas.draw(fixture_objects("line"))
+    app.run()
+    redo_buttons = [b for b in app.button if b.label == "Redo with these settings"]
+    assert [b.key for b in redo_buttons][1] == f"redo-{folder.name}" and len(redo_buttons) == 2
+    redo_buttons[1].click().run()
+    assert not app.exception and not app.error
+    assert (app.slider(key="frames").value, app.selectbox(key="camera").value) == (14, "pan_left")
+    generate_button(app).click().run()
+    redone = RunRecord.read(app.session_state["result"].outputs.record).arguments
+    files = ("image", "trajectories", "region_mask")
+    assert {k: v for k, v in redone.items() if k not in files} == {
+        k: v for k, v in record.arguments.items() if k not in files
+    }
 
 
 # -- the UI helpers (no Streamlit) ------------------------------------------------------------------------
@@ -421,18 +506,20 @@ def test_the_backend_radio_offers_exactly_the_configured_backends(app, monkeypat
     for name in ("KINEMA_SVD_CONTROLNET_MODEL", "KINEMA_SVD_JOINT_FLOW_MODEL"):
         monkeypatch.delenv(name, raising=False)
     app.run()
-    assert offered() == [BACKENDS["warp"].label, BACKENDS["svd"].label]
+    # Each says what it runs: here the tiny random weights, never "(trained)" (backends.loaded_label).
+    warp, svd = "Warp preview (instant, no weights)", "SVD (tiny random weights: outputs are noise)"
+    assert offered() == [warp, svd]
     assert strength_sliders() == []  # the warp takes no strength
     app.radio(key="backend").set_value("svd").run()
     assert strength_sliders() == [("strength_svd", BACKENDS["svd"].strength_label, 0.4)]
     app.radio(key="backend").set_value("warp").run()
     monkeypatch.setenv("KINEMA_SVD_JOINT_FLOW_MODEL", "tiny")
     app.run()
-    assert offered() == [BACKENDS[n].label for n in ("warp", "svd", "svd-joint-flow")]
-    assert "(experimental)" in offered()[-1]
+    joint = "SVD joint video + flow, experimental (tiny random weights: outputs are noise)"
+    assert offered() == [warp, svd, joint]
     monkeypatch.setenv("KINEMA_SVD_CONTROLNET_MODEL", "tiny")
     app.run()
-    assert offered() == [b.label for b in BACKENDS.values()]
+    assert offered() == [warp, svd, "SVD + flow ControlNet (tiny random weights: outputs are noise)", joint]
 
     app.radio(key="backend").set_value("svd-controlnet").run()
     assert not app.exception and not app.error
@@ -443,7 +530,7 @@ def test_the_backend_radio_offers_exactly_the_configured_backends(app, monkeypat
     # Its weights unconfigured again: the backend disappears and the choice falls back to the warp.
     monkeypatch.delenv("KINEMA_SVD_CONTROLNET_MODEL")
     app.run()
-    assert not app.exception and BACKENDS["svd-controlnet"].label not in offered()
+    assert not app.exception and offered() == [warp, svd, joint]
     assert app.radio(key="backend").value == "warp"
 
 
@@ -467,6 +554,8 @@ def test_a_trained_backend_generates_with_the_tiny_model(app, canvas, monkeypatc
     _small_svd_run(app, canvas, backend)
     if backend == "svd-controlnet":
         app.slider(key="controlnet_scale").set_value(0.5).run()
+    # Before the run, its estimate (core.estimate: the tiny SVD's measured CPU step, 3 frames x 2 steps at 64 px).
+    assert "Estimate: about 3 s (2 steps, tiny model on cpu)." in [c.value for c in app.caption]
     generate_button(app).click().run()
     assert not app.exception and not app.error
     result = app.session_state["result"]

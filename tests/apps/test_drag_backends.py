@@ -76,6 +76,32 @@ def test_the_offered_backends_are_those_whose_weights_are_configured(environ, of
     )
 
 
+@pytest.mark.parametrize(
+    ("environ", "name", "label"),
+    [
+        ({"KINEMA_SVD_MODEL": "tiny"}, "svd", "SVD (tiny random weights: outputs are noise)"),
+        (
+            {"KINEMA_SVD_MODEL": "mini", "KINEMA_SVD_CONTROLNET_MODEL": "mini"},
+            "svd-controlnet",
+            "SVD + flow ControlNet (mini, trained)",
+        ),
+        (
+            {"KINEMA_SVD_MODEL": "tiny", "KINEMA_SVD_CONTROLNET_MODEL": "mini"},
+            "svd-controlnet",
+            "SVD + flow ControlNet (SVD tiny random weights; ControlNet mini, trained: outputs are noise)",
+        ),
+        (
+            {"KINEMA_SVD_MODEL": "/w/svd-xt", "KINEMA_SVD_CONTROLNET_MODEL": "/w/cn"},
+            "svd-controlnet",
+            "SVD + flow ControlNet (SVD /w/svd-xt; ControlNet /w/cn)",
+        ),
+        ({}, "warp", "Warp preview (instant, no weights)"),
+    ],
+)
+def test_each_backend_is_labelled_with_the_weights_it_runs(environ, name, label):
+    assert backends.loaded_label(name, Settings.from_env(environ)) == label
+
+
 def test_render_warp_is_the_warp_engine_with_progress_to_the_end():
     image = _image()
     events: list[backends.RenderProgress] = []

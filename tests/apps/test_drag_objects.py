@@ -125,7 +125,7 @@ def test_the_objects_engine_moves_the_disc_and_holds_the_background(disc_app, ca
     labels = [b.label for b in disc_app.get("download_button")]
     assert labels == [
         "Video (mp4)", "Video (gif)", "Flow video (mp4)", "Side by side (mp4)", "Trajectories (JSON)",
-        "Parameters (JSON)",
+        "Parameters (JSON)", "Picture (PNG)",
     ]  # fmt: skip
 
 

@@ -93,7 +93,7 @@ def test_landing_page_lists_the_apps_with_their_states_and_opens_each(front_door
         key: page.locator(f"#app-{key} .backends").inner_text() for key in ("drag", "joint", "keyframe")
     }
     assert "Warp preview (instant, no weights): ready (no weights)" in states["drag"]
-    assert "SVD (Stable Video Diffusion): ready: tiny random weights (noise)" in states["drag"]
+    assert "SVD: ready: tiny random weights (noise)" in states["drag"]
     assert "needs KINEMA_SVD_CONTROLNET_MODEL (mini available)" in states["drag"]
     assert "needs KINEMA_SD_MODEL, KINEMA_JOINT_WEIGHTS (mini available)" in states["joint"], states["joint"]
     assert "Edit: Filter (no weights): ready (no weights)" in states["keyframe"]

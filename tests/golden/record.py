@@ -2,7 +2,8 @@
 
 `python -m tests.golden.record --write` runs (on one CPU thread) each CLI (drag: warp with each engine, svd, svd-controlnet, svd-joint-flow on the
 tiny models; keyframe: filter + flow, sd edit + svd-trf on tiny) and the joint-depth job (three modes on tiny with
-seeded joint weights) in fixed folders under /tmp/kinema-golden, and stores the SHA-256 of every decoded video
+seeded joint weights) in folders under a temporary folder of its own (removed unless something changed, so
+that runs in parallel do not meet; recorded as <work>), and stores the SHA-256 of every decoded video
 and image, and every parameters JSON (timings and clock fields dropped), in tests/golden/golden.json.
 `python -m tests.golden.record` (no flag) runs the same and compares: media hashes must be equal, and every
 (key, value) leaf of the stored parameters must still be in the new JSON (at any depth: the run-record envelope
@@ -17,6 +18,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -25,7 +27,15 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).with_name("golden.json")
-WORK = Path("/tmp/kinema-golden")
+WORK = Path(tempfile.gettempdir()) / f"kinema-golden-{os.getpid()}"
+# The settings every case runs with: each model as offline random 'tiny' weights, on the CPU.
+TINY_ENV = {
+    "KINEMA_SD_MODEL": "tiny",
+    "KINEMA_SVD_MODEL": "tiny",
+    "KINEMA_SVD_CONTROLNET_MODEL": "tiny",
+    "KINEMA_SVD_JOINT_FLOW_MODEL": "tiny",
+    "KINEMA_DEVICE": "cpu",
+}
 CLOCK_KEYS = {
     "timings_s",
     "seconds",
@@ -62,13 +72,14 @@ def _media_hash(path: Path) -> str:
 
 
 def _without_clock(value):
-    """The JSON without clock fields, and with the checkout's path as <repo> (the same in any clone)."""
+    """The JSON without clock fields, with the checkout's path as <repo> (the same in any clone) and the
+    work folder as <work>."""
     if isinstance(value, dict):
         return {k: _without_clock(v) for k, v in value.items() if k not in CLOCK_KEYS}
     if isinstance(value, list):
         return [_without_clock(v) for v in value]
     if isinstance(value, str):
-        return value.replace(str(ROOT), "<repo>")
+        return value.replace(str(WORK), "<work>").replace(str(ROOT), "<repo>")
     return value
 
 
@@ -257,14 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(
         1
     )  # float sums, hence the hashes, depend on the thread count: one, as the tests run
-    for name, value in {"SD_MODEL": "tiny", "SVD_MODEL": "tiny", "DEVICE": "cpu"}.items():
-        os.environ[f"KINEMA_{name}"] = value
-    for name in ("SVD_CONTROLNET_MODEL", "SVD_JOINT_FLOW_MODEL"):
-        os.environ[f"KINEMA_{name}"] = "tiny"
+    os.environ.update(TINY_ENV)
     results = {name: CASES[name]() for name in args.cases}
     if args.write:
         GOLDEN.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
         print(f"wrote {GOLDEN} ({len(results)} cases)")
+        shutil.rmtree(WORK)
         return 0
     golden = json.loads(GOLDEN.read_text())
     problems = []
@@ -278,8 +287,12 @@ def main(argv: list[str] | None = None) -> int:
             missing = _leaves(params) - _leaves(new) if new is not None else {"(file missing)": 1}
             problems += [f"{name}: {file} lost or changed {leaf}" for leaf in missing]
         print(f"{name}: {len(want['media'])} media, {len(want['params'])} JSON checked")
-    print("\n".join(problems) or "golden outputs unchanged")
-    return 1 if problems else 0
+    if problems:
+        print("\n".join(problems) + f"\nthe outputs are in {WORK}")
+        return 1
+    shutil.rmtree(WORK)
+    print("golden outputs unchanged")
+    return 0
 
 
 if __name__ == "__main__":

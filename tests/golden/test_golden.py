@@ -8,7 +8,9 @@ from tests.golden import record
 
 
 @pytest.mark.slow
-def test_every_app_path_reproduces_its_golden_outputs(capsys):
+def test_every_app_path_reproduces_its_golden_outputs(capsys, monkeypatch):
+    for name, value in record.TINY_ENV.items():  # set here so that they are undone after the test
+        monkeypatch.setenv(name, value)
     code = record.main([])
     out = capsys.readouterr().out
     assert code == 0, out
