@@ -18,17 +18,21 @@ Record layout (``format`` and ``version`` first, so a reader can refuse what it 
     }
 
 Outputs in a run folder are named relative to it; a CLI that writes where its user says records
-absolute paths. Each app's ``job`` module turns ``arguments`` back into its request (``request_from_record``), so a record
+absolute paths. A record of a run started in a served app (``action`` "ui:...") is downloaded by its user and
+shown in the Runs panel, so it holds file names, not the server's paths: every absolute path in its
+``arguments``, ``settings`` and ``outputs`` is written as its last part (:func:`file_names`); the inputs a
+redo needs are in the run folder under those names. Each app's ``job`` module turns ``arguments`` back into its request (``request_from_record``), so a record
 read from disk redoes its run.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from core.errors import InputError
@@ -52,6 +56,17 @@ def new_run_folder(output_dir: str | Path, app: str) -> Path:
     return folder
 
 
+def file_names(value: Any) -> Any:
+    """`value` with every absolute path in it (a string, at any depth of lists and objects) cut to its name."""
+    if isinstance(value, str):
+        return PurePath(value).name if os.path.isabs(value) else value
+    if isinstance(value, dict):
+        return {key: file_names(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [file_names(item) for item in value]
+    return value
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """One run: what was asked (``arguments``), with what (``settings``), what came out (``outputs``)."""
@@ -71,7 +86,10 @@ class RunRecord:
             raise ValueError(f"action must be 'cli' or 'ui:<name>', got {self.action!r}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as written; a served app's record (``ui:`` action) with file names for server paths."""
         body = asdict(self)
+        if self.action.startswith("ui:"):
+            body.update({name: file_names(body[name]) for name in ("arguments", "settings", "outputs")})
         body["timings_s"] = {k: round(float(v), 3) for k, v in self.timings_s.items()}
         return {"format": RUN_FORMAT, "version": RUN_VERSION, **body}
 

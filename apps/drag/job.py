@@ -393,8 +393,8 @@ def run(
 def request_from_record(record: RunRecord, folder: str | Path | None = None) -> DragRequest:
     """The request a drag run record names, to run it again (InputError for another app's record).
 
-    `folder`: where the record was read from. An input file that is no longer where the record names it is
-    taken from there under its own name: a run redoes from its downloads (parameters.json beside its
+    `folder`: where the record was read from. An input file that is no longer where the record names it, or
+    is named without its folder (a served app's record names files only), is taken from there under its name: a run redoes from its downloads (parameters.json beside its
     image.png, trajectories.json and region_mask.png), not only from its run folder."""
     if record.app != "drag":
         raise InputError(f"The run record is from the {record.app} app; the drag job redoes drag runs only.")
@@ -406,7 +406,8 @@ def request_from_record(record: RunRecord, folder: str | Path | None = None) -> 
     def located(recorded: str) -> Path:
         path = Path(recorded)
         beside = None if folder is None else Path(folder) / path.name
-        return beside if beside is not None and not path.is_file() and beside.is_file() else path
+        mine = path.is_absolute() and path.is_file()
+        return beside if beside is not None and not mine and beside.is_file() else path
 
     mask, depth = arguments.get("region_mask"), arguments.get("depth")  # depth: absent from older records
     painted = arguments.get("object_masks") or {}  # absent from records older than painted objects

@@ -6,7 +6,9 @@
   the settings, and a start button scrolls to them, so Generate changes what is on screen; the tabs wrap
   instead of hiding in a "..." menu.
 - Redo: a run record (:mod:`apps.common.history`) back into the controls, through the job's
-  ``request_from_record``, so the user sees the run's settings and starts it again.
+  ``request_from_record``, so the user sees the run's settings and starts it again; an image -> depth or
+  depth -> image run's input is put back from the run's own copy of it (the first sample's given modality,
+  written as uploaded), so a redo does not depend on Gradio still keeping the upload.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import gradio as gr
 
+from apps.common.gradio import served_copies
 from apps.common.history import RunEntry
 from apps.joint_depth import job
 from core.errors import InputError
@@ -72,12 +75,13 @@ def select_sample(samples: list[Sample] | None, evt: gr.SelectData):
 
 def redo_values(entry: RunEntry, weight_names: dict[str, str]) -> tuple[Any, ...]:
     """The controls' values that redo `entry` (see `REDO_CONTROLS`); the weights by their listed name."""
-    request = job.request_from_record(entry.record)
+    request = job.request_from_record(entry.record, entry.folder)
     if request.weights and request.weights not in weight_names:
         raise InputError(
             f"Run {entry.name} used joint weights that are no longer listed (Refresh, or choose others)."
         )
-    upload = request.input_path if request.input_path and Path(request.input_path).is_file() else None
+    given = Path(request.input_path)  # the run's own copy of its input (image -> depth, depth -> image)
+    upload = served_copies([given])[0] if request.mode != "joint" and given.is_file() else None
     keep = gr.skip()  # the other modes' controls stay as they are (never gr.update() an image_upload)
     size = request.mode == "joint"
     given = {
@@ -89,7 +93,7 @@ def redo_values(entry: RunEntry, weight_names: dict[str, str]) -> tuple[Any, ...
     ]
     status = f"Settings of run {entry.name} loaded: press {start}."
     if request.mode != "joint" and upload is None:
-        status += " Upload its input again (uploads are not kept)."
+        status += " Upload its input again (the run folder no longer holds it)."
     return (
         gr.Tabs(selected=request.mode),
         request.prompt if size else keep,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -431,12 +431,22 @@ def run_job(
     return JobResult(model, images, depth, files, record, seconds, notes)
 
 
-def request_from_record(record: RunRecord) -> JointRequest:
-    """The request a joint-depth run record redoes."""
+# The file of a run that holds its input: the given modality of the first sample, as uploaded (resized).
+INPUT_COPY = {"image_to_depth": "image_1.png", "depth_to_image": "depth_1.png"}
+
+
+def request_from_record(record: RunRecord, folder: str | Path | None = None) -> JointRequest:
+    """The request a joint-depth run record redoes. `folder`: where the record was read from; an input that
+    is no longer where the record names it (a served app's record names only the upload's file name) is
+    taken from the run's own copy there (`INPUT_COPY`), so a run redoes from its downloads."""
     if record.app != "joint_depth":
         raise InputError(f"This is a run record of the {record.app} app, not of the joint-depth app.")
     names = {f.name for f in fields(JointRequest)}
     unknown = sorted(record.arguments.keys() - names - {"input", "size_wh"})
     if unknown:
         raise InputError(f"The joint-depth run record is damaged: unknown arguments {unknown}.")
-    return JointRequest(**{k: v for k, v in record.arguments.items() if k in names})
+    request = JointRequest(**{k: v for k, v in record.arguments.items() if k in names})
+    copy = None if folder is None else Path(folder) / INPUT_COPY.get(request.mode, "-")
+    if copy is not None and copy.is_file() and not Path(request.input_path).is_absolute():
+        request = replace(request, input_path=str(copy))
+    return request

@@ -15,7 +15,8 @@ are served only to the session that made them (:func:`apps.common.gradio.served_
 API (every work event has an api_name; gradio_client keeps the session across calls):
     /sample_video, /mini_sample_video (the synthetic clip for the mini models, with its working size and
     keyframe spacing), /probe_video, /load_video, /suggest_keyframes, /set_keyframes, /toggle_keyframe,
-    /edit_preview, /edit_all, /reedit_keyframe, /upload_edit, /inbetween; /stop_edit, /stop_inbetween (the Stop
+    /edit_preview, /edit_all, /reedit_keyframe, /upload_edit, /inbetween, /inbetween_images (chain 2+ images,
+    :mod:`apps.keyframe.ui_sequence`); /stop_edit, /stop_inbetween (the Stop
     buttons: this session's runs stop at their next step or frame, as they do when the page or client goes away);
     /runs, /run_details, /redo (this session's runs, a run's parameters JSON and files, the controls' values
     that redo it: :mod:`apps.common.runs_panel`). The compare views (a keyframe's original | edit slider, the
@@ -39,8 +40,8 @@ from apps.common.catalog import APPS
 from apps.common.examples import EXAMPLE_FOLDER, MINI_EXAMPLE_LABEL, is_mini
 from apps.common.gradio import image_upload, low_vram_checkbox, page_header, serve
 from apps.common.start_values import start_values
-from apps.keyframe import compare
-from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS, MODELS
+from apps.keyframe import compare, ui_sequence
+from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS, MAX_CONTROLNET_SCALE, MODELS
 from apps.keyframe.handlers import (
     DEFAULT_FILTER,
     MINI_KEY_EVERY,
@@ -217,6 +218,14 @@ def _edit_section(settings: Settings) -> Components:
                 label="Steps",
             )
             ui["edit_seed"] = gr.Number(0, label="Seed", precision=0)
+        ui["controlnet_scale"] = gr.Slider(
+            0.0,
+            MAX_CONTROLNET_SCALE,
+            value=1.0,
+            step=0.1,
+            label="ControlNet scale (canny edges)",
+            info="Keeps the keyframes' edges when KINEMA_CONTROLNET_MODEL is set (0: off)",
+        )
     with gr.Row():
         ui["preview_btn"] = gr.Button("2a. Preview on the first keyframe", elem_id="kf-preview")
         ui["edit_btn"] = gr.Button("2b. Edit all keyframes", variant="primary", elem_id="kf-edit-all")
@@ -283,6 +292,7 @@ def _inbetween_section(settings: Settings) -> Components:
     )
     ui["scrub"], ui["frame_compare"] = compare.scrubber_views()
     ui["downloads"] = gr.File(label="Downloads", file_count="multiple", elem_id="kf-downloads")
+    ui.update(ui_sequence.build())
     return ui
 
 
@@ -345,6 +355,7 @@ def _edit_and_inbetween_events(demo: gr.Blocks, h: Handlers, ui: Components) -> 
         "guidance": ui["guidance"],
         "steps": ui["edit_steps"],
         "seed": ui["edit_seed"],
+        "controlnet_scale": ui["controlnet_scale"],
         "low_vram": ui["low_vram"],
         **ui["filter_controls"],
     }
@@ -371,18 +382,20 @@ def _edit_and_inbetween_events(demo: gr.Blocks, h: Handlers, ui: Components) -> 
         "interp_steps",
         "interp_seed",
     ]
+    interp_inputs = [*[ui[k] for k in interp], ui["decode_chunk"], ui["low_vram"], ui["reinjection"]]
     inbetween = ui["interp_btn"].click(
         h.inbetween,
-        [session, keys_text, *[ui[k] for k in interp], ui["decode_chunk"], ui["low_vram"], ui["reinjection"]],
+        [session, keys_text, *interp_inputs],
         [session, ui["result"], ui["result_side"], ui["downloads"], ui["status"]],
         api_name="inbetween",
         show_progress_on=[ui["interp_estimate"]],
         **gpu,
     )
     edits = [preview, edit_all, reedit]
+    chain = ui_sequence.wire(h, ui, interp_inputs, gpu)
     stops = {
         "stop_edit": (ui["edit_stop"], edits),
-        "stop_inbetween": (ui["interp_stop"], [inbetween]),
+        "stop_inbetween": (ui["interp_stop"], [inbetween, chain]),
     }
     h.stops.wire(demo, ui["status"], stops)
     glue = {"queue": False, "api_visibility": "private"}

@@ -7,6 +7,8 @@ are filled. The app's choices, the CLI's choices and the error messages are buil
 - inbetween "flow": `core.engines.interpolate` (no weights); "crossfade": the baseline; "svd-trf" and
   "svd-lora": `core.pipelines.svd_interpolate` (svd-lora with the head-and-tail LoRA of
   `Settings.svd_interp_lora`).
+- chaining bare images (no video; A -> B -> C, loops A -> B -> A): `inbetween_images`, with any of the
+  inbetweening backends (`core.engines.chain`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from apps.keyframe.video import resize_frames
 from core.cancel import CancelToken
 from core.config import ENV_PREFIX, LIMITS, Settings
+from core.engines.chain import chain_layout, check_images, morph_flow
 from core.engines.edit import apply_edit, resolve_params
 from core.engines.interpolate import VideoMotion, crossfade, interpolate_flow
 from core.errors import InputError
@@ -54,7 +57,17 @@ class Backend:
 
 
 SVD_OPTIONS = ("motion_bucket", "steps", "seed", "decode_chunk_size", "noise_reinjection")
-SD_OPTIONS = ("prompt", "negative_prompt", "keyframe_prompts", "strength", "guidance", "steps", "seed")
+SD_OPTIONS = (
+    "prompt",
+    "negative_prompt",
+    "keyframe_prompts",
+    "strength",
+    "guidance",
+    "steps",
+    "seed",
+    "controlnet_scale",
+)
+MAX_CONTROLNET_SCALE = 2.0
 
 EDIT_BACKENDS: dict[str, Backend] = {
     backend.name: backend
@@ -70,9 +83,17 @@ INTERP_BACKENDS: dict[str, Backend] = {
         Backend("crossfade", "Cross-fade (baseline)", (), ()),
         Backend("svd-trf", "SVD + trajectory (svd-trf)", ("svd_model",), SVD_OPTIONS),
         Backend("svd-lora", "SVD + LoRA (svd-lora)", ("svd_model", "svd_interp_lora"), SVD_OPTIONS),
+        Backend(
+            "flow+svd",
+            "Optical flow refined by SVD (flow+svd)",
+            ("svd_model",),
+            # Noise re-injection is time-reversal fusion's remedy: an SDEdit from the flow frames takes none.
+            ("flow_method", *(o for o in SVD_OPTIONS if o != "noise_reinjection"), "refine_strength"),
+        ),
     )
 }
 SVD_BACKENDS = tuple(name for name, b in INTERP_BACKENDS.items() if "svd_model" in b.models)
+FLOW_BACKENDS = tuple(name for name, b in INTERP_BACKENDS.items() if "flow_method" in b.options)
 # Every model setting a backend uses, once each.
 MODELS = tuple(
     dict.fromkeys(m for b in (*EDIT_BACKENDS.values(), *INTERP_BACKENDS.values()) for m in b.models)
@@ -97,7 +118,8 @@ class EditRequest:
     backend "filter": `filter` (a key of core.engines.edit.EDITS) with `filter_params` (missing ones
     take their defaults; an "image" parameter is an RGB uint8 (H,W,3) array).
     backend "sd": SD img2img over all keyframes at once toward `prompt`, with `keyframe_prompts`
-    overriding it for some frames (by frame index), `strength` in (0,1], `guidance`, `steps`, `seed`.
+    overriding it for some frames (by frame index), `strength` in (0,1], `guidance`, `steps`, `seed`;
+    `controlnet_scale` (0..2, 0 = off) weighs the canny ControlNet when `Settings.controlnet_model` is set.
     """
 
     backend: str = "filter"
@@ -110,11 +132,16 @@ class EditRequest:
     guidance: float = 7.5
     steps: int = 30
     seed: int = 0
+    controlnet_scale: float = 1.0
 
     def check(self) -> EditRequest:
         """Validate what can be checked without frames or models; returns self."""
         _choose("edit", self.backend, EDIT_BACKENDS)
         LIMITS["edit_steps"].check(self.steps)
+        if not 0 <= self.controlnet_scale <= MAX_CONTROLNET_SCALE:
+            raise InputError(
+                f"The ControlNet scale must be between 0 and {MAX_CONTROLNET_SCALE}, got {self.controlnet_scale}."
+            )
         if self.backend == "filter":
             resolve_params(self.filter, **self.filter_params)
         elif not self.prompt.strip() and not self.keyframe_prompts:
@@ -141,6 +168,7 @@ class EditRequest:
             "guidance": self.guidance,
             "steps": self.steps,
             "seed": self.seed,
+            "controlnet_scale": self.controlnet_scale,
         }
 
 
@@ -150,15 +178,23 @@ def edit_keyframes(
     request: EditRequest,
     settings: Settings,
     *,
+    anchors_uint8: np.ndarray | None = None,
     progress: bool = False,
     cancel: CancelToken | None = None,
 ) -> np.ndarray:
     """Edit K keyframes (K,H,W,3) uint8 taken at frames `keyframe_indices`; returns (K,H,W,3) uint8.
 
+    `anchors_uint8` (A,H,W,3) uint8, for SD: keyframes edited already (by SD or uploaded), put in the batch
+    before the K keyframes with the first as the anchor of the cross-keyframe attention, so that a re-edit
+    attends to the edits the others have; their own outputs are dropped. Filters ignore them.
+
     The SD backend edits all K in one batch (cross-keyframe attention keeps them consistent); editing
-    a subset gives a different result than editing them all. Raises InputError for bad parameters and
-    ModelNotAvailable (naming the setting) when SD weights are missing; `cancel` is checked after every
-    denoising step (core.cancel.Cancelled when set).
+    a subset gives a different result than editing them all. With `Settings.controlnet_model` set
+    (KINEMA_CONTROLNET_MODEL), a ControlNet conditioned on the keyframes' canny edges (OpenCV,
+    `core.pipelines.keyframe_edit.canny_conditions`) keeps their structure, weighted by
+    `request.controlnet_scale`. Raises InputError for bad parameters and ModelNotAvailable (naming the
+    setting) when SD or ControlNet weights cannot be loaded; `cancel` is checked after every denoising step
+    (core.cancel.Cancelled when set).
     """
     request.check()
     if len(keyframe_indices) != len(keyframes_uint8):
@@ -167,15 +203,26 @@ def edit_keyframes(
         return apply_edit(keyframes_uint8, request.filter, **request.filter_params)
 
     # Imported here: diffusers' pipelines take seconds to import and the weight-free path needs none.
-    from core.models import load_pipeline
+    from core.models import load_controlnet, load_pipeline
     from core.models.state import attached
     from core.pipelines.keyframe_edit import KeyframeEditPipeline
 
     pipe = load_pipeline("sd", settings, pipeline_cls=KeyframeEditPipeline)
+    # Loaded whenever configured, so that weights that cannot be loaded are said even at scale 0.
+    controlnet = load_controlnet(settings)
+    use_controlnet = controlnet is not None and request.controlnet_scale > 0
+    if use_controlnet:
+        pipe.register_modules(controlnet=controlnet)
     pipe.set_progress_bar_config(disable=not progress, desc="editing keyframes (SD)")
+    anchors = np.empty((0, *keyframes_uint8.shape[1:]), np.uint8) if anchors_uint8 is None else anchors_uint8
+    if anchors.shape[1:] != keyframes_uint8.shape[1:]:
+        raise InputError(
+            f"The anchor keyframes are {anchors.shape[1:3]} (H,W) but the keyframes {keyframes_uint8.shape[1:3]}."
+        )
     # The VAE needs sides divisible by 8: pad by repeating edges, edit, cut the padding off again.
-    padded, resize = resize_to_multiple(keyframes_uint8, multiple=8, mode="pad")
-    prompts = [request.keyframe_prompts.get(int(i), request.prompt) for i in keyframe_indices]
+    padded, resize = resize_to_multiple(np.concatenate([anchors, keyframes_uint8]), multiple=8, mode="pad")
+    prompts = [request.prompt] * len(anchors)
+    prompts += [request.keyframe_prompts.get(int(i), request.prompt) for i in keyframe_indices]
     with attached(pipe.unet):  # the cached SD UNet is shared: its cross-frame attention is this run's alone
         edited = pipe(
             keyframes=padded,
@@ -185,10 +232,12 @@ def edit_keyframes(
             guidance_scale=float(request.guidance),
             num_inference_steps=int(request.steps),
             seed=int(request.seed),
+            controlnet_conditioning="canny" if use_controlnet else None,
+            controlnet_conditioning_scale=float(request.controlnet_scale),
             output_type="uint8",
             callback_on_step_end=(cancel or CancelToken()).on_step_end,
         ).images
-    return undo_resize(edited, resize)
+    return undo_resize(edited[len(anchors) :], resize)
 
 
 def fit_image(image_uint8: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
@@ -214,6 +263,8 @@ class InterpRequest:
     `motion_bucket` (0..255, SVD's motion conditioning), `steps`, `seed`, `decode_chunk_size`
     (frames decoded by the VAE at once: lower uses less memory) and `noise_reinjection` (repeats of each of
     the first half of the steps with fresh noise, 0 = off; see `core.pipelines.svd_interpolate`).
+    "flow+svd" reads both: the flow backend's frames are the guide of an SVD SDEdit at `refine_strength`
+    (the last ceil(steps x strength) steps run; see `core.pipelines.svd_trajectory`).
     """
 
     backend: str = "flow"
@@ -224,6 +275,7 @@ class InterpRequest:
     seed: int = 0
     decode_chunk_size: int = 8
     noise_reinjection: int = 0
+    refine_strength: float = 0.3
 
     def check(self) -> InterpRequest:
         _choose("inbetweening", self.backend, INTERP_BACKENDS)
@@ -238,6 +290,8 @@ class InterpRequest:
         LIMITS["interp_steps"].check(self.steps)
         LIMITS["decode_chunk_size"].check(self.decode_chunk_size)
         LIMITS["noise_reinjection"].check(self.noise_reinjection)
+        if not 0 < self.refine_strength <= 1:
+            raise InputError(f"The refinement strength must be in (0, 1], got {self.refine_strength!r}.")
         return self
 
     def record(self) -> dict[str, Any]:
@@ -270,22 +324,27 @@ def inbetween(
     request.check()
     cancel = cancel or CancelToken()
     callback = cancel.watch(callback)
-    if request.backend == "flow":
-        return interpolate_flow(
+    if request.backend in FLOW_BACKENDS:
+        flow = interpolate_flow(
             frames_uint8,
             keyframe_indices,
             edited_uint8,
             motion=motion,
             method=request.flow_method,
             progress=progress,
-            callback=callback,
+            callback=callback if request.backend == "flow" else None,
+        )
+        if request.backend == "flow":
+            return flow
+        return _svd_refine(
+            flow, keyframe_indices, request, settings, request.fps or fps, progress, cancel, callback
         )
     if request.backend == "crossfade":
         out = crossfade(frames_uint8.shape[0], keyframe_indices, edited_uint8)
         callback(out.shape[0], out.shape[0])
         return out
     return _svd_inbetween(
-        frames_uint8,
+        frames_uint8.shape[0],
         keyframe_indices,
         edited_uint8,
         request,
@@ -298,7 +357,7 @@ def inbetween(
 
 
 def _svd_inbetween(
-    frames_uint8: np.ndarray,
+    n_frames: int,
     keyframe_indices: Sequence[int],
     edited_uint8: np.ndarray,
     request: InterpRequest,
@@ -308,8 +367,8 @@ def _svd_inbetween(
     callback: ProgressCallback,
     cancel: CancelToken,
 ) -> np.ndarray:
-    """One SVD run per pair of neighbouring keyframes, as long as their gap; keyframes stay exact."""
-    n_frames = frames_uint8.shape[0]
+    """One SVD run per pair of neighbouring keyframes, as long as their gap; keyframes stay exact.
+    Returns (n_frames,H,W,3) uint8."""
     indices = [int(i) for i in keyframe_indices]
     if indices[0] != 0 or indices[-1] != n_frames - 1:
         raise InputError(
@@ -331,7 +390,7 @@ def _svd_inbetween(
     pipe.set_progress_bar_config(disable=not progress, desc=f"inbetweening ({request.backend})")
     # SVD halves the latents three times: pad the sides to multiples of 64 (edges repeated), cut after.
     padded, resize = resize_to_multiple(edited_uint8, multiple=SVD_SIDE_MULTIPLE, mode="pad")
-    out = np.empty_like(frames_uint8)
+    out = np.empty((n_frames, *edited_uint8.shape[1:]), np.uint8)
     out[indices] = edited_uint8
     done = len(indices)
     with attached(pipe.unet, *interp_lora):
@@ -358,6 +417,109 @@ def _svd_inbetween(
             done += b - a - 1
             callback(done, n_frames)
     return out
+
+
+def _svd_refine(
+    guide_uint8: np.ndarray,
+    keyframe_indices: Sequence[int],
+    request: InterpRequest,
+    settings: Settings,
+    fps: float,
+    progress: bool,
+    cancel: CancelToken,
+    callback: ProgressCallback,
+) -> np.ndarray:
+    """flow+svd: each gap between neighbouring keyframes of the flow result `guide_uint8` (T,H,W,3) is the
+    guide video of an SVD SDEdit from its first keyframe (the drag app's "svd" backend pipeline,
+    `core.pipelines.svd_trajectory.SVDTrajectoryPipeline`) at `request.refine_strength`; keyframes and the
+    frames outside the first and last keyframe stay as the flow made them. Returns (T,H,W,3) uint8."""
+    import torch
+
+    from core.imaging import unit_to_uint8
+    from core.memory import decode_chunk_frames
+    from core.models import load_pipeline
+    from core.models.state import attached
+    from core.pipelines.svd_trajectory import SVDTrajectoryPipeline
+
+    pipe = load_pipeline("svd", settings, pipeline_cls=SVDTrajectoryPipeline)
+    pipe.set_progress_bar_config(disable=not progress, desc="inbetweening (flow+svd)")
+    padded, resize = resize_to_multiple(guide_uint8, multiple=SVD_SIDE_MULTIPLE, mode="pad")
+    out = guide_uint8.copy()
+    indices = [int(i) for i in keyframe_indices]
+    total = out.shape[0]
+    with attached(pipe.unet):
+        for segment, (a, b) in enumerate(zip(indices, indices[1:])):
+            if b - a >= 2:
+                frames_unit = pipe(
+                    padded[a],
+                    padded[a : b + 1],
+                    strength=float(request.refine_strength),
+                    num_inference_steps=request.steps,
+                    motion_bucket_id=request.motion_bucket,
+                    fps=max(1, round(fps)),
+                    decode_chunk_size=decode_chunk_frames(
+                        *padded.shape[1:3], request.decode_chunk_size, settings.low_vram
+                    ),
+                    generator=torch.Generator().manual_seed(request.seed + segment),
+                    output_type="np",
+                    callback_on_step_end=cancel.on_step_end,
+                ).frames[0]
+                out[a + 1 : b] = undo_resize(unit_to_uint8(frames_unit[1:-1]), resize)
+            callback(b + 1 if b < indices[-1] else total, total)
+    return out
+
+
+def inbetween_images(
+    images_uint8: np.ndarray,
+    request: InterpRequest,
+    settings: Settings,
+    *,
+    frames_between: int,
+    loop: bool = False,
+    fps: float = 7.0,
+    progress: bool = False,
+    callback: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> np.ndarray:
+    """Chain bare images A -> B -> C ... (A -> ... -> A with `loop`) with any inbetweening backend.
+
+    images_uint8: (K,H,W,3) uint8, K >= 2, one size (`core.engines.chain.check_images`). Returns
+    (N,H,W,3) uint8 with N = (K' - 1)(frames_between + 1) + 1, K' = K (K + 1 with `loop`); image k is
+    frame k (frames_between + 1), exactly, and a loop ends on A. The flow backend morphs each pair along
+    the flow between its two images (`core.engines.chain.morph_flow`); the others run as for a video.
+    """
+    request.check()
+    images_uint8 = check_images(images_uint8)
+    layout = chain_layout(images_uint8.shape[0], frames_between, loop)
+    keys_uint8 = images_uint8[list(layout.image_order)]
+    cancel = cancel or CancelToken()
+    callback = cancel.watch(callback)
+    if request.backend in FLOW_BACKENDS:
+        out = np.empty((layout.num_frames, *keys_uint8.shape[1:]), np.uint8)
+        indices = layout.keyframe_indices
+        out[list(indices)] = keys_uint8
+        for k, (a, b) in enumerate(zip(indices, indices[1:])):
+            out[a + 1 : b] = morph_flow(keys_uint8[k], keys_uint8[k + 1], b - a - 1, request.flow_method)
+            if request.backend == "flow":
+                callback(b + 1, layout.num_frames)
+        if request.backend == "flow":
+            return out
+        return _svd_refine(out, indices, request, settings, request.fps or fps, progress, cancel, callback)
+    if request.backend == "crossfade":
+        out = crossfade(layout.num_frames, layout.keyframe_indices, keys_uint8)
+        callback(layout.num_frames, layout.num_frames)
+        return out
+    return _svd_inbetween(
+        layout.num_frames,
+        layout.keyframe_indices,
+        keys_uint8,
+        request,
+        settings,
+        request.fps or fps,
+        progress,
+        callback,
+        cancel,
+    )
 
 
 def backend_notes(interp: InterpRequest, settings: Settings) -> list[str]:

@@ -3,7 +3,9 @@
     python -m apps.keyframe.cli --video clip.mp4 --out out.mp4 \\
         [--keyframes uniform:8 | adaptive[:flow|appearance[:THRESHOLD]] | 0,8,16] \\
         [--edit cartoon --param levels=6 | --edit sd --prompt "a watercolour painting"] \\
-        [--interp flow|crossfade|svd-trf|svd-lora]
+        [--interp flow|crossfade|svd-trf|svd-lora|flow+svd]
+    python -m apps.keyframe.cli --images a.png b.png c.png --out out.mp4 [--loop] [--frames-between 7] \\
+        [--interp flow|crossfade|svd-trf|svd-lora|flow+svd]
 
 Writes the result mp4 and its run record next to it (OUT with .json: apps.common.runs.RunRecord, which
 apps.keyframe.job.request_from_record redoes), plus a gif, an original | result video and a zip of the
@@ -26,6 +28,7 @@ from apps.common.cli import INTERRUPTED, Parser, add_overwrite_argument, limited
 from apps.keyframe import job
 from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS, EditRequest, InterpRequest
 from apps.keyframe.keyframes import parse_keyframe_prompts
+from apps.keyframe.sequence import DEFAULT_FRAMES_BETWEEN, SequenceRequest, SequenceResult, run_images
 from apps.keyframe.video import DEFAULT_WORKING_SIDE
 from core.config import Settings
 from core.engines.edit import EDITS
@@ -49,8 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     io = parser.add_argument_group("input and output")
+    source = io.add_mutually_exclusive_group(required=True)
+    source.add_argument("--video", help="the video: mp4, webm, mov, mkv, avi, gif or a folder of frames")
+    source.add_argument(
+        "--images",
+        nargs="+",
+        metavar="IMAGE",
+        help="instead of a video: 2+ images of one size, inbetweened A -> B -> C in order with --interp "
+        "(no edit step: the images are the keyframes)",
+    )
     io.add_argument(
-        "--video", required=True, help="the video: mp4, webm, mov, mkv, avi, gif or a folder of frames"
+        "--loop", action="store_true", help="with --images: come back to the first image (A -> B -> A)"
+    )
+    io.add_argument(
+        "--frames-between",
+        type=int,
+        default=DEFAULT_FRAMES_BETWEEN,
+        help=f"with --images: frames made between neighbouring images (default {DEFAULT_FRAMES_BETWEEN})",
     )
     io.add_argument("--out", required=True, type=Path, help="the result video (.mp4)")
     io.add_argument(
@@ -122,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps", type=limited("edit_steps"), default=30, help="sd: inference steps (default 30)"
     )
     edit.add_argument("--seed", type=int, default=0, help="sd: random seed (default 0)")
+    edit.add_argument(
+        "--controlnet-scale",
+        type=float,
+        default=1.0,
+        help="sd with --controlnet-model (KINEMA_CONTROLNET_MODEL): weight of the canny ControlNet that keeps "
+        "the keyframes' edges, 0..2 (default 1; 0: off)",
+    )
 
     interp = parser.add_argument_group("inbetweening")
     interp.add_argument(
@@ -148,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="svd: repeat each of the first half of the steps N times with fresh noise, so the fused paths "
         "of svd-trf settle into one video (default 0: off; each repeat costs a step)",
+    )
+    interp.add_argument(
+        "--refine-strength",
+        type=float,
+        default=0.3,
+        help="flow+svd: how much SVD repaints the flow frames, in (0, 1]; it runs that share of the steps "
+        "(default 0.3)",
     )
     interp.add_argument(
         "--decode-chunk-size",
@@ -206,16 +238,7 @@ def request_from_args(args: argparse.Namespace, settings: Settings) -> job.Keyfr
         guidance=args.guidance,
         steps=args.steps,
         seed=args.seed,
-    )
-    interp = InterpRequest(
-        backend=args.interp,
-        fps=args.fps,
-        flow_method=args.flow_method,
-        motion_bucket=args.motion_bucket,
-        steps=args.interp_steps,
-        seed=args.interp_seed,
-        decode_chunk_size=args.decode_chunk_size,
-        noise_reinjection=args.noise_reinjection,
+        controlnet_scale=args.controlnet_scale,
     )
     return job.KeyframeRequest(
         video=args.video,
@@ -224,7 +247,22 @@ def request_from_args(args: argparse.Namespace, settings: Settings) -> job.Keyfr
         working_side=args.working_size,
         keyframes=args.keyframes,
         edit=edit,
-        interp=interp,
+        interp=interp_from_args(args),
+    )
+
+
+def interp_from_args(args: argparse.Namespace) -> InterpRequest:
+    """The inbetweening request from the parsed flags."""
+    return InterpRequest(
+        backend=args.interp,
+        fps=args.fps,
+        flow_method=args.flow_method,
+        motion_bucket=args.motion_bucket,
+        steps=args.interp_steps,
+        seed=args.interp_seed,
+        decode_chunk_size=args.decode_chunk_size,
+        noise_reinjection=args.noise_reinjection,
+        refine_strength=args.refine_strength,
     )
 
 
@@ -255,9 +293,10 @@ def output_files(args: argparse.Namespace) -> job.OutputFiles:
         for param in (EDITS[args.edit].params if args.edit in EDITS else ())
         if param.kind == "image" and f"--param {param.name}" in images
     ]
+    sources = {"--video": Path(args.video)} if args.video else {f"--images {p}": Path(p) for p in args.images}
     check_outputs(
         [(flag, path) for flag, path in named.items() if path is not None] + copies,
-        {"--video": Path(args.video), **{flag: path for flag, path in images.items() if path.is_file()}},
+        {**sources, **{flag: path for flag, path in images.items() if path.is_file()}},
         overwrite=args.overwrite,
         suffixes={
             "--out": (".mp4",),
@@ -270,14 +309,29 @@ def output_files(args: argparse.Namespace) -> job.OutputFiles:
     return files
 
 
-def run(args: argparse.Namespace, settings: Settings, argv: list[str]) -> job.JobResult:
-    """The whole job; returns what it wrote. Raises InputError / ModelNotAvailable on bad input."""
+def run(args: argparse.Namespace, settings: Settings, argv: list[str]) -> job.JobResult | SequenceResult:
+    """The whole job (the video's, or with --images the chain's); returns what it wrote. Raises InputError / ModelNotAvailable on bad input."""
+    if args.images and args.side_by_side:
+        raise InputError("--side-by-side shows a video beside its result: it needs --video, not --images.")
+    if args.video and (args.loop or args.frames_between != DEFAULT_FRAMES_BETWEEN):
+        raise InputError("--loop and --frames-between chain images: they need --images, not --video.")
     files = output_files(args)
+    command = ["python", "-m", "apps.keyframe.cli", *argv]
+    if args.images:
+        return run_images(
+            SequenceRequest(
+                tuple(args.images), args.frames_between, args.loop, args.working_size, interp_from_args(args)
+            ),
+            settings,
+            files,
+            command=command,
+            say=print,
+        )
     return job.run(
         request_from_args(args, settings),
         settings,
         files,
-        command=["python", "-m", "apps.keyframe.cli", *argv],
+        command=command,
         say=print,
     )
 

@@ -33,6 +33,7 @@ from apps.keyframe.keyframes import (
     optional_number,
     parse_indices,
     parse_keyframe_prompts,
+    selected_keyframe,
 )
 from apps.keyframe.sample import SAMPLE_VIDEO
 from apps.keyframe.video import (
@@ -160,6 +161,7 @@ class Handlers:
             guidance=float(edit.get("guidance", 7.5)),
             steps=int(edit.get("steps", 30)),
             seed=int(edit.get("seed") or 0),
+            controlnet_scale=float(edit.get("controlnet_scale", 1.0)),
         ).check()
 
     def _run_edit(
@@ -170,6 +172,7 @@ class Handlers:
         progress: gr.Progress,
         low_vram: bool | None,
         client: gr.Request | None,
+        anchors: np.ndarray | None = None,
     ) -> tuple[np.ndarray, float]:
         video = self._video(session)
         frames = video.frames_uint8
@@ -179,11 +182,15 @@ class Handlers:
         started = time.perf_counter()
         settings = self._run_settings(low_vram)
         on_step = None
-        if request.backend == "sd":
-            prior = edit_estimate(settings, video, len(indices), request.steps, request.strength)
-            on_step = step_progress(progress, prior).step
-        with self.stops.running(client, on_step) as token:
-            edited = edit_keyframes(frames[indices], indices, request, settings, progress=True, cancel=token)
+        if request.backend == "sd":  # the anchors (edited keyframes) are in the batch too
+            batch = len(indices) + (0 if anchors is None else len(anchors))
+            on_step = step_progress(
+                progress, edit_estimate(settings, video, batch, request.steps, request.strength)
+            ).step
+        with self.stops.running(client, on_step) as stop:
+            edited = edit_keyframes(
+                frames[indices], indices, request, settings, anchors_uint8=anchors, progress=True, cancel=stop
+            )
         return edited, time.perf_counter() - started
 
     # -- 1. video --------------------------------------------------------------------------------------
@@ -416,15 +423,16 @@ class Handlers:
         low_vram: bool | None = None,
         **edit,
     ):
-        """Edit the selected keyframe again with the current settings (e.g. another seed or prompt)."""
+        """Edit the selected keyframe again with these settings; SD attends to the others' edits (job.anchors_of)."""
         keys = self._keys(session, keys_text)
-        index = self._selected_keyframe(keys, frame)
+        index = selected_keyframe(keys, frame)
         request = self._edit_request(keys, {**edit, "color_grade_reference": color_grade_reference})
-        edited, seconds = self._run_edit(session, [index], request, progress, low_vram, client)
+        anchors, images = job.anchors_of(request, session.edited, session.edits, index)
+        edited, seconds = self._run_edit(session, [index], request, progress, low_vram, client, images)
         session = replace(
             session,
             edited={**session.edited, index: edited[0]},
-            edits={**session.edits, index: KeyframeEdit((index,), (index,), request)},
+            edits={**session.edits, index: KeyframeEdit((index,), (index,), request, anchors=anchors)},
         )
         return (
             session,
@@ -432,20 +440,11 @@ class Handlers:
             f"Re-edited keyframe {index} in {seconds:.1f} s.",
         )
 
-    @staticmethod
-    def _selected_keyframe(keys: list[Keyframe], frame: float | None) -> int:
-        indices = [k.index for k in keys]
-        if frame is None or not float(frame).is_integer() or int(frame) not in indices:
-            raise InputError(
-                f"Select a keyframe first (click it in the keyframes; keyframes: {format_indices(indices)})."
-            )
-        return int(frame)
-
     @shows_errors
     def upload_edit(self, session: Session | None, keys_text: str, frame: float | None, upload: str | None):
         """Use your own image as the edit of the selected keyframe (resized to the frames' size)."""
         keys = self._keys(session, keys_text)
-        index = self._selected_keyframe(keys, frame)
+        index = selected_keyframe(keys, frame)
         image = self._image(upload, "an image to use as the edit of the selected keyframe")
         video = self._video(session)
         fitted = fit_image(image, video.size_hw)

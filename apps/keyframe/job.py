@@ -29,6 +29,7 @@ from PIL import Image
 
 from apps.common.runs import RunRecord
 from apps.keyframe.backends import (
+    FLOW_BACKENDS,
     EditRequest,
     InterpRequest,
     backend_notes,
@@ -55,12 +56,14 @@ Progress = Callable[[str, int, int], None]
 class KeyframeEdit:
     """How keyframes `keys` got their edit: `edit` run on the frames `batch` together (an SD edit depends
     on the whole batch), or `image_uint8`, an uploaded (H,W,3) uint8 image used as the edit of keys[0].
-    The edits of one request make disjoint sets of keyframes."""
+    `anchors`: keyframes whose edits (made before, e.g. uploaded) the SD edit attended to (a re-edit: see
+    `backends.edit_keyframes`). The edits of one request make disjoint sets of keyframes."""
 
     keys: tuple[int, ...]
     batch: tuple[int, ...]
     edit: EditRequest | None = None
     image_uint8: np.ndarray | None = None
+    anchors: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -169,8 +172,24 @@ def _edits_of(request: KeyframeRequest, indices: list[int]) -> tuple[KeyframeEdi
     )
 
 
+def anchors_of(
+    request: EditRequest, edited: Mapping[int, np.ndarray], edits: Mapping[int, KeyframeEdit], key: int
+) -> tuple[tuple[int, ...], np.ndarray | None]:
+    """The edited keyframes an SD re-edit of keyframe `key` attends to: every other edited keyframe, uploads
+    first (an uploaded edit is the anchor of the others), then by frame. Returns (their frames, their edits
+    (A,H,W,3) uint8 or None); none for a filter, which edits each pixel on its own."""
+    if request.backend != "sd":
+        return (), None
+    others = sorted((i for i in edited if i != key), key=lambda i: (edits[i].edit is not None, i))
+    return tuple(others), (np.stack([edited[i] for i in others]) if others else None)
+
+
 def _edit(
-    video: LoadedVideo, step: KeyframeEdit, settings: Settings, cancel: CancelToken
+    video: LoadedVideo,
+    step: KeyframeEdit,
+    settings: Settings,
+    cancel: CancelToken,
+    edited: Mapping[int, np.ndarray],
 ) -> dict[int, np.ndarray]:
     if step.edit is None:
         return {step.keys[0]: fit_image(step.image_uint8, video.size_hw)}
@@ -179,10 +198,17 @@ def _edit(
             f"An edit of keyframes {format_indices(step.keys)} names frames {format_indices(step.batch)} "
             f"as its batch; they must include those keyframes and lie in 0..{video.num_frames - 1}."
         )
-    edited = edit_keyframes(
-        video.frames_uint8[list(step.batch)], step.batch, step.edit, settings, progress=True, cancel=cancel
+    anchors = [edited[i] for i in step.anchors if i in edited]  # a redo has those edited before
+    result = edit_keyframes(
+        video.frames_uint8[list(step.batch)],
+        step.batch,
+        step.edit,
+        settings,
+        anchors_uint8=np.stack(anchors) if anchors else None,
+        progress=True,
+        cancel=cancel,
     )
-    return {k: edited[step.batch.index(k)] for k in step.keys}
+    return {k: result[step.batch.index(k)] for k in step.keys}
 
 
 def _load(request: KeyframeRequest, settings: Settings, tell: Callable[[str], None]) -> LoadedVideo:
@@ -247,17 +273,17 @@ def run(
     started = time.perf_counter()
     edited_by_key = dict(prepared.edited) if prepared is not None else {}
     todo = [step for step in steps if not all(k in edited_by_key for k in step.keys)]
-    for step in todo:
+    for step in sorted(todo, key=lambda step: bool(step.anchors)):  # re-edits after the edits they attend to
         report(f"editing {len(step.batch)} keyframe{'s' if len(step.batch) > 1 else ''}", 0, 1)
-        edited_by_key.update(_edit(video, step, settings, cancel))
+        edited_by_key.update(_edit(video, step, settings, cancel, edited_by_key))
     if todo:
         timings["edit"] = time.perf_counter() - started
     edited = np.stack([edited_by_key[i] for i in indices])
 
-    if interp.backend == "flow" and motion is None and prepared is not None:
+    if interp.backend in FLOW_BACKENDS and motion is None and prepared is not None:
         if prepared.motion_method == interp.flow_method:
             motion = prepared.motion
-    if interp.backend == "flow" and motion is None:
+    if interp.backend in FLOW_BACKENDS and motion is None:
         report("estimating motion", 0, 1)
         started = time.perf_counter()
         motion = motion_of(video.frames_uint8, interp.flow_method, progress=True)
@@ -289,7 +315,15 @@ def run(
         arguments=arguments,
         settings={
             name: getattr(settings, name)
-            for name in ("sd_model", "svd_model", "svd_interp_lora", "device", "dtype", "low_vram")
+            for name in (
+                "sd_model",
+                "controlnet_model",
+                "svd_model",
+                "svd_interp_lora",
+                "device",
+                "dtype",
+                "low_vram",
+            )
         },
         outputs=_write(files, result, video.frames_uint8, fps, indices, edited),
         timings_s=timings,
@@ -370,7 +404,8 @@ def _step_record(step: KeyframeEdit, folder: Path, only: bool) -> dict[str, Any]
             name: _save_png(folder, filter_image_path(folder, step.edit.filter, name, first).name, image)
             for name, image in images.items()
         }
-    return {**record, "batch": [int(i) for i in step.batch]}
+    anchors = {"anchors": [int(i) for i in step.anchors]} if step.anchors else {}
+    return {**record, "batch": [int(i) for i in step.batch], **anchors}
 
 
 def _arguments(
@@ -404,7 +439,9 @@ def _edit_from_record(edit: Mapping[str, Any], folder: Path) -> EditRequest:
         return EditRequest(backend="filter", filter=edit["filter"], filter_params=params)
     values = {k: edit[k] for k in ("prompt", "negative_prompt", "strength", "guidance", "steps", "seed")}
     prompts = {int(k): v for k, v in edit["keyframe_prompts"].items()}
-    return EditRequest(backend="sd", keyframe_prompts=prompts, **values)
+    # Records from before the ControlNet was wired ran without one: scale 0 redoes them.
+    scale = edit.get("controlnet_scale", 0.0)
+    return EditRequest(backend="sd", keyframe_prompts=prompts, controlnet_scale=scale, **values)
 
 
 def request_from_record(record: RunRecord, folder: str | Path) -> KeyframeRequest:
@@ -423,7 +460,10 @@ def request_from_record(record: RunRecord, folder: str | Path) -> KeyframeReques
             if edit["backend"] == "upload":
                 edits.append(KeyframeEdit(tuple(keys), batch, image_uint8=load_image(folder / edit["file"])))
             else:
-                edits.append(KeyframeEdit(tuple(keys), batch, _edit_from_record(edit, folder)))
+                anchors = tuple(int(i) for i in edit.get("anchors", ()))
+                edits.append(
+                    KeyframeEdit(tuple(keys), batch, _edit_from_record(edit, folder), anchors=anchors)
+                )
         interp_fields = {f.name for f in fields(InterpRequest)}
         return KeyframeRequest(
             video=args["video_path"],

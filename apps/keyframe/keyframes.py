@@ -120,3 +120,13 @@ def choose_keyframes(
         flows_px=None if motion is None else motion.forward_px,
     )
     return keys, motion
+
+
+def selected_keyframe(keys: list[Keyframe], frame: float | None) -> int:
+    """The keyframe the user selected (a frame number from the UI); InputError when none of `keys` is."""
+    indices = [k.index for k in keys]
+    if frame is None or not float(frame).is_integer() or int(frame) not in indices:
+        raise InputError(
+            f"Select a keyframe first (click it in the keyframes; keyframes: {format_indices(indices)})."
+        )
+    return int(frame)

@@ -221,10 +221,14 @@ def tiny_svd_components(seed: int = 0) -> dict:
 
 
 def tiny_controlnet():
-    """A ControlNet shaped like the tiny SD UNet (zero-initialised outputs, like a fresh one)."""
+    """A ControlNet shaped like the tiny SD UNet (zero-initialised outputs, like a fresh one), its condition
+    embedding downsampling by the tiny VAE's factor (2), so that it runs in the tiny SD pipelines."""
     from diffusers import ControlNetModel
 
-    return ControlNetModel.from_unet(tiny_sd_components()["unet"]).eval()
+    tiny = tiny_sd_components()
+    downsamplings = len(tiny["vae"].config.block_out_channels) - 1
+    channels = tuple(16 * 2**i for i in range(downsamplings + 1))  # one stride-2 block per VAE halving
+    return ControlNetModel.from_unet(tiny["unet"], conditioning_embedding_out_channels=channels).eval()
 
 
 def tiny_svd_controlnet():

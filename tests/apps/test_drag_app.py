@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from apps.common.runs import RunRecord
+from apps.common.runs import RunRecord, file_names
 from apps.drag import job, overlay, ui_canvas
 from apps.drag.params import DragParams
 from core.config import Settings
@@ -139,7 +139,7 @@ def test_warp_generation_end_to_end(app, canvas, monkeypatch):
     assert (arguments["frames"], arguments["fps"], arguments["max_side"]) == (14, 7, 256)
     assert arguments["resolved"]["video_size"] == [256, 256]
     assert arguments["resolved"]["motion_bucket_id"] == suggested
-    assert record.settings["output_dir"] == str(files.folder.parents[1])
+    assert record.settings["output_dir"] == files.folder.parents[1].name  # a name, not the server's path
     assert record.output_paths(files.folder) == {
         "video": files.video,
         "flow": files.flow,
@@ -384,8 +384,9 @@ def test_the_app_record_redoes_its_run_through_the_job(app, canvas, tmp_path):
         "trajectories.json", "video.mp4",
     ]  # fmt: skip
     record = RunRecord.read(folder / "parameters.json")
+    assert "/" not in record.arguments["image"]  # the served app's record names its files, not server paths
 
-    request = job.request_from_record(record)
+    request = job.request_from_record(record, folder)
     assert request == result.request and request.params.camera == "pan_left"
     redo_folder = tmp_path / "redo"
     redo_folder.mkdir()
@@ -395,7 +396,7 @@ def test_the_app_record_redoes_its_run_through_the_job(app, canvas, tmp_path):
         np.testing.assert_array_equal(
             read_video(redo_folder / name).frames_uint8, read_video(folder / name).frames_uint8
         )
-    assert {"image_name": "astronaut", **redo.record.arguments} == record.arguments
+    assert file_names({"image_name": "astronaut", **redo.record.arguments}) == record.arguments
 
     # Redone from its downloads: the run folder gone, the files the result offers (named as they are
     # there) read back beside the parameters JSON, by the job and by the app's "redo a run" upload.

@@ -143,10 +143,12 @@ def test_the_app_orders_by_an_uploaded_depth_map_and_shows_the_motion_colours(mo
     result = generate(at)
     assert front_colour(result.frames_uint8) == RED
     record = RunRecord.read(result.outputs.record)
-    assert record.arguments["depth"] == str(result.outputs.folder.absolute() / "depth.png")
+    assert record.arguments["depth"] == "depth.png"  # saved in the run folder, named without its path
     redo_folder = tmp_path / "redo"
     redo_folder.mkdir()
     redo = job.run(
-        job.request_from_record(record), job.DragOutputs.in_folder(redo_folder), Settings.from_env()
+        job.request_from_record(record, result.outputs.folder),
+        job.DragOutputs.in_folder(redo_folder),
+        Settings.from_env(),
     )
     np.testing.assert_array_equal(redo.frames_uint8, result.frames_uint8)

@@ -119,7 +119,7 @@ def test_the_objects_engine_moves_the_disc_and_holds_the_background(disc_app, ca
     # The record redoes the run: the job finds the same objects the app cached.
     redo_folder = tmp_path / "redo"
     redo_folder.mkdir()
-    request = job.request_from_record(RunRecord.read(result.outputs.record))
+    request = job.request_from_record(RunRecord.read(result.outputs.record), result.outputs.folder)
     redo = job.run(request, job.DragOutputs.in_folder(redo_folder), Settings.from_env())
     np.testing.assert_array_equal(redo.frames_uint8, frames)
     labels = [b.label for b in disc_app.get("download_button")]
@@ -316,7 +316,7 @@ def test_a_repainted_object_replaces_the_one_found_and_the_record_keeps_it(disc_
     assert tuple(frames[-1, 100, 90]) == (220, 40, 30)  # the disc's top, not painted, stayed
     arguments = RunRecord.read(result.outputs.record).arguments
     assert list(arguments["object_masks"]) == ["0"]
-    request = job.request_from_record(RunRecord.read(result.outputs.record))
+    request = job.request_from_record(RunRecord.read(result.outputs.record), result.outputs.folder)
     redo_folder = tmp_path / "redo"
     redo_folder.mkdir()
     redo = job.run(request, job.DragOutputs.in_folder(redo_folder), Settings.from_env())

@@ -4,14 +4,16 @@ thumbnails come from image and video outputs; a joint-depth run's record redoes 
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from gradio.utils import get_upload_folder
 from PIL import Image
 
 from apps.common.history import RunHistory
-from apps.common.runs import RunRecord, new_run_folder
+from apps.common.runs import RunRecord, file_names, new_run_folder
 from apps.common.runs_panel import RunsPanel
 from apps.joint_depth import compare, job
 from apps.joint_depth.job import JointRequest
@@ -105,8 +107,9 @@ def test_a_joint_record_redoes_its_request_through_the_controls(tmp_path, mode):
     request = JointRequest.from_ui(settings, near=0.5, far=20.0, fov_deg=50, max_points=999, **values)
     arguments = job.record_arguments(request, (128, 64))
     history = RunHistory()
-    history.add(_run(tmp_path, arguments=arguments))
+    history.add(_run(tmp_path, arguments=arguments))  # the run's image_1.png is its input in image -> depth
     (entry,) = history.entries()[0]
+    assert entry.record.arguments == file_names(arguments)  # a served run's record names no server path
 
     ui = dict(zip(compare.REDO_CONTROLS, compare.redo_values(entry, {})))
     assert ui["tabs"].selected == mode and f"run {entry.name}" in ui["status"]
@@ -123,8 +126,13 @@ def test_a_joint_record_redoes_its_request_through_the_controls(tmp_path, mode):
     if mode == "joint":
         from_controls["negative_prompt"] = ui["negative"]
     else:
-        assert ui["image_in"] == str(upload)  # the upload is still there: it is put back
-        from_controls["input_path"] = ui["image_in"]
+        # the input comes back from the run's own copy, served to this session only (in Gradio's upload cache)
+        served = Path(ui["image_in"])
+        assert served.is_relative_to(get_upload_folder()) and served.name == "image_1.png"
+        assert np.array_equal(
+            np.asarray(Image.open(served)), np.asarray(Image.open(entry.folder / "image_1.png"))
+        )
+        from_controls["input_path"] = str(upload)  # as the upload the user made
         from_controls["negative_prompt"] = request.negative_prompt  # image -> depth has no negative prompt
     again = JointRequest.from_ui(settings, mode=mode, weights=ui["weights"], **from_controls)
     assert job.record_arguments(again, (128, 64)) == arguments

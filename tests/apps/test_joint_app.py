@@ -171,8 +171,10 @@ def test_generate_files(app, first_run):
 
 def _redo(settings: Settings, downloads: list[str], folder: Path) -> tuple[RunRecord, job.JobResult]:
     """The run record among `downloads`, and the job run again from it into `folder`."""
-    record = RunRecord.read(next(p for p in downloads if p.endswith(".json")))
-    return record, job.run_job(job.request_from_record(record), settings, folder, action=record.action)
+    record_path = next(p for p in downloads if p.endswith(".json"))
+    record = RunRecord.read(record_path)
+    request = job.request_from_record(record, Path(record_path).parent)
+    return record, job.run_job(request, settings, folder, action=record.action)
 
 
 def test_the_record_redoes_the_run(app, first_run, tmp_path):

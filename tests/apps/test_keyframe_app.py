@@ -39,7 +39,7 @@ WORKING_SIDE = 128
 KEYS = [0, 8, 16, 23]
 EXPECTED_API = {
     "/sample_video", "/mini_sample_video", "/probe_video", "/load_video", "/suggest_keyframes", "/set_keyframes", "/toggle_keyframe",
-    "/edit_preview", "/edit_all", "/reedit_keyframe", "/upload_edit", "/inbetween", "/stop_edit", "/stop_inbetween",
+    "/edit_preview", "/edit_all", "/reedit_keyframe", "/upload_edit", "/inbetween", "/inbetween_images", "/stop_edit", "/stop_inbetween",
     "/runs", "/run_details", "/redo",
 }  # fmt: skip
 
@@ -248,6 +248,28 @@ def message(call) -> str:
     with pytest.raises(AppError) as error:
         call()
     return str(error.value)
+
+
+def test_images_chain_and_loop_without_a_video(client, tmp_path):
+    a, b = (np.full((64, 96, 3), value, np.uint8) for value in (30, 220))
+    paths = []
+    for name, image in (("a.png", a), ("b.png", b), ("small.png", a[:32])):
+        Image.fromarray(image).save(tmp_path / name)
+        paths.append(handle_file(str(tmp_path / name)))
+    step3 = ("crossfade", 0, "dis", 127, 2, 0, 8, None, 0)  # backend and its options, as /inbetween takes them
+    result, downloads, status = client.predict(paths[:2], 3, True, *step3, api_name="/inbetween_images")
+    video = read_video(result)
+    assert video.num_frames == 9 and video.size_hw == (64, 96)  # A, 3, B, 3, A
+    assert np.abs(video.frames_uint8[[0, 4, 8]].astype(int) - np.stack([a, b, a])).mean() < 4
+    record = json.loads(open(next(p for p in downloads if p.endswith(".json"))).read())
+    assert record["action"] == "ui:images" and record["arguments"]["keyframe_indices"] == [0, 4, 8]
+    assert status.startswith("9 frames at 8 fps from 2 images (crossfade, loop)")
+    for images, message in (
+        (paths[:1], "Chaining needs at least 2 images (A -> B, or A -> B -> A with loop), got 1."),
+        (paths[::2], "Image 2 is 96x32 but image 1 is 96x64: all images of a chain must have one size."),
+    ):
+        with pytest.raises(AppError, match=re.escape(message)):
+            client.predict(images, 3, False, *step3, api_name="/inbetween_images")
 
 
 def test_bad_videos_get_one_sentence(client, bad_videos):

@@ -81,3 +81,23 @@ def test_run_folders_are_new_and_distinct(tmp_path):
     assert first.is_dir() and not any(first.iterdir())
     with pytest.raises(ValueError, match="app must be one of"):
         new_run_folder(tmp_path, "paint")
+
+
+def test_a_served_runs_record_names_files_not_server_paths(tmp_path):
+    """A ui: record is downloaded by its user: absolute paths in it become file names; a CLI's stay whole."""
+    arguments = {
+        "input_path": "/tmp/gradio/abc/photo.png",
+        "steps": 4,
+        "frames": ["/srv/a/b.png", "rel/c.png"],
+    }
+    settings = {"output_dir": "/srv/kinema/outputs", "sd_model": "tiny", "svd_model": "org/model"}
+    outputs = {"video_mp4": "video.mp4", "flow": "/srv/kinema/outputs/drag/run/flow.mp4"}
+    served = RunRecord("drag", "ui:generate", arguments, settings, outputs).write(tmp_path / "ui.json")
+    text = served.read_text()
+    assert "/srv" not in text and "/tmp" not in text
+    back = RunRecord.read(served)
+    assert back.arguments == {"input_path": "photo.png", "steps": 4, "frames": ["b.png", "rel/c.png"]}
+    assert back.settings == {"output_dir": "outputs", "sd_model": "tiny", "svd_model": "org/model"}
+    assert back.outputs == {"video_mp4": "video.mp4", "flow": "flow.mp4"}
+    cli = RunRecord("drag", "cli", arguments, settings, outputs).write(tmp_path / "cli.json")
+    assert RunRecord.read(cli).arguments == arguments and RunRecord.read(cli).outputs == outputs

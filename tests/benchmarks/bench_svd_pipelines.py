@@ -10,7 +10,8 @@ ratio is the point): with two threads on a shared machine, OpenMP's spinning wor
 processes' load into 0.6x to 3x swings between variants that run the same UNet call.
 ``output_type="latent"``: encoding and decoding run once per call and are not part of a step.
 
-Variants: ``svd_trajectory`` at strength 1 (every step runs), ``svd-trf`` (two UNet calls per step:
+Variants: ``svd_trajectory`` at strength 1 (every step runs), ``flow+svd`` (the keyframe app's refinement of
+the flow frames: the same pipeline from a guide at strength ``FLOW_SVD_STRENGTH``), ``svd-trf`` (two UNet calls per step:
 expect about 2x), ``svd-lora`` (one call, head-and-tail conditioning) and ``svd-controlnet``
 (``svd_trajectory`` at strength 1 with a flow ControlNet built by ``SVDFlowControlNet.from_unet`` and
 a flow condition: one ControlNet call, the UNet's encoder and mid block again, beside each UNet call).
@@ -50,7 +51,11 @@ TARGETS = {
     "svd-trf": "~2x (2 UNet calls)",
     "svd-lora": "<= 1.03x",
     "svd-controlnet": "<= 1.6x (+ encoder and mid block)",
+    "flow+svd": "<= 1.03x",
 }
+# flow+svd's SDEdit strength here: the last 3 of 4 steps (tiny), 2 of 3 (full) run, so a call has 2 or 1
+# step intervals (the keyframe app's default, 0.3, would run one step and measure none).
+FLOW_SVD_STRENGTH = 0.7
 
 
 def _full_components() -> dict:
@@ -124,6 +129,10 @@ def _variants(components: dict, pixels: int, frames: int, steps: int) -> dict[st
         ),
         "svd-controlnet": lambda cb: controlled(
             head, strength=1.0, flow_condition=cond, generator=seeded(), callback_on_step_end=cb, **common
+        ),
+        # The keyframe app's flow+svd: the flow frames between two keyframes as the guide, at low strength.
+        "flow+svd": lambda cb: trajectory(
+            head, guide, strength=FLOW_SVD_STRENGTH, generator=seeded(), callback_on_step_end=cb, **common
         ),
     }
 

@@ -1,0 +1,117 @@
+"""The keyframe app's "Images instead of a video" panel: chain 2+ images A -> B -> C, or loop A -> B -> A.
+
+`build` adds the panel (the images, frames between, loop, a button); `wire` connects its button to
+:func:`inbetween_images`, which reads the inbetweening controls of step 3 (backend and its options, low VRAM)
+and shows the result in step 3's result video and downloads. The job is :func:`apps.keyframe.sequence.run_images`.
+API: /inbetween_images (images as files, frames_between, loop, then step 3's controls as in /inbetween).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import gradio as gr
+
+from apps.common.gradio import served_copies, shows_errors
+from apps.common.runs import new_run_folder
+from apps.keyframe.backends import InterpRequest
+from apps.keyframe.handlers import Handlers
+from apps.keyframe.job import OutputFiles
+from apps.keyframe.sequence import DEFAULT_FRAMES_BETWEEN, SequenceRequest, run_images
+from core.errors import InputError
+
+Components = dict[str, Any]
+MAX_FRAMES_BETWEEN = 31
+
+
+def build() -> Components:
+    """The panel's components, closed by default under step 3."""
+    ui: Components = {}
+    with gr.Accordion("Images instead of a video: A -> B -> C, or a loop", open=False):
+        ui["seq_images"] = gr.File(
+            label="Images (2 or more, one size, in order)",
+            file_count="multiple",
+            file_types=["image"],
+            elem_id="kf-seq-images",
+        )
+        with gr.Row():
+            ui["seq_between"] = gr.Slider(
+                1, MAX_FRAMES_BETWEEN, value=DEFAULT_FRAMES_BETWEEN, step=1, label="Frames between images"
+            )
+            ui["seq_loop"] = gr.Checkbox(False, label="Loop back to the first image (A -> B -> A)")
+        ui["seq_btn"] = gr.Button("Inbetween the images", elem_id="kf-seq-inbetween")
+    return ui
+
+
+def inbetween_images(
+    h: Handlers,
+    paths: list[str] | None,
+    frames_between: float,
+    loop: bool,
+    backend: str,
+    fps: float | None,
+    flow_method: str,
+    motion_bucket: float,
+    steps: float,
+    seed: float,
+    decode_chunk_size: float,
+    low_vram: bool | None = None,
+    noise_reinjection: float = 0,
+    progress=gr.Progress(track_tqdm=True),
+    client: gr.Request = None,
+):
+    """Chain the uploaded images with step 3's backend; returns (result mp4, downloads, status)."""
+    if not paths:
+        raise InputError("Upload 2 or more images to chain (A -> B, or A -> B -> A with loop).")
+    request = SequenceRequest(
+        images=tuple(str(p) for p in paths),
+        frames_between=int(frames_between),
+        loop=bool(loop),
+        interp=InterpRequest(
+            backend=backend,
+            fps=float(fps) if fps else None,
+            flow_method=flow_method,
+            motion_bucket=int(motion_bucket),
+            steps=int(steps),
+            seed=int(seed),
+            decode_chunk_size=int(decode_chunk_size),
+            noise_reinjection=int(noise_reinjection),
+        ),
+    )
+    folder = new_run_folder(h.settings.output_dir, "keyframe")
+    files = OutputFiles(folder / "result.mp4", folder / "params.json", folder / "result.gif")
+    try:
+        with h.stops.running(client) as token:
+            done = run_images(
+                request,
+                h._run_settings(low_vram),
+                files,
+                action="ui:images",
+                progress=lambda stage, i, total: progress((i, total) if total > 1 else float(i), desc=stage),
+                cancel=token,
+            )
+    finally:
+        if not any(folder.iterdir()):
+            folder.rmdir()  # a refused or failed run leaves no empty run folder behind
+    served = served_copies(files.paths())
+    status = "\n\n".join(
+        [
+            f"{done.result_uint8.shape[0]} frames at {done.fps:.3g} fps from {len(paths)} images "
+            f"({backend}{', loop' if loop else ''}); run {folder.name}.",
+            *done.notes,
+        ]
+    )
+    return served[0], served, status
+
+
+def wire(h: Handlers, ui: Components, interp_inputs: list, gpu: dict[str, Any]) -> Any:
+    """Connect the panel's button (API /inbetween_images); `interp_inputs` are step 3's controls in the order
+    of :func:`inbetween_images`. Returns the event, for step 3's Stop button."""
+    return ui["seq_btn"].click(
+        shows_errors(functools.partial(inbetween_images, h)),
+        [ui["seq_images"], ui["seq_between"], ui["seq_loop"], *interp_inputs],
+        [ui["result"], ui["downloads"], ui["status"]],
+        api_name="inbetween_images",
+        **gpu,
+    )
