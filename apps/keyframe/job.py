@@ -445,7 +445,9 @@ def _edit_from_record(edit: Mapping[str, Any], folder: Path) -> EditRequest:
 
 
 def request_from_record(record: RunRecord, folder: str | Path) -> KeyframeRequest:
-    """The request a keyframe run record (read from `folder`, which holds its input images) redoes."""
+    """The request a keyframe run record (read from `folder`, which holds its input images) redoes. The video
+    is where the record names it, or else in `folder` under its name (a served app's record names the
+    uploaded video's file only: put the video beside the record to redo the run)."""
     if record.app != "keyframe":
         raise InputError(f"This is a run record of the {record.app} app, not of the keyframe app.")
     args, folder = record.arguments, Path(folder)
@@ -465,8 +467,11 @@ def request_from_record(record: RunRecord, folder: str | Path) -> KeyframeReques
                     KeyframeEdit(tuple(keys), batch, _edit_from_record(edit, folder), anchors=anchors)
                 )
         interp_fields = {f.name for f in fields(InterpRequest)}
+        video = Path(args["video_path"])
+        if not (video.is_absolute() and video.is_file()) and (folder / video.name).is_file():
+            video = folder / video.name
         return KeyframeRequest(
-            video=args["video_path"],
+            video=str(video),
             start_s=args["start_s"],
             end_s=args["end_s"],
             working_side=args["working_side"],

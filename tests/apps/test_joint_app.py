@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -170,11 +171,14 @@ def test_generate_files(app, first_run):
 
 
 def _redo(settings: Settings, downloads: list[str], folder: Path) -> tuple[RunRecord, job.JobResult]:
-    """The run record among `downloads`, and the job run again from it into `folder`."""
-    record_path = next(p for p in downloads if p.endswith(".json"))
-    record = RunRecord.read(record_path)
-    request = job.request_from_record(record, Path(record_path).parent)
-    return record, job.run_job(request, settings, folder, action=record.action)
+    """The run record among `downloads`, and the job run again from it into `folder`; the downloads are
+    kept in one folder first, as a user saves them."""
+    saved = folder.with_name(f"{folder.name}-downloads")
+    saved.mkdir(parents=True)
+    for path in map(Path, downloads):
+        shutil.copyfile(path, saved / path.name)
+    record = RunRecord.read(saved / next(Path(p).name for p in downloads if p.endswith(".json")))
+    return record, job.run_job(job.request_from_record(record, saved), settings, folder, action=record.action)
 
 
 def test_the_record_redoes_the_run(app, first_run, tmp_path):

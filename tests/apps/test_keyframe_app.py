@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import zipfile
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -22,7 +23,7 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from apps.common.gradio import launch_kwargs
-from apps.common.runs import RunRecord
+from apps.common.runs import RunRecord, file_names
 from apps.keyframe import app, cli, job
 from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS, fit_image
 from apps.keyframe.handlers import Handlers
@@ -213,10 +214,12 @@ def test_staged_filter_edit_then_flow_inbetween(client, frames, settings):
     folder = settings.output_dir / "keyframe" / re.search(r"; run (\S+)\.", status)[1]
     record = RunRecord.read(folder / "params.json")
     assert [k["edit"]["batch"] for k in record.arguments["keyframes"]] == [KEYS, [8], [16], KEYS]
+    assert record.arguments["video_path"] == "sample.mp4"  # the upload's name, not the server's path
+    shutil.copyfile(SAMPLE_VIDEO, folder / "sample.mp4")  # the user's video beside the record
     request = job.request_from_record(record, folder)
     again = job.run(request, settings, job.OutputFiles.in_folder(settings.output_dir / "again"))
     assert np.array_equal(again.result_uint8[KEYS], final_keys)
-    assert again.record.arguments == record.arguments
+    assert file_names(again.record.arguments) == record.arguments
     assert np.array_equal(read_video(again.files.video_mp4).frames_uint8, video.frames_uint8)
 
 
@@ -256,7 +259,17 @@ def test_images_chain_and_loop_without_a_video(client, tmp_path):
     for name, image in (("a.png", a), ("b.png", b), ("small.png", a[:32])):
         Image.fromarray(image).save(tmp_path / name)
         paths.append(handle_file(str(tmp_path / name)))
-    step3 = ("crossfade", 0, "dis", 127, 2, 0, 8, None, 0)  # backend and its options, as /inbetween takes them
+    step3 = (
+        "crossfade",
+        0,
+        "dis",
+        127,
+        2,
+        0,
+        8,
+        None,
+        0,
+    )  # backend and its options, as /inbetween takes them
     result, downloads, status = client.predict(paths[:2], 3, True, *step3, api_name="/inbetween_images")
     video = read_video(result)
     assert video.num_frames == 9 and video.size_hw == (64, 96)  # A, 3, B, 3, A

@@ -3,6 +3,8 @@ uploaded edit first, as the anchor), the record names them and redoes the re-edi
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -65,6 +67,9 @@ def test_a_reedit_attends_to_the_other_edits_and_redoes_from_the_record(settings
     h.inbetween(session, KEYS, "crossfade", 0, "dis", 127, 2, 0, 8)
     (folder,) = (settings.output_dir / "keyframe").iterdir()
     record = RunRecord.read(folder / "params.json")
+    shutil.copyfile(
+        SAMPLE_VIDEO, folder / SAMPLE_VIDEO.name
+    )  # the video beside the record, as a user keeps it
     assert [k["edit"].get("anchors") for k in record.arguments["keyframes"]] == [None, [10, 0], None]
     again = job.run(
         job.request_from_record(record, folder), settings, job.OutputFiles.in_folder(tmp_path / "again")
