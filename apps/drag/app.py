@@ -51,6 +51,7 @@ import streamlit as st  # noqa: E402
 from apps.common.catalog import APPS  # noqa: E402
 from apps.common.examples import MINI_DESCRIPTION, MINI_EXAMPLE_LABEL, is_mini, mini_drag_example  # noqa: E402
 from apps.common.low_vram import LOW_VRAM_LABEL, low_vram_help  # noqa: E402
+from apps.common.start_values import start_values  # noqa: E402
 from apps.common.streamlit import page_header, set_page  # noqa: E402
 from apps.drag import backends, ui_brush, ui_canvas, ui_engine, ui_generate, ui_runs, ui_tracks  # noqa: E402
 from apps.drag.overlay import draw_object_overlay, draw_trajectory_overlay, with_border  # noqa: E402
@@ -306,7 +307,16 @@ def svd_controls(backend: str, settings: Settings, suggestion: int) -> dict:
             "Experimental: the research path (video and flow generated together, the drags held in the "
             "flow); in the original work its control over the motion was weak."
         )
-    chosen["steps"] = param_slider("steps", settings)
+    # A preset SVD on the CPU starts at CPU-sized steps (apps.common.start_values). The working size stays
+    # where it is: it is also the weight-free warp's, and the estimate shown before a run gives the cost of both.
+    mini = is_mini(settings.svd_model)
+    start = start_values(settings.svd_model, "svd", settings, DragParams.widget("max_side", mini).default, 0)
+    chosen["steps"] = param_slider("steps", settings, value=start.steps or None)
+    if start.note:
+        st.caption(
+            f"Steps start at {start.steps} for the `{settings.svd_model}` SVD on the CPU; the working size sets "
+            "the time too (see the estimate)."
+        )
     chosen["noise_aug"] = param_slider("noise_aug", settings)
     seed = DragParams.widget("seed")
     chosen["seed"] = st.number_input(seed.label, seed.low, seed.high, seed.default, key="seed")

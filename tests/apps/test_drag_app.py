@@ -21,6 +21,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from apps.common.runs import RunRecord, file_names
+from apps.common.start_values import CPU_STEPS
 from apps.drag import job, overlay, ui_canvas
 from apps.drag.params import DragParams
 from core.config import Settings
@@ -547,6 +548,14 @@ def _small_svd_run(app, canvas, backend: str) -> None:
     app.slider(key="frames").set_value(3).run()
     app.slider(key="steps").set_value(2).run()
     app.radio(key="backend").set_value(backend).run()
+
+
+def test_the_tiny_svd_on_the_cpu_starts_at_cpu_sized_steps(app):
+    working_side = app.select_slider(key="max_side").value
+    app.radio(key="backend").set_value("svd").run()
+    assert not app.exception and app.slider(key="steps").value == CPU_STEPS["tiny"]["svd"] < 25
+    assert any("Steps start at 4 for the `tiny` SVD on the CPU" in c.value for c in app.caption)
+    assert app.select_slider(key="max_side").value == working_side  # the warp's working size is kept
 
 
 @pytest.mark.parametrize("backend", ["svd-controlnet", "svd-joint-flow"])
