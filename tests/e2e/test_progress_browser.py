@@ -63,6 +63,11 @@ def test_estimate_segment_progress_stop_and_strip(start_app, page, tmp_path):
     page.get_by_text(re.compile(r"Edited 3 keyframes in")).wait_for(timeout=TIMEOUT_MS)
 
     page.locator("#kf-interp-backend").get_by_text("SVD + trajectory (svd-trf)").click()
+    # The backend's own update (its start steps and estimate) lands before the steps are typed, not after.
+    page.wait_for_function(
+        "() => /tiny model on cpu/.test(document.querySelector('#kf-inbetween-estimate').innerText)",
+        timeout=TIMEOUT_MS,
+    )
     steps = page.locator("#kf-interp-steps input[type=number]")
     steps.fill(str(STEPS))
     steps.press("Enter")
