@@ -589,4 +589,5 @@ class Handlers:
     @staticmethod
     def show_interp_backend(backend: str):
         options = INTERP_BACKENDS[backend].options
-        return gr.update(visible="flow_method" in options), gr.update(visible="motion_bucket" in options)
+        shown = ("flow_method" in options, "motion_bucket" in options, "noise_reinjection" in options)
+        return tuple(gr.update(visible=visible) for visible in shown)

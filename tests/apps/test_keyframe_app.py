@@ -357,10 +357,14 @@ def test_the_backend_choices_of_the_app_and_the_cli_come_from_the_registries(set
     parser_choices = {a.dest: a.choices for a in cli.build_parser()._actions if a.choices}
     assert list(parser_choices["interp"]) == list(INTERP_BACKENDS)
     assert list(parser_choices["edit"]) == [*EDITS, "sd"]
-    # each backend's controls are shown by its options: flow method for flow, SVD settings for svd-*
+    # each backend's controls are shown by its options: flow method for flow, SVD settings for svd-*, noise
+    # re-injection only where it does something (not for flow+svd's SDEdit)
     for name, backend in INTERP_BACKENDS.items():
-        flow, svd = (update["visible"] for update in Handlers.show_interp_backend(name))
-        assert (flow, svd) == ("flow_method" in backend.options, "motion_bucket" in backend.options)
+        shown = tuple(update["visible"] for update in Handlers.show_interp_backend(name))
+        assert shown == tuple(
+            o in backend.options for o in ("flow_method", "motion_bucket", "noise_reinjection")
+        )
+    assert [u["visible"] for u in Handlers.show_interp_backend("flow+svd")] == [True, True, False]
     assert [u["visible"] for u in Handlers.show_edit_backend("sd")] == [False, True]
     assert "Need no weights: Filter (no weights), Optical flow (no weights), Cross-fade (baseline)." in (
         app.model_summary(settings)
