@@ -400,8 +400,9 @@ def _edit_and_inbetween_events(demo: gr.Blocks, h: Handlers, ui: Components) -> 
     h.stops.wire(demo, ui["status"], stops)
     glue = {"queue": False, "api_visibility": "private"}
     costs = ["edit_backend", "edit_steps", "strength", "interp_backend", "interp_steps", "reinjection"]
-    # The estimate lines follow the controls, and every successful run rewrites them, which also clears an
-    # "Error" an earlier run left there (its progress shows on them) once its cause is fixed.
+    # The estimate lines follow the controls, and every run rewrites them when it ends, which also clears an
+    # "Error" badge its progress left there: a failed run says why in its message, and a run that a Stop ended
+    # first (it raised Cancelled before Gradio cancelled its event) is no error at all.
     estimates = {
         "fn": h.estimates,
         "inputs": [session, keys_text, *(ui[name] for name in costs)],
@@ -410,14 +411,15 @@ def _edit_and_inbetween_events(demo: gr.Blocks, h: Handlers, ui: Components) -> 
     }
     gr.on([keys_text.change, *(ui[name].change for name in costs)], **estimates)
     for run in (*edits, upload, inbetween):
-        run.success(**estimates)
+        run.then(**estimates)
     keys_text.change(h.mark_keyframes, [session, keys_text], ui["frame_strip"], **glue)
     _compare_events(demo, h, ui, [edit_all, reedit, upload], inbetween)
     backend = ui["edit_backend"]
     backend.change(h.show_edit_backend, backend, [ui["filter_group"], ui["sd_group"]], **glue)
     ui["filter_name"].change(h.show_filter, ui["filter_name"], ui["filter_groups"], **glue)
     interp_backend = ui["interp_backend"]
-    interp_backend.change(h.show_interp_backend, interp_backend, [ui["flow_group"], ui["svd_group"]], **glue)
+    shown = [ui["flow_group"], ui["svd_group"], ui["reinjection"]]  # by the backend's options
+    interp_backend.change(h.show_interp_backend, interp_backend, shown, **glue)
 
 
 def _compare_events(demo: gr.Blocks, h: Handlers, ui: Components, edits: list, inbetween) -> None:
