@@ -45,7 +45,7 @@ def show_result(result: job.DragResult, settings: Settings) -> None:
     st.caption(
         f"{backends.loaded_label(p.backend, settings)}: {p.frames} frames at {p.fps} fps, "
         f"{result.frames_uint8.shape[2]}x{result.frames_uint8.shape[1]} px, {result.seconds:.1f} s "
-        f"(saved in {files.folder})"
+        f"(run {files.folder.name})"  # the run's name: a served page shows no server path
     )
     video_col, flow_col = st.columns(2)
     with video_col:

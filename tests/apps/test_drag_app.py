@@ -118,6 +118,8 @@ def test_warp_generation_end_to_end(app, canvas, monkeypatch):
     assert result.frames_uint8.shape == (14, 256, 256, 3)
     np.testing.assert_array_equal(result.frames_uint8[0], astronaut_256())
     files = result.outputs
+    shown = " ".join(c.value for c in app.caption)
+    assert f"(run {files.folder.name})" in shown and str(files.folder.parent) not in shown  # no server path
     video_mp4 = files.video.read_bytes()
     assert video_mp4[4:8] == b"ftyp" and len(video_mp4) > 5_000
     assert files.flow.read_bytes()[4:8] == b"ftyp" and files.side_by_side.read_bytes()[4:8] == b"ftyp"
