@@ -462,19 +462,7 @@ def _results_column(h: Handlers) -> Components:
 def _events(demo: gr.Blocks, h: Handlers, ui: Components) -> None:
     """Startup, weights, the three runs (settings as keyword inputs) and gallery clicks."""
     gpu = {"concurrency_id": GPU, "concurrency_limit": 1}
-    names = (
-        "weights",
-        "steps",
-        "guidance",
-        "seed",
-        "batch",
-        "low_vram",
-        "near",
-        "far",
-        "fov_deg",
-        "max_points",
-    )
-    run = {**gpu, "inputs_kwargs": {name: ui[name] for name in names}}
+    run = {**gpu, "inputs_kwargs": {name: ui[name] for name in compare.RUN_SETTINGS}}
     results = [ui[k] for k in ("images_out", "depth_out", "cloud_out", "downloads", "status", "samples")]
     sizes = [ui[k] for k in ("banner", "height", "width", "image_side", "depth_side")]
     demo.load(h.startup, ui["weights"], sizes, api_name="startup", **gpu)

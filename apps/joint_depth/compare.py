@@ -121,7 +121,20 @@ def redo_values(entry: RunEntry, weight_names: dict[str, str]) -> tuple[Any, ...
     )
 
 
-# The components `redo_values` fills, in its order (keys of the app's component dict).
+# The settings every run takes as keyword inputs (keys of the app's component dict), in `redo_values`' order.
+RUN_SETTINGS = (
+    "weights",
+    "steps",
+    "guidance",
+    "seed",
+    "batch",
+    "low_vram",
+    "near",
+    "far",
+    "fov_deg",
+    "max_points",
+)
+# The components `redo_values` fills, in its order.
 REDO_CONTROLS = (
     "tabs",
     "prompt",
@@ -135,15 +148,6 @@ REDO_CONTROLS = (
     "depth_prompt",
     "depth_negative",
     "depth_side",
-    "weights",
-    "steps",
-    "guidance",
-    "seed",
-    "batch",
-    "low_vram",
-    "near",
-    "far",
-    "fov_deg",
-    "max_points",
+    *RUN_SETTINGS,
     "status",
 )

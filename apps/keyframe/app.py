@@ -374,15 +374,13 @@ def _edit_and_inbetween_events(demo: gr.Blocks, h: Handlers, ui: Components) -> 
     upload = ui["upload_btn"].click(
         h.upload_edit, [session, keys_text, selected, ui["own_image"]], edited_out, api_name="upload_edit"
     )
-    interp = [
-        "interp_backend",
-        "out_fps",
-        "interp_flow_method",
-        "motion_bucket",
-        "interp_steps",
-        "interp_seed",
+    interp_inputs = [
+        *(ui[k] for k in compare.INTERP_CONTROLS),
+        ui["decode_chunk"],
+        ui["low_vram"],
+        ui["reinjection"],
     ]
-    interp_inputs = [*[ui[k] for k in interp], ui["decode_chunk"], ui["low_vram"], ui["reinjection"]]
+
     inbetween = ui["interp_btn"].click(
         h.inbetween,
         [session, keys_text, *interp_inputs],

@@ -129,6 +129,15 @@ def redo_values(entry: RunEntry) -> tuple[Any, ...]:
 
 
 # The components `redo_values` fills, in its order (keys of the app's component dict), before the filters'.
+# The inbetweening controls, in the order of the inbetween handlers' parameters (keys of the app's components).
+INTERP_CONTROLS = (
+    "interp_backend",
+    "out_fps",
+    "interp_flow_method",
+    "motion_bucket",
+    "interp_steps",
+    "interp_seed",
+)
 REDO_CONTROLS = (
     "start_s",
     "end_s",
@@ -143,12 +152,7 @@ REDO_CONTROLS = (
     "guidance",
     "edit_steps",
     "edit_seed",
-    "interp_backend",
-    "out_fps",
-    "interp_flow_method",
-    "motion_bucket",
-    "interp_steps",
-    "interp_seed",
+    *INTERP_CONTROLS,
     "decode_chunk",
     "reinjection",
     "low_vram",
