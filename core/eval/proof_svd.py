@@ -139,6 +139,11 @@ def _loop_flags(paths: ProofPaths, steps: int, learning_rate: float) -> list[str
     ]  # fmt: skip
 
 
+# The ControlNet's new layers (conditioning embedding, zero output convs) start from scratch, its body from the
+# mini SVD's encoder: they train at 10x the body's learning rate.
+NEW_LAYERS_LR_SCALE = 10.0
+
+
 def _controlnet_argv(paths: ProofPaths, quick: bool) -> list[str]:
     steps, learning_rate = (30, 5e-4) if quick else (150, 3e-4)
     return [
@@ -146,6 +151,7 @@ def _controlnet_argv(paths: ProofPaths, quick: bool) -> list[str]:
         "--flow_scale_px", str(FLOW_SCALE_PX),
         "--flow_sigma_px", str(TRACK_SIGMA_PX),
         "--max_tracks", "4",
+        "--new_layers_lr_scale", str(NEW_LAYERS_LR_SCALE),
     ]  # fmt: skip
 
 

@@ -49,7 +49,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -111,6 +111,10 @@ class TrainingTask:
         validate: optional ``validate(models, step, folder)``: build the real pipeline from ``models``
             and write samples into ``folder``. It runs on the main process under ``torch.no_grad`` and
             autocast, with every model in eval mode.
+        learning_rate_scales: ``"MODEL.PREFIX" -> factor``: the trained parameters whose name (``MODEL``,
+            the key in ``models``, then the parameter's name in it) starts with the key train at
+            ``--learning_rate`` x factor (the longest matching key wins), e.g. new layers that start at
+            zero. Empty: one learning rate for all.
     """
 
     name: str
@@ -121,6 +125,7 @@ class TrainingTask:
     load_weights: Callable[[Models, Path], None]
     collate_fn: Callable[[list], Any] | None = None
     validate: Callable[[Models, int, Path], None] | None = None
+    learning_rate_scales: dict[str, float] = field(default_factory=dict)
 
 
 TaskBuilder = Callable[[argparse.Namespace, "Accelerator"], TrainingTask]
@@ -323,6 +328,21 @@ def _place_models(task: TrainingTask, accelerator: Accelerator, gradient_checkpo
     return trained
 
 
+def _optimizer_groups(task: TrainingTask, trained: list[str], learning_rate: float) -> list[dict]:
+    """AdamW's parameter groups: the trained parameters at ``learning_rate`` x their
+    ``task.learning_rate_scales`` factor (1 where no key matches), one group per factor, in model order."""
+    groups: dict[float, list[torch.nn.Parameter]] = {}
+    for name in trained:
+        for param_name, param in task.models[name].named_parameters():
+            if not param.requires_grad:
+                continue
+            full_name = f"{name}.{param_name}"
+            keys = [key for key in task.learning_rate_scales if full_name.startswith(key)]
+            scale = task.learning_rate_scales[max(keys, key=len)] if keys else 1.0
+            groups.setdefault(scale, []).append(param)
+    return [{"params": params, "lr": learning_rate * scale} for scale, params in groups.items()]
+
+
 def _run_validation(
     task: TrainingTask, accelerator: Accelerator, trained: list[str], step: int, output_dir: Path
 ):
@@ -393,11 +413,12 @@ def run_training(args: argparse.Namespace, build_task: TaskBuilder) -> dict:
     # 1. The task: models on the device, frozen weights cast, the trained parameters.
     task = build_task(args, accelerator)
     trained = _place_models(task, accelerator, args.gradient_checkpointing)
-    params = [p for name in trained for p in task.models[name].parameters() if p.requires_grad]
+    groups = _optimizer_groups(task, trained, args.learning_rate)
+    params = [p for group in groups for p in group["params"]]
 
     # 2. Optimizer, data, schedule; accelerate wraps them.
     optimizer = torch.optim.AdamW(
-        params,
+        groups,
         lr=args.learning_rate,
         betas=(args.adam_beta1, args.adam_beta2),
         weight_decay=args.adam_weight_decay,

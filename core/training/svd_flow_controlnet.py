@@ -15,7 +15,8 @@ is about 11 GB of float32 weights, gradients and optimizer state before activati
 What trains: :class:`core.controlnet_svd.SVDFlowControlNet`, a copy of the SVD UNet's encoder built by
 ``SVDFlowControlNet.from_unet`` (the UNet's weights, zero convs out, so training starts at stock SVD), with
 ``flow_scale_px = --flow_scale_px`` in its config. The whole of SVD (UNet, VAE, image encoder) is frozen; only
-the ControlNet's parameters train.
+the ControlNet's parameters train, the layers it adds to the encoder copy (:data:`NEW_LAYERS`: the conditioning
+embedding and the zero output convs, which start from scratch) at ``--learning_rate`` x ``--new_layers_lr_scale``.
 
 Data, per clip and on the fly (an item is a function of its index, so ``--resume_from_checkpoint`` is exact):
 the clip of ``--num_frames`` frames at ``--resolution`` x ``--width`` (:func:`core.training.svd_base.video_dataset`);
@@ -88,6 +89,12 @@ from core.training.svd_base import (
 )
 
 TASK_NAME = "svd_flow_controlnet"
+# The layers the ControlNet adds to the UNet's encoder copy (parameter prefixes; --new_layers_lr_scale).
+NEW_LAYERS = (
+    "controlnet.controlnet_cond_embedding",
+    "controlnet.controlnet_down_blocks",
+    "controlnet.controlnet_mid_block",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_FLOW_SCALE_PX,
         help="Frame-to-frame displacement (px) that maps to 1 in the condition; stored in the ControlNet's config.",
     )
+    add(
+        "--new_layers_lr_scale",
+        type=float,
+        default=1.0,
+        help="Learning rate of the layers the ControlNet adds to its copy of the UNet's encoder (the "
+        "conditioning embedding and the zero output convs) = --learning_rate x this.",
+    )
     parser.set_defaults(learning_rate=1e-5)
     return parser
 
@@ -136,6 +150,8 @@ def check_args(args: argparse.Namespace) -> None:
             f"--max_tracks must be at least 1 and at least --min_tracks ({args.min_tracks}), got {args.max_tracks}."
         )
     check_positive_px(args, "flow_sigma_px", "flow_scale_px")
+    if not args.new_layers_lr_scale > 0:
+        raise InputError(f"--new_layers_lr_scale must be positive, got {args.new_layers_lr_scale}.")
 
 
 # -- data ---------------------------------------------------------------------------------------------
@@ -265,6 +281,7 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
         load_weights=load_weights,
         collate_fn=collate_flow_clips(args),
         validate=validate,
+        learning_rate_scales=dict.fromkeys(NEW_LAYERS, args.new_layers_lr_scale),
     )
 
 

@@ -1,8 +1,8 @@
 """The flow ControlNet for SVD (core.controlnet_svd) and SVDTrajectoryPipeline's ControlNet mode, on tiny SVD.
 
 Sizes: 32x32 pixels (16x16 latents with the tiny VAE, factor 2), 4 frames, 2 steps. "Randomised" means
-a ControlNet whose zero convs (the residual convs and the conditioning embedding's last conv) got random
-weights, as training would give them, so its residuals are not zero.
+a ControlNet whose zero convs (the residual convs) got random weights, as training would give them, so its
+residuals are not zero.
 """
 
 import copy
@@ -44,7 +44,6 @@ def controlnet(components):
 def _randomised(controlnet: SVDFlowControlNet, seed: int = 0) -> SVDFlowControlNet:
     trained = copy.deepcopy(controlnet)
     zero_convs = [*trained.controlnet_down_blocks, trained.controlnet_mid_block]
-    zero_convs.append(trained.controlnet_cond_embedding.conv_out)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for conv in zero_convs:
@@ -180,8 +179,15 @@ def test_from_unet_copies_the_encoder_and_zeroes_the_outputs(components, control
     # One zero conv per skip the up blocks consume (conv_in's included), one for the mid block.
     assert len(controlnet.controlnet_down_blocks) == sum(len(b.resnets) for b in unet.up_blocks) == 6
     zero = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]
-    zero.append(controlnet.controlnet_cond_embedding.conv_out)
     assert all(torch.count_nonzero(p) == 0 for m in zero for p in m.parameters())
+    # Only the outputs are zero: the condition path is live from the first step, at the flow's own scale.
+    embedding = controlnet.controlnet_cond_embedding
+    assert torch.count_nonzero(embedding.conv_out.weight) == embedding.conv_out.weight.numel()
+    with torch.no_grad():
+        blob = torch.zeros(1, 3, 16, 16)
+        blob[:, :, 6:10, 6:10] = 1.0
+        assert embedding(torch.zeros_like(blob)).abs().max() == 0  # no tracks, no change to the features
+        assert embedding(blob).std() > 0.01
     assert controlnet.vae_scale_factor == 2 and controlnet.config.flow_scale_px == DEFAULT_FLOW_SCALE_PX
     assert SVDFlowControlNet.from_unet(unet).vae_scale_factor == 8  # SVD's VAE by default
     fresh = SVDFlowControlNet.from_unet(unet, load_weights_from_unet=False)

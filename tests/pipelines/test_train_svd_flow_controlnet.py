@@ -189,7 +189,24 @@ def test_training_conditions_the_controlnet_as_the_pipeline(data_dir, tmp_path, 
         (["--flow_scale_px", "0"], "--flow_scale_px must be a positive number"),
         (["--resolution", "8"], "--resolution must be at least 16 for optical flow"),
         (["--data_dir", "/no/such/folder"], "--data_dir /no/such/folder is not a folder"),
+        (["--new_layers_lr_scale", "0"], "--new_layers_lr_scale must be positive"),
     ],
 )
 def test_bad_flags_exit_2_with_a_sentence(data_dir, tmp_path, capsys, extra, message):
     assert message in bad_flags_error(SCRIPT, data_dir, tmp_path / "out", capsys, *extra)
+
+
+def test_the_new_layers_alone_train_at_the_scaled_learning_rate(data_dir, tmp_path):
+    from core.training.common import _optimizer_groups
+
+    _, task = SCRIPT.task(data_dir, tmp_path, "--new_layers_lr_scale", "10")
+    controlnet = task.models["controlnet"]
+    body, new = _optimizer_groups(task, ["controlnet"], 1e-4)
+    new_layers = [
+        controlnet.controlnet_cond_embedding,
+        *controlnet.controlnet_down_blocks,
+        controlnet.controlnet_mid_block,
+    ]
+    assert new["lr"] == pytest.approx(1e-3) and body["lr"] == 1e-4
+    assert {id(p) for p in new["params"]} == {id(p) for m in new_layers for p in m.parameters()}
+    assert len(body["params"]) + len(new["params"]) == len(list(controlnet.parameters()))

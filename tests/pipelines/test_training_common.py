@@ -346,3 +346,26 @@ def test_two_processes_resume_exactly(data_dir, tmp_path):
 
 if __name__ == "__main__":  # the processes of test_two_processes_resume_exactly
     _two_process_run(*sys.argv[1:])
+
+
+def test_learning_rate_scales_make_one_group_per_factor_longest_key_first():
+    models = {
+        "net": torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)),
+        "frozen": torch.nn.Linear(2, 2),
+    }
+    models["frozen"].requires_grad_(False)
+    models["net"][1].bias.requires_grad_(False)
+    task = common.TrainingTask("toy", models, [], None, None, None)
+    # No scales: one group, the trained parameters in model order, as a plain AdamW(params) takes them.
+    (group,) = common._optimizer_groups(task, ["net"], 1e-3)
+    assert group["lr"] == 1e-3 and group["params"] == [
+        p for p in models["net"].parameters() if p.requires_grad
+    ]
+    task.learning_rate_scales = {"net.1": 10.0, "net.0.b": 2.0, "net.0.bias": 0.5}
+    groups = common._optimizer_groups(task, ["net"], 1e-3)
+    net = models["net"]
+    assert [(g["lr"], g["params"]) for g in groups] == [
+        (1e-3, [net[0].weight]),
+        (5e-4, [net[0].bias]),  # the longest matching key wins
+        (1e-2, [net[1].weight]),  # frozen net.1.bias is left out
+    ]
