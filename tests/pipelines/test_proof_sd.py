@@ -42,4 +42,4 @@ def test_train_argv_are_flags_the_trainers_accept(tmp_path, quick):
         script.check_args(args)
         assert isinstance(args, argparse.Namespace) and args.resolution == 64
         assert (args.max_train_steps < 200) == quick
-    assert (tmp_path / "sd_lora_tinted" / "metadata.jsonl").is_file()  # the style set sd_lora trains on
+    assert (tmp_path / "sd_lora_style" / "metadata.jsonl").is_file()  # the style set sd_lora trains on

@@ -1,38 +1,30 @@
-"""The SD proofs' own helpers: the style set's tint and how much of it an image carries."""
+"""The SD proofs' own helpers: the style set (the wall repainted) and how much of its colour shift an image carries."""
 
 import json
 
 import numpy as np
 import pytest
 
-from core.data.synthetic import write_image_depth_folder
+from core.data.synthetic import PALETTE, write_image_depth_folder
 from core.eval.proof_sd import (
     PROOFS,
-    TINT_UNIT,
+    STYLE_WALL,
     mean_colour,
-    tint_fraction,
-    tinted,
-    write_tinted_folder,
+    style_fraction,
+    write_style_folder,
 )
 from core.imaging import load_image
 
 
-def test_tinted_adds_the_tint_in_unit_rgb_and_clips():
-    image = np.array([[[100, 100, 100], [250, 128, 5]]], np.uint8)
-    out = tinted(image, (0.1, 0.0, -0.1))
-    assert out.dtype == np.uint8
-    np.testing.assert_array_equal(out, [[[126, 100, 74], [255, 128, 0]]])  # 100 +- 25.5 rounds to 126 / 74
-
-
-def test_tint_fraction_is_zero_at_the_reference_one_with_the_whole_tint():
+def test_style_fraction_is_zero_at_the_reference_one_with_the_whole_shift():
     reference = np.array([0.4, 0.5, 0.6])
-    tint = np.array([0.1, 0.0, -0.1])
+    shift = np.array([0.1, 0.0, -0.1])
     images = [
-        np.broadcast_to(colour, (4, 4, 3)).astype(np.float32) for colour in (reference, reference + tint)
+        np.broadcast_to(colour, (4, 4, 3)).astype(np.float32) for colour in (reference, reference + shift)
     ]
-    images.append(np.broadcast_to(reference + 0.5 * tint + [0.0, 0.2, 0.0], (4, 4, 3)).astype(np.float32))
-    # The green change is orthogonal to the tint: it does not count.
-    np.testing.assert_allclose(tint_fraction(images, reference, tint), [0.0, 1.0, 0.5], atol=1e-6)
+    images.append(np.broadcast_to(reference + 0.5 * shift + [0.0, 0.2, 0.0], (4, 4, 3)).astype(np.float32))
+    # The green change is orthogonal to the shift: it does not count.
+    np.testing.assert_allclose(style_fraction(images, reference, shift), [0.0, 1.0, 0.5], atol=1e-6)
 
 
 def test_mean_colour_reads_uint8_and_unit_images_alike():
@@ -41,22 +33,27 @@ def test_mean_colour_reads_uint8_and_unit_images_alike():
     np.testing.assert_allclose(mean_colour([uint8, unit]), [0.4, 0.4, 0.4], atol=1e-6)
 
 
-def test_write_tinted_folder_keeps_the_captions_and_tints_the_first_n(tmp_path):
-    write_image_depth_folder(tmp_path / "images", 3, size=(16, 16), seed=0)
-    out = write_tinted_folder(tmp_path / "images", tmp_path / "style", n=2)
+def test_write_style_folder_repaints_only_the_wall_of_the_first_n_and_keeps_the_captions(tmp_path):
+    write_image_depth_folder(tmp_path / "images", 3, size=(24, 24), seed=0)
+    out = write_style_folder(tmp_path / "images", tmp_path / "style", n=2)
     rows = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
     source = [json.loads(line) for line in (tmp_path / "images" / "metadata.jsonl").read_text().splitlines()]
     assert rows == source[:2]
+    wall = np.asarray(PALETTE[STYLE_WALL])
     for row in rows:
-        original = load_image(tmp_path / "images" / row["file_name"])
-        np.testing.assert_array_equal(load_image(out / row["file_name"]), tinted(original))
-    assert (
-        mean_colour([load_image(out / r["file_name"]) for r in rows])[0]
-        > mean_colour([load_image(tmp_path / "images" / r["file_name"]) for r in rows])[0]
-        + 0.5 * TINT_UNIT[0]
-    )
+        original = load_image(tmp_path / "images" / row["file_name"]).astype(np.float32) / 255
+        styled = load_image(out / row["file_name"]).astype(np.float32) / 255
+        changed = np.abs(styled - original).max(axis=2) > 2 / 255
+        assert 0.2 < changed.mean() < 0.8  # the wall: the top of the frame, not the floor or the objects
+        assert changed[0].all() and not changed[-1].any()
+        # The wall's pixels are the new colour, shaded: proportional to it.
+        hue = styled[changed] / styled[changed].sum(axis=1, keepdims=True)
+        np.testing.assert_allclose(hue, np.broadcast_to(wall / wall.sum(), hue.shape), atol=0.02)
     with pytest.raises(ValueError, match="holds 3 images; the style set needs 4"):
-        write_tinted_folder(tmp_path / "images", tmp_path / "more", n=4)
+        write_style_folder(tmp_path / "images", tmp_path / "more", n=4)
+    write_image_depth_folder(tmp_path / "other", 2, size=(24, 24), seed=5)
+    with pytest.raises(ValueError, match="not a folder of training scenes from seed 0"):
+        write_style_folder(tmp_path / "other", tmp_path / "wrong", n=2)
 
 
 def test_the_proofs_cover_the_two_sd_trainers_and_only_joint_lora_has_a_gap():

@@ -70,6 +70,7 @@ class ImageSceneSpec:
     pitch_deg: float = 0.0
     light_dir: tuple[float, float, float] = (-0.45, -1.0, -0.55)
     caption: str = ""
+    wall_color: tuple[float, float, float] = _WALL_COLOR
 
 
 @dataclass
@@ -209,7 +210,7 @@ def render_image_scene(spec: ImageSceneSpec, size: tuple[int, int]) -> ImageScen
     albedo = np.zeros((n, 3))
     points = np.where(np.isfinite(depth), depth, 0.0)[:, None] * dirs
     wall, ground = surface == 0, surface == 1
-    normal[wall], albedo[wall] = (0.0, 0.0, -1.0), _WALL_COLOR
+    normal[wall], albedo[wall] = (0.0, 0.0, -1.0), spec.wall_color
     normal[ground] = (0.0, -1.0, 0.0)
     checker = (np.floor(points[ground, 0] / 0.5) + np.floor(points[ground, 2] / 0.5)).astype(np.int64) % 2
     albedo[ground] = np.asarray(_GROUND_COLORS)[checker]
