@@ -19,6 +19,7 @@ import numpy as np
 from apps.common.history import RunEntry
 from apps.keyframe import job
 from apps.keyframe.handlers import Session, filter_inputs
+from apps.keyframe.interp_controls import INTERP_CONTROLS, interp_values
 from apps.keyframe.keyframes import format_indices, parse_indices
 from core.errors import InputError
 
@@ -82,7 +83,6 @@ def redo_values(entry: RunEntry) -> tuple[Any, ...]:
     edits = [step.edit for step in request.keyframe_edits if step.edit is not None]
     edit = edits[0] if edits else None
     keep = gr.skip()
-    interp = request.interp
     status = (
         f"Settings of run {entry.name} loaded (video {entry.record.arguments['video']['source']}): load it "
         "(step 1) if it is not loaded, edit the keyframes (2b) and inbetween (3)."
@@ -114,30 +114,13 @@ def redo_values(entry: RunEntry) -> tuple[Any, ...]:
         request.working_side,
         format_indices(sorted(request.keyframe_reasons)),
         *edit_values,
-        interp.backend,
-        interp.fps or 0,
-        interp.flow_method,
-        interp.motion_bucket,
-        interp.steps,
-        interp.seed,
-        interp.decode_chunk_size,
-        interp.noise_reinjection,
-        bool(entry.record.settings.get("low_vram", False)),
+        *interp_values(request.interp, bool(entry.record.settings.get("low_vram", False))),
         status,
         *filters,
     )
 
 
 # The components `redo_values` fills, in its order (keys of the app's component dict), before the filters'.
-# The inbetweening controls, in the order of the inbetween handlers' parameters (keys of the app's components).
-INTERP_CONTROLS = (
-    "interp_backend",
-    "out_fps",
-    "interp_flow_method",
-    "motion_bucket",
-    "interp_steps",
-    "interp_seed",
-)
 REDO_CONTROLS = (
     "start_s",
     "end_s",
@@ -153,8 +136,5 @@ REDO_CONTROLS = (
     "edit_steps",
     "edit_seed",
     *INTERP_CONTROLS,
-    "decode_chunk",
-    "reinjection",
-    "low_vram",
     "status",
 )

@@ -36,6 +36,7 @@ from apps.keyframe.backends import (
     edit_keyframes,
     fit_image,
     inbetween,
+    require_offered,
 )
 from apps.keyframe.keyframes import check_keyframe_prompts, choose_keyframes, format_indices, motion_of
 from apps.keyframe.video import DEFAULT_WORKING_SIDE, LoadedVideo, load_video
@@ -250,6 +251,7 @@ def run(
     report = cancel.watch(progress)
     tell = say or (lambda text: None)
     interp = request.interp.check()
+    require_offered(interp, settings)
     notes = backend_notes(interp, settings)
     for note in notes:
         tell(note)

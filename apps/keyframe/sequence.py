@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from apps.common.runs import RunRecord
-from apps.keyframe.backends import InterpRequest, backend_notes, inbetween_images
+from apps.keyframe.backends import InterpRequest, backend_notes, inbetween_images, require_offered
 from apps.keyframe.job import OutputFiles, Progress, _write
 from apps.keyframe.video import DEFAULT_WORKING_SIDE, resize_frames, working_size
 from core.cancel import CancelToken
@@ -78,6 +78,7 @@ def run_images(
     report = cancel.watch(progress)
     tell = say or (lambda text: None)
     interp = request.interp.check()
+    require_offered(interp, settings)
     layout = chain_layout(len(request.images), request.frames_between, request.loop)
     if layout.num_frames > settings.max_frames:
         raise InputError(

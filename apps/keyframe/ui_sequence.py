@@ -15,8 +15,8 @@ import gradio as gr
 
 from apps.common.gradio import served_copies, shows_errors
 from apps.common.runs import new_run_folder
-from apps.keyframe.backends import InterpRequest
 from apps.keyframe.handlers import Handlers
+from apps.keyframe.interp_controls import DEFAULT_REFINE_STRENGTH, interp_request
 from apps.keyframe.job import OutputFiles
 from apps.keyframe.sequence import DEFAULT_FRAMES_BETWEEN, SequenceRequest, run_images
 from core.errors import InputError
@@ -58,6 +58,7 @@ def inbetween_images(
     decode_chunk_size: float,
     low_vram: bool | None = None,
     noise_reinjection: float = 0,
+    refine_strength: float = DEFAULT_REFINE_STRENGTH,
     progress=gr.Progress(track_tqdm=True),
     client: gr.Request = None,
 ):
@@ -68,15 +69,16 @@ def inbetween_images(
         images=tuple(str(p) for p in paths),
         frames_between=int(frames_between),
         loop=bool(loop),
-        interp=InterpRequest(
-            backend=backend,
-            fps=float(fps) if fps else None,
-            flow_method=flow_method,
-            motion_bucket=int(motion_bucket),
-            steps=int(steps),
-            seed=int(seed),
-            decode_chunk_size=int(decode_chunk_size),
-            noise_reinjection=int(noise_reinjection),
+        interp=interp_request(
+            backend,
+            fps,
+            flow_method,
+            motion_bucket,
+            steps,
+            seed,
+            decode_chunk_size,
+            noise_reinjection,
+            refine_strength,
         ),
     )
     folder = new_run_folder(h.settings.output_dir, "keyframe")

@@ -25,8 +25,9 @@ from PIL import Image
 from apps.common.gradio import launch_kwargs
 from apps.common.runs import RunRecord, file_names
 from apps.keyframe import app, cli, job
-from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS, fit_image
+from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS, fit_image, offered
 from apps.keyframe.handlers import Handlers
+from apps.keyframe.interp_controls import show_interp_backend
 from apps.keyframe.keyframes import parse_indices
 from apps.keyframe.sample import SAMPLE_VIDEO
 from apps.keyframe.video import load_video
@@ -352,19 +353,26 @@ def test_the_backend_choices_of_the_app_and_the_cli_come_from_the_registries(set
     radios = {c.elem_id: c for c in demo.blocks.values() if isinstance(c, gr.Radio)}
     for elem_id, registry in (("kf-edit-backend", EDIT_BACKENDS), ("kf-interp-backend", INTERP_BACKENDS)):
         assert [tuple(choice) for choice in radios[elem_id].choices] == [
-            (b.label, b.name) for b in registry.values()
+            (b.label, b.name) for b in offered(registry, settings)
         ]
+    # flow+svd-lora is offered once its LoRA is set (these settings have none); the CLI takes every name
+    assert [b.name for b in offered(INTERP_BACKENDS, settings)] == [
+        name for name in INTERP_BACKENDS if name != "flow+svd-lora"
+    ]
+    assert "flow+svd-lora" in [
+        b.name for b in offered(INTERP_BACKENDS, settings.replace(svd_interp_lora="x"))
+    ]
     parser_choices = {a.dest: a.choices for a in cli.build_parser()._actions if a.choices}
     assert list(parser_choices["interp"]) == list(INTERP_BACKENDS)
     assert list(parser_choices["edit"]) == [*EDITS, "sd"]
     # each backend's controls are shown by its options: flow method for flow, SVD settings for svd-*, noise
-    # re-injection only where it does something (not for flow+svd's SDEdit)
+    # re-injection only where it does something (not for flow+svd's SDEdit), the refine strength for flow+svd*
+    options = ("flow_method", "motion_bucket", "noise_reinjection", "refine_strength")
     for name, backend in INTERP_BACKENDS.items():
-        shown = tuple(update["visible"] for update in Handlers.show_interp_backend(name))
-        assert shown == tuple(
-            o in backend.options for o in ("flow_method", "motion_bucket", "noise_reinjection")
-        )
-    assert [u["visible"] for u in Handlers.show_interp_backend("flow+svd")] == [True, True, False]
+        shown = tuple(update["visible"] for update in show_interp_backend(name))
+        assert shown == tuple(o in backend.options for o in options)
+    assert [u["visible"] for u in show_interp_backend("flow+svd")] == [True, True, False, True]
+    assert [u["visible"] for u in show_interp_backend("svd-trf")] == [False, True, True, False]
     assert [u["visible"] for u in Handlers.show_edit_backend("sd")] == [False, True]
     assert "Need no weights: Filter (no weights), Optical flow (no weights), Cross-fade (baseline)." in (
         app.model_summary(settings)
