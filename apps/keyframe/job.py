@@ -327,7 +327,7 @@ def run(
                 "low_vram",
             )
         },
-        outputs=_write(files, result, video.frames_uint8, fps, indices, edited),
+        outputs=write_outputs(files, result, video.frames_uint8, fps, indices, edited),
         timings_s=timings,
     )
     record.write(files.params_json)
@@ -335,7 +335,7 @@ def run(
     return JobResult(result, fps, files, record, video, keys, motion, notes)
 
 
-def _write(
+def write_outputs(
     files: OutputFiles,
     result_uint8: np.ndarray,
     original_uint8: np.ndarray,
@@ -343,7 +343,10 @@ def _write(
     indices: list[int],
     edited_uint8: np.ndarray,
 ) -> dict[str, str]:
-    """Write the videos and the zip asked for (each through `atomic_path`); where they are, by output."""
+    """Write the outputs `files` asks for besides the record: the result (T,H,W,3) uint8 as the mp4 (and gif), the
+    original | result video of `original_uint8` (T,H,W,3) uint8, the zip of the keyframes (`original_uint8` at
+    `indices` and `edited_uint8` (K,H,W,3) uint8), each through `atomic_path`. Returns where each output is, by
+    name, for the run record: relative to the record's folder when in it, else absolute."""
     with atomic_path(files.video_mp4) as temp:
         write_video(temp, result_uint8, fps)
     if files.video_gif is not None:

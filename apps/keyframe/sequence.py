@@ -19,7 +19,7 @@ import numpy as np
 
 from apps.common.runs import RunRecord
 from apps.keyframe.backends import InterpRequest, backend_notes, inbetween_images, require_offered
-from apps.keyframe.job import OutputFiles, Progress, _write
+from apps.keyframe.job import OutputFiles, Progress, write_outputs
 from apps.keyframe.video import DEFAULT_WORKING_SIDE, resize_frames, working_size
 from core.cancel import CancelToken
 from core.config import Settings
@@ -127,7 +127,7 @@ def run_images(
         settings={
             name: getattr(settings, name) for name in ("svd_model", "svd_interp_lora", "device", "dtype")
         },
-        outputs=_write(files, result, result, fps, indices, result[indices]),
+        outputs=write_outputs(files, result, result, fps, indices, result[indices]),
         timings_s=timings,
     )
     record.write(files.params_json)
