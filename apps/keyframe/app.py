@@ -411,7 +411,7 @@ def _edit_and_inbetween_events(demo: gr.Blocks, h: Handlers, ui: Components) -> 
     for run in (*edits, upload, inbetween):
         run.then(**estimates)
     keys_text.change(h.mark_keyframes, [session, keys_text], ui["frame_strip"], **glue)
-    _compare_events(demo, h, ui, [edit_all, reedit, upload], inbetween)
+    _compare_events(demo, h, ui, [edit_all, reedit, upload], inbetween, chain)
     backend = ui["edit_backend"]
     backend.change(h.show_edit_backend, backend, [ui["filter_group"], ui["sd_group"]], **glue)
     ui["filter_name"].change(h.show_filter, ui["filter_name"], ui["filter_groups"], **glue)
@@ -420,9 +420,10 @@ def _edit_and_inbetween_events(demo: gr.Blocks, h: Handlers, ui: Components) -> 
     interp_backend.change(interp_controls.show_interp_backend, interp_backend, shown, **glue)
 
 
-def _compare_events(demo: gr.Blocks, h: Handlers, ui: Components, edits: list, inbetween) -> None:
+def _compare_events(demo: gr.Blocks, h: Handlers, ui: Components, edits: list, inbetween, chain) -> None:
     """The compare views (a keyframe's original | edit after each edit and selection; frame i of original |
-    result after inbetweening, by the scrubber) and the Runs panel (listed after each inbetweening)."""
+    result after inbetweening, by the scrubber) and the Runs panel (listed after each inbetweening, of a video
+    or a chain of images)."""
     glue = {"queue": False, "api_visibility": "private"}
     pair_inputs = [ui["session"], ui["keys_text"], ui["selected"]]
     for edit in edits:
@@ -431,7 +432,7 @@ def _compare_events(demo: gr.Blocks, h: Handlers, ui: Components, edits: list, i
     inbetween.success(compare.scrubber_after_run, ui["session"], [ui["scrub"], ui["frame_compare"]], **glue)
     ui["scrub"].change(compare.frame_pair, [ui["session"], ui["scrub"]], ui["frame_compare"], **glue)
     redo_outputs = [*(ui[name] for name in compare.REDO_CONTROLS), *ui["filter_controls"].values()]
-    h.runs.wire(demo, ui, [inbetween], compare.redo_values, redo_outputs)
+    h.runs.wire(demo, ui, [inbetween, chain], compare.redo_values, redo_outputs)
 
 
 def build_demo(settings: Settings, offline: bool = False) -> gr.Blocks:

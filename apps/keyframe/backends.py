@@ -17,7 +17,7 @@ are filled. The app's choices, the CLI's choices and the error messages are buil
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -324,6 +324,12 @@ class InterpRequest:
         """JSON-ready: the backend, fps, flow method and the backend's own options."""
         keep = {"backend", "fps", "flow_method", *INTERP_BACKENDS[self.backend].options}
         return {k: v for k, v in asdict(self).items() if k in keep}
+
+    @classmethod
+    def from_record(cls, recorded: Mapping[str, Any]) -> InterpRequest:
+        """The request a run record's "inbetween" names (what `record` wrote; other keys, e.g. the output fps
+        the job adds, are left out; options it does not name take their defaults). Not checked here."""
+        return cls(**{f.name: recorded[f.name] for f in fields(cls) if f.name in recorded})
 
 
 def inbetween(

@@ -20,7 +20,7 @@ import json
 import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -449,12 +449,25 @@ def _edit_from_record(edit: Mapping[str, Any], folder: Path) -> EditRequest:
     return EditRequest(backend="sd", keyframe_prompts=prompts, controlnet_scale=scale, **values)
 
 
+def recorded_input(recorded: str, folder: Path) -> Path:
+    """An input file a run record names: where it names it, or else in the record's `folder` under its name (a
+    served app's record names its inputs by name only; the app keeps them, or the user puts them, there)."""
+    path = Path(recorded)
+    if not (path.is_absolute() and path.is_file()) and (folder / path.name).is_file():
+        return folder / path.name
+    return path
+
+
 def request_from_record(record: RunRecord, folder: str | Path) -> KeyframeRequest:
     """The request a keyframe run record (read from `folder`, which holds its input images) redoes. The video
     is where the record names it, or else in `folder` under its name (a served app's record names the
     uploaded video's file only: put the video beside the record to redo the run)."""
     if record.app != "keyframe":
         raise InputError(f"This is a run record of the {record.app} app, not of the keyframe app.")
+    if "images" in record.arguments:
+        raise InputError(
+            "This run record chains images: apps.keyframe.sequence.request_from_record redoes it."
+        )
     args, folder = record.arguments, Path(folder)
     try:
         groups: dict[str, list[int]] = {}
@@ -471,12 +484,8 @@ def request_from_record(record: RunRecord, folder: str | Path) -> KeyframeReques
                 edits.append(
                     KeyframeEdit(tuple(keys), batch, _edit_from_record(edit, folder), anchors=anchors)
                 )
-        interp_fields = {f.name for f in fields(InterpRequest)}
-        video = Path(args["video_path"])
-        if not (video.is_absolute() and video.is_file()) and (folder / video.name).is_file():
-            video = folder / video.name
         return KeyframeRequest(
-            video=str(video),
+            video=str(recorded_input(args["video_path"], folder)),
             start_s=args["start_s"],
             end_s=args["end_s"],
             working_side=args["working_side"],
@@ -484,7 +493,7 @@ def request_from_record(record: RunRecord, folder: str | Path) -> KeyframeReques
             keyframe_reasons={int(k["index"]): k["reason"] for k in args["keyframes"]},
             edit=None,
             keyframe_edits=tuple(edits),
-            interp=InterpRequest(**{k: v for k, v in args["inbetween"].items() if k in interp_fields}),
+            interp=InterpRequest.from_record(args["inbetween"]),
         )
     except InputError:
         raise  # an input image that cannot be read says so itself

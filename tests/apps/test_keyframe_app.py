@@ -24,7 +24,7 @@ from PIL import Image
 
 from apps.common.gradio import launch_kwargs
 from apps.common.runs import RunRecord, file_names
-from apps.keyframe import app, cli, job
+from apps.keyframe import app, cli, compare, job
 from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS, fit_image, offered
 from apps.keyframe.handlers import Handlers
 from apps.keyframe.interp_controls import show_interp_backend
@@ -254,7 +254,7 @@ def message(call) -> str:
     return str(error.value)
 
 
-def test_images_chain_and_loop_without_a_video(client, tmp_path):
+def test_images_chain_and_loop_without_a_video(client, settings, tmp_path):
     a, b = (np.full((64, 96, 3), value, np.uint8) for value in (30, 220))
     paths = []
     for name, image in (("a.png", a), ("b.png", b), ("small.png", a[:32])):
@@ -278,12 +278,19 @@ def test_images_chain_and_loop_without_a_video(client, tmp_path):
     record = json.loads(open(next(p for p in downloads if p.endswith(".json"))).read())
     assert record["action"] == "ui:images" and record["arguments"]["keyframe_indices"] == [0, 4, 8]
     assert status.startswith("9 frames at 8 fps from 2 images (crossfade, loop)")
+    gallery, choice, _ = client.predict(api_name="/runs")  # listed in the Runs panel like a video's run
+    assert len(gallery) == 1 and "(ui:images, " in gallery[0]["caption"]
+    redo = dict(zip(compare.REDO_CONTROLS, client.predict(choice["value"], api_name="/redo")))
+    assert (redo["interp_backend"], redo["seq_between"], redo["seq_loop"]) == ("crossfade", 3, True)
+    assert np.array_equal(np.stack([load_image(p) for p in redo["seq_images"]]), np.stack([a, b]))
     for images, message in (
         (paths[:1], "Chaining needs at least 2 images (A -> B, or A -> B -> A with loop), got 1."),
         (paths[::2], "Image 2 is 96x32 but image 1 is 96x64: all images of a chain must have one size."),
     ):
         with pytest.raises(AppError, match=re.escape(message)):
             client.predict(images, 3, False, *step3, api_name="/inbetween_images")
+    runs = settings.output_dir / "keyframe"
+    assert all((folder / "params.json").is_file() for folder in runs.iterdir())  # refused: no run folder left
 
 
 def test_bad_videos_get_one_sentence(client, bad_videos):
