@@ -289,8 +289,8 @@ class InterpRequest:
     `motion_bucket` (0..255, SVD's motion conditioning), `steps`, `seed`, `decode_chunk_size`
     (frames decoded by the VAE at once: lower uses less memory) and `noise_reinjection` (repeats of each of
     the first half of the steps with fresh noise, 0 = off; see `core.pipelines.svd_interpolate`).
-    "flow+svd" reads both: the flow backend's frames are the guide of an SVD SDEdit at `refine_strength`
-    (the last ceil(steps x strength) steps run; see `core.pipelines.svd_trajectory`).
+    "flow+svd" and "flow+svd-lora" read both: the flow backend's frames are the guide of an SVD SDEdit at
+    `refine_strength` (the last ceil(steps x strength) steps run; `core.pipelines.svd_common.steps_for_strength`).
     """
 
     backend: str = "flow"
