@@ -394,10 +394,8 @@ def _edit_and_inbetween_events(demo: gr.Blocks, h: Handlers, ui: Components) -> 
     }
     h.stops.wire(demo, ui["status"], stops)
     glue = {"queue": False, "api_visibility": "private"}
-    costs = [
-        *("edit_backend", "edit_steps", "strength"),
-        *("interp_backend", "interp_steps", "reinjection", "refine_strength"),
-    ]
+    costs = ["edit_backend", "edit_steps", "strength"]  # `views.estimate_lines` names them, in this order
+    costs += ["interp_backend", "interp_steps", "reinjection", "refine_strength"]
     # The estimate lines follow the controls, and every run rewrites them when it ends, which also clears an
     # "Error" badge its progress left there: a failed run says why in its message, and a run that a Stop ended
     # first (it raised Cancelled before Gradio cancelled its event) is no error at all.
