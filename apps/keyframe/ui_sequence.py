@@ -151,6 +151,11 @@ def redo_values(entry: RunEntry, low_vram: bool) -> tuple[Any, ...]:
     """What redoes a chain of images: step 3's controls (`INTERP_CONTROLS` order; `low_vram`: the run's), the
     status, then the panel's `REDO_CONTROLS`: the run's images (served to this session), frames between, loop."""
     request = request_from_record(entry.record, entry.folder)
+    gone = [Path(path).name for path in request.images if not Path(path).is_file()]
+    if gone:
+        raise InputError(
+            f"Image {gone[0]} of run {entry.name} is gone from its folder: upload the images again."
+        )
     status = (
         f"Settings of run {entry.name} loaded ({len(request.images)} images): inbetween them in the images panel "
         "under step 3."

@@ -201,3 +201,6 @@ def test_the_apps_chains_are_listed_in_the_runs_panel_and_redo_puts_them_back(se
         redo["seq_images"], redo["seq_between"], redo["seq_loop"], *(redo[k] for k in INTERP_CONTROLS)
     )
     assert np.array_equal(read_video(again).frames_uint8, read_video(video).frames_uint8)
+    (entry.folder / "image_02.png").unlink()  # a kept image deleted from the output folder since
+    with pytest.raises(InputError, match=f"^Image image_02.png of run {entry.name} is gone from its folder"):
+        compare.redo_values(entry)
