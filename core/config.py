@@ -120,7 +120,8 @@ class Settings:
         default="",
         metadata={
             "help": "SVD head+tail inbetweening LoRA (folder or .safetensors written by "
-            "core.training.svd_interp_lora, or 'mini'); empty: the keyframe app's svd-lora backend runs stock SVD."
+            "core.training.svd_interp_lora, or 'mini'); empty: the keyframe app's svd-lora backend runs stock SVD "
+            "and its flow+svd-lora backend is not offered."
         },
     )
     sam_model: str = field(

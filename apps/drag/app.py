@@ -29,6 +29,9 @@ Session state (per browser tab):
                               last brush (`apps.drag.ui_brush`)
     object_layers             the objects engine's objects of recent drawings (`apps.drag.ui_engine`)
     painted_objects           objects painted by hand, by their drag's start point (`apps.drag.ui_engine`)
+    run_picture, run_depth    a redone run's picture (name, PNG bytes: the "Source" it adds) and depth map
+    pending_inputs            a redone run's brush, painted objects and depth map, put in once its picture
+                              and tracks are (`apps.drag.ui_runs`)
     result, run_error         the last finished run (kept when a later run fails) and the last failure
     run_history, redo_bucket  this session's runs and the motion bucket a redo sets (`apps.drag.ui_runs`)
 """
@@ -159,6 +162,9 @@ def init_state() -> None:
         "track_timings": {},
         "brush_loaded": None,
         "brush_mask": None,
+        "run_picture": None,
+        "run_depth": None,
+        "pending_inputs": None,
     }
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
@@ -206,7 +212,12 @@ def image_source(settings: Settings) -> tuple[str, bytes, str | None] | None:
     """The chosen image's (name, bytes, trajectory JSON of its example drags or None), or None (with a message
     shown) when there is none to use. The mini sample comes first when the SVD model is mini."""
     st.sidebar.header("Image")
-    source = st.sidebar.radio("Source", ["Sample photo", "Upload"], horizontal=True, key="source")
+    run_picture = st.session_state.run_picture
+    sources = ["Sample photo", "Upload", *([ui_runs.RUN_PICTURE] if run_picture is not None else [])]
+    source = st.sidebar.radio("Source", sources, horizontal=True, key="source")
+    if source == ui_runs.RUN_PICTURE:
+        st.sidebar.caption(f"The picture of the redone run {run_picture[0]!r}, as it was animated.")
+        return run_picture[0], run_picture[1], None
     if source == "Sample photo":
         photos = sample_photos()
         samples = [MINI_SAMPLE, *photos] if is_mini(settings.svd_model) else [*photos, MINI_SAMPLE]
@@ -351,6 +362,7 @@ def sync_canvas(
     if st.session_state.image_id is None or st.session_state.image_id.split("-")[0] != image_id:
         ui_tracks.remount_canvas([])
         ui_engine.clear_brush()
+        st.session_state.run_depth = None
         if tracks_json is not None:
             load_tracks(tracks_json)
     elif st.session_state.image_id != layout_id or st.session_state.canvas_size != canvas_size:
@@ -371,6 +383,10 @@ def sync_canvas(
             objects_from_trajectories(pending, canvas_size), ui_tracks.timings_of(pending)
         )
         st.session_state.pending_trajectories = None
+    if st.session_state.pending_inputs is not None:  # a redone run's brush, painted objects and depth map
+        shown = parse_objects(st.session_state.canvas_objects, canvas_size).trajectories
+        ui_engine.load_inputs(st.session_state.pending_inputs, shown)
+        st.session_state.pending_inputs = None
     return image_id
 
 

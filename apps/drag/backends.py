@@ -473,7 +473,7 @@ def _run_model(
     generated flow (T-1,H,W,2) float32 px (entry t: frame t -> t+1; None for the others)."""
     import torch
 
-    from core.pipelines.svd_trajectory import steps_for_strength
+    from core.pipelines.svd_common import steps_for_strength
 
     pipe.set_progress_bar_config(disable=True)  # progress goes through `report`
     steps = num_inference_steps if strength is None else steps_for_strength(num_inference_steps, strength)

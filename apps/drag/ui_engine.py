@@ -12,7 +12,10 @@
   smallest distance a drag pulls, default 0.1 x the shorter side) and the optional motion brush
   (`apps.drag.ui_brush`).
 
-Session state it uses (see `apps.drag.app`): brush_rev, object_layers (the cache), painted_objects.
+A redone run's brush, painted objects and depth map come back through `load_inputs`.
+
+Session state it uses (see `apps.drag.app`): brush_rev, object_layers (the cache), painted_objects, run_depth
+(a redone run's depth map, PNG bytes, used while no depth map is uploaded).
 """
 
 from __future__ import annotations
@@ -53,6 +56,32 @@ class EngineChoice:
     def disparity(self) -> np.ndarray | None:
         """The depth map as disparity (larger = nearer), or None."""
         return None if self.depth_unit is None else disparity_of(self.depth_unit, self.params["depth_white"])
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What a run drew besides its tracks, read back to redo it: its motion brush (H,W) bool, its painted
+    objects {drag index: (H,W) bool} and its depth map (the PNG's bytes); None or empty where it had none."""
+
+    brush: np.ndarray | None
+    painted: dict[int, np.ndarray]
+    depth_png: bytes | None
+
+
+def load_inputs(inputs: RunInputs, trajectories: Trajectories) -> None:
+    """Put a redone run's inputs into the page, once its picture and `trajectories` (as the canvas now holds
+    them: painted objects are kept by their drag's start point) are in place."""
+    if inputs.brush is None:
+        ui_brush.clear_brush()
+        st.session_state.use_brush = False
+    else:
+        ui_brush.load_brush(inputs.brush)
+    st.session_state.painted_objects = {
+        start_key(trajectories[index]): mask
+        for index, mask in inputs.painted.items()
+        if index < len(trajectories)
+    }
+    st.session_state.run_depth = inputs.depth_png
 
 
 def engine_controls(
@@ -104,11 +133,14 @@ def depth_control(fit: ResizeInfo, image_id: str, max_side: int) -> tuple[np.nda
         depth_white = st.radio(
             white.label, list(white.choices), horizontal=True, key="depth_white", help=white.help
         )
-        if upload is None:
+        data = st.session_state.get("run_depth") if upload is None else upload.getvalue()
+        if data is None:
             st.caption("Without one, the object of the later drawn drag is in front.")
             return None, depth_white
+        if upload is None:
+            st.caption("The redone run's depth map; upload another to replace it.")
         try:
-            return fit_depth(read_depth(upload.getvalue(), max_side), fit), depth_white
+            return fit_depth(read_depth(data, max_side), fit), depth_white
         except InputError as err:
             st.error(str(err))
             return None, depth_white

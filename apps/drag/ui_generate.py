@@ -173,7 +173,7 @@ def svd_estimate(params: DragParams, settings: Settings, image_hw: tuple[int, in
     spec = backends.BACKENDS[params.backend]
     if not spec.models:
         return None
-    from core.pipelines.svd_trajectory import steps_for_strength  # diffusers: only for the SVD backends
+    from core.pipelines.svd_common import steps_for_strength  # diffusers: only for the SVD backends
 
     strength = spec.default_strength if params.strength is None else params.strength
     steps = params.steps if strength is None else steps_for_strength(params.steps, strength)

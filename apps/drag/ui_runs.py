@@ -2,26 +2,31 @@
 thumbnail, what it ran, its parameters (the run record) and its files, and "Redo with these settings".
 
 Redo reads the run back as the job does (`job.request_from_record`) and puts it into the page: every
-`DragParams` field into its widget, the tracks with their timing onto the canvas, the motion brush, the
-low-VRAM choice, and the sample photo it was made from (an uploaded picture stays whatever is uploaded;
-painted objects and a depth map are painted or uploaded again); the user sees the settings and presses
+`DragParams` field into its widget, the tracks with their timing onto the canvas, the motion brush, the painted
+objects, the depth map, the low-VRAM choice, and the picture: the sample photo it was made from, or else the
+run's own picture (an upload, as it was animated) as a third "Source"; the user sees the settings and presses
 Generate, which writes the same parameters again.
 
 Session state it uses (see `apps.drag.app`): run_history (this session's `RunHistory`), redo_bucket (the
-motion bucket a redo sets, which the suggestion for the drawing it loads must not replace).
+motion bucket a redo sets, which the suggestion for the drawing it loads must not replace), run_picture and
+pending_inputs (the picture and the inputs it puts in).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import streamlit as st
 
 from apps.common.history import RunEntry, RunHistory
-from apps.drag import backends, job, ui_brush
+from apps.drag import backends, job, ui_engine
 from core.config import Settings
 from core.errors import InputError
 from core.imaging import load_image
 
 RUNS_LABEL = "Runs (this session)"
+RUN_PICTURE = "Redone run"
 
 
 def history() -> RunHistory:
@@ -70,15 +75,15 @@ def redo(entry: RunEntry, samples: list[str]) -> None:
     try:
         request = job.request_from_record(entry.record, entry.folder)
         trajectories = job.load_trajectories(request.trajectories)
-        mask = None if request.region_mask is None else load_image(request.region_mask).max(axis=2) >= 128
+        inputs = ui_engine.RunInputs(
+            None if request.region_mask is None else _mask(request.region_mask),
+            {index: _mask(path) for index, path in request.object_masks},
+            None if request.depth is None else _read(request.depth),
+        )
+        picture = _read(request.image)
     except InputError as err:
         state.run_error = str(err)
         return
-    if mask is None:
-        ui_brush.clear_brush()
-        state.use_brush = False
-    else:
-        ui_brush.load_brush(mask)
     params = request.params.to_arguments()
     for name in (
         "backend",
@@ -104,5 +109,20 @@ def redo(entry: RunEntry, samples: list[str]) -> None:
     image_name = entry.record.arguments.get("image_name")
     if image_name in samples:
         state.source, state.sample = "Sample photo", image_name
+    else:
+        state.run_picture = (image_name or entry.name, picture)
+        state.source = RUN_PICTURE
     state.pending_trajectories = trajectories
+    state.pending_inputs = inputs
     state.run_error = None
+
+
+def _mask(path) -> np.ndarray:
+    return load_image(path).max(axis=2) >= 128
+
+
+def _read(path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise InputError(f"The run's file {Path(path).name} cannot be read ({err.strerror}).") from err

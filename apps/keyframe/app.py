@@ -24,8 +24,10 @@ API (every work event has an api_name; gradio_client keeps the session across ca
 The edit controls are keyword inputs of the edit events: backend, filter, prompt, negative_prompt,
 keyframe_prompts, strength, guidance, steps, seed, low_vram and the filter parameters as EDIT_PARAM (e.g.
 ``adjust_hue_deg``); only those of the chosen filter are read. The low-VRAM checkbox under the model line
-(start: the server's KINEMA_LOW_VRAM) sets the mode of each edit and inbetweening run; /inbetween takes it
-as its last input. Clicking a frame
+(start: the server's KINEMA_LOW_VRAM) sets the mode of each edit and inbetweening run. /inbetween and
+/inbetween_images take the inbetweening controls in the order of `apps.keyframe.interp_controls.INTERP_CONTROLS`
+(backend, fps, flow method, motion bucket, steps, seed, decode chunk, low VRAM, noise re-injection, refine
+strength). Clicking a frame
 in a gallery only fills the "selected frame" number (UI glue, not in the API); the API sets that
 number directly.
 """
@@ -40,8 +42,8 @@ from apps.common.catalog import APPS
 from apps.common.examples import EXAMPLE_FOLDER, MINI_EXAMPLE_LABEL, is_mini
 from apps.common.gradio import image_upload, low_vram_checkbox, page_header, serve
 from apps.common.start_values import start_values
-from apps.keyframe import compare, ui_sequence
-from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS, MAX_CONTROLNET_SCALE, MODELS
+from apps.keyframe import compare, interp_controls, ui_sequence
+from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS, MAX_CONTROLNET_SCALE, MODELS, offered
 from apps.keyframe.handlers import (
     DEFAULT_FILTER,
     MINI_KEY_EVERY,
@@ -188,7 +190,7 @@ def _edit_section(settings: Settings) -> Components:
     gr.Markdown("### 2. Edit the keyframes")
     ui: Components = {}
     ui["edit_backend"] = gr.Radio(
-        [(b.label, b.name) for b in EDIT_BACKENDS.values()],
+        [(b.label, b.name) for b in offered(EDIT_BACKENDS, settings)],
         value="filter",
         label="Edit backend",
         elem_id="kf-edit-backend",
@@ -246,7 +248,7 @@ def _inbetween_section(settings: Settings) -> Components:
     gr.Markdown("### 3. Inbetween")
     ui: Components = {}
     ui["interp_backend"] = gr.Radio(
-        [(b.label, b.name) for b in INTERP_BACKENDS.values()],
+        [(b.label, b.name) for b in offered(INTERP_BACKENDS, settings)],
         value="flow",
         label="Inbetweening backend",
         elem_id="kf-interp-backend",
@@ -275,6 +277,7 @@ def _inbetween_section(settings: Settings) -> Components:
             label="Noise re-injection",
             info="Repeat the first half of the steps with fresh noise (0: off; each repeat costs a step)",
         )
+        ui["refine_strength"] = interp_controls.refine_slider()
         ui["decode_chunk"] = gr.Slider(
             LIMITS["decode_chunk_size"].low,
             LIMITS["decode_chunk_size"].high,
@@ -374,13 +377,7 @@ def _edit_and_inbetween_events(demo: gr.Blocks, h: Handlers, ui: Components) -> 
     upload = ui["upload_btn"].click(
         h.upload_edit, [session, keys_text, selected, ui["own_image"]], edited_out, api_name="upload_edit"
     )
-    interp_inputs = [
-        *(ui[k] for k in compare.INTERP_CONTROLS),
-        ui["decode_chunk"],
-        ui["low_vram"],
-        ui["reinjection"],
-    ]
-
+    interp_inputs = [ui[k] for k in interp_controls.INTERP_CONTROLS]
     inbetween = ui["interp_btn"].click(
         h.inbetween,
         [session, keys_text, *interp_inputs],
@@ -397,7 +394,8 @@ def _edit_and_inbetween_events(demo: gr.Blocks, h: Handlers, ui: Components) -> 
     }
     h.stops.wire(demo, ui["status"], stops)
     glue = {"queue": False, "api_visibility": "private"}
-    costs = ["edit_backend", "edit_steps", "strength", "interp_backend", "interp_steps", "reinjection"]
+    costs = ["edit_backend", "edit_steps", "strength"]  # `views.estimate_lines` names them, in this order
+    costs += ["interp_backend", "interp_steps", "reinjection", "refine_strength"]
     # The estimate lines follow the controls, and every run rewrites them when it ends, which also clears an
     # "Error" badge its progress left there: a failed run says why in its message, and a run that a Stop ended
     # first (it raised Cancelled before Gradio cancelled its event) is no error at all.
@@ -411,18 +409,19 @@ def _edit_and_inbetween_events(demo: gr.Blocks, h: Handlers, ui: Components) -> 
     for run in (*edits, upload, inbetween):
         run.then(**estimates)
     keys_text.change(h.mark_keyframes, [session, keys_text], ui["frame_strip"], **glue)
-    _compare_events(demo, h, ui, [edit_all, reedit, upload], inbetween)
+    _compare_events(demo, h, ui, [edit_all, reedit, upload], inbetween, chain)
     backend = ui["edit_backend"]
     backend.change(h.show_edit_backend, backend, [ui["filter_group"], ui["sd_group"]], **glue)
     ui["filter_name"].change(h.show_filter, ui["filter_name"], ui["filter_groups"], **glue)
     interp_backend = ui["interp_backend"]
-    shown = [ui["flow_group"], ui["svd_group"], ui["reinjection"]]  # by the backend's options
-    interp_backend.change(h.show_interp_backend, interp_backend, shown, **glue)
+    shown = [ui[name] for name in interp_controls.SHOWN_BY_OPTION]  # by the backend's options
+    interp_backend.change(interp_controls.show_interp_backend, interp_backend, shown, **glue)
 
 
-def _compare_events(demo: gr.Blocks, h: Handlers, ui: Components, edits: list, inbetween) -> None:
+def _compare_events(demo: gr.Blocks, h: Handlers, ui: Components, edits: list, inbetween, chain) -> None:
     """The compare views (a keyframe's original | edit after each edit and selection; frame i of original |
-    result after inbetweening, by the scrubber) and the Runs panel (listed after each inbetweening)."""
+    result after inbetweening, by the scrubber) and the Runs panel (listed after each inbetweening, of a video
+    or a chain of images)."""
     glue = {"queue": False, "api_visibility": "private"}
     pair_inputs = [ui["session"], ui["keys_text"], ui["selected"]]
     for edit in edits:
@@ -431,7 +430,7 @@ def _compare_events(demo: gr.Blocks, h: Handlers, ui: Components, edits: list, i
     inbetween.success(compare.scrubber_after_run, ui["session"], [ui["scrub"], ui["frame_compare"]], **glue)
     ui["scrub"].change(compare.frame_pair, [ui["session"], ui["scrub"]], ui["frame_compare"], **glue)
     redo_outputs = [*(ui[name] for name in compare.REDO_CONTROLS), *ui["filter_controls"].values()]
-    h.runs.wire(demo, ui, [inbetween], compare.redo_values, redo_outputs)
+    h.runs.wire(demo, ui, [inbetween, chain], compare.redo_values, redo_outputs)
 
 
 def build_demo(settings: Settings, offline: bool = False) -> gr.Blocks:

@@ -6,7 +6,10 @@ are filled. The app's choices, the CLI's choices and the error messages are buil
   all keyframes at once with per-keyframe prompts.
 - inbetween "flow": `core.engines.interpolate` (no weights); "crossfade": the baseline; "svd-trf" and
   "svd-lora": `core.pipelines.svd_interpolate` (svd-lora with the head-and-tail LoRA of
-  `Settings.svd_interp_lora`).
+  `Settings.svd_interp_lora`); "flow+svd": the flow frames refined by an SVD SDEdit from the first keyframe
+  (`core.pipelines.svd_trajectory`, the drag app's "svd" pipeline); "flow+svd-lora", offered once
+  `Settings.svd_interp_lora` is set: the same refinement conditioned on both keyframes with svd-lora's LoRA
+  (`core.pipelines.svd_interpolate` from the flow frames as its guide).
 - chaining bare images (no video; A -> B -> C, loops A -> B -> A): `inbetween_images`, with any of the
   inbetweening backends (`core.engines.chain`).
 """
@@ -14,18 +17,18 @@ are filled. The app's choices, the CLI's choices and the error messages are buil
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from apps.keyframe.video import resize_frames
 from core.cancel import CancelToken
-from core.config import ENV_PREFIX, LIMITS, Settings
+from core.config import ENV_PREFIX, LIMITS, MINI_WEIGHTS, Settings
 from core.engines.chain import chain_layout, check_images, morph_flow
 from core.engines.edit import apply_edit, resolve_params
 from core.engines.interpolate import VideoMotion, crossfade, interpolate_flow
-from core.errors import InputError
+from core.errors import InputError, ModelNotAvailable
 from core.flow import METHODS as FLOW_METHODS
 from core.imaging import resize_to_multiple, undo_resize
 
@@ -44,12 +47,14 @@ class Backend:
         label: what the app's backend radio shows.
         models: the Settings fields naming the weights it runs (empty: needs none).
         options: the request fields it reads; the app shows their controls only for this backend.
+        requires: the models that must be set for it to be offered (`offered`); without them it is refused.
     """
 
     name: str
     label: str
     models: tuple[str, ...]
     options: tuple[str, ...]
+    requires: tuple[str, ...] = ()
 
     @property
     def needs_weights(self) -> bool:
@@ -57,6 +62,8 @@ class Backend:
 
 
 SVD_OPTIONS = ("motion_bucket", "steps", "seed", "decode_chunk_size", "noise_reinjection")
+# Noise re-injection is time-reversal fusion's remedy: an SDEdit from the flow frames takes none.
+REFINE_OPTIONS = ("flow_method", *(o for o in SVD_OPTIONS if o != "noise_reinjection"), "refine_strength")
 SD_OPTIONS = (
     "prompt",
     "negative_prompt",
@@ -83,12 +90,13 @@ INTERP_BACKENDS: dict[str, Backend] = {
         Backend("crossfade", "Cross-fade (baseline)", (), ()),
         Backend("svd-trf", "SVD + trajectory (svd-trf)", ("svd_model",), SVD_OPTIONS),
         Backend("svd-lora", "SVD + LoRA (svd-lora)", ("svd_model", "svd_interp_lora"), SVD_OPTIONS),
+        Backend("flow+svd", "Optical flow refined by SVD (flow+svd)", ("svd_model",), REFINE_OPTIONS),
         Backend(
-            "flow+svd",
-            "Optical flow refined by SVD (flow+svd)",
-            ("svd_model",),
-            # Noise re-injection is time-reversal fusion's remedy: an SDEdit from the flow frames takes none.
-            ("flow_method", *(o for o in SVD_OPTIONS if o != "noise_reinjection"), "refine_strength"),
+            "flow+svd-lora",
+            "Optical flow refined by SVD + LoRA, both keyframes (flow+svd-lora)",
+            ("svd_model", "svd_interp_lora"),
+            REFINE_OPTIONS,
+            requires=("svd_interp_lora",),
         ),
     )
 }
@@ -104,6 +112,24 @@ def _choose(kind: str, name: str, registry: Mapping[str, Backend]) -> Backend:
     if name not in registry:
         raise InputError(f"Unknown {kind} backend {name!r}; choose one of {', '.join(registry)}.")
     return registry[name]
+
+
+def offered(registry: Mapping[str, Backend], settings: Settings) -> list[Backend]:
+    """The backends of `registry` the app lists under `settings`: those whose `requires` are all set."""
+    return [b for b in registry.values() if all(getattr(settings, name) for name in b.requires)]
+
+
+def require_offered(request: InterpRequest, settings: Settings) -> None:
+    """ModelNotAvailable (one sentence naming the variable and the flag) when `request.backend` is not offered
+    under `settings` (`offered`): checked before any work, by the jobs and by `inbetween`, `inbetween_images`."""
+    from core.models.presets import MINI
+
+    for name in INTERP_BACKENDS[request.backend].requires:
+        if not getattr(settings, name):
+            raise ModelNotAvailable(
+                f"The {request.backend} backend needs {ENV_PREFIX}{name.upper()} (or --{name.replace('_', '-')}): "
+                f"set it to weights that python -m core.training.{MINI_WEIGHTS[name]} wrote, or to '{MINI}'."
+            )
 
 
 def weight_free_labels() -> list[str]:
@@ -263,8 +289,8 @@ class InterpRequest:
     `motion_bucket` (0..255, SVD's motion conditioning), `steps`, `seed`, `decode_chunk_size`
     (frames decoded by the VAE at once: lower uses less memory) and `noise_reinjection` (repeats of each of
     the first half of the steps with fresh noise, 0 = off; see `core.pipelines.svd_interpolate`).
-    "flow+svd" reads both: the flow backend's frames are the guide of an SVD SDEdit at `refine_strength`
-    (the last ceil(steps x strength) steps run; see `core.pipelines.svd_trajectory`).
+    "flow+svd" and "flow+svd-lora" read both: the flow backend's frames are the guide of an SVD SDEdit at
+    `refine_strength` (the last ceil(steps x strength) steps run; `core.pipelines.svd_common.steps_for_strength`).
     """
 
     backend: str = "flow"
@@ -299,6 +325,12 @@ class InterpRequest:
         keep = {"backend", "fps", "flow_method", *INTERP_BACKENDS[self.backend].options}
         return {k: v for k, v in asdict(self).items() if k in keep}
 
+    @classmethod
+    def from_record(cls, recorded: Mapping[str, Any]) -> InterpRequest:
+        """The request a run record's "inbetween" names (what `record` wrote; other keys, e.g. the output fps
+        the job adds, are left out; options it does not name take their defaults). Not checked here."""
+        return cls(**{f.name: recorded[f.name] for f in fields(cls) if f.name in recorded})
+
 
 def inbetween(
     frames_uint8: np.ndarray,
@@ -322,6 +354,7 @@ def inbetween(
     for SVD, every denoising step (core.cancel.Cancelled when set).
     """
     request.check()
+    require_offered(request, settings)
     cancel = cancel or CancelToken()
     callback = cancel.watch(callback)
     if request.backend in FLOW_BACKENDS:
@@ -356,6 +389,36 @@ def inbetween(
     )
 
 
+def _svd_pipeline(
+    pipeline_cls: type, request: InterpRequest, settings: Settings, progress: bool
+) -> tuple[Any, tuple]:
+    """The SVD pipeline `pipeline_cls` (cached components) for `request.backend`, and what it carries for this
+    job only (`core.models.state.attached`): the head-and-tail LoRA of `Settings.svd_interp_lora` for the
+    backends that run it (svd-lora, flow+svd-lora), nothing for the others (stock weights)."""
+    from core.models import load_pipeline
+    from core.models.state import LoraWeights
+
+    pipe = load_pipeline("svd", settings, pipeline_cls=pipeline_cls)
+    pipe.set_progress_bar_config(disable=not progress, desc=f"inbetweening ({request.backend})")
+    runs_lora = "svd_interp_lora" in INTERP_BACKENDS[request.backend].models and settings.svd_interp_lora
+    return pipe, ((LoraWeights(settings.svd_interp_lora, INTERP_LORA),) if runs_lora else ())
+
+
+def _svd_options(
+    request: InterpRequest, settings: Settings, padded_hw: tuple[int, int], fps: float, cancel: CancelToken
+) -> dict[str, Any]:
+    """The pipeline arguments every SVD backend passes alike, for frames padded to `padded_hw`."""
+    from core.memory import decode_chunk_frames
+
+    return {
+        "num_inference_steps": request.steps,
+        "motion_bucket_id": request.motion_bucket,
+        "fps": max(1, round(fps)),
+        "decode_chunk_size": decode_chunk_frames(*padded_hw, request.decode_chunk_size, settings.low_vram),
+        "callback_on_step_end": cancel.on_step_end,
+    }
+
+
 def _svd_inbetween(
     n_frames: int,
     keyframe_indices: Sequence[int],
@@ -375,25 +438,18 @@ def _svd_inbetween(
             f"The SVD backends fill the frames between keyframes only: make frames 0 and {n_frames - 1} "
             "keyframes (the flow backend also extends past the first and last keyframe)."
         )
-    from core.memory import decode_chunk_frames
-    from core.models import load_pipeline
-    from core.models.state import LoraWeights, attached
+    from core.models.state import attached
     from core.pipelines.svd_interpolate import SVDInterpolatePipeline, interpolate_keyframes
 
-    pipe = load_pipeline("svd", settings, pipeline_cls=SVDInterpolatePipeline)
     # svd-lora with a head-and-tail LoRA carries it for this job only; svd-trf runs the stock weights.
-    interp_lora = (
-        (LoraWeights(settings.svd_interp_lora, INTERP_LORA),)
-        if request.backend == "svd-lora" and settings.svd_interp_lora
-        else ()
-    )
-    pipe.set_progress_bar_config(disable=not progress, desc=f"inbetweening ({request.backend})")
+    pipe, lora = _svd_pipeline(SVDInterpolatePipeline, request, settings, progress)
     # SVD halves the latents three times: pad the sides to multiples of 64 (edges repeated), cut after.
     padded, resize = resize_to_multiple(edited_uint8, multiple=SVD_SIDE_MULTIPLE, mode="pad")
+    options = _svd_options(request, settings, padded.shape[1:3], fps, cancel)
     out = np.empty((n_frames, *edited_uint8.shape[1:]), np.uint8)
     out[indices] = edited_uint8
     done = len(indices)
-    with attached(pipe.unet, *interp_lora):
+    with attached(pipe.unet, *lora):
         for segment, (a, b) in enumerate(zip(indices, indices[1:])):
             if b - a < 2:
                 continue
@@ -404,14 +460,8 @@ def _svd_inbetween(
                 frames_between=b - a - 1,
                 mode=request.backend,
                 seed=request.seed + segment,
-                num_inference_steps=request.steps,
-                motion_bucket_id=request.motion_bucket,
-                fps=max(1, round(fps)),
-                decode_chunk_size=decode_chunk_frames(
-                    *padded.shape[1:3], request.decode_chunk_size, settings.low_vram
-                ),
-                callback_on_step_end=cancel.on_step_end,
                 noise_reinjection=request.noise_reinjection,
+                **options,
             )
             out[a + 1 : b] = undo_resize(video[1:-1], resize)
             done += b - a - 1
@@ -429,40 +479,41 @@ def _svd_refine(
     cancel: CancelToken,
     callback: ProgressCallback,
 ) -> np.ndarray:
-    """flow+svd: each gap between neighbouring keyframes of the flow result `guide_uint8` (T,H,W,3) is the
-    guide video of an SVD SDEdit from its first keyframe (the drag app's "svd" backend pipeline,
-    `core.pipelines.svd_trajectory.SVDTrajectoryPipeline`) at `request.refine_strength`; keyframes and the
-    frames outside the first and last keyframe stay as the flow made them. Returns (T,H,W,3) uint8."""
+    """flow+svd and flow+svd-lora: each gap between neighbouring keyframes of the flow result `guide_uint8`
+    (T,H,W,3) is the guide video of an SVD SDEdit at `request.refine_strength`. flow+svd conditions SVD on the
+    gap's first keyframe (the drag app's "svd" pipeline, `core.pipelines.svd_trajectory`); flow+svd-lora on
+    both, with svd-lora's head-and-tail LoRA (`core.pipelines.svd_interpolate`, mode "svd-lora"). Keyframes
+    and the frames outside the first and last keyframe stay as the flow made them. Returns (T,H,W,3) uint8."""
     import torch
 
     from core.imaging import unit_to_uint8
-    from core.memory import decode_chunk_frames
-    from core.models import load_pipeline
     from core.models.state import attached
+    from core.pipelines.svd_interpolate import SVDInterpolatePipeline
     from core.pipelines.svd_trajectory import SVDTrajectoryPipeline
 
-    pipe = load_pipeline("svd", settings, pipeline_cls=SVDTrajectoryPipeline)
-    pipe.set_progress_bar_config(disable=not progress, desc="inbetweening (flow+svd)")
+    conditioned = request.backend == "flow+svd-lora"
+    pipeline_cls = SVDInterpolatePipeline if conditioned else SVDTrajectoryPipeline
+    pipe, lora = _svd_pipeline(pipeline_cls, request, settings, progress)
     padded, resize = resize_to_multiple(guide_uint8, multiple=SVD_SIDE_MULTIPLE, mode="pad")
+    options = _svd_options(request, settings, padded.shape[1:3], fps, cancel)
     out = guide_uint8.copy()
     indices = [int(i) for i in keyframe_indices]
     total = out.shape[0]
-    with attached(pipe.unet):
+    with attached(pipe.unet, *lora):
         for segment, (a, b) in enumerate(zip(indices, indices[1:])):
             if b - a >= 2:
+                ends = (
+                    {"head_image": padded[a], "tail_image": padded[b], "mode": "svd-lora"}
+                    if conditioned
+                    else {"image": padded[a]}
+                )
                 frames_unit = pipe(
-                    padded[a],
-                    padded[a : b + 1],
+                    **ends,
+                    guide_video=padded[a : b + 1],
                     strength=float(request.refine_strength),
-                    num_inference_steps=request.steps,
-                    motion_bucket_id=request.motion_bucket,
-                    fps=max(1, round(fps)),
-                    decode_chunk_size=decode_chunk_frames(
-                        *padded.shape[1:3], request.decode_chunk_size, settings.low_vram
-                    ),
                     generator=torch.Generator().manual_seed(request.seed + segment),
                     output_type="np",
-                    callback_on_step_end=cancel.on_step_end,
+                    **options,
                 ).frames[0]
                 out[a + 1 : b] = undo_resize(unit_to_uint8(frames_unit[1:-1]), resize)
             callback(b + 1 if b < indices[-1] else total, total)
@@ -489,6 +540,7 @@ def inbetween_images(
     the flow between its two images (`core.engines.chain.morph_flow`); the others run as for a video.
     """
     request.check()
+    require_offered(request, settings)
     images_uint8 = check_images(images_uint8)
     layout = chain_layout(images_uint8.shape[0], frames_between, loop)
     keys_uint8 = images_uint8[list(layout.image_order)]

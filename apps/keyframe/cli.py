@@ -3,9 +3,9 @@
     python -m apps.keyframe.cli --video clip.mp4 --out out.mp4 \\
         [--keyframes uniform:8 | adaptive[:flow|appearance[:THRESHOLD]] | 0,8,16] \\
         [--edit cartoon --param levels=6 | --edit sd --prompt "a watercolour painting"] \\
-        [--interp flow|crossfade|svd-trf|svd-lora|flow+svd]
+        [--interp flow|crossfade|svd-trf|svd-lora|flow+svd|flow+svd-lora]
     python -m apps.keyframe.cli --images a.png b.png c.png --out out.mp4 [--loop] [--frames-between 7] \\
-        [--interp flow|crossfade|svd-trf|svd-lora|flow+svd]
+        [--interp flow|crossfade|svd-trf|svd-lora|flow+svd|flow+svd-lora]
 
 Writes the result mp4 and its run record next to it (OUT with .json: apps.common.runs.RunRecord, which
 apps.keyframe.job.request_from_record redoes), plus a gif, an original | result video and a zip of the
@@ -178,8 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--refine-strength",
         type=float,
         default=0.3,
-        help="flow+svd: how much SVD repaints the flow frames, in (0, 1]; it runs that share of the steps "
-        "(default 0.3)",
+        help="flow+svd, flow+svd-lora: how much SVD repaints the flow frames, in (0, 1]; it runs that share of "
+        "the steps (default 0.3)",
     )
     interp.add_argument(
         "--decode-chunk-size",

@@ -6,7 +6,8 @@
   job with ``core.video.side_by_side``) and a frame scrubber whose slider shows frame i of both.
 - Redo: a run record (:mod:`apps.common.history`) back into the controls (``job.request_from_record``): the
   part of the video, the keyframes, the first edit's settings and the inbetweening's. The video itself is not
-  loaded again: the status names it and the steps to take.
+  loaded again: the status names it and the steps to take. A chain of images puts back its images, frames
+  between, loop and inbetweening (``apps.keyframe.ui_sequence.redo_values``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import gradio as gr
 import numpy as np
 
 from apps.common.history import RunEntry
-from apps.keyframe import job
+from apps.keyframe import job, ui_sequence
 from apps.keyframe.handlers import Session, filter_inputs
+from apps.keyframe.interp_controls import INTERP_CONTROLS, interp_values
 from apps.keyframe.keyframes import format_indices, parse_indices
 from core.errors import InputError
 
@@ -77,12 +79,16 @@ def scrubber_after_run(session: Session | None):
 
 def redo_values(entry: RunEntry) -> tuple[Any, ...]:
     """The controls' values that redo `entry`, in the order of `REDO_CONTROLS` then the filter controls
-    (``filter_inputs()`` order; those of other filters and image parameters stay as they are)."""
+    (``filter_inputs()`` order; those of other filters and image parameters stay as they are). A chain of
+    images (the images panel's run) fills step 3 and the panel only."""
+    keep = gr.skip()
+    low_vram = bool(entry.record.settings.get("low_vram", False))
+    if "images" in entry.record.arguments:
+        chain = ui_sequence.redo_values(entry, low_vram)
+        return (keep,) * REDO_CONTROLS.index("interp_backend") + chain + (keep,) * len(filter_inputs())
     request = job.request_from_record(entry.record, entry.folder)
     edits = [step.edit for step in request.keyframe_edits if step.edit is not None]
     edit = edits[0] if edits else None
-    keep = gr.skip()
-    interp = request.interp
     status = (
         f"Settings of run {entry.name} loaded (video {entry.record.arguments['video']['source']}): load it "
         "(step 1) if it is not loaded, edit the keyframes (2b) and inbetween (3)."
@@ -114,30 +120,14 @@ def redo_values(entry: RunEntry) -> tuple[Any, ...]:
         request.working_side,
         format_indices(sorted(request.keyframe_reasons)),
         *edit_values,
-        interp.backend,
-        interp.fps or 0,
-        interp.flow_method,
-        interp.motion_bucket,
-        interp.steps,
-        interp.seed,
-        interp.decode_chunk_size,
-        interp.noise_reinjection,
-        bool(entry.record.settings.get("low_vram", False)),
+        *interp_values(request.interp, low_vram),
         status,
+        *(keep,) * len(ui_sequence.REDO_CONTROLS),
         *filters,
     )
 
 
 # The components `redo_values` fills, in its order (keys of the app's component dict), before the filters'.
-# The inbetweening controls, in the order of the inbetween handlers' parameters (keys of the app's components).
-INTERP_CONTROLS = (
-    "interp_backend",
-    "out_fps",
-    "interp_flow_method",
-    "motion_bucket",
-    "interp_steps",
-    "interp_seed",
-)
 REDO_CONTROLS = (
     "start_s",
     "end_s",
@@ -153,8 +143,6 @@ REDO_CONTROLS = (
     "edit_steps",
     "edit_seed",
     *INTERP_CONTROLS,
-    "decode_chunk",
-    "reinjection",
-    "low_vram",
     "status",
+    *ui_sequence.REDO_CONTROLS,
 )

@@ -16,15 +16,8 @@ from apps.common.gradio import RunStops, served_copies, shows_errors, step_progr
 from apps.common.runs import new_run_folder
 from apps.common.runs_panel import RunsPanel
 from apps.keyframe import job
-from apps.keyframe.backends import (
-    EDIT_BACKENDS,
-    INTERP_BACKENDS,
-    SVD_BACKENDS,
-    EditRequest,
-    InterpRequest,
-    edit_keyframes,
-    fit_image,
-)
+from apps.keyframe.backends import EDIT_BACKENDS, SVD_BACKENDS, EditRequest, edit_keyframes, fit_image
+from apps.keyframe.interp_controls import DEFAULT_REFINE_STRENGTH, interp_request
 from apps.keyframe.job import KeyframeEdit, KeyframeRequest, OutputFiles, Prepared
 from apps.keyframe.keyframes import (
     format_indices,
@@ -477,12 +470,13 @@ class Handlers:
         decode_chunk_size: float,
         low_vram: bool | None = None,
         noise_reinjection: float = 0,
+        refine_strength: float = DEFAULT_REFINE_STRENGTH,
         progress=gr.Progress(),
         client: gr.Request = None,
     ):
         """Fill the frames between the edited keyframes; write the mp4, gif, side by side, zip and record.
         `low_vram`: this run's low-VRAM mode (None: the server's), recorded with its settings;
-        `noise_reinjection`: the SVD backends' repeats (0: off)."""
+        `noise_reinjection`: the SVD backends' repeats (0: off); `refine_strength`: flow+svd's SDEdit strength."""
         video = self._video(session)
         keys = self._keys(session, keys_text)
         indices = [k.index for k in keys]
@@ -495,15 +489,16 @@ class Handlers:
             keyframes=format_indices(indices),
             keyframe_reasons={k.index: k.reason for k in keys},
             keyframe_edits=tuple(replace(session.edits[ks[0]], keys=tuple(ks)) for ks in made_by.values()),
-            interp=InterpRequest(
-                backend=backend,
-                fps=float(fps) if fps else None,
-                flow_method=flow_method,
-                motion_bucket=int(motion_bucket),
-                steps=int(steps),
-                seed=int(seed),
-                decode_chunk_size=int(decode_chunk_size),
-                noise_reinjection=int(noise_reinjection),
+            interp=interp_request(
+                backend,
+                fps,
+                flow_method,
+                motion_bucket,
+                steps,
+                seed,
+                decode_chunk_size,
+                noise_reinjection,
+                refine_strength,
             ),
         )
         prepared = Prepared(video, session.motion, session.motion_method, session.edited)
@@ -517,7 +512,7 @@ class Handlers:
         settings = self._run_settings(low_vram)
         on_step = None
         if backend in SVD_BACKENDS:
-            prior = inbetween_estimate(settings, video, indices, backend, int(steps), int(noise_reinjection))
+            prior = inbetween_estimate(settings, video, indices, request.interp)
             on_step = step_progress(progress, prior).step
         folder = new_run_folder(self.settings.output_dir, "keyframe")
         try:
@@ -585,9 +580,3 @@ class Handlers:
     @staticmethod
     def show_filter(filter_name: str):
         return [gr.update(visible=name == filter_name) for name in EDITS]
-
-    @staticmethod
-    def show_interp_backend(backend: str):
-        options = INTERP_BACKENDS[backend].options
-        shown = ("flow_method" in options, "motion_bucket" in options, "noise_reinjection" in options)
-        return tuple(gr.update(visible=visible) for visible in shown)

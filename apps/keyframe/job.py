@@ -20,7 +20,7 @@ import json
 import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from apps.keyframe.backends import (
     edit_keyframes,
     fit_image,
     inbetween,
+    require_offered,
 )
 from apps.keyframe.keyframes import check_keyframe_prompts, choose_keyframes, format_indices, motion_of
 from apps.keyframe.video import DEFAULT_WORKING_SIDE, LoadedVideo, load_video
@@ -250,6 +251,7 @@ def run(
     report = cancel.watch(progress)
     tell = say or (lambda text: None)
     interp = request.interp.check()
+    require_offered(interp, settings)
     notes = backend_notes(interp, settings)
     for note in notes:
         tell(note)
@@ -325,7 +327,7 @@ def run(
                 "low_vram",
             )
         },
-        outputs=_write(files, result, video.frames_uint8, fps, indices, edited),
+        outputs=write_outputs(files, result, video.frames_uint8, fps, indices, edited),
         timings_s=timings,
     )
     record.write(files.params_json)
@@ -333,7 +335,7 @@ def run(
     return JobResult(result, fps, files, record, video, keys, motion, notes)
 
 
-def _write(
+def write_outputs(
     files: OutputFiles,
     result_uint8: np.ndarray,
     original_uint8: np.ndarray,
@@ -341,7 +343,10 @@ def _write(
     indices: list[int],
     edited_uint8: np.ndarray,
 ) -> dict[str, str]:
-    """Write the videos and the zip asked for (each through `atomic_path`); where they are, by output."""
+    """Write the outputs `files` asks for besides the record: the result (T,H,W,3) uint8 as the mp4 (and gif), the
+    original | result video of `original_uint8` (T,H,W,3) uint8, the zip of the keyframes (`original_uint8` at
+    `indices` and `edited_uint8` (K,H,W,3) uint8), each through `atomic_path`. Returns where each output is, by
+    name, for the run record: relative to the record's folder when in it, else absolute."""
     with atomic_path(files.video_mp4) as temp:
         write_video(temp, result_uint8, fps)
     if files.video_gif is not None:
@@ -444,12 +449,25 @@ def _edit_from_record(edit: Mapping[str, Any], folder: Path) -> EditRequest:
     return EditRequest(backend="sd", keyframe_prompts=prompts, controlnet_scale=scale, **values)
 
 
+def recorded_input(recorded: str, folder: Path) -> Path:
+    """An input file a run record names: where it names it, or else in the record's `folder` under its name (a
+    served app's record names its inputs by name only; the app keeps them, or the user puts them, there)."""
+    path = Path(recorded)
+    if not (path.is_absolute() and path.is_file()) and (folder / path.name).is_file():
+        return folder / path.name
+    return path
+
+
 def request_from_record(record: RunRecord, folder: str | Path) -> KeyframeRequest:
     """The request a keyframe run record (read from `folder`, which holds its input images) redoes. The video
     is where the record names it, or else in `folder` under its name (a served app's record names the
     uploaded video's file only: put the video beside the record to redo the run)."""
     if record.app != "keyframe":
         raise InputError(f"This is a run record of the {record.app} app, not of the keyframe app.")
+    if "images" in record.arguments:
+        raise InputError(
+            "This run record chains images: apps.keyframe.sequence.request_from_record redoes it."
+        )
     args, folder = record.arguments, Path(folder)
     try:
         groups: dict[str, list[int]] = {}
@@ -466,12 +484,8 @@ def request_from_record(record: RunRecord, folder: str | Path) -> KeyframeReques
                 edits.append(
                     KeyframeEdit(tuple(keys), batch, _edit_from_record(edit, folder), anchors=anchors)
                 )
-        interp_fields = {f.name for f in fields(InterpRequest)}
-        video = Path(args["video_path"])
-        if not (video.is_absolute() and video.is_file()) and (folder / video.name).is_file():
-            video = folder / video.name
         return KeyframeRequest(
-            video=str(video),
+            video=str(recorded_input(args["video_path"], folder)),
             start_s=args["start_s"],
             end_s=args["end_s"],
             working_side=args["working_side"],
@@ -479,7 +493,7 @@ def request_from_record(record: RunRecord, folder: str | Path) -> KeyframeReques
             keyframe_reasons={int(k["index"]): k["reason"] for k in args["keyframes"]},
             edit=None,
             keyframe_edits=tuple(edits),
-            interp=InterpRequest(**{k: v for k, v in args["inbetween"].items() if k in interp_fields}),
+            interp=InterpRequest.from_record(args["inbetween"]),
         )
     except InputError:
         raise  # an input image that cannot be read says so itself

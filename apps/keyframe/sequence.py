@@ -5,7 +5,8 @@ instead of a video" panel, :mod:`apps.keyframe.ui_sequence`). The images are the
 edit step): they are read with the size limit, checked to be 2 or more of one size
 (`core.engines.chain.check_images`; scaled together to the working size), and the frames between them are
 filled by any inbetweening backend (`apps.keyframe.backends.inbetween_images`). Writes the mp4 (and a gif
-when asked) and the run record (action "cli" or "ui:images"; its arguments hold "images"), like :func:`apps.keyframe.job.run`.
+when asked) and the run record (action "cli" or "ui:images"; its arguments hold "images"), like :func:`apps.keyframe.job.run`;
+:func:`request_from_record` redoes it.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from apps.common.runs import RunRecord
-from apps.keyframe.backends import InterpRequest, backend_notes, inbetween_images
-from apps.keyframe.job import OutputFiles, Progress, _write
+from apps.keyframe.backends import InterpRequest, backend_notes, inbetween_images, require_offered
+from apps.keyframe.job import OutputFiles, Progress, recorded_input, write_outputs
 from apps.keyframe.video import DEFAULT_WORKING_SIDE, resize_frames, working_size
 from core.cancel import CancelToken
 from core.config import Settings
@@ -78,6 +79,7 @@ def run_images(
     report = cancel.watch(progress)
     tell = say or (lambda text: None)
     interp = request.interp.check()
+    require_offered(interp, settings)
     layout = chain_layout(len(request.images), request.frames_between, request.loop)
     if layout.num_frames > settings.max_frames:
         raise InputError(
@@ -124,11 +126,32 @@ def run_images(
             "inbetween": {**interp.record(), "output_fps": fps},
         },
         settings={
-            name: getattr(settings, name) for name in ("svd_model", "svd_interp_lora", "device", "dtype")
+            name: getattr(settings, name)
+            for name in ("svd_model", "svd_interp_lora", "device", "dtype", "low_vram")
         },
-        outputs=_write(files, result, result, fps, indices, result[indices]),
+        outputs=write_outputs(files, result, result, fps, indices, result[indices]),
         timings_s=timings,
     )
     record.write(files.params_json)
     tell(f"Wrote {result.shape[0]} frames at {fps:.3g} fps: {', '.join(str(p) for p in files.paths())}")
     return SequenceResult(result, fps, layout.keyframe_indices, files, record, notes)
+
+
+def request_from_record(record: RunRecord, folder: str | Path) -> SequenceRequest:
+    """The chain a keyframe run record of images (its arguments hold "images") redoes. Each image is where the
+    record names it, or else in `folder` (the record's) under its name: the app keeps its uploads there."""
+    if record.app != "keyframe" or "images" not in record.arguments:
+        raise InputError(
+            "This run record does not chain images: apps.keyframe.job.request_from_record redoes it."
+        )
+    args = record.arguments
+    try:
+        return SequenceRequest(
+            images=tuple(str(recorded_input(path, Path(folder))) for path in args["images"]),
+            frames_between=int(args["frames_between"]),
+            loop=bool(args["loop"]),
+            working_side=int(args["working_side"]),
+            interp=InterpRequest.from_record(args["inbetween"]),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise InputError(f"The keyframe run record is damaged: {error!r} is missing or wrong.") from error

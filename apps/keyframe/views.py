@@ -15,7 +15,13 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from apps.common.examples import MINI_DESCRIPTION, is_mini
-from apps.keyframe.backends import SVD_BACKENDS, SVD_SIDE_MULTIPLE, weight_free_labels
+from apps.keyframe.backends import (
+    INTERP_BACKENDS,
+    SVD_BACKENDS,
+    SVD_SIDE_MULTIPLE,
+    InterpRequest,
+    weight_free_labels,
+)
 from apps.keyframe.job import KeyframeEdit
 from apps.keyframe.video import MAX_AUTO_STRIDE, LoadedVideo, resize_frames, working_size
 from core.config import ENV_PREFIX, Settings
@@ -119,13 +125,21 @@ def edit_estimate(
 
 
 def inbetween_estimate(
-    settings: Settings, video: LoadedVideo, key_indices: Sequence[int], backend: str, steps: int, repeats: int
+    settings: Settings, video: LoadedVideo, key_indices: Sequence[int], interp: InterpRequest
 ) -> Estimate:
-    """SVD inbetweening (``backend`` one of SVD_BACKENDS) between ``key_indices`` of ``video``."""
+    """SVD inbetweening (``interp.backend`` one of SVD_BACKENDS) between ``key_indices`` of ``video``: the steps
+    that run (a refinement's share of them, at its strength) and the repeats of the backends that make them."""
+    options = INTERP_BACKENDS[interp.backend].options
+    steps = interp.steps
+    if "refine_strength" in options:
+        from core.pipelines.svd_common import steps_for_strength  # diffusers: only for the refining backends
+
+        steps = steps_for_strength(interp.steps, interp.refine_strength)
+    repeats = interp.noise_reinjection if "noise_reinjection" in options else 0
     gaps = [b - a for a, b in zip(key_indices, key_indices[1:])]
     side_hw = _padded(video.size_hw, SVD_SIDE_MULTIPLE)
     return estimate_for(
-        svd_inbetween_job(settings.svd_model, side_hw, gaps, steps, backend, repeats), settings
+        svd_inbetween_job(settings.svd_model, side_hw, gaps, steps, interp.backend, repeats), settings
     )
 
 
@@ -139,6 +153,7 @@ def estimate_lines(
     interp_backend: str,
     interp_steps: float,
     repeats: float,
+    refine_strength: float,
 ) -> tuple[str, str]:
     """The lines under the edit buttons and the inbetween button: the estimate of the diffusion run their controls
     describe (the SD edit, the SVD inbetweening), or why there is none."""
@@ -154,7 +169,15 @@ def estimate_lines(
     interp = line(
         interp_backend,
         lambda: inbetween_estimate(
-            settings, video, key_indices, interp_backend, int(interp_steps), int(repeats)
+            settings,
+            video,
+            key_indices,
+            InterpRequest(
+                interp_backend,
+                steps=int(interp_steps),
+                noise_reinjection=int(repeats),
+                refine_strength=float(refine_strength),
+            ),
         ),
     )
     return edit, interp

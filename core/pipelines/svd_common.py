@@ -15,12 +15,17 @@ Latent spaces (SVD's own, easy to mix up):
 
 Module functions (:func:`encode_condition_latents`, :func:`encode_video_latents`, :func:`pin_frames`) take
 plain modules and tensors so training code builds exactly what the pipelines see.
+
+SDEdit from a guide video (the trajectory pipeline's warp, the interpolation pipeline's flow frames): the guide's
+latents noised to the sigma that ``strength`` selects, then the last :func:`steps_for_strength` steps of the
+schedule (:meth:`SVDPipelineBase._guide_start`, inputs checked by :func:`check_guide`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -32,7 +37,8 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from core.controlnet_svd import CONDITION_ROWS
 from core.errors import InputError
-from core.imaging import pil_to_rgb_uint8
+from core.imaging import pil_to_rgb_uint8, to_unit
+from core.memory import encode_chunk_frames
 from core.precision import decode_finite
 
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
@@ -97,6 +103,16 @@ def pin_frames(
     return pinned
 
 
+def steps_for_strength(num_inference_steps: int, strength: float) -> int:
+    """How many Euler steps an SDEdit of ``strength`` runs: ``ceil(num_inference_steps * strength)``.
+
+    The run is the last ones of the ``num_inference_steps`` schedule, starting at schedule index
+    ``num_inference_steps - steps``; any strength above 0 runs at least one step. (Rounded to 6 decimals
+    first, so 0.3 x 10 is 3 steps, not 4.)
+    """
+    return min(num_inference_steps, math.ceil(round(num_inference_steps * strength, 6)))
+
+
 def as_pil_rgb(image: ImageInput) -> PIL.Image.Image:
     """A PIL image or uint8 (H,W,3) array -> RGB PIL image (alpha over white, as core.imaging does)."""
     if isinstance(image, PIL.Image.Image):
@@ -128,6 +144,31 @@ def check_image(image: object, name: str) -> None:
     height, width = image_size_hw(image)
     if height % 8 or width % 8 or height == 0 or width == 0:
         raise InputError(f"`{name}` is {width}x{height}; both sides must be positive multiples of 8.")
+
+
+def check_guide(guide_video: object, strength: object, num_frames: object, image_hw: tuple[int, int]) -> None:
+    """Raise InputError unless ``strength`` is in [0,1] and ``guide_video`` is uint8 (T,H,W,3) frames at the
+    image's size ``image_hw`` with T = ``num_frames`` (when given); None only with ``strength`` 1."""
+    if isinstance(strength, bool) or not isinstance(strength, int | float) or not 0.0 <= strength <= 1.0:
+        raise InputError(f"`strength` must be a number in [0, 1], got {strength!r}.")
+    if guide_video is None:
+        if strength < 1.0:
+            raise InputError(f"A `guide_video` is needed for strength {strength} (only 1 runs without).")
+        return
+    if not isinstance(guide_video, np.ndarray):
+        raise InputError(f"`guide_video` must be a uint8 numpy array, got {type(guide_video).__name__}.")
+    if guide_video.dtype != np.uint8 or guide_video.ndim != 4 or guide_video.shape[3] != 3:
+        raise InputError(
+            f"`guide_video` must be uint8 frames (T,H,W,3), got dtype {guide_video.dtype} "
+            f"and shape {guide_video.shape}."
+        )
+    if tuple(guide_video.shape[1:3]) != image_hw:
+        raise InputError(
+            f"`guide_video` frames are {guide_video.shape[1:3]} (H,W) but `image` is {image_hw}; "
+            "give both the same size."
+        )
+    if guide_video.shape[0] < 1 or (num_frames is not None and num_frames != guide_video.shape[0]):
+        raise InputError(f"`num_frames` is {num_frames} but `guide_video` has {guide_video.shape[0]} frames.")
 
 
 def check_call_options(
@@ -280,6 +321,29 @@ class SVDPipelineBase(StableVideoDiffusionPipeline):
             width // self.vae_scale_factor,
         )
         return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+
+    def _guide_start(
+        self,
+        guide_video: np.ndarray | None,
+        strength: float,
+        num_inference_steps: int,
+        noise: torch.Tensor,
+        decode_chunk_size: int,
+    ) -> tuple[torch.Tensor, int, float]:
+        """Where an SDEdit from ``guide_video`` (uint8 (T,H,W,3), checked by :func:`check_guide`) starts, the
+        scheduler's timesteps set: its latents noised to the start sigma with ``noise`` (1,T,C,h,w), or
+        pure noise as stock SVD at strength 1 (the guide unused). Returns (latents (1,T,C,h,w), the first
+        schedule index, the start sigma); strength 0 starts at sigma 0 (no step runs)."""
+        first_index = num_inference_steps - steps_for_strength(num_inference_steps, strength)
+        sigma_start = float(self.scheduler.sigmas[first_index])
+        if strength == 1.0:
+            return noise * self.scheduler.init_noise_sigma, first_index, sigma_start
+        # Normalised like the image path ((x / 255) * 2 - 1), so equal pixels give equal latents.
+        guide_signed = self.video_processor.normalize(to_unit(guide_video, noise.device))
+        with self._vae_upcast():
+            chunk = min(decode_chunk_size, encode_chunk_frames(*guide_video.shape[1:3]))
+            guide_latents = encode_video_latents(self.vae, guide_signed, chunk)
+        return guide_latents.to(noise.dtype).unsqueeze(0) + sigma_start * noise, first_index, sigma_start
 
     def _conditioning(
         self,

@@ -19,6 +19,11 @@ are each taken again after fresh noise brings the latents back to the step's noi
 settle into one video before the structure is fixed (time-reversal fusion's remedy for the seam where the
 paths disagree). Off by default; each repeat costs one step more.
 
+Refining a guide video (``guide_video`` and ``strength`` below 1, either mode; the keyframe app's ``flow+svd-lora``
+refines the flow-propagated frames this way): the guide's latents noised to the sigma ``strength`` selects start the
+last steps of the schedule, as the trajectory pipeline's SDEdit does (``svd_common.SVDPipelineBase._guide_start``),
+so the motion of the guide survives and the model, conditioned on both keyframes, repaints the details.
+
 In both modes the first and last frames are pinned (``core.pipelines.svd_common.pin_frames``): before the
 loop and after every step their latents are replaced by A's and B's clean latents on their own noise
 paths, so at sigma 0 they are exactly A's and B's VAE latents and decode to A and B up to the VAE's
@@ -47,6 +52,7 @@ from core.pipelines.svd_common import (
     SVDPipelineBase,
     as_pil_rgb,
     check_call_options,
+    check_guide,
     check_image,
     image_size_hw,
     pin_frames,
@@ -141,6 +147,8 @@ class SVDInterpolatePipeline(SVDPipelineBase):
         allowed_tensor_inputs: list[str],
         noise_reinjection: object = 0,
         reinjection_steps: object = None,
+        guide_video: object = None,
+        strength: object = 1.0,
     ) -> None:
         """Raise InputError (a ValueError) naming the offending value; never fixes input."""
         check_image(head_image, "head_image")
@@ -156,6 +164,7 @@ class SVDInterpolatePipeline(SVDPipelineBase):
             raise InputError(
                 f"`num_frames` must be an integer >= 2 (head and tail) or None, got {num_frames!r}."
             )
+        check_guide(guide_video, strength, num_frames, image_size_hw(head_image))
         check_call_options(
             num_inference_steps,
             decode_chunk_size,
@@ -202,6 +211,8 @@ class SVDInterpolatePipeline(SVDPipelineBase):
         return_dict: bool = True,
         noise_reinjection: int = 0,
         reinjection_steps: int | None = None,
+        guide_video: np.ndarray | None = None,
+        strength: float = 1.0,
     ):
         r"""Generate ``num_frames`` frames from ``head_image`` (frame 0) to ``tail_image`` (frame T-1).
 
@@ -220,6 +231,10 @@ class SVDInterpolatePipeline(SVDPipelineBase):
                 ``SVDPipelineBase._denoise``): each repeat costs one step more, so 2 repeats over the first
                 half of the steps cost 2x the steps.
             reinjection_steps: how many early steps get the repeats (default: the first half).
+            guide_video: uint8 (T,H,W,3) at the keyframes' size, normally from head to tail (e.g. the flow
+                frames between them); None (only with ``strength=1``): start from noise.
+            strength: in [0,1]; the share of the schedule that runs from the noised guide
+                (``svd_common.steps_for_strength``); 1 (default) starts from pure noise, as stock SVD.
 
         Returns:
             :class:`SVDInterpolatePipelineOutput`, or its ``frames`` alone when ``return_dict`` is False
@@ -241,9 +256,12 @@ class SVDInterpolatePipeline(SVDPipelineBase):
             self._callback_tensor_inputs,
             noise_reinjection,
             reinjection_steps,
+            guide_video,
+            strength,
         )
         height, width = image_size_hw(head_image)
-        num_frames = num_frames or self.unet.config.num_frames
+        if num_frames is None:
+            num_frames = self.unet.config.num_frames if guide_video is None else len(guide_video)
         decode_chunk_size = decode_chunk_size or num_frames
         device = self._execution_device
         self._guidance_scale = max_guidance_scale
@@ -284,17 +302,19 @@ class SVDInterpolatePipeline(SVDPipelineBase):
             def model_output_fn(latents: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
                 return self._predict(latents, t, conditioning)
 
-        # 4. Timesteps
+        # 4-5. Timesteps and starting latents: noise as stock SVD (or the noised guide, for its last steps),
+        #      with head and tail pinned
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-
-        # 5. Starting latents: noise as stock SVD, with head and tail pinned
         noise = self._latent_noise(num_frames, height, width, generator, device, dtype)
+        latents, first_index, sigma_start = self._guide_start(
+            guide_video, strength, num_inference_steps, noise, decode_chunk_size
+        )
         ends = [0, num_frames - 1]
 
         def pin_fn(latents: torch.Tensor, sigma: float) -> torch.Tensor:
             return pin_frames(latents, clean_latents.unsqueeze(0), ends, noise, sigma)
 
-        latents = pin_fn(noise * self.scheduler.init_noise_sigma, float(self.scheduler.sigmas[0]))
+        latents = pin_fn(latents, sigma_start)
 
         # 6. Per-frame guidance scale
         self._set_guidance_ramp(min_guidance_scale, max_guidance_scale, num_frames, 1, device, dtype)
@@ -305,7 +325,7 @@ class SVDInterpolatePipeline(SVDPipelineBase):
             steps = reinjection_steps or -(-num_inference_steps // 2)
             reinjection = Reinjection(noise_reinjection, steps, generator)
         latents = self._denoise(
-            latents, 0, model_output_fn, pin_fn, callback_on_step_end, tensor_inputs, reinjection
+            latents, first_index, model_output_fn, pin_fn, callback_on_step_end, tensor_inputs, reinjection
         )
 
         # 8. Decode

@@ -39,14 +39,12 @@ from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
 from core.controlnet_svd import SVDFlowControlNet, controlnet_attached
 from core.errors import InputError
-from core.imaging import to_unit
-from core.memory import encode_chunk_frames
 from core.pipelines.svd_common import (
     ImageInput,
     SVDPipelineBase,
     check_call_options,
+    check_guide,
     check_image,
-    encode_video_latents,
     image_size_hw,
     pin_frames,
 )
@@ -56,16 +54,6 @@ from core.pipelines.svd_common import (
 class SVDTrajectoryPipelineOutput(StableVideoDiffusionPipelineOutput):
     """``frames``: list of lists of PIL images, or (1,T,H,W,3) float [0,1] numpy ("np"), or (1,T,3,H,W)
     float [0,1] torch ("pt"), or the (1,T,C,h,w) denoising-space latents ("latent")."""
-
-
-def steps_for_strength(num_inference_steps: int, strength: float) -> int:
-    """How many Euler steps an SDEdit of ``strength`` runs: ``ceil(num_inference_steps * strength)``.
-
-    The run is the last ones of the ``num_inference_steps`` schedule, starting at schedule index
-    ``num_inference_steps - steps``; any strength above 0 runs at least one step. (Rounded to 6 decimals
-    first, so 0.3 x 10 is 3 steps, not 4.)
-    """
-    return min(num_inference_steps, math.ceil(round(num_inference_steps * strength, 6)))
 
 
 def _check_flow_condition(
@@ -112,7 +100,7 @@ class SVDTrajectoryPipeline(SVDPipelineBase):
     How a call runs:
         - The first frame conditions SVD as usual: CLIP embedding + noise-augmented VAE latents on every
           frame's 4 extra channels.
-        - ``strength`` in [0,1] picks where the loop starts: ``n = steps_for_strength(steps, strength)``
+        - ``strength`` in [0,1] picks where the loop starts: ``n = svd_common.steps_for_strength(steps, strength)``
           Euler steps run, from schedule index ``steps - n``; the starting latents are the guide's VAE
           latents plus ``sigma_start`` x unit noise. ``strength=1`` starts from pure noise exactly as stock
           SVD does (the guide is not used and may be None); ``strength=0`` runs no step: the output is
@@ -173,8 +161,6 @@ class SVDTrajectoryPipeline(SVDPipelineBase):
         ``conditioning_channels``: the pipeline's ControlNet's (None without one).
         """
         check_image(image, "image")
-        if not isinstance(strength, int | float) or not 0.0 <= strength <= 1.0:
-            raise InputError(f"`strength` must be a number in [0, 1], got {strength!r}.")
         if num_frames is not None and (not isinstance(num_frames, int) or num_frames < 1):
             raise InputError(f"`num_frames` must be a positive integer or None, got {num_frames!r}.")
         if (
@@ -188,33 +174,11 @@ class SVDTrajectoryPipeline(SVDPipelineBase):
             )
         if flow_condition is not None:
             _check_flow_condition(flow_condition, conditioning_channels, num_frames, image_size_hw(image))
-        if guide_video is None:
-            if strength < 1.0:
-                raise InputError(f"A `guide_video` is needed for strength {strength} (only 1 runs without).")
-        else:
-            if not isinstance(guide_video, np.ndarray):
-                raise InputError(
-                    f"`guide_video` must be a uint8 numpy array, got {type(guide_video).__name__}."
-                )
-            if guide_video.dtype != np.uint8 or guide_video.ndim != 4 or guide_video.shape[3] != 3:
-                raise InputError(
-                    f"`guide_video` must be uint8 frames (T,H,W,3), got dtype {guide_video.dtype} "
-                    f"and shape {guide_video.shape}."
-                )
-            if tuple(guide_video.shape[1:3]) != image_size_hw(image):
-                raise InputError(
-                    f"`guide_video` frames are {guide_video.shape[1:3]} (H,W) but `image` is "
-                    f"{image_size_hw(image)}; give both the same size."
-                )
-            if guide_video.shape[0] < 1 or (num_frames is not None and num_frames != guide_video.shape[0]):
-                raise InputError(
-                    f"`num_frames` is {num_frames} but `guide_video` has {guide_video.shape[0]} frames."
-                )
-            if flow_condition is not None and len(flow_condition) != guide_video.shape[0]:
-                raise InputError(
-                    f"`flow_condition` has {len(flow_condition)} frames but `guide_video` has "
-                    f"{guide_video.shape[0]}."
-                )
+        check_guide(guide_video, strength, num_frames, image_size_hw(image))
+        if flow_condition is not None and guide_video is not None and len(flow_condition) != len(guide_video):
+            raise InputError(
+                f"`flow_condition` has {len(flow_condition)} frames but `guide_video` has {len(guide_video)}."
+            )
         check_call_options(
             num_inference_steps,
             decode_chunk_size,
@@ -271,7 +235,7 @@ class SVDTrajectoryPipeline(SVDPipelineBase):
             image: the first frame, PIL or uint8 (H,W,3); sides multiples of 8 (of 64 for real SVD).
             guide_video: uint8 (T,H,W,3) at the image's size, frame 0 normally the image; None only
                 with ``strength=1``.
-            strength: in [0,1]; the share of the schedule that runs (see ``steps_for_strength``).
+            strength: in [0,1]; the share of the schedule that runs (see ``svd_common.steps_for_strength``).
                 SVD's Karras schedule spends most steps at high sigma: with 25 steps the start sigma
                 is 0.16 / 1.3 / 3.9 / 15.6 / 98 / 700 at strength 0.2 / 0.3 / 0.4 / 0.5 / 0.7 / 1,
                 against latents of standard deviation about 1, so the guide's layout survives only
@@ -339,22 +303,13 @@ class SVDTrajectoryPipeline(SVDPipelineBase):
         )
         dtype = conditioning.image_embeddings.dtype
 
-        # 4. Timesteps: the last steps_for_strength(...) steps of the schedule
+        # 4-5. Timesteps and starting latents: the last steps_for_strength(...) steps of the schedule, from
+        #      guide + sigma_start * noise (pure noise at strength 1, as stock SVD)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        first_index = num_inference_steps - steps_for_strength(num_inference_steps, strength)
-        sigma_start = float(self.scheduler.sigmas[first_index])
-
-        # 5. Starting latents: guide + sigma_start * noise (pure noise at strength 1, as stock SVD)
         noise = self._latent_noise(num_frames, height, width, generator, device, dtype)
-        if strength == 1.0:
-            latents = noise * self.scheduler.init_noise_sigma
-        else:
-            # Normalised like the image path ((x / 255) * 2 - 1), so equal pixels give equal latents.
-            guide_signed = self.video_processor.normalize(to_unit(guide_video, device))
-            with self._vae_upcast():
-                chunk = min(decode_chunk_size, encode_chunk_frames(height, width))
-                guide_latents = encode_video_latents(self.vae, guide_signed, chunk)
-            latents = guide_latents.to(dtype).unsqueeze(0) + sigma_start * noise
+        latents, first_index, sigma_start = self._guide_start(
+            guide_video, strength, num_inference_steps, noise, decode_chunk_size
+        )
 
         pin_fn = None
         if fix_first_frame:

@@ -152,3 +152,15 @@ def test_the_app_orders_by_an_uploaded_depth_map_and_shows_the_motion_colours(mo
         Settings.from_env(),
     )
     np.testing.assert_array_equal(redo.frames_uint8, result.frames_uint8)
+
+    # Redo from the Runs panel after another picture was picked: the uploaded picture comes back as the
+    # "Redone run" source and its depth map with it (no upload needed), and Generate makes the same video.
+    at.radio(key="source").set_value("Sample photo").run()
+    assert at.session_state["run_depth"] is None
+    (redo_button,) = [b for b in at.button if b.label == "Redo with these settings"]
+    redo_button.click().run()
+    assert not at.exception and not at.error
+    assert at.radio(key="source").value == "Redone run"
+    assert at.session_state["run_depth"] == depth_png.read_bytes()
+    assert "The redone run's depth map; upload another to replace it." in [c.value for c in at.caption]
+    np.testing.assert_array_equal(generate(at).frames_uint8, result.frames_uint8)

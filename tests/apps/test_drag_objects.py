@@ -326,6 +326,13 @@ def test_a_repainted_object_replaces_the_one_found_and_the_record_keeps_it(disc_
     restore.click().run()
     assert iou(list(disc_app.session_state["object_layers"].values())[-1][0].mask, disc_mask()) > 0.9
 
+    # Redo from the Runs panel: the painted object comes back with its drag, and the run with it.
+    (redo_button,) = [b for b in disc_app.button if b.label == "Redo with these settings"]
+    redo_button.click().run()
+    assert not disc_app.exception and not disc_app.error
+    assert iou(list(disc_app.session_state["object_layers"].values())[-1][0].mask, painted) == 1.0
+    np.testing.assert_array_equal(generate(disc_app).frames_uint8, frames)
+
 
 def test_cli_object_mask(tmp_path, capsys):
     image, tracks, mask = tmp_path / "disc.png", tmp_path / "drag.json", tmp_path / "square.png"

@@ -24,9 +24,10 @@ from PIL import Image
 
 from apps.common.gradio import launch_kwargs
 from apps.common.runs import RunRecord, file_names
-from apps.keyframe import app, cli, job
-from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS, fit_image
+from apps.keyframe import app, cli, compare, job
+from apps.keyframe.backends import EDIT_BACKENDS, INTERP_BACKENDS, fit_image, offered
 from apps.keyframe.handlers import Handlers
+from apps.keyframe.interp_controls import show_interp_backend
 from apps.keyframe.keyframes import parse_indices
 from apps.keyframe.sample import SAMPLE_VIDEO
 from apps.keyframe.video import load_video
@@ -253,7 +254,7 @@ def message(call) -> str:
     return str(error.value)
 
 
-def test_images_chain_and_loop_without_a_video(client, tmp_path):
+def test_images_chain_and_loop_without_a_video(client, settings, tmp_path):
     a, b = (np.full((64, 96, 3), value, np.uint8) for value in (30, 220))
     paths = []
     for name, image in (("a.png", a), ("b.png", b), ("small.png", a[:32])):
@@ -277,12 +278,19 @@ def test_images_chain_and_loop_without_a_video(client, tmp_path):
     record = json.loads(open(next(p for p in downloads if p.endswith(".json"))).read())
     assert record["action"] == "ui:images" and record["arguments"]["keyframe_indices"] == [0, 4, 8]
     assert status.startswith("9 frames at 8 fps from 2 images (crossfade, loop)")
+    gallery, choice, _ = client.predict(api_name="/runs")  # listed in the Runs panel like a video's run
+    assert len(gallery) == 1 and "(ui:images, " in gallery[0]["caption"]
+    redo = dict(zip(compare.REDO_CONTROLS, client.predict(choice["value"], api_name="/redo")))
+    assert (redo["interp_backend"], redo["seq_between"], redo["seq_loop"]) == ("crossfade", 3, True)
+    assert np.array_equal(np.stack([load_image(p) for p in redo["seq_images"]]), np.stack([a, b]))
     for images, message in (
         (paths[:1], "Chaining needs at least 2 images (A -> B, or A -> B -> A with loop), got 1."),
         (paths[::2], "Image 2 is 96x32 but image 1 is 96x64: all images of a chain must have one size."),
     ):
         with pytest.raises(AppError, match=re.escape(message)):
             client.predict(images, 3, False, *step3, api_name="/inbetween_images")
+    runs = settings.output_dir / "keyframe"
+    assert all((folder / "params.json").is_file() for folder in runs.iterdir())  # refused: no run folder left
 
 
 def test_bad_videos_get_one_sentence(client, bad_videos):
@@ -352,19 +360,26 @@ def test_the_backend_choices_of_the_app_and_the_cli_come_from_the_registries(set
     radios = {c.elem_id: c for c in demo.blocks.values() if isinstance(c, gr.Radio)}
     for elem_id, registry in (("kf-edit-backend", EDIT_BACKENDS), ("kf-interp-backend", INTERP_BACKENDS)):
         assert [tuple(choice) for choice in radios[elem_id].choices] == [
-            (b.label, b.name) for b in registry.values()
+            (b.label, b.name) for b in offered(registry, settings)
         ]
+    # flow+svd-lora is offered once its LoRA is set (these settings have none); the CLI takes every name
+    assert [b.name for b in offered(INTERP_BACKENDS, settings)] == [
+        name for name in INTERP_BACKENDS if name != "flow+svd-lora"
+    ]
+    assert "flow+svd-lora" in [
+        b.name for b in offered(INTERP_BACKENDS, settings.replace(svd_interp_lora="x"))
+    ]
     parser_choices = {a.dest: a.choices for a in cli.build_parser()._actions if a.choices}
     assert list(parser_choices["interp"]) == list(INTERP_BACKENDS)
     assert list(parser_choices["edit"]) == [*EDITS, "sd"]
     # each backend's controls are shown by its options: flow method for flow, SVD settings for svd-*, noise
-    # re-injection only where it does something (not for flow+svd's SDEdit)
+    # re-injection only where it does something (not for flow+svd's SDEdit), the refine strength for flow+svd*
+    options = ("flow_method", "motion_bucket", "noise_reinjection", "refine_strength")
     for name, backend in INTERP_BACKENDS.items():
-        shown = tuple(update["visible"] for update in Handlers.show_interp_backend(name))
-        assert shown == tuple(
-            o in backend.options for o in ("flow_method", "motion_bucket", "noise_reinjection")
-        )
-    assert [u["visible"] for u in Handlers.show_interp_backend("flow+svd")] == [True, True, False]
+        shown = tuple(update["visible"] for update in show_interp_backend(name))
+        assert shown == tuple(o in backend.options for o in options)
+    assert [u["visible"] for u in show_interp_backend("flow+svd")] == [True, True, False, True]
+    assert [u["visible"] for u in show_interp_backend("svd-trf")] == [False, True, True, False]
     assert [u["visible"] for u in Handlers.show_edit_backend("sd")] == [False, True]
     assert "Need no weights: Filter (no weights), Optical flow (no weights), Cross-fade (baseline)." in (
         app.model_summary(settings)

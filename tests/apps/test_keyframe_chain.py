@@ -1,22 +1,28 @@
 """Chaining bare images (no video) A -> B -> C and loops A -> B -> A: the layout, every inbetweening backend,
-the CLI's --images / --loop / --frames-between, and the one-sentence errors for bad images."""
+the CLI's --images / --loop / --frames-between, the one-sentence errors for bad images, and the app's chains in
+its Runs panel with Redo."""
 
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import cv2
+import gradio as gr
 import numpy as np
 import pytest
 from PIL import Image
 
-from apps.keyframe import backends, cli, ui_sequence
+from apps.common.runs import RunRecord
+from apps.keyframe import backends, cli, compare, sequence, ui_sequence
 from apps.keyframe.handlers import Handlers
+from apps.keyframe.interp_controls import INTERP_CONTROLS
 from apps.keyframe.sample import SAMPLE_VIDEO
 from apps.keyframe.video import load_video
 from core.config import Settings
 from core.engines.chain import chain_layout, check_images
 from core.errors import InputError
+from core.imaging import load_image
 from core.video import read_video
 
 PREFIX = "python -m apps.keyframe.cli: error: "
@@ -117,6 +123,8 @@ def test_cli_images_loop_writes_the_video_and_record(tmp_path, images, capsys):
     )
     assert record["arguments"]["loop"] is True and record["arguments"]["inbetween"]["backend"] == "crossfade"
     assert read_video(tmp_path / "loop.gif").num_frames == 9
+    redo = sequence.request_from_record(RunRecord.read(out.with_suffix(".json")), tmp_path)
+    assert (redo.images, redo.frames_between, redo.loop) == (tuple(str(tmp_path / p) for p in paths), 3, True)
 
 
 @pytest.mark.parametrize(
@@ -159,7 +167,40 @@ def test_flow_svd_refines_the_flow_frames_from_cli_and_app(settings, tmp_path, i
     # The app's images panel runs it too (the video app's inbetween shares backends.inbetween).
     paths = _save(tmp_path, images)
     step3 = ("flow+svd", 0, "dis", 127, 2, 0, 8, None, 0)
-    video, downloads, status = ui_sequence.inbetween_images(Handlers(settings), paths, 2, False, *step3)
+    video, downloads, status = ui_sequence.ImagesPanel(Handlers(settings)).inbetween_images(
+        paths, 2, False, *step3
+    )
     assert read_video(video).num_frames == 7 and status.startswith(
         "7 frames at 8 fps from 3 images (flow+svd)"
     )
+
+
+def test_the_apps_chains_are_listed_in_the_runs_panel_and_redo_puts_them_back(settings, tmp_path, images):
+    h = Handlers(settings)
+    client = SimpleNamespace(session_hash="one session")
+    # Step 3's controls in INTERP_CONTROLS order (the record keeps the backend's options: crossfade has none).
+    controls = ("crossfade", 6, "dis", 127, 25, 0, 8, None, 0, 0.3)
+    video, _, _ = ui_sequence.ImagesPanel(h).inbetween_images(
+        _save(tmp_path, images), 2, True, *controls, client=client
+    )
+    (entry,), notes = h.runs.history(client).entries()
+    assert notes == [] and entry.record.action == "ui:images" and entry.thumbnail_uint8() is not None
+    # The uploads are kept in the run folder under the names the record gives them.
+    assert entry.record.arguments["images"] == ["image_01.png", "image_02.png", "image_03.png"]
+
+    redo = dict(zip(compare.REDO_CONTROLS, compare.redo_values(entry)))
+    assert [redo[name] for name in INTERP_CONTROLS] == [
+        *controls[:7],
+        False,
+        0,
+        0.3,
+    ]  # low VRAM: the server's
+    assert (redo["seq_between"], redo["seq_loop"], redo["keys_text"]) == (2, True, gr.skip())
+    assert np.array_equal(np.stack([load_image(p) for p in redo["seq_images"]]), images)
+    again, _, _ = ui_sequence.ImagesPanel(h).inbetween_images(
+        redo["seq_images"], redo["seq_between"], redo["seq_loop"], *(redo[k] for k in INTERP_CONTROLS)
+    )
+    assert np.array_equal(read_video(again).frames_uint8, read_video(video).frames_uint8)
+    (entry.folder / "image_02.png").unlink()  # a kept image deleted from the output folder since
+    with pytest.raises(InputError, match=f"^Image image_02.png of run {entry.name} is gone from its folder"):
+        compare.redo_values(entry)

@@ -11,7 +11,9 @@ processes' load into 0.6x to 3x swings between variants that run the same UNet c
 ``output_type="latent"``: encoding and decoding run once per call and are not part of a step.
 
 Variants: ``svd_trajectory`` at strength 1 (every step runs), ``flow+svd`` (the keyframe app's refinement of
-the flow frames: the same pipeline from a guide at strength ``FLOW_SVD_STRENGTH``), ``svd-trf`` (two UNet calls per step:
+the flow frames: the same pipeline from a guide at strength ``FLOW_SVD_STRENGTH``), ``flow+svd-lora`` (that
+refinement conditioned on both keyframes: the interpolation pipeline in svd-lora mode from the same guide and
+strength; the LoRA's extra matrices are not attached, as in ``svd-lora``), ``svd-trf`` (two UNet calls per step:
 expect about 2x), ``svd-lora`` (one call, head-and-tail conditioning) and ``svd-controlnet``
 (``svd_trajectory`` at strength 1 with a flow ControlNet built by ``SVDFlowControlNet.from_unet`` and
 a flow condition: one ControlNet call, the UNet's encoder and mid block again, beside each UNet call).
@@ -52,8 +54,9 @@ TARGETS = {
     "svd-lora": "<= 1.03x",
     "svd-controlnet": "<= 1.6x (+ encoder and mid block)",
     "flow+svd": "<= 1.03x",
+    "flow+svd-lora": "<= 1.03x",
 }
-# flow+svd's SDEdit strength here: the last 3 of 4 steps (tiny), 2 of 3 (full) run, so a call has 2 or 1
+# flow+svd's (and flow+svd-lora's) SDEdit strength here: the last 3 of 4 steps (tiny), 2 of 3 (full) run, so a call has 2 or 1
 # step intervals (the keyframe app's default, 0.3, would run one step and measure none).
 FLOW_SVD_STRENGTH = 0.7
 
@@ -133,6 +136,16 @@ def _variants(components: dict, pixels: int, frames: int, steps: int) -> dict[st
         # The keyframe app's flow+svd: the flow frames between two keyframes as the guide, at low strength.
         "flow+svd": lambda cb: trajectory(
             head, guide, strength=FLOW_SVD_STRENGTH, generator=seeded(), callback_on_step_end=cb, **common
+        ),
+        "flow+svd-lora": lambda cb: interpolate(
+            head,
+            tail,
+            mode="svd-lora",
+            guide_video=guide,
+            strength=FLOW_SVD_STRENGTH,
+            generator=seeded(),
+            callback_on_step_end=cb,
+            **common,
         ),
     }
 

@@ -130,6 +130,43 @@ def test_lora_mode_gives_the_unet_head_and_tail(pipe, keyframes):
     assert torch.allclose(embedding[1], embeddings.mean(0), atol=1e-6)
 
 
+@torch.no_grad()
+def test_a_guide_video_is_refined_from_its_noised_latents_with_the_ends_pinned(pipe, keyframes):
+    a, b = keyframes[0], keyframes[1]
+    guide = np.stack([a, keyframes[2], 255 - keyframes[2], b])
+    clean = pipe.vae.encode(to_signed(guide)).latent_dist.mode() * pipe.vae.config.scaling_factor
+    seen, handle = _unet_inputs(pipe)
+    try:
+        unchanged = _run(pipe, a, b, "svd-lora", guide_video=guide, strength=0.0, output_type="latent")
+        assert seen == []  # strength 0 runs no step: the guide's latents as they are
+        refined = _run(
+            pipe,
+            a,
+            b,
+            "svd-lora",
+            guide_video=guide,
+            strength=0.5,
+            num_inference_steps=4,
+            output_type="latent",
+        )
+    finally:
+        handle.remove()
+    assert torch.allclose(unchanged[0], clean, atol=1e-5)
+    assert len(seen) == 2  # the last 2 of 4 steps, one UNet call each (svd-lora)
+    # The first step starts from the guide noised to its sigma, not from pure noise.
+    sigma = float(pipe.scheduler.sigmas[2])
+    started = seen[0][0][1, :, :4] * (sigma**2 + 1) ** 0.5  # the conditional half, unscaled
+    assert (started - clean).std() == pytest.approx(
+        sigma, rel=0.1
+    )  # every frame: the ends on their own paths
+    assert torch.allclose(refined[0, [0, -1]], clean[[0, -1]], atol=1e-5)
+    assert not torch.allclose(refined[0, 1:-1], clean[1:-1], atol=1e-2)
+    with pytest.raises(
+        InputError, match=r"A `guide_video` is needed for strength 0.5 \(only 1 runs without\)\."
+    ):
+        _run(pipe, a, b, "svd-lora", strength=0.5)
+
+
 def test_head_tail_conditioning_layout():
     generator = torch.Generator().manual_seed(0)
     head, tail = torch.randn(2, 2, 4, 3, 5, generator=generator)

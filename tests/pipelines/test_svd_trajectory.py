@@ -14,7 +14,8 @@ from PIL import Image
 from core import models
 from core.config import Settings
 from core.imaging import to_signed
-from core.pipelines.svd_trajectory import SVDTrajectoryPipeline, steps_for_strength
+from core.pipelines.svd_common import steps_for_strength
+from core.pipelines.svd_trajectory import SVDTrajectoryPipeline
 
 TINY = Settings.from_env({}, svd_model="tiny", device="cpu")
 SIZE, FRAMES = 32, 4
