@@ -65,7 +65,7 @@ def _reconstruction_psnr(vae, frames_uint8: np.ndarray, temporal: bool) -> float
 
 def vae_rows(sd_folder: str | Path, svd_folder: str | Path, n_scenes: int) -> list[Row]:
     """Reconstruction PSNR of the mini VAEs on ``n_scenes`` held-out images and clips (module docstring)."""
-    from core.training.base_model import load_vae
+    from core.training.base_vae import load_vae
 
     sd_vae, svd_vae = load_vae(sd_folder), load_vae(svd_folder, temporal=True)
     images = np.stack([scene.image_uint8 for scene in _held_out_images(n_scenes)])

@@ -8,6 +8,8 @@ diffusers config (a file or an inline object; it overrides the size flags)::
     # 2. SVD's VAE (AutoencoderKLTemporalDecoder): the image VAE's encoder, frozen, and a temporal decoder
     #    trained on clips, so SD and SVD share one latent space (and one scaling factor)
     python -m core.training.base_model --kind vae --temporal --init_vae VAE --data_dir CLIPS --output_dir TVAE
+    # 1b. the image VAE's decoder fine-tuned on, its encoder frozen (the latents stay: SD trains on VAE's)
+    python -m core.training.base_model --kind vae --init_vae VAE --data_dir IMAGES --output_dir VAE_FT
     # 3. SD: UNet2DConditionModel + CLIPTextModel, text -> image, the VAE frozen
     python -m core.training.base_model --kind sd --vae VAE --data_dir IMAGES --output_dir SD
     # 4. SVD: UNetSpatioTemporalConditionModel, first frame -> clip, the temporal VAE frozen
@@ -21,7 +23,9 @@ Losses:
 
 - vae: ``MSE(decode(z), x) + kl_weight * KL(q(z|x) || N(0, I))`` (summed over latent elements, mean over the
   batch) with z sampled from the posterior. The saved config's ``scaling_factor`` is 1 / std of the latent
-  means of the first :data:`SCALING_ITEMS` training items, as SD's is. The temporal VAE copies it.
+  means of the first :data:`SCALING_ITEMS` training items, as SD's is. The temporal VAE and the decoder
+  fine-tune (``--init_vae``, :mod:`core.training.base_vae`) keep it and learn ``MSE(decode(z), x)`` alone: their
+  encoder is frozen.
 - sd: epsilon prediction at uniform DDPM timesteps of SD1.5's schedule (:func:`core.models.presets.sd_scheduler`),
   the text encoder trained with the UNet; ``--caption_dropout`` of captions become "" (classifier-free
   guidance's unconditional half). The tokenizer is the offline byte-level CLIP tokenizer.
@@ -40,7 +44,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,6 +52,7 @@ import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, Dataset
 
 from core.errors import InputError
+from core.training.base_vae import decoder_fine_tune_from, load_vae, temporal_vae_from
 from core.training.common import TrainingTask, add_common_args, check_common_args, script_main
 from core.training.svd_base import P_MEAN, P_STD
 
@@ -98,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--init_vae",
         type=str,
         default=None,
-        help="vae --temporal: the image VAE folder whose encoder to reuse.",
+        help="vae: a trained image VAE folder whose encoder to keep, frozen; its decoder trains on (or, with "
+        "--temporal, a temporal decoder starting from it).",
     )
     add("--vae", type=str, default=None, help="sd: the image VAE folder. svd: the temporal VAE folder.")
     add(
@@ -218,66 +223,6 @@ def vae_config(args: argparse.Namespace) -> dict:
         "sample_size": args.resolution,
     }
     return {**config, **read_json_option(args.config, "config")}
-
-
-def load_vae(folder: str | Path, temporal: bool = False):
-    """The VAE of a VAE folder or of a pipeline folder (its ``vae/``), frozen, in eval mode."""
-    from diffusers import AutoencoderKL, AutoencoderKLTemporalDecoder
-
-    cls = AutoencoderKLTemporalDecoder if temporal else AutoencoderKL
-    folder = Path(folder)
-    subfolder = "vae" if (folder / "model_index.json").is_file() else None
-    try:
-        vae = cls.from_pretrained(str(folder), subfolder=subfolder, local_files_only=True)
-    except (OSError, ValueError) as err:
-        raise InputError(
-            f"{folder} holds no {cls.__name__} ({type(err).__name__}); check the VAE flag."
-        ) from err
-    return vae.requires_grad_(False).eval()
-
-
-def temporal_vae_from(image_vae, args: argparse.Namespace):
-    """SVD's VAE whose encoder and quant_conv are ``image_vae``'s (copied, frozen) and whose temporal decoder
-    trains; the scaling factor is the image VAE's, so both encode to the same latents.
-
-    The decoder starts from the image decoder, as SVD's started from SD's: every spatial weight whose name and
-    shape match (the ResNet blocks' become ``spatial_res_block``'s), and the final temporal convolution as the
-    identity; the temporal blocks and mixing factors start fresh."""
-    from diffusers import AutoencoderKLTemporalDecoder
-
-    config = image_vae.config
-    vae = AutoencoderKLTemporalDecoder(
-        in_channels=config.in_channels,
-        out_channels=config.out_channels,
-        down_block_types=tuple(config.down_block_types),
-        block_out_channels=tuple(config.block_out_channels),
-        layers_per_block=config.layers_per_block,
-        latent_channels=config.latent_channels,
-        sample_size=config.sample_size,
-        scaling_factor=config.scaling_factor,
-    )
-    shared = {k: v for k, v in image_vae.state_dict().items() if k.startswith(("encoder.", "quant_conv."))}
-    missing, _ = vae.load_state_dict(shared, strict=False)
-    if any(k.startswith(("encoder.", "quant_conv.")) for k in missing):
-        raise InputError(f"--init_vae {args.init_vae}: its encoder does not fit SVD's VAE ({missing[:3]}).")
-    vae.encoder.requires_grad_(False)
-    vae.quant_conv.requires_grad_(False)
-    _start_from_image_decoder(vae, image_vae)
-    return vae
-
-
-@torch.no_grad()
-def _start_from_image_decoder(vae, image_vae) -> None:
-    """Copy the image decoder's spatial weights into ``vae.decoder`` and make ``time_conv_out`` the identity."""
-    target = vae.decoder.state_dict()
-    for name, value in image_vae.decoder.state_dict().items():
-        name = re.sub(r"(resnets\.\d+\.)", r"\1spatial_res_block.", name)
-        if name in target and target[name].shape == value.shape:
-            target[name].copy_(value)
-    time_conv = vae.decoder.time_conv_out  # Conv3d, kernel (3,1,1): the middle tap passes each frame through
-    time_conv.weight.zero_()
-    time_conv.weight[:, :, time_conv.kernel_size[0] // 2, 0, 0] = torch.eye(time_conv.out_channels)
-    time_conv.bias.zero_()
 
 
 def _latent_side(args: argparse.Namespace, vae) -> int:
@@ -436,7 +381,11 @@ def vae_task(args: argparse.Namespace) -> TrainingTask:
         dataset = _clips(args, args.data_dir)
         collate = _stack_pixels
     else:
-        vae = AutoencoderKL(**vae_config(args))
+        vae = (
+            decoder_fine_tune_from(load_vae(args.init_vae))
+            if args.init_vae
+            else AutoencoderKL(**vae_config(args))
+        )
         dataset = _images(args)
         if args.extra_clip_dir:
             dataset = ConcatDataset(
@@ -447,11 +396,14 @@ def vae_task(args: argparse.Namespace) -> TrainingTask:
     def compute_loss(batch: dict, models: dict) -> torch.Tensor:
         vae_ = models["vae"]
         pixels = batch["pixel_values"]
-        if args.temporal:  # (B,T,3,H,W): the frozen encoder per frame, the decoder over each clip
+        if (
+            args.init_vae
+        ):  # the frozen encoder (per frame of each (B,T,3,H,W) clip when temporal), the decoder
+            frames = pixels.flatten(0, 1) if args.temporal else pixels
             with torch.no_grad():
-                latents = vae_.encode(pixels.flatten(0, 1)).latent_dist.sample()
-            decoded = vae_.decode(latents, num_frames=pixels.shape[1]).sample
-            return F.mse_loss(decoded.float(), pixels.flatten(0, 1).float())
+                latents = vae_.encode(frames).latent_dist.sample()
+            clip = {"num_frames": pixels.shape[1]} if args.temporal else {}
+            return F.mse_loss(vae_.decode(latents, **clip).sample.float(), frames.float())
         posterior = vae_.encode(pixels).latent_dist
         decoded = vae_.decode(posterior.sample()).sample
         return F.mse_loss(decoded.float(), pixels.float()) + args.kl_weight * posterior.kl().mean()
@@ -459,12 +411,12 @@ def vae_task(args: argparse.Namespace) -> TrainingTask:
     save_trained = _save_trained("vae")
 
     def save_weights(models: dict, folder: Path) -> None:
-        if not args.temporal:
+        if not args.init_vae:  # a frozen encoder keeps its scaling factor
             models["vae"].register_to_config(scaling_factor=measured_scaling_factor(models["vae"], dataset))
         save_trained(models, folder)
 
     return TrainingTask(
-        name="base_vae_temporal" if args.temporal else "base_vae",
+        name="base_vae_temporal" if args.temporal else "base_vae_decoder" if args.init_vae else "base_vae",
         models={"vae": vae},
         dataset=dataset,
         compute_loss=compute_loss,

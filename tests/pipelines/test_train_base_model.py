@@ -120,6 +120,32 @@ def test_temporal_vae_shares_the_image_vae_encoder(vae_run, temporal_vae):
         assert video_vae.decode(video_vae.encode(x).latent_dist.mode(), num_frames=4).sample.shape == x.shape
 
 
+def test_decoder_fine_tune_keeps_the_latents_and_decodes_better(data, vae_run, tmp_path):
+    """--kind vae --init_vae: the encoder and scaling factor stay exactly (SD trained on them keeps working),
+    the decoder learns: the training images' reconstruction error falls."""
+    from diffusers import AutoencoderKL
+
+    from core.data.image_folder import ImageCaptionFolder
+
+    run_script(
+        "core.training.base_model",
+        *("--kind", "vae", "--init_vae", str(vae_run[1]), "--resolution", str(SIDE), *LOOP),
+        *("--max_train_steps", "8", "--data_dir", str(data["images"]), "--output_dir", str(tmp_path)),
+    )
+    before, after = AutoencoderKL.from_pretrained(vae_run[1]), AutoencoderKL.from_pretrained(tmp_path)
+    old, new = before.state_dict(), after.state_dict()
+    frozen = [k for k in old if k.startswith(("encoder.", "quant_conv."))]
+    assert frozen and all(torch.equal(old[k], new[k]) for k in frozen)
+    assert not torch.equal(old["decoder.conv_out.weight"], new["decoder.conv_out.weight"])
+    assert after.config.scaling_factor == before.config.scaling_factor
+    images = ImageCaptionFolder(data["images"], sample_size=SIDE)
+    x = torch.stack([images[i]["pixel_values"] for i in range(len(images))])
+    with torch.no_grad():
+        latents = before.encode(x).latent_dist.mode()
+        errors = [float(((vae.decode(latents).sample - x) ** 2).mean()) for vae in (before, after)]
+    assert errors[1] < 0.9 * errors[0], errors
+
+
 def test_sd_folder_loads_and_samples(data, vae_run, tmp_path):
     from diffusers import StableDiffusionPipeline
 
