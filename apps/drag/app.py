@@ -56,7 +56,7 @@ from apps.common.examples import MINI_DESCRIPTION, MINI_EXAMPLE_LABEL, is_mini, 
 from apps.common.low_vram import LOW_VRAM_LABEL, low_vram_help  # noqa: E402
 from apps.common.start_values import start_values  # noqa: E402
 from apps.common.streamlit import page_header, set_page  # noqa: E402
-from apps.drag import backends, ui_brush, ui_canvas, ui_engine, ui_generate, ui_runs, ui_tracks  # noqa: E402
+from apps.drag import backends, job, ui_brush, ui_canvas, ui_engine, ui_generate, ui_runs, ui_tracks  # noqa: E402
 from apps.drag.overlay import draw_object_overlay, draw_trajectory_overlay, with_border  # noqa: E402
 from apps.drag.params import DragParams  # noqa: E402
 from core.config import ENV_PREFIX, Settings  # noqa: E402
@@ -184,7 +184,7 @@ def on_trajectory_file() -> None:
             if upload.name.lower().endswith(".json"):
                 st.session_state.pending_trajectories = Trajectories.from_json(upload.getvalue())
             else:
-                ui_brush.load_brush(load_image(upload.getvalue()).max(axis=2) >= 128)
+                ui_brush.load_brush(job.read_mask(upload.getvalue()))
     except InputError as err:
         st.session_state.trajectory_file_error = str(err)
 

@@ -195,6 +195,11 @@ def save_inputs(
     return DragRequest(folder / "image.png", folder / "trajectories.json", params, mask_path, painted, depth)
 
 
+def read_mask(source: Path | bytes) -> np.ndarray:
+    """A mask PNG as `save_inputs` writes it (white inside), a file or an upload -> (H,W) bool."""
+    return load_image(source).max(axis=2) >= 128
+
+
 def _save_mask(path: Path, mask: np.ndarray) -> Path:
     with atomic_path(path) as temp:
         Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(temp)

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
 from apps.common.history import RunEntry, RunHistory
 from apps.drag import backends, job, ui_engine
 from core.config import Settings
 from core.errors import InputError
-from core.imaging import load_image
 
 RUNS_LABEL = "Runs (this session)"
 RUN_PICTURE = "Redone run"
@@ -76,8 +74,8 @@ def redo(entry: RunEntry, samples: list[str]) -> None:
         request = job.request_from_record(entry.record, entry.folder)
         trajectories = job.load_trajectories(request.trajectories)
         inputs = ui_engine.RunInputs(
-            None if request.region_mask is None else _mask(request.region_mask),
-            {index: _mask(path) for index, path in request.object_masks},
+            None if request.region_mask is None else job.read_mask(request.region_mask),
+            {index: job.read_mask(path) for index, path in request.object_masks},
             None if request.depth is None else _read(request.depth),
         )
         picture = _read(request.image)
@@ -115,10 +113,6 @@ def redo(entry: RunEntry, samples: list[str]) -> None:
     state.pending_trajectories = trajectories
     state.pending_inputs = inputs
     state.run_error = None
-
-
-def _mask(path) -> np.ndarray:
-    return load_image(path).max(axis=2) >= 128
 
 
 def _read(path) -> bytes:
