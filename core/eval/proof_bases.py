@@ -53,13 +53,18 @@ def _held_out_clips(n_clips: int) -> list[np.ndarray]:
 
 
 @torch.no_grad()
-def _reconstruction_psnr(vae, frames_uint8: np.ndarray, temporal: bool) -> float:
-    """Mean PSNR (dB) over the frames (N,H,W,3) of decode(mode(encode(x))); a clip at once when ``temporal``."""
-    from core.eval.metrics import psnr_db
-
+def round_trip(vae, frames_uint8: np.ndarray, temporal: bool) -> np.ndarray:
+    """decode(mode(encode(x))) of the frames (N,H,W,3) uint8, as uint8; a clip at once when ``temporal``."""
     latents = vae.encode(to_signed(frames_uint8)).latent_dist.mode()
     kwargs = {"num_frames": len(frames_uint8)} if temporal else {}
-    decoded = from_signed(vae.decode(latents, **kwargs).sample.clamp(-1, 1))
+    return from_signed(vae.decode(latents, **kwargs).sample.clamp(-1, 1))
+
+
+def _reconstruction_psnr(vae, frames_uint8: np.ndarray, temporal: bool) -> float:
+    """Mean PSNR (dB) over the frames (N,H,W,3) of their :func:`round_trip`."""
+    from core.eval.metrics import psnr_db
+
+    decoded = round_trip(vae, frames_uint8, temporal)
     return float(np.mean([psnr_db(a, b) for a, b in zip(decoded, frames_uint8)]))
 
 

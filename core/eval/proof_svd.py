@@ -10,10 +10,12 @@ memory by :func:`core.data.synthetic.make_video_scene`, so their sprite tracks a
   SVD alone (same seed, no flow condition), the warp engine (:func:`core.engines.warp.animate` along the same
   tracks) and the real clip (the tracker's floor). Target: at most half of the mini SVD alone's.
 - ``svd_interp_lora``: PSNR and SSIM of the generated middle frames (head and tail given) against the real
-  clip's, against a cross-fade of head and tail and the mini SVD from the head alone. Target: above cross-fade.
+  clip's, against a cross-fade of head and tail and the mini SVD from the head alone; the real clip through
+  the mini SVD's VAE is the ceiling of any clip the pipeline decodes. Target: above cross-fade.
 - ``svd_flow_lora``: end-point error (px) of the generated flow video
-  (:class:`~core.pipelines.svd_flow.SVDFlowPipeline`) against the scene's exact flow, against zero flow.
-  Target: at most 0.7x zero flow's.
+  (:class:`~core.pipelines.svd_flow.SVDFlowPipeline`) against the scene's exact flow, against zero flow and
+  two ceilings of any model that sees the first frame alone (:func:`motion_ceilings`): the scenes' motion is
+  drawn independently of what frame 0 shows. Target: at most 0.7x zero flow's.
 - ``svd_joint_flow``: ObjMC with the sprites' tracks (joint sampling with known flow) against free joint
   sampling; reported without a target, next to the ControlNet's row.
 
@@ -288,6 +290,7 @@ def evaluate_interp(paths: ProofPaths, quick: bool) -> list[Row]:
     """The head+tail LoRA's PSNR and SSIM rows (module docstring)."""
     from core.engines.interpolate import crossfade
     from core.eval.metrics import held_out_scores
+    from core.eval.proof_bases import round_trip
     from core.imaging import unit_to_uint8
     from core.lora import load_lora, set_lora_enabled
     from core.pipelines.svd_interpolate import SVDInterpolatePipeline
@@ -302,7 +305,7 @@ def evaluate_interp(paths: ProofPaths, quick: bool) -> list[Row]:
     # Stock SVD from the head alone, over the same modules with the LoRA switched off.
     first_only = training_pipeline(SVDTrajectoryPipeline, pipe.components)
     keyframes = [0, MINI_FRAMES - 1]
-    scores: dict[str, list[tuple[float, float]]] = {"lora": [], "crossfade": [], "first": []}
+    scores: dict[str, list[tuple[float, float]]] = {"lora": [], "crossfade": [], "first": [], "vae": []}
     for scene, seed in held_out_cases(quick):
         truth = scene.frames_uint8
         options = {"num_frames": MINI_FRAMES, "output_type": "np"}
@@ -317,18 +320,48 @@ def evaluate_interp(paths: ProofPaths, quick: bool) -> list[Row]:
         scores["crossfade"].append(
             held_out_scores(crossfade(MINI_FRAMES, keyframes, truth[keyframes]), truth, keyframes)
         )
+        scores["vae"].append(held_out_scores(round_trip(pipe.vae, truth, temporal=True), truth, keyframes))
     rows = []
     for column, metric in enumerate(("PSNR dB", "SSIM")):
         of = {key: measure(score[column] for score in values) for key, values in scores.items()}
-        baselines = {"cross-fade": of["crossfade"], "mini SVD first frame only": of["first"]}
+        baselines = {
+            "cross-fade": of["crossfade"],
+            "mini SVD first frame only": of["first"],
+            "the real clip through the VAE (ceiling)": of["vae"],
+        }
         metric = f"{metric} of the middle frames, higher is better"
         met = of["lora"].mean > of["crossfade"].mean
         rows.append(_row(name, metric, of["lora"], baselines, "above cross-fade", met))
     return rows
 
 
+# Motion draws per held-out scene for the flow LoRA's ceilings, and the first seed of those draws.
+MOTION_DRAWS = 32
+MOTION_DRAW_SEED = 2_000_000
+
+
+def motion_ceilings(scene: VideoScene, truth_px: np.ndarray, case: int) -> dict[str, float]:
+    """What any model that sees only ``scene``'s first frame can reach: the flow EPE (px) against ``truth_px``
+    of the scene's own motion drawn again (:func:`~core.data.synthetic.video.redraw_motion`: the same first frame,
+    new sprite velocities and pan; a perfect sampler), averaged over :data:`MOTION_DRAWS` draws, and of the mean
+    of those draws (about the best single estimate). Seeds ``MOTION_DRAW_SEED + MOTION_DRAWS * case + k``."""
+    from core.data.synthetic.video import redraw_motion, render_video_scene
+    from core.flow import flows_to_video
+    from core.training.svd_flow_lora import mean_epe
+
+    first = MOTION_DRAW_SEED + MOTION_DRAWS * case
+    draws = [
+        flows_to_video(render_video_scene(redraw_motion(scene.spec, first + k)).flow_px)
+        for k in range(MOTION_DRAWS)
+    ]
+    return {
+        "sampler_epe_px": float(np.mean([mean_epe(draw, truth_px) for draw in draws])),
+        "mean_epe_px": mean_epe(np.mean(draws, axis=0), truth_px),
+    }
+
+
 def evaluate_flow_lora(paths: ProofPaths, quick: bool) -> list[Row]:
-    """The flow LoRA's EPE row (module docstring)."""
+    """The flow LoRA's EPE row (module docstring), with the ceilings of :func:`motion_ceilings`."""
     from core.flow import flows_to_video
     from core.pipelines.svd_flow import SVDFlowPipeline
     from core.training.svd_flow_lora import render_flow_sample
@@ -337,7 +370,8 @@ def evaluate_flow_lora(paths: ProofPaths, quick: bool) -> list[Row]:
     args = trainer_args(name, paths)
     pipe = _svd_pipeline(SVDFlowPipeline, args)
     scale_px = pipe.load_flow_lora(paths.weights[name]).scale_px(MINI_SIDE)
-    results: dict[str, list[float]] = {"epe_px": [], "zero_flow_epe_px": []}
+    keys = ("epe_px", "zero_flow_epe_px", "sampler_epe_px", "mean_epe_px")
+    results: dict[str, list[float]] = {key: [] for key in keys}
     for index, (scene, seed) in enumerate(held_out_cases(quick)):
         folder = paths.work / name / f"case-{index}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -345,21 +379,26 @@ def evaluate_flow_lora(paths: ProofPaths, quick: bool) -> list[Row]:
         metrics = render_flow_sample(
             pipe, scene.frames_uint8, truth_px, folder, _sampling(args, seed), flow_scale_px=scale_px
         )
+        metrics.update(motion_ceilings(scene, truth_px, index))
         for key, values in results.items():
             values.append(metrics[key])
     metric = "EPE px of the generated flow vs the exact flow, lower is better"
-    baselines = {"zero flow": measure(results["zero_flow_epe_px"])}
+    baselines = {
+        "zero flow": measure(results["zero_flow_epe_px"]),
+        "the scene's motion drawn again (a perfect sampler)": measure(results["sampler_epe_px"]),
+        f"mean of {MOTION_DRAWS} such draws (best estimate)": measure(results["mean_epe_px"]),
+    }
     value = measure(results["epe_px"])
-    return [
-        _row(
-            name,
-            metric,
-            value,
-            baselines,
-            "<= 0.7x zero flow",
-            value.mean <= 0.7 * baselines["zero flow"].mean,
+    zero = baselines["zero flow"].mean
+    met = value.mean <= 0.7 * zero
+    best = min(baselines[key].mean for key in list(baselines)[1:])
+    note = ""
+    if not met:
+        note = (
+            f"target missed, as measured; out of reach from the first frame alone: the scene's motion is drawn "
+            f"independently of what frame 0 shows, and the best of its ceilings scores {best / zero:.2f}x zero flow"
         )
-    ]
+    return [Row(name, metric, value, baselines, "<= 0.7x zero flow", met, note)]
 
 
 def _joint_pipeline(paths: ProofPaths, *extra: str):

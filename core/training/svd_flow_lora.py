@@ -184,7 +184,7 @@ def build_task(args: argparse.Namespace, accelerator) -> TrainingTask:
     )
 
 
-def _mean_epe(flows_px: np.ndarray, truth_px: np.ndarray) -> float:
+def mean_epe(flows_px: np.ndarray, truth_px: np.ndarray) -> float:
     """Mean end-point error (px) over frames 1..T-1 (frame 0 is zero by the convention) and all pixels."""
     return float(np.linalg.norm(flows_px[1:] - truth_px[1:], axis=-1).mean())
 
@@ -222,9 +222,9 @@ def render_flow_sample(
         **sampling.record(),
         "num_frames": num_frames,
         "flow_scale_px": flow_scale_px,
-        "epe_px": _mean_epe(flows_px, truth_px),
-        "zero_flow_epe_px": _mean_epe(np.zeros_like(truth_px), truth_px),
-        "encoding_floor_epe_px": _mean_epe(encoded_truth, truth_px),
+        "epe_px": mean_epe(flows_px, truth_px),
+        "zero_flow_epe_px": mean_epe(np.zeros_like(truth_px), truth_px),
+        "encoding_floor_epe_px": mean_epe(encoded_truth, truth_px),
         "clipped_fraction": float((np.abs(truth_px[1:]) > flow_scale_px).mean()),
         "truth_max_px": float(np.abs(truth_px).max()),
     }

@@ -40,6 +40,23 @@ def test_held_out_cases_are_scenes_with_tracks_times_seeds(quick):
         assert np.array_equal(scenes[0].frames_uint8, first.frames_uint8)
 
 
+def test_motion_ceilings_score_a_perfect_sampler_worse_than_the_mean_of_its_draws():
+    from core.flow import flows_to_video
+    from core.training.svd_flow_lora import mean_epe
+
+    sampler, mean, zero = [], [], []
+    for case, (scene, _) in enumerate(proof_svd.held_out_cases(quick=True)):
+        truth_px = flows_to_video(scene.flow_px)
+        ceilings = proof_svd.motion_ceilings(scene, truth_px, case)
+        assert ceilings == proof_svd.motion_ceilings(scene, truth_px, case)
+        sampler.append(ceilings["sampler_epe_px"])
+        mean.append(ceilings["mean_epe_px"])
+        zero.append(mean_epe(np.zeros_like(truth_px), truth_px))
+    # A draw of the motion misses by the spread of two draws; their mean by about one, as zero flow does.
+    assert np.mean(sampler) > 1.1 * np.mean(mean)
+    assert 0.8 < np.mean(mean) / np.mean(zero) < 1.25
+
+
 def test_paired_losses_see_the_same_noise_and_roll_only_the_condition():
     x = torch.arange(8.0).reshape(4, 2)
     batches = [{"x": x, "condition": x.clone()}, {"x": -x, "condition": -x.clone()}]

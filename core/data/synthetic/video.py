@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -230,6 +230,36 @@ def _video_caption(sprites: tuple[Sprite, ...], camera_velocity: tuple[float, fl
     return f"{text}, the camera panning {pan}" if pan else text
 
 
+def _margin(size: tuple[int, int]) -> np.ndarray:
+    """(x, y) distance from the frame's edges that sprite centres keep."""
+    height, width = size
+    return np.array([width, height]) * 0.15
+
+
+def _draw_pan(rng: np.random.Generator, max_pan_px: float) -> np.ndarray:
+    """A camera velocity (dx, dy) per frame, mostly horizontal."""
+    return rng.uniform(-1, 1, 2) * np.array([max_pan_px, 0.25 * max_pan_px])
+
+
+def _draw_velocity(
+    rng: np.random.Generator,
+    start_screen: np.ndarray,
+    pan: np.ndarray,
+    size: tuple[int, int],
+    n_frames: int,
+    max_speed_px: float,
+) -> tuple[float, float]:
+    """A sprite's velocity in background coordinates: a random screen motion of at most `max_speed_px` per
+    frame whose end stays inside the margins, plus the camera's pan."""
+    height, width = size
+    span = max(n_frames - 1, 1)
+    margin = _margin(size)
+    step = rng.uniform(-1, 1, 2) * max_speed_px / math.sqrt(2)
+    end_screen = np.clip(start_screen + step * span, margin, np.array([width, height]) - margin)
+    screen_velocity = (end_screen - start_screen) / span
+    return float(screen_velocity[0] + pan[0]), float(screen_velocity[1] + pan[1])
+
+
 def random_video_spec(
     size: tuple[int, int] = (64, 64),
     n_frames: int = 8,
@@ -245,24 +275,21 @@ def random_video_spec(
     count = int(rng.integers(1, 4)) if n_sprites is None else n_sprites
     if count < 0 or count > len(PALETTE):
         raise InputError(f"n_sprites must be between 0 and {len(PALETTE)}, got {n_sprites}.")
-    span = max(n_frames - 1, 1)
-    pan = rng.uniform(-1, 1, 2) * np.array([max_pan_px, 0.25 * max_pan_px])
+    pan = _draw_pan(rng, max_pan_px)
     colors = rng.choice(list(PALETTE), size=count, replace=False)
     sprites = []
     for color in colors:
         radius = float(rng.uniform(0.1, 0.2) * min(height, width))
-        margin = np.array([width, height]) * 0.15
+        margin = _margin(size)
         start_screen = rng.uniform(margin, np.array([width, height]) - margin)
-        step = rng.uniform(-1, 1, 2) * max_speed_px / math.sqrt(2)
-        end_screen = np.clip(start_screen + step * span, margin, np.array([width, height]) - margin)
-        screen_velocity = (end_screen - start_screen) / span
+        velocity = _draw_velocity(rng, start_screen, pan, size, n_frames, max_speed_px)
         sprites.append(
             Sprite(
                 shape="disc" if rng.random() < 0.5 else "square",
                 radius_px=radius,
-                # Stored in background coordinates: the screen motion plus the pan.
+                # Stored in background coordinates (the same as the screen's at frame 0).
                 center_px=(float(start_screen[0]), float(start_screen[1])),
-                velocity_px=(float(screen_velocity[0] + pan[0]), float(screen_velocity[1] + pan[1])),
+                velocity_px=velocity,
                 color=str(color),
                 texture=random_texture(rng, PALETTE[str(color)]),
                 spin_rad=float(rng.uniform(-0.05, 0.05)),
@@ -280,6 +307,26 @@ def random_video_spec(
         fps=fps,
         caption=_video_caption(tuple(sprites), camera),
     )
+
+
+def redraw_motion(
+    spec: VideoSceneSpec, seed: int, max_speed_px: float = 2.0, max_pan_px: float = 1.5
+) -> VideoSceneSpec:
+    """`spec` with its motion drawn again as `random_video_spec` draws it (a new pan and sprite velocities,
+    seeded `seed`), everything seen in frame 0 kept: the same first frame, another clip that could follow it."""
+    rng = np.random.default_rng(seed)
+    pan = _draw_pan(rng, max_pan_px)
+    sprites = tuple(
+        replace(
+            sprite,
+            velocity_px=_draw_velocity(
+                rng, np.asarray(sprite.center_px), pan, spec.size, spec.n_frames, max_speed_px
+            ),
+        )
+        for sprite in spec.sprites
+    )
+    camera = (float(pan[0]), float(pan[1]))
+    return replace(spec, sprites=sprites, camera_velocity_px=camera, caption=_video_caption(sprites, camera))
 
 
 def make_video_scene(
