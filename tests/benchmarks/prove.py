@@ -4,11 +4,14 @@
     python tests/benchmarks/prove.py --quick         # the controls only, short runs on the installed mini bases
     python tests/benchmarks/prove.py --only bases    # the bases alone (installed), no controls
     python tests/benchmarks/prove.py --only joint_lora svd_flow_lora   # some controls (on the installed bases)
+    python tests/benchmarks/prove.py --jobs 1        # one training at a time (default: one per core, at most 4)
 
 Every step is a plain command line (printed as it runs, so any row can be reproduced alone): the data writers
 of :mod:`core.data.synthetic`, ``python -m core.training.base_model`` for the bases, ``python -m
 core.training.<trainer>`` for the controls with the flags their :class:`~core.eval.learning.ControlProof`
-gives. Seeds are fixed; held-out scenes come from seeds no training run sees (:mod:`core.eval.learning`).
+gives. Seeds are fixed; held-out scenes come from seeds no training run sees (:mod:`core.eval.learning`). The
+runs are jobs of :func:`core.eval.schedule.run_jobs`: each starts once what it trains on is done, ``--jobs`` at
+once (the SD controls train while mini SVD still does); evaluations run one at a time in this process.
 
 The full run writes the trained weights into ``assets/models/mini/`` (``--no-install`` keeps them in the work
 folder only), the table on stdout and everything measured in ``bench-results/prove.json`` (``--json``).
@@ -22,8 +25,14 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import torch
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -41,6 +50,7 @@ from core.eval.learning import (  # noqa: E402
     measure,
 )
 from core.eval.report import table, write_json  # noqa: E402
+from core.eval.schedule import Job, run_jobs  # noqa: E402
 
 MINI_DIR = ROOT / "assets" / "models" / "mini"
 # Training scenes: image scenes (SD, joint depth, the VAE) and sprite clips (SVD and its controls).
@@ -51,19 +61,39 @@ GAP_BATCHES = 4
 INSTALLED = ("*.safetensors", "*.json", "*.txt", "**/*.safetensors", "**/*.json", "**/*.txt")
 
 
-def _proofs() -> list[ControlProof]:
+def _proofs() -> list[tuple[str, ControlProof]]:
+    """(the base it trains on: "sd" or "svd", the proof) of every control trainer, in table order."""
     from core.eval.proof_sd import PROOFS as SD_PROOFS
     from core.eval.proof_svd import PROOFS as SVD_PROOFS
 
-    return [*SD_PROOFS, *SVD_PROOFS]
+    return [*(("sd", proof) for proof in SD_PROOFS), *(("svd", proof) for proof in SVD_PROOFS)]
 
 
-def run_command(argv: list[str], log: Path) -> float:
-    """Run ``argv`` (printed first), its output into ``log``; return the wall time. Raises on failure."""
-    print("  $ " + " ".join(argv), flush=True)
+@dataclass
+class Results:
+    """What the jobs measure: rows by job (bases, then each trainer), wall times, installed sizes. Evaluations
+    run in this process one at a time (:meth:`evaluating`) while other jobs' training runs go on beside them."""
+
+    rows: dict[str, list[Row]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def evaluating(self, threads: int) -> Iterator[None]:
+        with self.lock:
+            torch.set_num_threads(threads)
+            yield
+
+
+def run_command(argv: list[str], log: Path, threads: int) -> float:
+    """Run ``argv`` (printed first) with ``threads`` torch threads, its output into ``log``; return the wall time.
+    Raises on failure."""
+    print(f"  $ OMP_NUM_THREADS={threads} " + " ".join(argv), flush=True)
     started = time.perf_counter()
     with open(log, "w", encoding="utf-8") as out:
-        done = subprocess.run(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=_env())
+        env = {**_env(), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        done = subprocess.run(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
     if done.returncode:
         tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
         raise RuntimeError(f"{argv[2] if len(argv) > 2 else argv} failed (exit {done.returncode}):\n{tail}")
@@ -119,6 +149,40 @@ def gap_row(proof: ControlProof, paths: ProofPaths) -> Row:
     )
 
 
+def control_job(
+    proof: ControlProof,
+    paths: ProofPaths,
+    work: Path,
+    quick: bool,
+    results: Results,
+    needs: tuple[str, ...],
+    install_weights: bool,
+) -> Job:
+    """The job that trains ``proof``'s control (a subprocess), then measures its rows and gap in this process."""
+
+    def job(threads: int) -> None:
+        output = work / "runs" / proof.trainer
+        shutil.rmtree(output, ignore_errors=True)
+        python = [sys.executable, "-m", f"core.training.{proof.trainer}"]
+        command = [*python, *proof.train_argv(paths, quick), "--output_dir", str(output)]
+        print(f"{proof.trainer}: training", flush=True)
+        log = work / "logs" / f"{proof.trainer}.log"
+        results.timings[f"train {proof.trainer}"] = run_command(command, log, threads)
+        paths.weights[proof.trainer] = output
+        with results.evaluating(threads):
+            print(f"{proof.trainer}: evaluating on held-out scenes", flush=True)
+            measured = time.perf_counter()
+            rows = proof.evaluate(paths, quick)
+            if proof.gap is not None:
+                rows.append(gap_row(proof, paths))
+            results.timings[f"evaluate {proof.trainer}"] = time.perf_counter() - measured
+        results.rows[proof.trainer] = rows
+        if install_weights:
+            results.sizes[proof.trainer] = install(output, proof.trainer)
+
+    return Job(proof.trainer, job, needs + proof.needs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make prove", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -139,7 +203,17 @@ def main(argv: list[str] | None = None) -> int:
         help="Folder holding the sd/ and svd/ bases the controls train on, when the bases are not trained in "
         "this run (default: the installed assets/models/mini).",
     )
+    cores = os.cpu_count() or 1
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=min(cores, 4),
+        help="Trainings run side by side, the cores shared among them (default: one per core, at most 4; "
+        "1 runs everything in turn).",
+    )
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     started = time.perf_counter()
     work = args.work / ("quick" if args.quick else "full")
     (work / "logs").mkdir(parents=True, exist_ok=True)
@@ -147,40 +221,29 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"data -> {work / 'data'}", flush=True)
     images, clips = write_data(work, args.quick)
-    rows: list[Row] = []
-    timings: dict[str, float] = {}
-    sizes: dict[str, int] = {}
+    results = Results()
+    jobs: list[Job] = []
     bases = {"sd": args.bases / "sd", "svd": args.bases / "svd"}
+    base_needs: dict[str, tuple[str, ...]] = {"sd": (), "svd": ()}
     if not args.quick and (not args.only or "bases" in args.only):
-        from prove_bases import train_bases
+        from prove_bases import base_jobs
 
-        bases, base_rows, base_timings = train_bases(work, images, clips, run_command)
-        rows += base_rows
-        timings.update(base_timings)
-        if install_weights:
-            for name, folder in list(bases.items()):
-                sizes[name] = install(folder, name)
-                bases[name] = MINI_DIR / name
+        base, bases = base_jobs(
+            work, images, clips, run_command, results, install if install_weights else None
+        )
+        jobs += base
+        base_needs = {"sd": ("sd pipeline",), "svd": ("svd pipeline",)}
     paths = ProofPaths(bases["sd"], bases["svd"], images, clips, {}, work)
     controls = [] if args.only == ["bases"] else _proofs()
-    for proof in controls:
-        if args.only and proof.trainer not in args.only:
-            continue
-        output = work / "runs" / proof.trainer
-        shutil.rmtree(output, ignore_errors=True)
-        python = [sys.executable, "-m", f"core.training.{proof.trainer}"]
-        command = [*python, *proof.train_argv(paths, args.quick), "--output_dir", str(output)]
-        print(f"{proof.trainer}: training", flush=True)
-        timings[f"train {proof.trainer}"] = run_command(command, work / "logs" / f"{proof.trainer}.log")
-        paths.weights[proof.trainer] = output
-        print(f"{proof.trainer}: evaluating on held-out scenes", flush=True)
-        measured = time.perf_counter()
-        rows += proof.evaluate(paths, args.quick)
-        if proof.gap is not None:
-            rows.append(gap_row(proof, paths))
-        timings[f"evaluate {proof.trainer}"] = time.perf_counter() - measured
-        if install_weights:
-            sizes[proof.trainer] = install(output, proof.trainer)
+    chosen = [(base, proof) for base, proof in controls if not args.only or proof.trainer in args.only]
+    for base, proof in chosen:
+        needs = tuple(n for n in proof.needs if n not in {p.trainer for _, p in chosen})
+        if needs:
+            parser.error(f"{proof.trainer} needs {', '.join(needs)} in the same run (add it to --only)")
+        jobs.append(control_job(proof, paths, work, args.quick, results, base_needs[base], install_weights))
+    run_jobs(jobs, slots=args.jobs, cores=max(cores, args.jobs))
+    timings, sizes = results.timings, results.sizes
+    rows = [row for key in ["bases", *(p.trainer for _, p in chosen)] for row in results.rows.get(key, [])]
 
     wall = time.perf_counter() - started
     print()
@@ -216,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join(f"{k} {v / 2**20:.1f} MB" for k, v in sizes.items())
         )
     print(
-        f"\nwall time {wall / 60:.1f} min on {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})"
+        f"\nwall time {wall / 60:.1f} min on {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+        f"{args.jobs} jobs at once"
     )
     write_json(
         args.json,
@@ -224,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick,
             "wall_time_s": wall,
             "cpu_cores": os.cpu_count(),
+            "jobs": args.jobs,
             "timings_s": timings,
             "installed_bytes": sizes,
             "rows": [row.as_json() for row in rows],

@@ -1,4 +1,5 @@
-"""The mini bases of `make prove`: five runs of ``python -m core.training.base_model``, then their rows.
+"""The mini bases of `make prove`: five runs of ``python -m core.training.base_model``, then their rows (as jobs of
+:func:`core.eval.schedule.run_jobs`: the VAE first, then SD beside the VAE decoders and SVD).
 
 1. the image VAE (``AutoencoderKL``) on the training images and clip frames;
 1b. its decoder fine-tuned on, the encoder frozen (``--init_vae``): the latents stay, so SD trains on the first
@@ -17,9 +18,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from core.eval.learning import MINI_FPS, MINI_FRAMES, MINI_SIDE, Row
+from core.eval.learning import MINI_FPS, MINI_FRAMES, MINI_SIDE
+from core.eval.schedule import Job
 from core.training.common import SUMMARY_NAME
+
+if TYPE_CHECKING:
+    from prove import Results
 
 # Held-out scenes and clips the base rows are measured on.
 HELD_OUT_SCENES = 32
@@ -91,12 +97,18 @@ def _not_weights(folder: str, names: list[str]) -> list[str]:
     return [n for n in names if n not in ("config.json", "diffusion_pytorch_model.safetensors")]
 
 
-def train_bases(
-    work: Path, images: Path, clips: Path, run_command: Callable[[list[str], Path], float]
-) -> tuple[dict[str, Path], list[Row], dict[str, float]]:
-    """Train the bases (four, and the image decoder fine-tuned) into WORK/bases; return ({"sd": folder, "svd": folder}, their rows, wall times)."""
-    from core.eval.proof_bases import save_samples, sd_rows, svd_rows, vae_rows
-
+def base_jobs(
+    work: Path,
+    images: Path,
+    clips: Path,
+    run_command: Callable[[list[str], Path, int], float],
+    results: Results,
+    install: Callable[[Path, str], int] | None,
+) -> tuple[list[Job], dict[str, Path]]:
+    """The jobs that train the bases (four, and the image decoder fine-tuned) into WORK/bases, put each pipeline
+    together and measure the base rows (then install sd/ and svd/ with ``install``); returns them and the
+    pipeline folders ({"sd": folder, "svd": folder}) the controls train on once "sd pipeline" / "svd pipeline"
+    are done. Each job notes its wall time and rows in ``results``."""
     out = work / "bases"
     python = [sys.executable, "-m", "core.training.base_model", *COMMON_FLAGS]
     runs = {
@@ -112,27 +124,57 @@ def train_bases(
         "sd": ["--kind", "sd", "--vae", str(out / "vae"), "--data_dir", str(images), *SD_FLAGS],
         "svd": ["--kind", "svd", "--vae", str(out / "temporal_vae"), "--data_dir", str(clips), *CLIP_FLAGS, *SVD_FLAGS],
     }  # fmt: skip
-    timings = {}
-    for name, flags in runs.items():
-        command = [*python, *flags, "--output_dir", str(out / name)]
-        finished = _finished_run(out / name, command)
-        if finished is not None:  # a finished run with the same flags (an interrupted proof, rerun)
-            print(f"base {name}: kept the finished run in {out / name}", flush=True)
-            timings[f"train base {name}"] = finished
-            continue
-        print(f"base {name}: training", flush=True)
-        shutil.rmtree(out / name, ignore_errors=True)
-        timings[f"train base {name}"] = run_command(command, work / "logs" / f"base_{name}.log")
-    # The pipelines decode with the last decoders: SD's with the fine-tuned one, SVD's with the temporal one trained
-    # from it (the same encoder and scaling factor as the VAE SD and SVD trained on: the same latents).
-    for vae, pipeline in (("vae_decoder", "sd"), ("temporal_vae", "svd")):
-        shutil.copytree(out / vae, out / pipeline / "vae", dirs_exist_ok=True, ignore=_not_weights)
-    started = time.perf_counter()
-    rows = [
-        *vae_rows(out / "sd", out / "svd", HELD_OUT_SCENES),
-        *sd_rows(out / "sd", HELD_OUT_SCENES),
-        *svd_rows(out / "svd", HELD_OUT_CLIPS),
+    needs = {
+        "vae": (),
+        "vae_decoder": ("vae",),
+        "temporal_vae": ("vae_decoder",),
+        "sd": ("vae",),
+        "svd": ("temporal_vae",),
+    }
+
+    def train(name: str) -> Callable[[int], None]:
+        def job(threads: int) -> None:
+            command = [*python, *runs[name], "--output_dir", str(out / name)]
+            finished = _finished_run(out / name, command)
+            if finished is not None:  # a finished run with the same flags (an interrupted proof, rerun)
+                print(f"base {name}: kept the finished run in {out / name}", flush=True)
+                results.timings[f"train base {name}"] = finished
+                return
+            print(f"base {name}: training", flush=True)
+            shutil.rmtree(out / name, ignore_errors=True)
+            results.timings[f"train base {name}"] = run_command(
+                command, work / "logs" / f"base_{name}.log", threads
+            )
+
+        return job
+
+    def pipeline(vae: str, name: str) -> Callable[[int], None]:
+        # The pipelines decode with the last decoders: SD's with the fine-tuned one, SVD's with the temporal one
+        # trained from it (the same encoder and scaling factor as the VAE SD and SVD trained on: the same latents).
+        return lambda threads: shutil.copytree(
+            out / vae, out / name / "vae", dirs_exist_ok=True, ignore=_not_weights
+        )
+
+    def measure_rows(threads: int) -> None:
+        from core.eval.proof_bases import save_samples, sd_rows, svd_rows, vae_rows
+
+        started = time.perf_counter()
+        with results.evaluating(threads):
+            results.rows["bases"] = [
+                *vae_rows(out / "sd", out / "svd", HELD_OUT_SCENES),
+                *sd_rows(out / "sd", HELD_OUT_SCENES),
+                *svd_rows(out / "svd", HELD_OUT_CLIPS),
+            ]
+            save_samples(out / "sd", out / "svd", work / "samples")
+        results.timings["evaluate bases"] = time.perf_counter() - started
+        if install is not None:
+            for name in ("sd", "svd"):
+                results.sizes[name] = install(out / name, name)
+
+    jobs = [Job(f"base {name}", train(name), tuple(f"base {n}" for n in needs[name])) for name in runs]
+    jobs += [
+        Job("sd pipeline", pipeline("vae_decoder", "sd"), ("base sd", "base vae_decoder")),
+        Job("svd pipeline", pipeline("temporal_vae", "svd"), ("base svd",)),
+        Job("base rows", measure_rows, ("sd pipeline", "svd pipeline")),
     ]
-    save_samples(out / "sd", out / "svd", work / "samples")
-    timings["evaluate bases"] = time.perf_counter() - started
-    return {"sd": out / "sd", "svd": out / "svd"}, rows, timings
+    return jobs, {"sd": out / "sd", "svd": out / "svd"}
