@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, Dataset
 
 from core.errors import InputError
-from core.training.base_vae import decoder_fine_tune_from, load_vae, temporal_vae_from
+from core.training.base_vae import decoder_fine_tune_from, load_vae, svd_vae, temporal_vae_from
 from core.training.common import TrainingTask, add_common_args, check_common_args, script_main
 from core.training.svd_base import P_MEAN, P_STD
 
@@ -105,7 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="vae: a trained image VAE folder whose encoder to keep, frozen; its decoder trains on (or, with "
         "--temporal, a temporal decoder starting from it).",
     )
-    add("--vae", type=str, default=None, help="sd: the image VAE folder. svd: the temporal VAE folder.")
+    add(
+        "--vae",
+        type=str,
+        default=None,
+        help="sd: the image VAE folder. svd: the temporal VAE folder, or the image VAE it shares its encoder with "
+        "(then put the trained temporal VAE into OUTPUT_DIR/vae before sampling).",
+    )
     add(
         "--block_out_channels",
         type=int,
@@ -496,7 +502,7 @@ def svd_task(args: argparse.Namespace, accelerator) -> TrainingTask:
     from core.pipelines.svd_common import SVDPipelineBase
     from core.training import svd_base
 
-    vae = load_vae(args.vae, temporal=True)
+    vae = svd_vae(args.vae)
     image_encoder = image_encoder_for(args)
     unet = svd_unet(args, vae, image_encoder.config.projection_dim)
     size = image_encoder.config.image_size

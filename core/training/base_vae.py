@@ -7,6 +7,7 @@ sharper decodes without retraining SD). :func:`load_vae` loads any of them."""
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from pathlib import Path
 
@@ -29,6 +30,24 @@ def load_vae(folder: str | Path, temporal: bool = False):
             f"{folder} holds no {cls.__name__} ({type(err).__name__}); check the VAE flag."
         ) from err
     return vae.requires_grad_(False).eval()
+
+
+def svd_vae(folder: str | Path):
+    """The VAE SVD's base trains over (``--kind svd --vae``): a temporal VAE folder, or an image VAE folder whose
+    encoder and scaling factor it shares, its temporal decoder as :func:`temporal_vae_from` starts it (untrained;
+    SVD's training only encodes, so the trained temporal VAE can be put into the pipeline folder afterwards). The
+    skeleton is built without touching torch's RNG, so the run is the same with either folder."""
+    from diffusers import AutoencoderKL
+
+    folder = Path(folder)
+    config = (
+        folder / "vae" / "config.json" if (folder / "model_index.json").is_file() else folder / "config.json"
+    )
+    if config.is_file() and json.loads(config.read_text()).get("_class_name") == AutoencoderKL.__name__:
+        with torch.random.fork_rng():
+            vae = temporal_vae_from(load_vae(folder), argparse.Namespace(init_vae=folder))
+        return vae.requires_grad_(False).eval()
+    return load_vae(folder, temporal=True)
 
 
 def temporal_vae_from(image_vae, args: argparse.Namespace):

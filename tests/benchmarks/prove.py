@@ -149,6 +149,18 @@ def gap_row(proof: ControlProof, paths: ProofPaths) -> Row:
     )
 
 
+def _scheduling_rank(
+    item: tuple[str, ControlProof], chosen: list[tuple[str, ControlProof]]
+) -> tuple[bool, bool]:
+    """Which ready control starts first when a job slot frees (the table keeps its own order): the SVD controls
+    (their base is ready last), and among them a chain (svd_flow_lora, then svd_joint_flow on it) before the
+    lone ones. Chosen by simulating the schedule with the runs' measured times: 63 min against 67.5 in table
+    order on 2 cores."""
+    base, proof = item
+    in_chain = bool(proof.needs) or any(proof.trainer in other.needs for _, other in chosen)
+    return base == "sd", not in_chain
+
+
 def control_job(
     proof: ControlProof,
     paths: ProofPaths,
@@ -236,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = ProofPaths(bases["sd"], bases["svd"], images, clips, {}, work)
     controls = [] if args.only == ["bases"] else _proofs()
     chosen = [(base, proof) for base, proof in controls if not args.only or proof.trainer in args.only]
-    for base, proof in chosen:
+    for base, proof in sorted(chosen, key=lambda item: _scheduling_rank(item, chosen)):
         needs = tuple(n for n in proof.needs if n not in {p.trainer for _, p in chosen})
         if needs:
             parser.error(f"{proof.trainer} needs {', '.join(needs)} in the same run (add it to --only)")

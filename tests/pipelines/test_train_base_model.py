@@ -191,6 +191,29 @@ def test_svd_folder_loads_and_samples(data, temporal_vae, tmp_path):
     assert frames.shape == (4, SIDE, SIDE, 3) and np.isfinite(frames).all()
 
 
+def test_svd_trains_the_same_over_the_image_vae_as_over_the_temporal_vae(
+    data, vae_run, temporal_vae, tmp_path
+):
+    # SVD's training only encodes, and both VAEs share the encoder, so make prove trains SVD while the temporal
+    # decoder still trains: the run over the image VAE must be the very same run.
+    def svd_run(vae: Path, out: Path) -> dict[str, torch.Tensor]:
+        run_script(
+            "core.training.base_model",
+            *("--kind", "svd", "--vae", str(vae), *TINY_UNET, *LOOP, "--max_train_steps", "2"),
+            *("--num_frames", "4", "--data_dir", str(data["clips"]), "--output_dir", str(out)),
+        )
+        return load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
+
+    over_temporal, over_image = svd_run(temporal_vae, tmp_path / "a"), svd_run(vae_run[1], tmp_path / "b")
+    assert over_temporal.keys() == over_image.keys()
+    assert all(torch.equal(over_temporal[k], over_image[k]) for k in over_temporal)
+    skeleton = load_file(tmp_path / "b" / "vae" / "diffusion_pytorch_model.safetensors")
+    encoder = _vae_weights(vae_run[1])
+    assert all(
+        torch.equal(skeleton[k], encoder[k]) for k in encoder if k.startswith(("encoder.", "quant_conv."))
+    )
+
+
 @pytest.mark.parametrize(
     ("extra", "flag"),
     [
