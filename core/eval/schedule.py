@@ -9,10 +9,17 @@ all).
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+
+def say(line: str) -> None:
+    """Print one line whole (``print`` writes the text and its newline apart: lines of jobs side by side mix)."""
+    sys.stdout.write(f"{line}\n")
+    sys.stdout.flush()
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ from core.eval.learning import (  # noqa: E402
     measure,
 )
 from core.eval.report import table, write_json  # noqa: E402
-from core.eval.schedule import Job, run_jobs  # noqa: E402
+from core.eval.schedule import Job, run_jobs, say  # noqa: E402
 
 MINI_DIR = ROOT / "assets" / "models" / "mini"
 # Training scenes: image scenes (SD, joint depth, the VAE) and sprite clips (SVD and its controls).
@@ -89,7 +89,7 @@ class Results:
 def run_command(argv: list[str], log: Path, threads: int) -> float:
     """Run ``argv`` (printed first) with ``threads`` torch threads, its output into ``log``; return the wall time.
     Raises on failure."""
-    print(f"  $ OMP_NUM_THREADS={threads} " + " ".join(argv), flush=True)
+    say(f"  $ OMP_NUM_THREADS={threads} " + " ".join(argv))
     started = time.perf_counter()
     with open(log, "w", encoding="utf-8") as out:
         env = {**_env(), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
@@ -177,12 +177,12 @@ def control_job(
         shutil.rmtree(output, ignore_errors=True)
         python = [sys.executable, "-m", f"core.training.{proof.trainer}"]
         command = [*python, *proof.train_argv(paths, quick), "--output_dir", str(output)]
-        print(f"{proof.trainer}: training", flush=True)
+        say(f"{proof.trainer}: training")
         log = work / "logs" / f"{proof.trainer}.log"
         results.timings[f"train {proof.trainer}"] = run_command(command, log, threads)
         paths.weights[proof.trainer] = output
         with results.evaluating(threads):
-            print(f"{proof.trainer}: evaluating on held-out scenes", flush=True)
+            say(f"{proof.trainer}: evaluating on held-out scenes")
             measured = time.perf_counter()
             rows = proof.evaluate(paths, quick)
             if proof.gap is not None:

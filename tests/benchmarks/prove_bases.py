@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.eval.learning import MINI_FPS, MINI_FRAMES, MINI_SIDE
-from core.eval.schedule import Job
+from core.eval.schedule import Job, say
 from core.training.common import SUMMARY_NAME
 
 if TYPE_CHECKING:
@@ -139,10 +139,10 @@ def base_jobs(
             command = [*python, *runs[name], "--output_dir", str(out / name)]
             finished = _finished_run(out / name, command)
             if finished is not None:  # a finished run with the same flags (an interrupted proof, rerun)
-                print(f"base {name}: kept the finished run in {out / name}", flush=True)
+                say(f"base {name}: kept the finished run in {out / name}")
                 results.timings[f"train base {name}"] = finished
                 return
-            print(f"base {name}: training", flush=True)
+            say(f"base {name}: training")
             shutil.rmtree(out / name, ignore_errors=True)
             results.timings[f"train base {name}"] = run_command(
                 command, work / "logs" / f"base_{name}.log", threads
