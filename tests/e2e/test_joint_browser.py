@@ -129,6 +129,8 @@ def test_an_uploaded_image_gives_its_depth(start_app, page, tmp_path):
     good = tmp_path / "good.png"
     Image.fromarray(np.full((NATIVE_SIDE, NATIVE_SIDE, 3), 90, np.uint8)).save(good)
     page.reload()
+    # Under load the reloaded page takes a while to render again: a click on the tab before then is lost.
+    page.locator("#jd-banner").get_by_text(f"native size {NATIVE_SIDE} px").wait_for(timeout=60_000)
     page.get_by_role("tab", name="Image -> depth").click()
     page.locator("#jd-image input[type=file]").set_input_files(str(good))
     page.locator("#jd-image-go").click()
