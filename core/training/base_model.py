@@ -383,7 +383,7 @@ def vae_task(args: argparse.Namespace) -> TrainingTask:
     from diffusers import AutoencoderKL
 
     if args.temporal:
-        vae = temporal_vae_from(load_vae(args.init_vae), args)
+        vae = temporal_vae_from(load_vae(args.init_vae), f"--init_vae {args.init_vae}")
         dataset = _clips(args, args.data_dir)
         collate = _stack_pixels
     else:

@@ -6,7 +6,6 @@ sharper decodes without retraining SD). :func:`load_vae` loads any of them."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from pathlib import Path
@@ -16,13 +15,18 @@ import torch
 from core.errors import InputError
 
 
+def _subfolder(folder: Path) -> str | None:
+    """Where a VAE sits: in a pipeline folder its ``vae/``, else the folder itself (None)."""
+    return "vae" if (folder / "model_index.json").is_file() else None
+
+
 def load_vae(folder: str | Path, temporal: bool = False):
     """The VAE of a VAE folder or of a pipeline folder (its ``vae/``), frozen, in eval mode."""
     from diffusers import AutoencoderKL, AutoencoderKLTemporalDecoder
 
     cls = AutoencoderKLTemporalDecoder if temporal else AutoencoderKL
     folder = Path(folder)
-    subfolder = "vae" if (folder / "model_index.json").is_file() else None
+    subfolder = _subfolder(folder)
     try:
         vae = cls.from_pretrained(str(folder), subfolder=subfolder, local_files_only=True)
     except (OSError, ValueError) as err:
@@ -40,19 +44,18 @@ def svd_vae(folder: str | Path):
     from diffusers import AutoencoderKL
 
     folder = Path(folder)
-    config = (
-        folder / "vae" / "config.json" if (folder / "model_index.json").is_file() else folder / "config.json"
-    )
+    config = folder / (_subfolder(folder) or "") / "config.json"
     if config.is_file() and json.loads(config.read_text()).get("_class_name") == AutoencoderKL.__name__:
         with torch.random.fork_rng():
-            vae = temporal_vae_from(load_vae(folder), argparse.Namespace(init_vae=folder))
+            vae = temporal_vae_from(load_vae(folder), folder)
         return vae.requires_grad_(False).eval()
     return load_vae(folder, temporal=True)
 
 
-def temporal_vae_from(image_vae, args: argparse.Namespace):
-    """SVD's VAE whose encoder and quant_conv are ``image_vae``'s (copied, frozen) and whose temporal decoder
-    trains; the scaling factor is the image VAE's, so both encode to the same latents.
+def temporal_vae_from(image_vae, source: str | Path):
+    """SVD's VAE whose encoder and quant_conv are ``image_vae``'s (copied, frozen; ``source``: its folder, for
+    the error) and whose temporal decoder trains; the scaling factor is the image VAE's, so both encode to the
+    same latents.
 
     The decoder starts from the image decoder, as SVD's started from SD's: every spatial weight whose name and
     shape match (the ResNet blocks' become ``spatial_res_block``'s), and the final temporal convolution as the
@@ -73,7 +76,7 @@ def temporal_vae_from(image_vae, args: argparse.Namespace):
     shared = {k: v for k, v in image_vae.state_dict().items() if k.startswith(("encoder.", "quant_conv."))}
     missing, _ = vae.load_state_dict(shared, strict=False)
     if any(k.startswith(("encoder.", "quant_conv.")) for k in missing):
-        raise InputError(f"--init_vae {args.init_vae}: its encoder does not fit SVD's VAE ({missing[:3]}).")
+        raise InputError(f"{source}: its encoder does not fit SVD's VAE ({missing[:3]}).")
     vae.encoder.requires_grad_(False)
     vae.quant_conv.requires_grad_(False)
     _start_from_image_decoder(vae, image_vae)
